@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up of everything evnas needs to build and run:
+#   1. libtorch 2.11.0, from PyPI's torch==2.11.0 wheel, installed once into a shared cache
+#      (EVNAS_CACHE, default ~/.cache/evnas) and linked into the checkout as .libtorch;
+#   2. the default dataset, Fashion-MNIST, from Debian's dataset-fashion-mnist package.
+# Skip step 1 by exporting LIBTORCH (a libtorch 2.11 dir) or LIBTORCH_USE_PYTORCH=1 (a python
+# whose torch is 2.11); see README.md.
+set -euo pipefail
+
+TORCH_VERSION=2.11.0
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${EVNAS_CACHE:-$HOME/.cache/evnas}
+target="$cache/torch-$TORCH_VERSION"
+fmnist=/usr/share/datasets/fashion-mnist
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+apt_install() {
+  if ! as_root true 2>/dev/null; then
+    log "need root (or sudo) to install Debian packages: $*"
+    log "ask an administrator to run: apt-get install -y $*"
+    return 1
+  fi
+  if [ ! -f /tmp/.evnas-apt-updated ]; then
+    as_root apt-get update -qq && touch /tmp/.evnas-apt-updated
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- 1. libtorch -------------------------------------------------------------------------------
+if [ -n "${LIBTORCH:-}" ] || [ -n "${LIBTORCH_USE_PYTORCH:-}" ]; then
+  log "using libtorch from the environment (LIBTORCH=${LIBTORCH:-} LIBTORCH_USE_PYTORCH=${LIBTORCH_USE_PYTORCH:-})"
+else
+  if [ ! -f "$target/.complete" ]; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      log "python3 pip is missing; installing python3-pip"
+      apt_install python3-pip python3-venv
+    fi
+    log "installing PyPI torch==$TORCH_VERSION into $target (about 4.6 GB, once per machine)"
+    rm -rf "$target.partial"
+    python3 -m pip install --quiet --disable-pip-version-check --no-cache-dir \
+      --target "$target.partial" "torch==$TORCH_VERSION"
+    rm -rf "$target"
+    mv "$target.partial" "$target"
+    touch "$target/.complete"
+  fi
+  ln -sfn "$target/torch" "$root/.libtorch"
+  log "libtorch $TORCH_VERSION: $root/.libtorch -> $target/torch"
+fi
+
+# --- 2. Fashion-MNIST ------------------------------------------------------------------------
+if [ -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
+  log "Fashion-MNIST present in $fmnist"
+elif apt_install dataset-fashion-mnist; then
+  log "installed Fashion-MNIST into $fmnist"
+else
+  log "Fashion-MNIST is missing: install the Debian package dataset-fashion-mnist as root,"
+  log "or point [data] path in your config at a directory holding its IDX files"
+  exit 1
+fi

@@ -1,0 +1,56 @@
+//! `evnas doctor`: checks what a search needs and says what is wrong, one line per problem.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use evnas::runtime::TorchRuntime;
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Dataset directories to check (default: the Fashion-MNIST package's directory).
+    #[arg(long = "data")]
+    data: Vec<PathBuf>,
+}
+
+const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
+    let rt = TorchRuntime::detect();
+    let mut problems = Vec::new();
+
+    match &rt.lib_dir {
+        Some(dir) => println!("ok: libtorch {} loaded from {}", rt.libtorch_version, dir.display()),
+        None => problems.push("libtorch_cpu.so is not mapped into this process".to_string()),
+    }
+    if rt.libtorch_release() != "2.11.0" {
+        problems.push(format!("libtorch is {}, evnas is built for 2.11.0", rt.libtorch_version));
+    }
+    if rt.cuda_available {
+        println!("ok: {} (cuDNN {})", rt.cuda_summary(), if rt.cudnn_available { "on" } else { "off" });
+    } else {
+        println!("note: CUDA not available; searches will run on the CPU");
+    }
+
+    let dirs = if args.data.is_empty() { vec![PathBuf::from(FASHION_MNIST_DIR)] } else { args.data.clone() };
+    for dir in &dirs {
+        match check_readable_dir(dir) {
+            Ok(n) => println!("ok: dataset directory {} ({n} files)", dir.display()),
+            Err(why) => problems.push(format!("dataset directory {}: {why}", dir.display())),
+        }
+    }
+
+    for p in &problems {
+        println!("problem: {p}");
+    }
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn check_readable_dir(dir: &Path) -> Result<usize, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    let n = entries.filter_map(Result::ok).count();
+    if n == 0 {
+        return Err("is empty".to_string());
+    }
+    Ok(n)
+}

@@ -1,0 +1,4 @@
+//! Subcommands of the `evnas` binary: each file parses its arguments and calls the library.
+
+pub mod doctor;
+pub mod version;

@@ -1,0 +1,7 @@
+//! evnas: EvNAS (Sinha & Chen, "Evolving Neural Architecture Using One Shot Model", GECCO 2021).
+//!
+//! The crate is three rings: a plain domain core (search spaces, evolution, models, data,
+//! training), a thin actor layer, and the edge (CLI, config, daemon, telemetry).
+
+pub mod runtime;
+pub mod space;

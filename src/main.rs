@@ -1,0 +1,51 @@
+//! The `evnas` command line: parse arguments, set up logging, hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+#[derive(Parser)]
+#[command(name = "evnas", about = "Evolve neural architectures with a one-shot supernet (EvNAS)")]
+#[command(disable_version_flag = true)]
+struct Cli {
+    /// Print the evnas and libtorch versions and the CUDA devices seen, then exit.
+    #[arg(short = 'V', long = "version")]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the environment: libtorch, CUDA devices, dataset paths. One line per problem.
+    Doctor(cli::doctor::DoctorArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match (cli.version, cli.command) {
+        (true, _) => cli::version::run(),
+        (false, Some(Command::Doctor(args))) => cli::doctor::run(&args),
+        (false, None) => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EVNAS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
