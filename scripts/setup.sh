@@ -45,6 +45,11 @@ else
     mv "$target.partial" "$target"
     touch "$target/.complete"
   fi
+  # The safetensors package lets the tests check that PyTorch loads the weights evnas writes.
+  if [ ! -d "$target/safetensors" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps \
+      --target "$target" "safetensors==0.7.0"
+  fi
   ln -sfn "$target/torch" "$root/.libtorch"
   log "libtorch $TORCH_VERSION: $root/.libtorch -> $target/torch"
 fi
