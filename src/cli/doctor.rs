@@ -11,6 +11,9 @@ pub struct DoctorArgs {
     /// Dataset directories to check (default: the Fashion-MNIST package's directory).
     #[arg(long = "data")]
     data: Vec<PathBuf>,
+    /// Check the dataset directory named by this config file's `data.path` too.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -28,11 +31,26 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     }
     if rt.cuda_available {
         println!("ok: {} (cuDNN {})", rt.cuda_summary(), if rt.cudnn_available { "on" } else { "off" });
+        for index in 0..rt.cuda_devices.max(0) as usize {
+            match tensor_op_on(tch::Device::Cuda(index)) {
+                Ok(()) => println!("ok: tensor op on cuda:{index}"),
+                Err(why) => problems.push(format!("tensor op on cuda:{index} failed: {why}")),
+            }
+        }
     } else {
         println!("note: CUDA not available; searches will run on the CPU");
     }
 
-    let dirs = if args.data.is_empty() { vec![PathBuf::from(FASHION_MNIST_DIR)] } else { args.data.clone() };
+    let mut dirs = args.data.clone();
+    if let Some(path) = &args.config {
+        match evnas::config::load(Some(path), &[]) {
+            Ok(cfg) => dirs.push(cfg.data.path),
+            Err(err) => problems.push(err.to_string()),
+        }
+    }
+    if dirs.is_empty() {
+        dirs.push(PathBuf::from(FASHION_MNIST_DIR));
+    }
     for dir in &dirs {
         match check_readable_dir(dir) {
             Ok(n) => println!("ok: dataset directory {} ({n} files)", dir.display()),
@@ -44,6 +62,19 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         println!("problem: {p}");
     }
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// A small matrix product checked against the CPU, to prove kernels really run on `device`.
+fn tensor_op_on(device: tch::Device) -> Result<(), String> {
+    let a = tch::Tensor::arange(12, (tch::Kind::Float, tch::Device::Cpu)).view([3, 4]);
+    let expected = a.matmul(&a.tr());
+    let got = a.f_to_device(device).and_then(|g| g.f_matmul(&g.tr())).map_err(|e| e.to_string())?;
+    let got = got.to_device(tch::Device::Cpu);
+    if got.allclose(&expected, 1e-5, 1e-5, false) {
+        Ok(())
+    } else {
+        Err("result differs from the CPU's".into())
+    }
 }
 
 fn check_readable_dir(dir: &Path) -> Result<usize, String> {

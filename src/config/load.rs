@@ -1,0 +1,65 @@
+//! Layered loading: embedded default -> file -> `EVNAS__SECTION__KEY` env -> `--set` overrides.
+
+use std::path::Path;
+
+use super::schema::Config;
+use super::validate::validate;
+use super::ConfigError;
+
+/// The shipped default (config/evnas.toml), so a partial file only names what it changes.
+pub const DEFAULT_TOML: &str = include_str!("../../config/evnas.toml");
+
+/// Loads, merges and validates a configuration.
+///
+/// `overrides` are `section.key=value` strings (`evnas search --set`); values are parsed as TOML
+/// scalars when they can be (numbers, booleans), else taken as strings.
+pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+    let mut builder =
+        config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::Missing { path: path.to_path_buf() });
+        }
+        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("EVNAS").prefix_separator("__").separator("__").try_parsing(true),
+    );
+    for item in overrides {
+        let (key, value) = item.split_once('=').ok_or_else(|| ConfigError::BadOverride {
+            item: item.clone(),
+            reason: "expected KEY=VALUE".into(),
+        })?;
+        builder = builder
+            .set_override(key.trim(), parse_scalar(value.trim()))
+            .map_err(|e| ConfigError::BadOverride { item: item.clone(), reason: e.to_string() })?;
+    }
+    let merged = builder
+        .build()
+        .map_err(|e| ConfigError::Parse { source_name: describe(file), reason: e.to_string() })?;
+    let cfg: Config = merged
+        .try_deserialize()
+        .map_err(|e| ConfigError::Parse { source_name: describe(file), reason: e.to_string() })?;
+    let problems = validate(&cfg);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { source_name: describe(file), problems });
+    }
+    Ok(cfg)
+}
+
+fn describe(file: Option<&Path>) -> String {
+    file.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in default config".into())
+}
+
+fn parse_scalar(text: &str) -> config::Value {
+    if let Ok(v) = text.parse::<i64>() {
+        return v.into();
+    }
+    if let Ok(v) = text.parse::<f64>() {
+        return v.into();
+    }
+    if let Ok(v) = text.parse::<bool>() {
+        return v.into();
+    }
+    text.trim_matches('"').to_string().into()
+}

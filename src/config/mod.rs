@@ -1,0 +1,45 @@
+//! Search configuration: typed sections, layered loading, validation, and a digest for resume.
+
+mod load;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+pub use load::{load, DEFAULT_TOML};
+pub use schema::*;
+pub use validate::validate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("bad --set {item:?}: {reason}")]
+    BadOverride { item: String, reason: String },
+    #[error("cannot read {source_name}: {reason}")]
+    Parse { source_name: String, reason: String },
+    #[error("{source_name} has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
+    Invalid { source_name: String, problems: Vec<String> },
+}
+
+impl Config {
+    /// Digest of everything that shapes a search's results; a run resumes only under the same one.
+    ///
+    /// The run directory, device, thread count and prefetch settings are left out: they change
+    /// where and how fast a run goes, not what it computes.
+    pub fn digest(&self) -> String {
+        let mut relevant = self.clone();
+        relevant.run.dir = PathBuf::new();
+        relevant.run.device = String::new();
+        relevant.run.keep_checkpoints = 0;
+        relevant.run.threads = 0;
+        relevant.data.path = PathBuf::new();
+        relevant.data.prefetch_depth = 0;
+        relevant.data.workers = 0;
+        let json = serde_json::to_vec(&relevant).expect("config serialises to JSON");
+        let hash = Sha256::digest(&json);
+        hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

@@ -1,0 +1,134 @@
+//! The typed configuration of a search: one struct per TOML section, unknown keys rejected.
+//!
+//! Defaults are the paper's (Sinha & Chen 2021, §4.1) unless a field says otherwise; the shipped
+//! config/evnas.toml sizes them down for a CPU.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub search: SearchSection,
+    pub supernet: SupernetSection,
+    pub train: TrainSection,
+    pub fitness: FitnessSection,
+    pub data: DataSection,
+    pub run: RunSection,
+}
+
+/// Which architecture space is searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpaceKind {
+    /// DARTS cells (S1): normal + reduce cell, 14 edges x 8 ops.
+    Darts,
+    /// NAS-Bench-201 cells (S2): one cell, 6 edges x 5 ops. Beyond the paper's main results.
+    NasBench201,
+}
+
+/// How each generation's population is formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The paper's genetic algorithm: elitism, tournament selection, crossover, mutation.
+    Evolution,
+    /// Baseline (beyond the paper): fresh random individuals each generation, same budget.
+    Random,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSection {
+    pub space: SpaceKind,
+    pub strategy: Strategy,
+    pub population: usize,
+    pub generations: usize,
+    pub tournament_size: usize,
+    pub elites: usize,
+    pub mutation_rate: f64,
+    /// Master seed: every random stream of the run derives from it.
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupernetSection {
+    pub init_channels: usize,
+    pub layers: usize,
+    /// Compute in reduced precision (beyond the paper): "fp32" (exact) or "bf16".
+    pub precision: Precision,
+    /// Lay activations out channels-last (NHWC): same numbers, faster convolutions on CPU.
+    pub channels_last: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    Fp32,
+    Bf16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub learning_rate_min: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+}
+
+/// How BatchNorm behaves while fitness is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BnMode {
+    /// Batch statistics, as the reference (it never calls `model.eval()`).
+    Batch,
+    /// Running statistics (`model.eval()`).
+    Running,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitnessSection {
+    pub batch_size: usize,
+    pub batchnorm: BnMode,
+    /// Pass validation images through the training augmentation, as the reference does by
+    /// accident (it takes them from the training dataset object). Off by default.
+    pub augment: bool,
+    /// Evaluate on a fixed random subset of this many validation images; 0 = all (paper).
+    pub subset: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// cifar10, cifar100, fashion-mnist or imagenet.
+    pub dataset: String,
+    pub path: PathBuf,
+    pub train_portion: f64,
+    /// Use only the first N images of the training split; 0 = all (paper). For CPU-sized runs.
+    pub train_subset: usize,
+    pub cutout: bool,
+    pub cutout_length: usize,
+    /// Batches made ahead of the trainer.
+    pub prefetch_depth: usize,
+    /// Threads that decode and augment batches.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Parent directory of run directories.
+    pub dir: PathBuf,
+    /// "cpu", "cuda", "cuda:N" or "auto" (CUDA when available).
+    pub device: String,
+    /// Checkpoints kept in a run directory.
+    pub keep_checkpoints: usize,
+    /// CPU threads for libtorch; 0 = libtorch's default.
+    pub threads: usize,
+}

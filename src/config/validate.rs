@@ -1,0 +1,100 @@
+//! Semantic checks beyond types; every problem is collected so the user fixes them in one go.
+
+use super::schema::Config;
+
+const DATASETS: [&str; 4] = ["cifar10", "cifar100", "fashion-mnist", "imagenet"];
+
+/// Returns one line per problem, each naming the `section.key` at fault.
+pub fn validate(cfg: &Config) -> Vec<String> {
+    let mut p = Vec::new();
+    let s = &cfg.search;
+    if s.population < 2 {
+        p.push(format!("search.population = {}: need at least 2 individuals", s.population));
+    }
+    if s.generations == 0 {
+        p.push("search.generations = 0: need at least 1 generation".into());
+    }
+    if s.tournament_size == 0 || s.tournament_size > s.population {
+        p.push(format!(
+            "search.tournament_size = {}: must be between 1 and search.population ({})",
+            s.tournament_size, s.population
+        ));
+    }
+    if s.elites >= s.population {
+        p.push(format!("search.elites = {}: must be below search.population ({})", s.elites, s.population));
+    }
+    if !(0.0..=1.0).contains(&s.mutation_rate) {
+        p.push(format!("search.mutation_rate = {}: must lie in [0, 1]", s.mutation_rate));
+    }
+
+    let n = &cfg.supernet;
+    if n.init_channels == 0 || n.init_channels % 2 != 0 {
+        p.push(format!("supernet.init_channels = {}: must be a positive even number", n.init_channels));
+    }
+    if n.layers < 3 {
+        p.push(format!("supernet.layers = {}: need at least 3 (two of them are reduction cells)", n.layers));
+    }
+
+    let t = &cfg.train;
+    if t.batch_size == 0 {
+        p.push("train.batch_size = 0: must be positive".into());
+    }
+    if !positive(t.learning_rate) {
+        p.push(format!("train.learning_rate = {}: must be positive", t.learning_rate));
+    }
+    if !(t.learning_rate_min >= 0.0 && t.learning_rate_min <= t.learning_rate) {
+        p.push(format!(
+            "train.learning_rate_min = {}: must lie in [0, train.learning_rate]",
+            t.learning_rate_min
+        ));
+    }
+    if !(0.0..1.0).contains(&t.momentum) {
+        p.push(format!("train.momentum = {}: must lie in [0, 1)", t.momentum));
+    }
+    if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+        p.push(format!("train.weight_decay = {}: must not be negative", t.weight_decay));
+    }
+    if !positive(t.grad_clip) {
+        p.push(format!("train.grad_clip = {}: must be positive", t.grad_clip));
+    }
+
+    if cfg.fitness.batch_size == 0 {
+        p.push("fitness.batch_size = 0: must be positive".into());
+    }
+
+    let d = &cfg.data;
+    if !DATASETS.contains(&d.dataset.as_str()) {
+        p.push(format!("data.dataset = {:?}: must be one of {}", d.dataset, DATASETS.join(", ")));
+    }
+    if !(d.train_portion > 0.0 && d.train_portion < 1.0) {
+        p.push(format!("data.train_portion = {}: must lie strictly between 0 and 1", d.train_portion));
+    }
+    if d.cutout && d.cutout_length == 0 {
+        p.push("data.cutout_length = 0: must be positive when data.cutout is on".into());
+    }
+    if d.prefetch_depth == 0 {
+        p.push("data.prefetch_depth = 0: must be at least 1".into());
+    }
+    if d.workers == 0 {
+        p.push("data.workers = 0: must be at least 1".into());
+    }
+
+    let r = &cfg.run;
+    if r.keep_checkpoints == 0 {
+        p.push("run.keep_checkpoints = 0: keep at least 1".into());
+    }
+    if !is_device(&r.device) {
+        p.push(format!("run.device = {:?}: must be cpu, cuda, cuda:N or auto", r.device));
+    }
+    p
+}
+
+/// True for finite values above zero (NaN is not positive).
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+fn is_device(text: &str) -> bool {
+    matches!(text, "cpu" | "cuda" | "auto")
+        || text.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok())
+}

@@ -1,0 +1,21 @@
+//! Training and evaluation of the one-shot supernet during a search.
+
+pub mod accuracy;
+pub mod fitness;
+pub mod schedule;
+pub mod sgd;
+pub mod supernet_epoch;
+
+pub use accuracy::Tally;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("the population is empty")]
+    EmptyPopulation,
+    #[error("stopped on request")]
+    Interrupted,
+    #[error("data pipeline failed: {reason}")]
+    Data { reason: String },
+    #[error("loss is not finite at batch {batch} (individual {individual}); lower train.learning_rate")]
+    NonFiniteLoss { batch: usize, individual: usize },
+}

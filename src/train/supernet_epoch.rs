@@ -1,0 +1,90 @@
+//! One generation of supernet training (reference: train_search.py `train`): one pass over the
+//! training split, batch i trained through the decoded architecture of individual i mod P.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tch::Tensor;
+
+use super::accuracy::Tally;
+use super::sgd::Sgd;
+use super::TrainError;
+use crate::data::Batch;
+use crate::model::OneShotModel;
+
+/// What one generation's training did.
+#[derive(Debug, Clone, Default)]
+pub struct EpochReport {
+    /// Per individual: the batches it was trained on.
+    pub per_individual: Vec<Tally>,
+    pub batches: usize,
+    pub elapsed: Duration,
+    /// Time the trainer spent waiting for the next batch.
+    pub data_wait: Duration,
+}
+
+impl EpochReport {
+    pub fn total(&self) -> Tally {
+        let mut t = Tally::default();
+        for x in &self.per_individual {
+            t.merge(x);
+        }
+        t
+    }
+}
+
+/// Settings of one training pass.
+pub struct EpochSettings<'a> {
+    pub lr: f64,
+    pub grad_clip: f64,
+    /// Per individual, its decoded α matrices on the model's device.
+    pub architectures: &'a [Vec<Tensor>],
+    pub stop: &'a AtomicBool,
+}
+
+/// Trains `model` on every batch of `batches`; `on_batch` is called after each with its index.
+pub fn train_epoch<I, E>(
+    model: &dyn OneShotModel,
+    opt: &mut Sgd,
+    settings: &EpochSettings<'_>,
+    batches: I,
+    mut on_batch: impl FnMut(usize),
+) -> Result<EpochReport, TrainError>
+where
+    I: IntoIterator<Item = Result<Batch, E>>,
+    E: std::fmt::Display,
+{
+    let population = settings.architectures.len();
+    if population == 0 {
+        return Err(TrainError::EmptyPopulation);
+    }
+    let started = Instant::now();
+    let mut report = EpochReport { per_individual: vec![Tally::default(); population], ..Default::default() };
+    let mut iter = batches.into_iter();
+    loop {
+        if settings.stop.load(Ordering::Relaxed) {
+            return Err(TrainError::Interrupted);
+        }
+        let wait_start = Instant::now();
+        let Some(next) = iter.next() else { break };
+        report.data_wait += wait_start.elapsed();
+        let batch = next.map_err(|e| TrainError::Data { reason: e.to_string() })?;
+        let step = report.batches;
+        let who = step % population;
+        opt.zero_grad();
+        let logits = model.forward_arch(&batch.images, &settings.architectures[who], true);
+        let loss = logits.cross_entropy_for_logits(&batch.labels);
+        loss.backward();
+        opt.clip_grad_norm(settings.grad_clip);
+        opt.step(settings.lr);
+        let loss_value = loss.double_value(&[]);
+        if !loss_value.is_finite() {
+            return Err(TrainError::NonFiniteLoss { batch: step, individual: who });
+        }
+        tch::no_grad(|| report.per_individual[who].add(&logits, &batch.labels, loss_value));
+        report.batches += 1;
+        on_batch(step);
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
