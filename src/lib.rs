@@ -3,6 +3,7 @@
 //! The crate is three rings: a plain domain core (search spaces, evolution, models, data,
 //! training), a thin actor layer, and the edge (CLI, config, daemon, telemetry).
 
+pub mod checkpoint;
 pub mod evolution;
 pub mod runtime;
 pub mod space;
