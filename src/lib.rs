@@ -5,5 +5,6 @@
 
 pub mod checkpoint;
 pub mod evolution;
+pub mod report;
 pub mod runtime;
 pub mod space;
