@@ -1,0 +1,9 @@
+//! Crash-safe checkpoints of a search run: one directory per generation, written atomically, each
+//! with a manifest of sha256 digests and the digest of the configuration it belongs to.
+
+pub mod store;
+
+pub use store::{
+    sha256_hex, CheckpointError, CheckpointFile, CheckpointStore, LoadedCheckpoint, Manifest, ManifestEntry,
+    SavedCheckpoint, SkipReason, SkippedCheckpoint, DEFAULT_KEEP_LAST, MANIFEST_FILE,
+};
