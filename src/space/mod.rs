@@ -1,9 +1,14 @@
 //! Search spaces: candidate operations, the architecture parameter α, decoding and genotypes.
 
 pub mod alpha;
+pub mod builtin;
+pub mod darts_notation;
 pub mod genotype;
 pub mod ops;
+pub mod text_pos;
 
 pub use alpha::AlphaMatrix;
-pub use genotype::{Gene, Genotype};
+pub use darts_notation::NotationError;
+pub use genotype::{CellKind, Gene, Genotype, GenotypeError, InvalidGenotype};
 pub use ops::{DartsOp, Nb201Op, DARTS_PRIMITIVES, NB201_PRIMITIVES};
+pub use text_pos::TextPos;
