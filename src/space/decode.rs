@@ -40,7 +40,7 @@ pub enum DecodeError {
     NotAPrimitive { gene: usize, op: DartsOp },
     #[error("gene {gene} reads state {input}, outside node {node}'s inputs")]
     InputOutOfRange { gene: usize, node: usize, input: usize },
-    #[error("genes {gene} and {} of node {node} both read state {input}; alpha has one edge per input", gene - 1)]
+    #[error("genes {} and {gene} of node {node} both read state {input}; α has one row per edge", gene - 1)]
     DuplicateInput { gene: usize, node: usize, input: usize },
     #[error("{genes} genes do not make a cell of {steps} steps with 2 genes each")]
     GeneCount { genes: usize, steps: usize },
@@ -252,12 +252,13 @@ mod tests {
         fn genotype_of_decoded_alpha_is_genotype_of_alpha(n in alpha_values(), r in alpha_values()) {
             let (n, r) = (alpha(n), alpha(r));
             let g = genotype_from_alphas(&n, &r, STEPS).unwrap();
-            let gd = genotype_from_alphas(&decode(&n, STEPS).unwrap(), &decode(&r, STEPS).unwrap(), STEPS).unwrap();
+            let (nd, rd) = (decode(&n, STEPS).unwrap(), decode(&r, STEPS).unwrap());
+            let gd = genotype_from_alphas(&nd, &rd, STEPS).unwrap();
             prop_assert_eq!(per_node_sets(&gd.normal), per_node_sets(&g.normal));
             prop_assert_eq!(per_node_sets(&gd.reduce), per_node_sets(&g.reduce));
             prop_assert_eq!(&gd.normal_concat, &g.normal_concat);
             // α^d re-encodes exactly: the genes of α^d give back α^d itself.
-            prop_assert_eq!(alpha_from_genes(&gd.normal, STEPS).unwrap(), decode(&n, STEPS).unwrap());
+            prop_assert_eq!(alpha_from_genes(&gd.normal, STEPS).unwrap(), nd);
         }
 
         #[test]

@@ -7,6 +7,7 @@ pub mod decode;
 pub mod genotype;
 pub mod nb201;
 pub mod ops;
+pub mod render;
 pub mod text_pos;
 
 pub use alpha::AlphaMatrix;
