@@ -16,4 +16,5 @@ pub use decode::{alpha_from_genes, decode, derive_cell, genotype_from_alphas, st
 pub use genotype::{CellKind, Gene, Genotype, GenotypeError, InvalidGenotype};
 pub use nb201::{nb201_decode, Nb201Error, Nb201Genotype, NB201_EDGES};
 pub use ops::{DartsOp, Nb201Op, DARTS_PRIMITIVES, NB201_PRIMITIVES};
+pub use render::{render_cell_dot, render_cell_svg, write_genotype_pictures, RenderError};
 pub use text_pos::TextPos;
