@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Check the environment: libtorch, CUDA devices, dataset paths. One line per problem.
     Doctor(cli::doctor::DoctorArgs),
+    /// Show, draw or list genotypes (built-in names or files).
+    Genotype(cli::genotype::GenotypeArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let result = match (cli.version, cli.command) {
         (true, _) => cli::version::run(),
         (false, Some(Command::Doctor(args))) => cli::doctor::run(&args),
+        (false, Some(Command::Genotype(args))) => cli::genotype::run(&args),
         (false, None) => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();
