@@ -5,3 +5,4 @@
 
 pub mod runtime;
 pub mod space;
+pub mod weights;

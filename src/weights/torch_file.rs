@@ -1,0 +1,603 @@
+//! Reads files written by `torch.save`: the zip format (default since PyTorch 1.6) and the legacy
+//! stream format (`_use_new_zipfile_serialization=False`, the default of PyTorch <= 1.5 and the
+//! format of the EvNAS authors' published checkpoints). Layouts follow `torch/serialization.py`
+//! (`_save`, `_legacy_save`, `_load`, `_legacy_load`) and `torch/_utils.py` (`_rebuild_tensor_v2`,
+//! `_rebuild_parameter`).
+//!
+//! Only the globals that state_dicts and training checkpoints contain are accepted; everything
+//! else (a pickled `nn.Module`, a custom class) is refused with the file, byte and global named.
+
+use std::collections::HashMap;
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+use tch::{Kind, Tensor};
+
+use super::error::WeightsError;
+use super::pickle::{self, kind_name, PickleError, Value};
+
+/// A value from a PyTorch file, with tensors rebuilt as (contiguous, CPU) tch tensors.
+#[derive(Debug)]
+pub enum TorchObject {
+    None,
+    Bool(bool),
+    Int(i64),
+    /// An integer beyond i64, as little-endian two's complement bytes.
+    BigInt(Vec<u8>),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    Tuple(Vec<TorchObject>),
+    List(Vec<TorchObject>),
+    Dict(TorchDict),
+    Tensor(Tensor),
+}
+
+/// A dict or OrderedDict in file order; `attributes` holds instance attributes such as the
+/// `_metadata` that `Module.state_dict()` attaches.
+#[derive(Debug, Default)]
+pub struct TorchDict {
+    pub entries: Vec<(TorchObject, TorchObject)>,
+    pub attributes: Vec<(String, TorchObject)>,
+}
+
+impl TorchDict {
+    /// The value under a string key.
+    pub fn get(&self, key: &str) -> Option<&TorchObject> {
+        self.entries.iter().find(|(k, _)| matches!(k, TorchObject::Str(s) if s == key)).map(|(_, v)| v)
+    }
+
+    /// The attribute set on the dict (e.g. `_metadata`).
+    pub fn attribute(&self, name: &str) -> Option<&TorchObject> {
+        self.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
+impl TorchObject {
+    /// Python's name for the kind of value, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TorchObject::None => "None",
+            TorchObject::Bool(_) => "bool",
+            TorchObject::Int(_) | TorchObject::BigInt(_) => "int",
+            TorchObject::Float(_) => "float",
+            TorchObject::Str(_) => "str",
+            TorchObject::Bytes(_) => "bytes",
+            TorchObject::Tuple(_) => "tuple",
+            TorchObject::List(_) => "list",
+            TorchObject::Dict(_) => "dict",
+            TorchObject::Tensor(_) => "tensor",
+        }
+    }
+
+    pub fn as_dict(&self) -> Option<&TorchDict> {
+        match self {
+            TorchObject::Dict(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn as_tensor(&self) -> Option<&Tensor> {
+        match self {
+            TorchObject::Tensor(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            TorchObject::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// A float, or an int read as a float.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            TorchObject::Float(f) => Some(*f),
+            TorchObject::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            TorchObject::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// `torch.save`'s legacy magic number 0x1950a86a20f9469cfc6c as LONG1 writes it.
+const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+const LEGACY_PROTOCOL_VERSION: i64 = 1001;
+/// Guards the recursive conversion against pathological nesting and self-referencing lists.
+const MAX_DEPTH: usize = 200;
+
+/// Reads a file written by `torch.save` (zip or legacy format).
+pub fn read_torch_file(path: impl AsRef<Path>) -> Result<TorchObject, WeightsError> {
+    let path = path.as_ref();
+    let data = std::fs::read(path).map_err(|source| WeightsError::Io { path: path.into(), source })?;
+    if data.starts_with(b"PK\x03\x04") {
+        read_zip(path, &data)
+    } else {
+        read_legacy(path, &data)
+    }
+}
+
+fn allowed_global(module: &str, name: &str) -> bool {
+    match module {
+        "torch._utils" => {
+            matches!(name, "_rebuild_tensor_v2" | "_rebuild_parameter" | "_rebuild_parameter_with_state")
+        }
+        "torch" => name == "Size" || storage_kind(name).is_some(),
+        "torch.storage" => name == "UntypedStorage",
+        _ => false,
+    }
+}
+
+/// Element kind of a storage class (`torch.FloatStorage` ...); untyped storages hold bytes.
+fn storage_kind(name: &str) -> Option<Kind> {
+    Some(match name {
+        "FloatStorage" => Kind::Float,
+        "DoubleStorage" => Kind::Double,
+        "HalfStorage" => Kind::Half,
+        "BFloat16Storage" => Kind::BFloat16,
+        "LongStorage" => Kind::Int64,
+        "IntStorage" => Kind::Int,
+        "ShortStorage" => Kind::Int16,
+        "CharStorage" => Kind::Int8,
+        "ByteStorage" | "UntypedStorage" => Kind::Uint8,
+        "BoolStorage" => Kind::Bool,
+        _ => return None,
+    })
+}
+
+fn read_zip(path: &Path, data: &[u8]) -> Result<TorchObject, WeightsError> {
+    let format_err = |reason: String| WeightsError::Format { path: path.into(), reason };
+    let mut archive = zip::ZipArchive::new(Cursor::new(data))
+        .map_err(|e| format_err(format!("not a readable zip archive (truncated?): {e}")))?;
+    // The archive's top folder is named after the file at save time, so search for it.
+    let pickle_name = archive
+        .file_names()
+        .find(|n| n.strip_suffix("/data.pkl").is_some_and(|dir| !dir.is_empty() && !dir.contains('/')))
+        .map(str::to_string)
+        .ok_or_else(|| format_err("zip archive has no <dir>/data.pkl: not a torch.save file".into()))?;
+    let prefix = pickle_name.trim_end_matches("data.pkl").to_string();
+    let pickle_bytes = read_member(&mut archive, &pickle_name).map_err(format_err)?;
+    let big_endian = match read_member(&mut archive, &format!("{prefix}byteorder")) {
+        Ok(order) if order == b"big" => true,
+        Ok(order) if order == b"little" => false,
+        Ok(order) => {
+            return Err(format_err(format!(
+                "byteorder record {:?} is neither little nor big",
+                String::from_utf8_lossy(&order)
+            )))
+        }
+        // Files from PyTorch < 1.10 have no record; they are little-endian.
+        Err(_) => false,
+    };
+    let unpickled =
+        pickle::unpickle(&pickle_bytes, 0, &allowed_global).map_err(|e| pickle_err(path, &pickle_name, e))?;
+    let mut rebuilder = Rebuilder {
+        path,
+        member: pickle_name,
+        storages: StorageSource::Zip { archive, prefix },
+        cache: HashMap::new(),
+        big_endian,
+    };
+    rebuilder.convert(&unpickled.value, "<root>", 0)
+}
+
+fn read_member(archive: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<Vec<u8>, String> {
+    let mut file = archive.by_name(name).map_err(|e| format!("zip member {name}: {e}"))?;
+    let mut bytes = Vec::with_capacity(file.size() as usize);
+    file.read_to_end(&mut bytes).map_err(|e| format!("zip member {name}: {e}"))?;
+    Ok(bytes)
+}
+
+fn pickle_err(path: &Path, member: &str, e: PickleError) -> WeightsError {
+    WeightsError::Pickle { path: path.into(), member: member.into(), offset: e.offset, reason: e.reason }
+}
+
+fn read_legacy(path: &Path, data: &[u8]) -> Result<TorchObject, WeightsError> {
+    let format_err = |reason: String| WeightsError::Format { path: path.into(), reason };
+    let member = "legacy stream";
+    let no_globals = |_: &str, _: &str| false;
+    let not_torch =
+        || format_err("not a PyTorch file: neither a zip archive nor the legacy magic number".to_string());
+    let magic = pickle::unpickle(data, 0, &no_globals).map_err(|_| not_torch())?;
+    if !matches!(&magic.value, Value::BigInt(b) if b[..] == LEGACY_MAGIC) {
+        return Err(not_torch());
+    }
+    let version = pickle::unpickle(data, magic.end, &no_globals).map_err(|e| pickle_err(path, member, e))?;
+    if !matches!(version.value, Value::Int(LEGACY_PROTOCOL_VERSION)) {
+        return Err(format_err(format!("legacy protocol version {:?} is not 1001", version.value)));
+    }
+    let sys_info =
+        pickle::unpickle(data, version.end, &no_globals).map_err(|e| pickle_err(path, member, e))?;
+    let big_endian = legacy_big_endian(&sys_info.value).map_err(format_err)?;
+    let object =
+        pickle::unpickle(data, sys_info.end, &allowed_global).map_err(|e| pickle_err(path, member, e))?;
+    let keys = pickle::unpickle(data, object.end, &no_globals).map_err(|e| pickle_err(path, member, e))?;
+
+    // Storage bytes follow in key order, each as an 8-byte element count and the raw elements;
+    // the element size comes from the storage type the object pickle gave that key.
+    let mut kinds = HashMap::new();
+    for pid in &object.persistent_ids {
+        let storage = StorageRef::parse(pid).map_err(|reason| WeightsError::Tensor {
+            path: path.into(),
+            key: "<persistent id>".into(),
+            reason,
+        })?;
+        kinds.insert(storage.key.clone(), storage.kind);
+    }
+    let Value::List(key_list) = &keys.value else {
+        return Err(format_err(format!("storage key list is a {}, not a list", kind_name(&keys.value))));
+    };
+    let mut raw = HashMap::new();
+    let mut pos = keys.end;
+    for key in key_list.borrow().iter() {
+        let Value::Str(key) = key else {
+            return Err(format_err("storage key is not a string".into()));
+        };
+        let Some(kind) = kinds.get(key) else {
+            return Err(format_err(format!("storage {key} is listed but no tensor refers to it")));
+        };
+        let count =
+            data.get(pos..pos + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default())).ok_or_else(
+                || format_err(format!("truncated: file ends at byte {} before storage {key}", data.len())),
+            )?;
+        let elem = kind.elt_size_in_bytes() as u64;
+        let nbytes = count.checked_mul(elem).and_then(|n| usize::try_from(n).ok());
+        let start = pos + 8;
+        let end =
+            nbytes.and_then(|n| start.checked_add(n)).filter(|&end| end <= data.len()).ok_or_else(|| {
+                format_err(format!(
+                "truncated: storage {key} needs {count} x {elem} bytes from byte {start}, the file has {}",
+                data.len()
+            ))
+            })?;
+        raw.insert(key.clone(), &data[start..end]);
+        pos = end;
+    }
+    let mut rebuilder = Rebuilder {
+        path,
+        member: member.into(),
+        storages: StorageSource::Legacy(raw),
+        cache: HashMap::new(),
+        big_endian,
+    };
+    rebuilder.convert(&object.value, "<root>", 0)
+}
+
+fn legacy_big_endian(sys_info: &Value) -> Result<bool, String> {
+    let Value::Dict(dict) = sys_info else {
+        return Err(format!("legacy sys_info is a {}, not a dict", kind_name(sys_info)));
+    };
+    let dict = dict.borrow();
+    let little = dict.entries.iter().find_map(|(k, v)| match (k, v) {
+        (Value::Str(k), Value::Bool(b)) if k == "little_endian" => Some(*b),
+        _ => None,
+    });
+    Ok(!little.unwrap_or(true))
+}
+
+/// What a persistent id `('storage', storage_type, key, location, numel[, view_metadata])` names.
+#[derive(Debug, Clone)]
+struct StorageRef {
+    kind: Kind,
+    key: String,
+    numel: i64,
+    /// Legacy storage views: (view key, offset, size) in elements of the root storage.
+    view: Option<(String, i64, i64)>,
+}
+
+impl StorageRef {
+    fn parse(pid: &Value) -> Result<StorageRef, String> {
+        let Value::Tuple(parts) = pid else {
+            return Err(format!("persistent id is a {}, not a tuple", kind_name(pid)));
+        };
+        let text = |v: &Value| match v {
+            Value::Str(s) => Some(s.clone()),
+            Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        };
+        match parts.as_slice() {
+            [tag, storage_type, key, _location, numel, rest @ ..]
+                if text(tag).as_deref() == Some("storage") =>
+            {
+                let kind = match storage_type {
+                    Value::Global { name, .. } => storage_kind(name),
+                    _ => None,
+                }
+                .ok_or_else(|| format!("unknown storage type {storage_type:?}"))?;
+                let key = text(key).ok_or("storage key is not a string")?;
+                let Value::Int(numel) = *numel else {
+                    return Err("storage numel is not an int".into());
+                };
+                let view = match rest {
+                    [] | [Value::None] => None,
+                    [Value::Tuple(v)] => match v.as_slice() {
+                        [view_key, Value::Int(offset), Value::Int(size)] => {
+                            Some((text(view_key).ok_or("view key is not a string")?, *offset, *size))
+                        }
+                        _ => return Err("storage view metadata is not (key, offset, size)".into()),
+                    },
+                    _ => return Err("persistent id has extra fields".into()),
+                };
+                Ok(StorageRef { kind, key, numel, view })
+            }
+            _ => Err(format!("persistent id {pid:?} is not a ('storage', type, key, location, numel) tuple")),
+        }
+    }
+}
+
+enum StorageSource<'a> {
+    Zip { archive: zip::ZipArchive<Cursor<&'a [u8]>>, prefix: String },
+    Legacy(HashMap<String, &'a [u8]>),
+}
+
+/// Turns pickle values into [`TorchObject`]s, loading each storage once.
+struct Rebuilder<'a> {
+    path: &'a Path,
+    member: String,
+    storages: StorageSource<'a>,
+    /// Root storages as 1-D tensors, by key: tensors sharing a storage share its memory.
+    cache: HashMap<String, Tensor>,
+    big_endian: bool,
+}
+
+impl Rebuilder<'_> {
+    fn tensor_err(&self, at: &str, reason: impl Into<String>) -> WeightsError {
+        WeightsError::Tensor { path: self.path.into(), key: at.into(), reason: reason.into() }
+    }
+
+    fn convert(&mut self, value: &Value, at: &str, depth: usize) -> Result<TorchObject, WeightsError> {
+        if depth > MAX_DEPTH {
+            return Err(WeightsError::Format {
+                path: self.path.into(),
+                reason: format!("values nested deeper than {MAX_DEPTH} (or a cycle) at {at}"),
+            });
+        }
+        let list = |this: &mut Self, items: &[Value]| -> Result<Vec<TorchObject>, WeightsError> {
+            items.iter().enumerate().map(|(i, v)| this.convert(v, &format!("{at}[{i}]"), depth + 1)).collect()
+        };
+        Ok(match value {
+            Value::None => TorchObject::None,
+            Value::Bool(b) => TorchObject::Bool(*b),
+            Value::Int(i) => TorchObject::Int(*i),
+            Value::BigInt(b) => TorchObject::BigInt(b.clone()),
+            Value::Float(f) => TorchObject::Float(*f),
+            Value::Str(s) => TorchObject::Str(s.clone()),
+            Value::Bytes(b) => TorchObject::Bytes(b.clone()),
+            Value::Tuple(items) => TorchObject::Tuple(list(self, items)?),
+            Value::List(items) => TorchObject::List(list(self, &items.borrow())?),
+            Value::Dict(dict) => {
+                let dict = dict.borrow();
+                let mut out = TorchDict::default();
+                for (k, v) in &dict.entries {
+                    let key = self.convert(k, at, depth + 1)?;
+                    let here = match &key {
+                        TorchObject::Str(s) => format!("{at}[{s:?}]"),
+                        TorchObject::Int(i) => format!("{at}[{i}]"),
+                        _ => format!("{at}[..]"),
+                    };
+                    out.entries.push((key, self.convert(v, &here, depth + 1)?));
+                }
+                for (name, v) in &dict.attributes {
+                    let value = self.convert(v, &format!("{at}.{name}"), depth + 1)?;
+                    out.attributes.push((name.clone(), value));
+                }
+                TorchObject::Dict(out)
+            }
+            Value::Object(object) => {
+                let object = object.borrow();
+                self.call(&object, at, depth)?
+            }
+            Value::Global { module, name } => {
+                return Err(
+                    self.tensor_err(at, format!("bare global {module}.{name} where a value was expected"))
+                )
+            }
+            Value::PersistentId(_) => {
+                return Err(self.tensor_err(at, "a storage outside a tensor is not supported"))
+            }
+        })
+    }
+
+    fn call(&mut self, object: &pickle::Object, at: &str, depth: usize) -> Result<TorchObject, WeightsError> {
+        let (path, member) = (self.path.to_path_buf(), self.member.clone());
+        let here = |reason: String| WeightsError::Pickle {
+            path: path.clone(),
+            member: member.clone(),
+            offset: object.offset,
+            reason: format!("{at}: {reason}"),
+        };
+        let callee = format!("{}.{}", object.module, object.name);
+        if object.state.is_some() {
+            return Err(here(format!("{callee} with BUILD state is not supported")));
+        }
+        match (object.module.as_str(), object.name.as_str()) {
+            ("torch._utils", "_rebuild_tensor_v2") => {
+                self.rebuild_tensor(&object.args, at).map_err(|e| match e {
+                    RebuildError::Reason(reason) => here(format!("{callee}: {reason}")),
+                    RebuildError::Weights(e) => e,
+                })
+            }
+            ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
+                // (data, requires_grad, backward_hooks[, state]): the weights are in data.
+                let Some(data) = object.args.first() else {
+                    return Err(here(format!("{callee} without arguments")));
+                };
+                match self.convert(data, at, depth + 1)? {
+                    tensor @ TorchObject::Tensor(_) => Ok(tensor),
+                    other => Err(here(format!("{callee} of a {}, not a tensor", other.type_name()))),
+                }
+            }
+            ("torch", "Size") => match object.args.as_slice() {
+                [Value::Tuple(dims)] => Ok(TorchObject::Tuple(
+                    dims.iter().map(|d| self.convert(d, at, depth + 1)).collect::<Result<_, _>>()?,
+                )),
+                _ => Err(here("torch.Size with arguments other than (tuple,)".into())),
+            },
+            _ => Err(here(format!("calling {callee} is not supported"))),
+        }
+    }
+
+    /// `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks
+    /// [, metadata])`: a strided view of the storage, made contiguous.
+    fn rebuild_tensor(&mut self, args: &[Value], at: &str) -> Result<TorchObject, RebuildError> {
+        let [Value::PersistentId(pid), Value::Int(offset), size, stride, _requires_grad, _hooks, ..] = args
+        else {
+            return Err(RebuildError::Reason(
+                "arguments are not (storage, offset, size, stride, ...)".into(),
+            ));
+        };
+        let storage = StorageRef::parse(pid).map_err(RebuildError::Reason)?;
+        let size =
+            int_tuple(size).ok_or_else(|| RebuildError::Reason("size is not a tuple of ints".into()))?;
+        let stride =
+            int_tuple(stride).ok_or_else(|| RebuildError::Reason("stride is not a tuple of ints".into()))?;
+        if size.len() != stride.len() || size.iter().chain(&stride).any(|&d| d < 0) || *offset < 0 {
+            return Err(RebuildError::Reason(format!(
+                "bad view: size {size:?}, stride {stride:?}, offset {offset}"
+            )));
+        }
+        let data = self.storage_tensor(&storage, at).map_err(RebuildError::Weights)?;
+        let kind = storage.kind;
+        if size.contains(&0) {
+            return Ok(TorchObject::Tensor(Tensor::zeros(&size, (kind, tch::Device::Cpu))));
+        }
+        // The furthest element the view touches must lie inside the storage.
+        let last = size
+            .iter()
+            .zip(&stride)
+            .map(|(n, s)| (n - 1).saturating_mul(*s))
+            .fold(*offset, i64::saturating_add);
+        let available = data.size1().unwrap_or(0);
+        if last >= available {
+            return Err(RebuildError::Weights(self.tensor_err(
+                at,
+                format!("view size {size:?} stride {stride:?} offset {offset} reaches element {last}, storage {} has {available}", storage.key),
+            )));
+        }
+        let tensor = data
+            .f_as_strided(&size, &stride, Some(*offset))
+            .and_then(|t| t.f_contiguous())
+            .map_err(|e| RebuildError::Weights(self.tensor_err(at, e.to_string())))?;
+        Ok(TorchObject::Tensor(tensor))
+    }
+
+    /// The storage (or legacy storage view) as a 1-D tensor of its element kind.
+    fn storage_tensor(&mut self, storage: &StorageRef, at: &str) -> Result<Tensor, WeightsError> {
+        if !self.cache.contains_key(&storage.key) {
+            let bytes = match &mut self.storages {
+                StorageSource::Zip { archive, prefix } => {
+                    let name = format!("{prefix}data/{}", storage.key);
+                    read_member(archive, &name).map_err(|reason| self.tensor_err(at, reason))?
+                }
+                StorageSource::Legacy(raw) => match raw.get(&storage.key) {
+                    Some(bytes) => bytes.to_vec(),
+                    None => {
+                        return Err(self.tensor_err(at, format!("storage {} is not in the file", storage.key)))
+                    }
+                },
+            };
+            let tensor =
+                bytes_to_tensor(bytes, storage.kind, self.big_endian).map_err(|r| self.tensor_err(at, r))?;
+            self.cache.insert(storage.key.clone(), tensor);
+        }
+        let Some(root) = self.cache.get(&storage.key) else {
+            return Err(self.tensor_err(at, format!("storage {} vanished from the cache", storage.key)));
+        };
+        let available = root.size1().unwrap_or(0);
+        let (start, len) = match &storage.view {
+            Some((_, offset, size)) => (*offset, *size),
+            None => (0, storage.numel),
+        };
+        if start < 0 || len < 0 || start + len > available {
+            return Err(self.tensor_err(
+                at,
+                format!(
+                    "storage {} holds {available} elements, the file claims {}",
+                    storage.key,
+                    start + len
+                ),
+            ));
+        }
+        root.f_narrow(0, start, len).map_err(|e| self.tensor_err(at, e.to_string()))
+    }
+}
+
+enum RebuildError {
+    /// Bad arguments: reported at the REDUCE byte.
+    Reason(String),
+    Weights(WeightsError),
+}
+
+fn int_tuple(value: &Value) -> Option<Vec<i64>> {
+    match value {
+        Value::Tuple(items) => {
+            items.iter().map(|v| if let Value::Int(i) = v { Some(*i) } else { None }).collect()
+        }
+        _ => None,
+    }
+}
+
+/// Raw storage bytes in the file's byte order -> a 1-D tensor (native order).
+pub(crate) fn bytes_to_tensor(mut bytes: Vec<u8>, kind: Kind, big_endian: bool) -> Result<Tensor, String> {
+    let elem = kind.elt_size_in_bytes();
+    if bytes.len() % elem != 0 {
+        return Err(format!("{} storage bytes are not a multiple of the {elem}-byte element", bytes.len()));
+    }
+    if big_endian != cfg!(target_endian = "big") {
+        for chunk in bytes.chunks_exact_mut(elem) {
+            chunk.reverse();
+        }
+    }
+    let numel = (bytes.len() / elem) as i64;
+    Tensor::f_from_data_size(&bytes, &[numel], kind).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_endian_storage_bytes_are_swapped() {
+        let bytes: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let t = bytes_to_tensor(bytes, Kind::Float, true).expect("valid storage");
+        assert_eq!(Vec::<f32>::try_from(&t).expect("f32 tensor"), vec![1.5, -2.0]);
+    }
+
+    #[test]
+    fn ragged_storage_bytes_are_an_error() {
+        assert!(bytes_to_tensor(vec![0; 7], Kind::Float, false).is_err());
+    }
+
+    #[test]
+    fn storage_persistent_id_parses_zip_and_legacy_forms() {
+        let global = Value::Global { module: "torch".into(), name: "HalfStorage".into() };
+        let zip_pid = Value::Tuple(vec![
+            Value::Str("storage".into()),
+            global.clone(),
+            Value::Str("3".into()),
+            Value::Str("cuda:0".into()),
+            Value::Int(12),
+        ]);
+        let r = StorageRef::parse(&zip_pid).expect("zip form");
+        assert_eq!((r.kind, r.key.as_str(), r.numel, r.view.is_none()), (Kind::Half, "3", 12, true));
+        let legacy_pid = Value::Tuple(vec![
+            Value::Str("storage".into()),
+            global,
+            Value::Str("140".into()),
+            Value::Str("cpu".into()),
+            Value::Int(12),
+            Value::Tuple(vec![Value::Str("141".into()), Value::Int(4), Value::Int(8)]),
+        ]);
+        let r = StorageRef::parse(&legacy_pid).expect("legacy form with a view");
+        assert_eq!(r.view, Some(("141".to_string(), 4, 8)));
+        assert!(StorageRef::parse(&Value::Str("module".into())).is_err());
+    }
+}
