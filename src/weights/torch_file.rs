@@ -113,6 +113,8 @@ const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 
 const LEGACY_PROTOCOL_VERSION: i64 = 1001;
 /// Guards the recursive conversion against pathological nesting and self-referencing lists.
 const MAX_DEPTH: usize = 200;
+/// Largest element count accepted for a view that repeats storage elements (stride 0).
+const MAX_EXPANDED_NUMEL: i64 = 1 << 27;
 
 /// Reads a file written by `torch.save` (zip or legacy format).
 pub fn read_torch_file(path: impl AsRef<Path>) -> Result<TorchObject, WeightsError> {
@@ -128,7 +130,13 @@ pub fn read_torch_file(path: impl AsRef<Path>) -> Result<TorchObject, WeightsErr
 fn allowed_global(module: &str, name: &str) -> bool {
     match module {
         "torch._utils" => {
-            matches!(name, "_rebuild_tensor_v2" | "_rebuild_parameter" | "_rebuild_parameter_with_state")
+            matches!(
+                name,
+                "_rebuild_tensor"
+                    | "_rebuild_tensor_v2"
+                    | "_rebuild_parameter"
+                    | "_rebuild_parameter_with_state"
+            )
         }
         "torch" => name == "Size" || storage_kind(name).is_some(),
         "torch.storage" => name == "UntypedStorage",
@@ -191,7 +199,8 @@ fn read_zip(path: &Path, data: &[u8]) -> Result<TorchObject, WeightsError> {
 
 fn read_member(archive: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<Vec<u8>, String> {
     let mut file = archive.by_name(name).map_err(|e| format!("zip member {name}: {e}"))?;
-    let mut bytes = Vec::with_capacity(file.size() as usize);
+    // No capacity from the header: a damaged size field must not become a huge allocation.
+    let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(|e| format!("zip member {name}: {e}"))?;
     Ok(bytes)
 }
@@ -419,7 +428,7 @@ impl Rebuilder<'_> {
             return Err(here(format!("{callee} with BUILD state is not supported")));
         }
         match (object.module.as_str(), object.name.as_str()) {
-            ("torch._utils", "_rebuild_tensor_v2") => {
+            ("torch._utils", "_rebuild_tensor" | "_rebuild_tensor_v2") => {
                 self.rebuild_tensor(&object.args, at).map_err(|e| match e {
                     RebuildError::Reason(reason) => here(format!("{callee}: {reason}")),
                     RebuildError::Weights(e) => e,
@@ -446,10 +455,12 @@ impl Rebuilder<'_> {
     }
 
     /// `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks
-    /// [, metadata])`: a strided view of the storage, made contiguous.
+    /// [, metadata])` or `_rebuild_tensor(storage, storage_offset, size, stride)`: a strided view
+    /// of the storage, made contiguous.
     fn rebuild_tensor(&mut self, args: &[Value], at: &str) -> Result<TorchObject, RebuildError> {
-        let [Value::PersistentId(pid), Value::Int(offset), size, stride, _requires_grad, _hooks, ..] = args
-        else {
+        // `_rebuild_tensor` (PyTorch 0.3) stops after stride; requires_grad and hooks do not
+        // change the values.
+        let [Value::PersistentId(pid), Value::Int(offset), size, stride, ..] = args else {
             return Err(RebuildError::Reason(
                 "arguments are not (storage, offset, size, stride, ...)".into(),
             ));
@@ -467,7 +478,18 @@ impl Rebuilder<'_> {
         let data = self.storage_tensor(&storage, at).map_err(RebuildError::Weights)?;
         let kind = storage.kind;
         if size.contains(&0) {
-            return Ok(TorchObject::Tensor(Tensor::zeros(&size, (kind, tch::Device::Cpu))));
+            let empty = Tensor::f_zeros(&size, (kind, tch::Device::Cpu))
+                .map_err(|e| RebuildError::Weights(self.tensor_err(at, e.to_string())))?;
+            return Ok(TorchObject::Tensor(empty));
+        }
+        // Stride-0 (expanded) views may hold more elements than their storage; making them
+        // contiguous allocates all of them, so a damaged size must not ask for terabytes.
+        let numel = size.iter().try_fold(1i64, |n, &d| n.checked_mul(d));
+        if numel.is_none_or(|n| n > data.numel() as i64 && n > MAX_EXPANDED_NUMEL) {
+            return Err(RebuildError::Weights(self.tensor_err(
+                at,
+                format!("view size {size:?} has more elements than storage {} can back", storage.key),
+            )));
         }
         // The furthest element the view touches must lie inside the storage.
         let last = size
@@ -574,6 +596,64 @@ mod tests {
     #[test]
     fn ragged_storage_bytes_are_an_error() {
         assert!(bytes_to_tensor(vec![0; 7], Kind::Float, false).is_err());
+    }
+
+    fn rebuild(size: &[i64], stride: &[i64], offset: i64) -> Result<TorchObject, RebuildError> {
+        let bytes: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut rebuilder = Rebuilder {
+            path: Path::new("mem.pt"),
+            member: "legacy stream".into(),
+            storages: StorageSource::Legacy(HashMap::from([("k".to_string(), &bytes[..])])),
+            cache: HashMap::new(),
+            big_endian: false,
+        };
+        let pid = Value::Tuple(vec![
+            Value::Str("storage".into()),
+            Value::Global { module: "torch".into(), name: "FloatStorage".into() },
+            Value::Str("k".into()),
+            Value::Str("cpu".into()),
+            Value::Int(4),
+        ]);
+        let ints = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
+        let args = [
+            Value::PersistentId(Box::new(pid)),
+            Value::Int(offset),
+            ints(size),
+            ints(stride),
+            Value::Bool(false),
+            Value::Dict(Default::default()),
+        ];
+        rebuilder.rebuild_tensor(&args, "t")
+    }
+
+    fn values(result: Result<TorchObject, RebuildError>) -> Vec<f32> {
+        match result {
+            Ok(TorchObject::Tensor(t)) => Vec::<f32>::try_from(&t.flatten(0, -1)).expect("f32"),
+            Ok(other) => panic!("not a tensor: {other:?}"),
+            Err(RebuildError::Reason(r)) => panic!("{r}"),
+            Err(RebuildError::Weights(e)) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn views_inside_the_storage_are_rebuilt() {
+        assert_eq!(values(rebuild(&[2, 2], &[1, 2], 0)), [1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(values(rebuild(&[2], &[1], 2)), [3.0, 4.0]);
+        assert_eq!(values(rebuild(&[3], &[0], 1)), [2.0, 2.0, 2.0]);
+        assert_eq!(values(rebuild(&[0, 5], &[5, 1], 0)), Vec::<f32>::new());
+    }
+
+    #[test]
+    fn views_outside_the_storage_are_errors() {
+        for (size, stride, offset) in [
+            (&[3][..], &[2][..], 0),
+            (&[2], &[1], 3),
+            (&[1 << 20, 1 << 20], &[0, 0], 0),
+            (&[2, 2], &[1], 0),
+            (&[-1], &[1], 0),
+        ] {
+            assert!(rebuild(size, stride, offset).is_err(), "{size:?} {stride:?} {offset}");
+        }
     }
 
     #[test]
