@@ -11,6 +11,8 @@ pub enum LoadProblem {
     Missing { key: String, shape: Vec<i64> },
     /// The weights have this tensor but the model has no variable of that name.
     Unexpected { key: String, shape: Vec<i64> },
+    /// The weights name this tensor more than once.
+    Duplicate { key: String },
     /// Both have it, with different shapes.
     ShapeMismatch { key: String, model: Vec<i64>, weights: Vec<i64> },
 }
@@ -20,6 +22,7 @@ impl fmt::Display for LoadProblem {
         match self {
             LoadProblem::Missing { key, shape } => write!(f, "missing {key} {shape:?}"),
             LoadProblem::Unexpected { key, shape } => write!(f, "unexpected {key} {shape:?}"),
+            LoadProblem::Duplicate { key } => write!(f, "{key} given more than once"),
             LoadProblem::ShapeMismatch { key, model, weights } => {
                 write!(f, "shape of {key}: model {model:?}, weights {weights:?}")
             }

@@ -59,8 +59,7 @@ pub fn load_into(
     for (name, tensor) in tensors {
         if !seen.insert(name.clone()) {
             // A duplicate name is as wrong as an unknown one: which copy was meant?
-            problems
-                .push(LoadProblem::Unexpected { key: format!("{name} (repeated)"), shape: tensor.size() });
+            problems.push(LoadProblem::Duplicate { key: name });
             continue;
         }
         match variables.get(&name) {
@@ -112,6 +111,30 @@ fn problem_key(problem: &LoadProblem) -> &str {
     match problem {
         LoadProblem::Missing { key, .. }
         | LoadProblem::Unexpected { key, .. }
+        | LoadProblem::Duplicate { key }
         | LoadProblem::ShapeMismatch { key, .. } => key,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn a_name_given_twice_is_a_problem_and_nothing_is_copied() {
+        let mut vs = VarStore::new(Device::Cpu);
+        let w = vs.root().zeros("w", &[1]);
+        let tensors = vec![
+            ("w".to_string(), Tensor::from_slice(&[1.0f32])),
+            ("w".to_string(), Tensor::from_slice(&[2.0f32])),
+        ];
+        match load_into(&mut vs, tensors, &LoadOptions::strict()) {
+            Err(WeightsError::Mismatch { problems }) => {
+                assert_eq!(problems, [LoadProblem::Duplicate { key: "w".into() }])
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+        assert_eq!(w.double_value(&[0]), 0.0);
     }
 }

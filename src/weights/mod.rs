@@ -12,9 +12,11 @@
 mod error;
 mod load;
 mod pickle;
+mod rebuild;
 mod safetensors_file;
 mod state_dict;
 mod torch_file;
+mod torch_object;
 
 use std::path::Path;
 
@@ -22,7 +24,8 @@ pub use error::{LoadProblem, WeightsError};
 pub use load::{load_into, LoadOptions, LoadReport};
 pub use safetensors_file::{read_safetensors, save_safetensors, save_tensors_safetensors};
 pub use state_dict::{read_state_dict, strip_data_parallel_prefix};
-pub use torch_file::{read_torch_file, TorchDict, TorchObject};
+pub use torch_file::read_torch_file;
+pub use torch_object::{TorchDict, TorchObject};
 
 /// Named tensors from a weights file chosen by extension: `.pt`, `.pth`, `.pth.tar` (PyTorch,
 /// via [`read_state_dict`]) or `.safetensors`.

@@ -561,9 +561,10 @@ impl<'a> Machine<'a> {
                     Value::None => return Ok(()),
                     _ => return self.err("BUILD state of a dict is not a dict"),
                 };
-                let attrs = attrs.borrow();
+                // Copied out first: a damaged pickle may BUILD a dict with itself as state.
+                let attrs = attrs.borrow().entries.clone();
                 let mut dict = dict.borrow_mut();
-                for (k, v) in &attrs.entries {
+                for (k, v) in &attrs {
                     match k {
                         Value::Str(name) => dict.attributes.push((name.clone(), v.clone())),
                         _ => return self.err("BUILD attribute name is not a string"),
@@ -737,6 +738,13 @@ mod tests {
         assert_eq!(dict.entries.len(), 1);
         assert_eq!(dict.attributes.len(), 1);
         assert_eq!(dict.attributes[0].0, "_metadata");
+    }
+
+    #[test]
+    fn self_referencing_values_do_not_panic() {
+        // d = {}; d.__dict__.update(d)  and  l = []; l.append(l)
+        assert!(run(b"}2b.").is_ok());
+        assert!(run(b"]2a.").is_ok());
     }
 
     #[test]

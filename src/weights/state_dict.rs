@@ -7,7 +7,8 @@ use std::path::Path;
 use tch::Tensor;
 
 use super::error::WeightsError;
-use super::torch_file::{read_torch_file, TorchDict, TorchObject};
+use super::torch_file::read_torch_file;
+use super::torch_object::{TorchDict, TorchObject};
 
 /// Checkpoint entries that may hold the model's state_dict, in the order they are tried.
 const STATE_DICT_ENTRIES: [&str; 3] = ["state_dict", "model", "net"];
@@ -29,7 +30,7 @@ pub fn read_state_dict(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>, 
     } else {
         let entry = STATE_DICT_ENTRIES.iter().find(|name| top.get(name).is_some()).ok_or_else(|| {
             not_state_dict(format!(
-                "the dict has non-tensor values and none of the entries {STATE_DICT_ENTRIES:?}"
+                "the dict is empty or has non-tensor values, and has none of the entries {STATE_DICT_ENTRIES:?}"
             ))
         })?;
         let Some((_, TorchObject::Dict(inner))) =
