@@ -741,6 +741,14 @@ mod tests {
     }
 
     #[test]
+    fn long_memo_indices_round_trip() {
+        // LONG_BINPUT 300 / LONG_BINGET 300, as pickles with more than 256 memo entries use.
+        let p = [0x80, 2, b'K', 9, b'r', 0x2c, 0x01, 0, 0, b'j', 0x2c, 0x01, 0, 0, 0x86, b'.'];
+        let out = run(&p).expect("valid pickle");
+        assert!(matches!(out.value, Value::Tuple(ref v) if matches!(v[..], [Value::Int(9), Value::Int(9)])));
+    }
+
+    #[test]
     fn self_referencing_values_do_not_panic() {
         // d = {}; d.__dict__.update(d)  and  l = []; l.append(l)
         assert!(run(b"}2b.").is_ok());
