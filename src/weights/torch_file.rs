@@ -52,7 +52,7 @@ fn read_zip(path: &Path, data: &[u8]) -> Result<TorchObject, WeightsError> {
                 String::from_utf8_lossy(&order)
             )))
         }
-        // Files from PyTorch < 1.10 have no record; they are little-endian.
+        // Older writers leave the record out; they ran on little-endian machines.
         Err(_) => false,
     };
     let unpickled =
