@@ -9,3 +9,4 @@ pub mod evolution;
 pub mod report;
 pub mod runtime;
 pub mod space;
+pub mod weights;
