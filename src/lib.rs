@@ -3,5 +3,7 @@
 //! The crate is three rings: a plain domain core (search spaces, evolution, models, data,
 //! training), a thin actor layer, and the edge (CLI, config, daemon, telemetry).
 
+pub mod actors;
+pub mod data;
 pub mod runtime;
 pub mod space;
