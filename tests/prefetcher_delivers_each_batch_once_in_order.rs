@@ -178,3 +178,45 @@ fn the_actor_hands_out_an_epoch_stream_and_stops_it() {
         assert!(delivered < 5000, "{delivered}");
     });
 }
+
+#[test]
+fn split_loaders_train_on_one_part_and_evaluate_the_other_in_fixed_order() {
+    use evnas::data::{LoaderConfig, SplitConfig, SplitLoaders};
+    let dataset = identity_dataset(40);
+    let split = SplitConfig { train_portion: 0.5, shuffle: true, seed: 3 }.split(40).unwrap();
+    let norm = DatasetKind::Cifar10.normalization();
+    let config = LoaderConfig {
+        batch_size: 6,
+        valid_batch_size: 8,
+        augment_validation: false,
+        prefetch: config(2),
+        ..LoaderConfig::default()
+    };
+    let loaders = SplitLoaders::new(dataset.clone(), norm.clone(), split.clone(), config.clone()).unwrap();
+    let labels_of = |stream: evnas::data::BatchStream| -> Vec<i64> {
+        stream.flat_map(|b| Vec::<i64>::try_from(&b.unwrap().labels).unwrap()).collect()
+    };
+    let mut trained = labels_of(loaders.train_epoch(0, 0, StopFlag::new()).unwrap());
+    trained.sort_unstable();
+    let mut train_part: Vec<i64> = split.train.iter().map(|&i| i as i64).collect();
+    train_part.sort_unstable();
+    assert_eq!(trained, train_part);
+    let valid: Vec<i64> = split.valid.iter().map(|&i| i as i64).collect();
+    assert_eq!(labels_of(loaders.valid_epoch(0, StopFlag::new()).unwrap()), valid);
+
+    // Clean validation on the device (the CPU here) equals the prefetched clean batches.
+    let on_device = loaders.valid_on_device(tch::Device::Cpu).unwrap().unwrap();
+    assert_eq!(on_device.len(), 20);
+    let streamed: Vec<_> = loaders.valid_epoch(0, StopFlag::new()).unwrap().map(Result::unwrap).collect();
+    for ((images, labels), batch) in on_device.batches(8).zip(&streamed) {
+        assert!(labels.equal(&batch.labels));
+        assert!(images.allclose(&batch.images, 1e-6, 1e-6, false));
+    }
+
+    // With the reference's augmented validation there is no device copy, and the batches differ from clean.
+    let augmented =
+        SplitLoaders::new(dataset, norm, split, LoaderConfig { augment_validation: true, ..config }).unwrap();
+    assert!(augmented.valid_on_device(tch::Device::Cpu).unwrap().is_none());
+    let first = augmented.valid_epoch(0, StopFlag::new()).unwrap().next().unwrap().unwrap();
+    assert!(!first.images.allclose(&streamed[0].images, 1e-6, 1e-6, false));
+}

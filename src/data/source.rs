@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::augment::{normalize_batch, CifarAugment};
 use super::batch::{Batch, EpochPlan};
@@ -197,11 +197,23 @@ pub fn make_batch(
 ) -> Result<Batch, DataError> {
     let items = plan.batch(index);
     let [c, h, w] = source.image_shape();
-    let mut images = vec![0f32; items.len() * c * h * w];
-    let mut labels = vec![0i64; items.len()];
-    source.fill(items, plan.augment_seed(index), &mut images, &mut labels)?;
+    let numel = items.len() * c * h * w;
     let shape = [items.len() as i64, c as i64, h as i64, w as i64];
-    let mut images = Tensor::f_from_slice(&images)?.f_view(shape)?;
+    // The source writes straight into the tensor's storage: no libtorch copy, whose OpenMP threads would
+    // otherwise fight the rayon workers for the cores (measured: 40x slower on a loaded 2-core machine).
+    let mut images = Tensor::f_empty(shape, (Kind::Float, Device::Cpu))?;
+    let mut labels = vec![0i64; items.len()];
+    {
+        let ptr = images.data_ptr() as *mut f32;
+        // SAFETY: `images` is a freshly allocated, contiguous CPU f32 tensor of exactly `numel` elements,
+        // owned here and not shared with anything else while the slice lives. It is zeroed through the raw
+        // pointer first so the slice never covers uninitialised memory.
+        let pixels = unsafe {
+            std::ptr::write_bytes(ptr, 0, numel);
+            std::slice::from_raw_parts_mut(ptr, numel)
+        };
+        source.fill(items, plan.augment_seed(index), pixels, &mut labels)?;
+    }
     let mut labels = Tensor::f_from_slice(&labels)?;
     if pin_memory && tch::Cuda::is_available() {
         images = images.f_pin_memory(Device::Cuda(0))?;
