@@ -220,3 +220,47 @@ fn split_loaders_train_on_one_part_and_evaluate_the_other_in_fixed_order() {
     let first = augmented.valid_epoch(0, StopFlag::new()).unwrap().next().unwrap().unwrap();
     assert!(!first.images.allclose(&streamed[0].images, 1e-6, 1e-6, false));
 }
+
+/// Blocks every fill until the test releases it, so the consumer is certain to find the queue empty.
+struct GatedSource {
+    inner: Arc<InMemorySource>,
+    gate: crossbeam_channel::Receiver<()>,
+}
+
+impl BatchSource for GatedSource {
+    fn image_shape(&self) -> [usize; 3] {
+        self.inner.image_shape()
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn fill(
+        &self,
+        items: &[usize],
+        seed: u64,
+        images: &mut [f32],
+        labels: &mut [i64],
+    ) -> Result<(), DataError> {
+        self.gate.recv().map_err(|_| DataError::InvalidSetting { reason: "gate closed".into() })?;
+        self.inner.fill(items, seed, images, labels)
+    }
+}
+
+#[test]
+fn the_consumer_records_the_time_it_waits_for_a_slow_producer() {
+    let (open, gate) = crossbeam_channel::bounded(0);
+    let source = Arc::new(GatedSource { inner: augmenting_source(10), gate });
+    let producer = Producer::new(source, config(1)).unwrap();
+    let plan = EpochPlan::sequential(&(0..10).collect::<Vec<_>>(), 5, 0, 0).unwrap();
+    let mut stream = producer.start_epoch(plan, StopFlag::new()).unwrap();
+    assert_eq!(stream.wait_time(), std::time::Duration::ZERO);
+    let releaser = std::thread::spawn(move || {
+        for _ in 0..2 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            open.send(()).unwrap();
+        }
+    });
+    assert_eq!(stream.by_ref().map(Result::unwrap).count(), 2);
+    releaser.join().unwrap();
+    assert!(stream.wait_time() > std::time::Duration::ZERO);
+}
