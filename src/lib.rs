@@ -3,8 +3,10 @@
 //! The crate is three rings: a plain domain core (search spaces, evolution, models, data,
 //! training), a thin actor layer, and the edge (CLI, config, daemon, telemetry).
 
+pub mod actors;
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod evolution;
 pub mod report;
 pub mod runtime;
