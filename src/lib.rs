@@ -3,5 +3,6 @@
 //! The crate is three rings: a plain domain core (search spaces, evolution, models, data,
 //! training), a thin actor layer, and the edge (CLI, config, daemon, telemetry).
 
+pub mod model;
 pub mod runtime;
 pub mod space;
