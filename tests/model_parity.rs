@@ -4,10 +4,12 @@
 //! Fixtures: tests/fixtures/model/*.pt, made by scripts/fixtures/make_model_fixtures.py (see
 //! tests/fixtures/README.md).
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use evnas::model::{OneShotModel, Supernet, SupernetConfig};
+use evnas::model::{EvalNetConfig, NetworkCifar, OneShotModel, Supernet, SupernetConfig};
 use tch::{nn, Device, Kind, Tensor};
 
 const TOLERANCE: f64 = 1e-4;
@@ -125,4 +127,22 @@ fn supernet_rejects_wrongly_shaped_alpha() {
     let alphas = [Tensor::rand([14, 7], (Kind::Float, Device::Cpu)), Tensor::rand([14, 8], (Kind::Float, Device::Cpu))];
     assert!(net.try_forward_arch(&x, &alphas, false).is_err());
     assert!(net.try_forward_arch(&x, &alphas[..1], false).is_err());
+}
+
+#[test]
+fn network_cifar_matches_reference_in_train_then_eval_mode() {
+    tch::manual_seed(0);
+    let fx = Fixture::load("network_cifar_evnas_a_c4_l5.pt");
+    let vs = nn::VarStore::new(Device::Cpu);
+    let config = EvalNetConfig { init_channels: 4, layers: 5, num_classes: 10, auxiliary: true, in_channels: 3 };
+    let net = NetworkCifar::new(&vs.root(), config, &common::evnas_a());
+    fx.load_weights_into(&vs);
+    let (logits, aux) = tch::no_grad(|| net.forward_t(fx.get("input"), true));
+    assert_close(&logits, fx.get("logits_train"), "NetworkCIFAR train logits");
+    let aux = aux.expect("train mode with an auxiliary head gives auxiliary logits");
+    assert_close(&aux, fx.get("aux_logits_train"), "NetworkCIFAR auxiliary logits");
+    fx.assert_buffers_match(&vs);
+    let (logits, aux) = tch::no_grad(|| net.forward_t(fx.get("input"), false));
+    assert!(aux.is_none());
+    assert_close(&logits, fx.get("logits_eval"), "NetworkCIFAR eval logits");
 }

@@ -2,10 +2,17 @@
 //! the DARTS and NAS-Bench-201 one-shot supernets (weights shared by every individual, α given
 //! per forward), the evaluation networks built from a genotype, and parameter/MAC counting.
 
+pub mod count;
+pub mod eval_cell;
+pub mod eval_cifar;
+pub mod eval_imagenet;
 pub mod layers;
 pub mod ops;
 pub mod supernet;
 
+pub use count::{count_eval_network, parameter_count, EvalDataset, ModelCounts};
+pub use eval_cifar::{EvalNetConfig, NetworkCifar};
+pub use eval_imagenet::NetworkImageNet;
 pub use supernet::{Supernet, SupernetConfig};
 
 use tch::Tensor;

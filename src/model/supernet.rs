@@ -198,13 +198,20 @@ impl SearchCell {
         let (m0, hw) = self.preprocess0.macs(hw0);
         let (m1, _) = self.preprocess1.macs(hw1);
         let mut total = m0 + m1;
-        let mut out = hw;
-        for op in &self.ops {
-            let (m, o) = op.macs(hw);
-            total += m;
-            out = o;
+        // Spatial size of every state: intermediate nodes of a reduction cell are already reduced.
+        let mut state_hw = vec![hw, hw];
+        let mut edge = 0;
+        for _ in 0..self.steps {
+            let mut node_hw = hw;
+            for input in 0..state_hw.len() {
+                let (m, out) = self.ops[edge + input].macs(state_hw[input]);
+                total += m;
+                node_hw = out;
+            }
+            edge += state_hw.len();
+            state_hw.push(node_hw);
         }
-        (total, out)
+        (total, state_hw[state_hw.len() - 1])
     }
 
     fn convs(&self) -> Vec<&Conv2d> {
