@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Check the environment: libtorch, CUDA devices, dataset paths. One line per problem.
     Doctor(cli::doctor::DoctorArgs),
+    /// Parameters and multiply-accumulates of a genotype's evaluation network.
+    Info(cli::info::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let result = match (cli.version, cli.command) {
         (true, _) => cli::version::run(),
         (false, Some(Command::Doctor(args))) => cli::doctor::run(&args),
+        (false, Some(Command::Info(args))) => cli::info::run(&args),
         (false, None) => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();

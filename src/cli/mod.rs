@@ -1,4 +1,5 @@
 //! Subcommands of the `evnas` binary: each file parses its arguments and calls the library.
 
 pub mod doctor;
+pub mod info;
 pub mod version;
