@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use evnas::model::{EvalNetConfig, NetworkCifar, OneShotModel, Supernet, SupernetConfig};
+use evnas::model::{EvalNetConfig, Nb201Config, Nb201Supernet, NetworkCifar, OneShotModel, Supernet, SupernetConfig};
 use tch::{nn, Device, Kind, Tensor};
 
 const TOLERANCE: f64 = 1e-4;
@@ -145,4 +145,30 @@ fn network_cifar_matches_reference_in_train_then_eval_mode() {
     let (logits, aux) = tch::no_grad(|| net.forward_t(fx.get("input"), false));
     assert!(aux.is_none());
     assert_close(&logits, fx.get("logits_eval"), "NetworkCIFAR eval logits");
+}
+
+#[test]
+fn nb201_supernet_matches_reference_in_train_then_eval_mode() {
+    tch::manual_seed(0);
+    let fx = Fixture::load("nb201_c4_n1.pt");
+    let vs = nn::VarStore::new(Device::Cpu);
+    let config = Nb201Config { init_channels: 4, cells_per_stage: 1, ..Nb201Config::new(3, 10) };
+    let net = Nb201Supernet::new(&vs.root(), config);
+    fx.load_weights_into(&vs);
+    let alphas = [fx.get("alpha").shallow_clone()];
+    let train = tch::no_grad(|| net.forward_arch(fx.get("input"), &alphas, true));
+    assert_close(&train, fx.get("logits_train"), "NB201 train logits");
+    fx.assert_buffers_match(&vs);
+    let eval = tch::no_grad(|| net.forward_arch(fx.get("input"), &alphas, false));
+    assert_close(&eval, fx.get("logits_eval"), "NB201 eval logits");
+}
+
+#[test]
+fn nb201_supernet_output_shape_with_default_stages() {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = Nb201Supernet::new(&vs.root(), Nb201Config { init_channels: 4, ..Nb201Config::new(3, 100) });
+    let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
+    let logits = tch::no_grad(|| net.forward_arch(&x, &[Tensor::rand([6, 5], (Kind::Float, Device::Cpu))], true));
+    assert_eq!(logits.size(), [2, 100]);
 }

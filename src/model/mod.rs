@@ -7,12 +7,14 @@ pub mod eval_cell;
 pub mod eval_cifar;
 pub mod eval_imagenet;
 pub mod layers;
+pub mod nb201;
 pub mod ops;
 pub mod supernet;
 
 pub use count::{count_eval_network, parameter_count, EvalDataset, ModelCounts};
 pub use eval_cifar::{EvalNetConfig, NetworkCifar};
 pub use eval_imagenet::NetworkImageNet;
+pub use nb201::{Nb201Config, Nb201Supernet};
 pub use supernet::{Supernet, SupernetConfig};
 
 use tch::Tensor;
