@@ -23,6 +23,8 @@ enum Command {
     Doctor(cli::doctor::DoctorArgs),
     /// Show, draw or list genotypes (built-in names or files).
     Genotype(cli::genotype::GenotypeArgs),
+    /// Parameters and multiply-accumulates of a genotype's evaluation network.
+    Info(cli::info::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         (true, _) => cli::version::run(),
         (false, Some(Command::Doctor(args))) => cli::doctor::run(&args),
         (false, Some(Command::Genotype(args))) => cli::genotype::run(&args),
+        (false, Some(Command::Info(args))) => cli::info::run(&args),
         (false, None) => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();

@@ -2,4 +2,5 @@
 
 pub mod doctor;
 pub mod genotype;
+pub mod info;
 pub mod version;

@@ -46,3 +46,6 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 pub fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
+
+pub mod genotypes;
+pub use genotypes::*;

@@ -1,0 +1,130 @@
+//! `evnas info`: size of a genotype's evaluation network (parameters, multiply-accumulates), as
+//! the papers report it (EvNAS Tables 1-2: params in M, ImageNet mult-adds in M).
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use evnas::model::{count_eval_network, EvalDataset};
+use evnas::space::Genotype;
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// Built-in genotype name (EvNASA, EvNASB, EvNASC, DARTS_V2) or genotype file.
+    #[arg(long)]
+    genotype: String,
+    #[arg(long, value_enum, default_value_t = DatasetArg::Cifar10)]
+    dataset: DatasetArg,
+    /// Channels of the first cells (default: 36 for CIFAR, 48 for ImageNet).
+    #[arg(long)]
+    init_channels: Option<i64>,
+    /// Number of cells (default: 20 for CIFAR, 14 for ImageNet).
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DatasetArg {
+    Cifar10,
+    Cifar100,
+    Imagenet,
+}
+
+impl From<DatasetArg> for EvalDataset {
+    fn from(d: DatasetArg) -> Self {
+        match d {
+            DatasetArg::Cifar10 => EvalDataset::Cifar10,
+            DatasetArg::Cifar100 => EvalDataset::Cifar100,
+            DatasetArg::Imagenet => EvalDataset::ImageNet,
+        }
+    }
+}
+
+pub fn run(args: &InfoArgs) -> anyhow::Result<ExitCode> {
+    let genotype = builtin_genotype(&args.genotype)?;
+    let dataset = EvalDataset::from(args.dataset);
+    let mut config = dataset.default_config();
+    if let Some(c) = args.init_channels {
+        anyhow::ensure!(c > 0 && c % 2 == 0, "--init-channels must be a positive even number, got {c}");
+        config.init_channels = c;
+    }
+    if let Some(l) = args.layers {
+        anyhow::ensure!(l >= 3, "--layers must be at least 3, got {l}");
+        config.layers = l;
+    }
+    let counts = count_eval_network(&genotype, dataset, config);
+    if args.json {
+        let value = serde_json::json!({
+            "genotype": args.genotype,
+            "dataset": dataset_name(dataset),
+            "init_channels": config.init_channels,
+            "layers": config.layers,
+            "image_size": dataset.image_size(),
+            "params": counts.params,
+            "params_millions": counts.params_millions(),
+            "macs": counts.conv_macs,
+            "macs_millions": counts.macs_millions(),
+            "classifier_macs_millions": counts.classifier_macs_millions(),
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "{} on {} (C={}, {} cells, {}x{} input)",
+            args.genotype,
+            dataset_name(dataset),
+            config.init_channels,
+            config.layers,
+            dataset.image_size(),
+            dataset.image_size()
+        );
+        println!("params: {:.3} M ({} without the auxiliary head)", counts.params_millions(), counts.params);
+        println!(
+            "multiply-accumulates: {:.1} M in convolutions + {:.3} M in the classifier",
+            counts.macs_millions(),
+            counts.classifier_macs_millions()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dataset_name(d: EvalDataset) -> &'static str {
+    match d {
+        EvalDataset::Cifar10 => "cifar10",
+        EvalDataset::Cifar100 => "cifar100",
+        EvalDataset::ImageNet => "imagenet",
+    }
+}
+
+// TO BE REPLACED AT MERGE by `evnas::space::Genotype::load(name_or_path)` (space helper's
+// loader, which also reads genotype files). Until then: the built-in names of the reference's
+// genotypes.py that the paper reports.
+fn builtin_genotype(name: &str) -> anyhow::Result<Genotype> {
+    use evnas::space::DartsOp::{
+        AvgPool3x3 as Avg, DilConv3x3 as Dil3, DilConv5x5 as Dil5, MaxPool3x3 as Max, SepConv3x3 as Sep3,
+        SepConv5x5 as Sep5, SkipConnect as Skip,
+    };
+    let (normal, reduce) = match name {
+        "EvNASA" => (
+            vec![(Sep3, 0), (Sep3, 1), (Sep5, 2), (Sep3, 1), (Skip, 0), (Skip, 2), (Dil5, 3), (Sep3, 1)],
+            vec![(Dil5, 1), (Avg, 0), (Sep3, 0), (Avg, 2), (Skip, 1), (Skip, 2), (Skip, 1), (Sep5, 0)],
+        ),
+        "EvNASB" => (
+            vec![(Sep5, 0), (Sep3, 1), (Sep5, 2), (Max, 0), (Sep3, 0), (Sep3, 1), (Skip, 0), (Sep5, 2)],
+            vec![(Skip, 1), (Max, 0), (Max, 0), (Avg, 1), (Skip, 2), (Avg, 3), (Sep5, 2), (Sep5, 0)],
+        ),
+        "EvNASC" => (
+            vec![(Skip, 0), (Sep3, 1), (Skip, 2), (Sep5, 1), (Max, 1), (Sep3, 0), (Sep3, 0), (Sep5, 3)],
+            vec![(Sep5, 1), (Dil3, 0), (Sep5, 0), (Skip, 1), (Max, 0), (Max, 1), (Max, 0), (Max, 2)],
+        ),
+        "DARTS_V2" | "DARTS" => (
+            vec![(Sep3, 0), (Sep3, 1), (Sep3, 0), (Sep3, 1), (Sep3, 1), (Skip, 0), (Skip, 0), (Dil3, 2)],
+            vec![(Max, 0), (Max, 1), (Skip, 2), (Max, 1), (Max, 0), (Skip, 2), (Skip, 2), (Max, 1)],
+        ),
+        other => anyhow::bail!(
+            "unknown genotype {other:?}: this build knows EvNASA, EvNASB, EvNASC, DARTS_V2 (genotype files need the genotype loader)"
+        ),
+    };
+    Ok(Genotype { normal, normal_concat: vec![2, 3, 4, 5], reduce, reduce_concat: vec![2, 3, 4, 5] })
+}

@@ -1,0 +1,228 @@
+//! Building blocks with PyTorch's parameter names, initialisation and numerics: `Conv2d`
+//! (`weight`), `BatchNorm2d` (`weight`, `bias`, `running_mean`, `running_var`,
+//! `num_batches_tracked`) and `Linear` (`weight`, `bias`).
+//!
+//! tch's own layers lack `num_batches_tracked` and initialise BatchNorm weights from U[0,1), so
+//! a state_dict written by evnas would not load strictly into the reference modules; these do.
+
+use tch::{nn, Kind, Tensor};
+
+/// Spatial size (height, width) of a feature map, tracked when counting multiply-accumulates.
+pub type Hw = (i64, i64);
+
+/// PyTorch's default weight initialisation for Conv2d and Linear: kaiming_uniform with
+/// a = sqrt(5), which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+fn torch_default_uniform(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform { lo: -bound, up: bound }
+}
+
+/// A bias-free 2-d convolution (every convolution of the reference cells is bias-free).
+#[derive(Debug)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    stride: [i64; 2],
+    padding: [i64; 2],
+    dilation: [i64; 2],
+    groups: i64,
+}
+
+/// Geometry of a [`Conv2d`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConvSpec {
+    pub c_in: i64,
+    pub c_out: i64,
+    pub kernel: [i64; 2],
+    pub stride: [i64; 2],
+    pub padding: [i64; 2],
+    pub dilation: [i64; 2],
+    pub groups: i64,
+}
+
+impl ConvSpec {
+    /// Square kernel, stride and padding; no dilation, no groups.
+    pub fn square(c_in: i64, c_out: i64, kernel: i64, stride: i64, padding: i64) -> Self {
+        Self {
+            c_in,
+            c_out,
+            kernel: [kernel, kernel],
+            stride: [stride, stride],
+            padding: [padding, padding],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+
+    pub fn dilated(self, dilation: i64) -> Self {
+        Self { dilation: [dilation, dilation], ..self }
+    }
+
+    pub fn grouped(self, groups: i64) -> Self {
+        Self { groups, ..self }
+    }
+}
+
+impl Conv2d {
+    pub fn new(p: &nn::Path, spec: ConvSpec) -> Self {
+        let fan_in = spec.c_in / spec.groups * spec.kernel[0] * spec.kernel[1];
+        let weight = p.var(
+            "weight",
+            &[spec.c_out, spec.c_in / spec.groups, spec.kernel[0], spec.kernel[1]],
+            torch_default_uniform(fan_in),
+        );
+        Self { weight, stride: spec.stride, padding: spec.padding, dilation: spec.dilation, groups: spec.groups }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv2d(&self.weight, None::<&Tensor>, self.stride, self.padding, self.dilation, self.groups)
+    }
+
+    /// Output size for an input of size `hw`, as PyTorch computes it (floor mode).
+    pub fn out_hw(&self, hw: Hw) -> Hw {
+        let k = self.weight.size();
+        let dim = |i: usize, n: i64| {
+            (n + 2 * self.padding[i] - self.dilation[i] * (k[2 + i] - 1) - 1) / self.stride[i] + 1
+        };
+        (dim(0, hw.0), dim(1, hw.1))
+    }
+
+    /// Multiply-accumulates of one image through this convolution, and the output size.
+    pub fn macs(&self, hw: Hw) -> (u64, Hw) {
+        let out = self.out_hw(hw);
+        let per_output: i64 = self.weight.size()[1..].iter().product();
+        let c_out = self.weight.size()[0];
+        ((out.0 * out.1 * c_out * per_output) as u64, out)
+    }
+
+    pub fn to_channels_last(&self) {
+        to_channels_last_in_place(&self.weight);
+    }
+}
+
+/// 2-d batch normalisation with PyTorch's defaults (eps 1e-5, momentum 0.1).
+///
+/// With `track_running_stats` off (the NAS-Bench-201 search cells) it has no buffers and
+/// always normalises with the batch statistics, as PyTorch does.
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    weight: Option<Tensor>,
+    bias: Option<Tensor>,
+    running: Option<RunningStats>,
+}
+
+#[derive(Debug)]
+struct RunningStats {
+    mean: Tensor,
+    var: Tensor,
+    num_batches_tracked: Tensor,
+}
+
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+impl BatchNorm2d {
+    pub fn new(p: &nn::Path, channels: i64, affine: bool) -> Self {
+        Self::with_tracking(p, channels, affine, true)
+    }
+
+    pub fn with_tracking(p: &nn::Path, channels: i64, affine: bool, track_running_stats: bool) -> Self {
+        let (weight, bias) = if affine {
+            (
+                Some(p.var("weight", &[channels], nn::Init::Const(1.0))),
+                Some(p.var("bias", &[channels], nn::Init::Const(0.0))),
+            )
+        } else {
+            (None, None)
+        };
+        let running = track_running_stats.then(|| RunningStats {
+            mean: p.zeros_no_train("running_mean", &[channels]),
+            var: p.ones_no_train("running_var", &[channels]),
+            num_batches_tracked: p.add(
+                "num_batches_tracked",
+                Tensor::zeros([], (Kind::Int64, p.device())),
+                false,
+            ),
+        });
+        Self { weight, bias, running }
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match &self.running {
+            Some(stats) => {
+                if train {
+                    // PyTorch counts batches even when momentum is set; keeping the count makes our
+                    // state_dict identical to the reference's after the same number of steps.
+                    let mut count = stats.num_batches_tracked.shallow_clone();
+                    tch::no_grad(|| {
+                        let _ = count.f_add_scalar_(1);
+                    });
+                }
+                Tensor::batch_norm(
+                    x,
+                    self.weight.as_ref(),
+                    self.bias.as_ref(),
+                    Some(&stats.mean),
+                    Some(&stats.var),
+                    train,
+                    BN_MOMENTUM,
+                    BN_EPS,
+                    true,
+                )
+            }
+            None => Tensor::batch_norm(
+                x,
+                self.weight.as_ref(),
+                self.bias.as_ref(),
+                None::<&Tensor>,
+                None::<&Tensor>,
+                true,
+                BN_MOMENTUM,
+                BN_EPS,
+                true,
+            ),
+        }
+    }
+}
+
+/// A fully connected layer with bias, initialised as PyTorch's `nn.Linear`.
+#[derive(Debug)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+impl Linear {
+    pub fn new(p: &nn::Path, in_features: i64, out_features: i64) -> Self {
+        let init = torch_default_uniform(in_features);
+        Self {
+            weight: p.var("weight", &[out_features, in_features], init),
+            bias: p.var("bias", &[out_features], init),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, Some(&self.bias))
+    }
+
+    /// Multiply-accumulates of one input vector.
+    pub fn macs(&self) -> u64 {
+        let s = self.weight.size();
+        (s[0] * s[1]) as u64
+    }
+}
+
+/// A view of `x` (N, C, H, W) whose memory is laid out N, H, W, C: PyTorch's channels-last.
+///
+/// libtorch picks channels-last kernels when the input or the weight is laid out this way.
+pub fn channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Re-lays a 4-d parameter out channels-last, keeping its identity (and its VarStore entry).
+pub fn to_channels_last_in_place(t: &Tensor) {
+    if t.dim() == 4 {
+        let converted = tch::no_grad(|| channels_last(t));
+        let mut shared = t.shallow_clone();
+        shared.set_data(&converted);
+    }
+}

@@ -1,0 +1,353 @@
+//! The DARTS one-shot supernet (reference model_search.py: `MixedOp`, `Cell`, `Network`).
+//!
+//! EvNAS (Sinha & Chen 2021, §3.1) shares this network's weights among all individuals: each
+//! forward receives the (decoded) α of the normal and reduction cells, applies a softmax over
+//! the op dimension as the reference does, and weights every candidate op of every edge by it.
+//!
+//! Work the reference does and we skip, without changing a result: the `none` op contributes
+//! exactly `w * 0`, so it is never computed; ops that begin with ReLU on the same input share
+//! one ReLU.
+
+use tch::{nn, Device, Kind, Tensor};
+
+use super::layers::{channels_last, BatchNorm2d, Conv2d, ConvSpec, Hw, Linear};
+use super::ops::{FactorizedReduce, Op, ReluConvBn};
+use super::{ModelError, OneShotModel};
+use crate::space::{DartsOp, DARTS_PRIMITIVES};
+
+/// Shape of the supernet (reference `Network(C, num_classes, layers, ...)` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupernetConfig {
+    /// C: channels of the first cells; doubled at each reduction cell.
+    pub init_channels: i64,
+    /// Number of cells; reduction cells sit at layers/3 and 2*layers/3.
+    pub layers: usize,
+    /// Image channels: 3 for CIFAR, 1 for Fashion-MNIST (the reference hard-codes 3).
+    pub in_channels: i64,
+    pub num_classes: i64,
+    /// Intermediate nodes per cell.
+    pub steps: usize,
+    /// How many of the last nodes are concatenated into the cell output.
+    pub multiplier: usize,
+    /// The stem outputs stem_multiplier * C channels.
+    pub stem_multiplier: i64,
+}
+
+impl SupernetConfig {
+    /// The reference's defaults for steps (4), multiplier (4) and stem multiplier (3).
+    pub fn new(init_channels: i64, layers: usize, in_channels: i64, num_classes: i64) -> Self {
+        Self { init_channels, layers, in_channels, num_classes, steps: 4, multiplier: 4, stem_multiplier: 3 }
+    }
+
+    /// Edges per cell: node i (0-based) has 2 + i inputs. 14 for 4 steps.
+    pub fn edges_per_cell(&self) -> usize {
+        (0..self.steps).map(|i| 2 + i).sum()
+    }
+
+    fn is_reduction(&self, cell: usize) -> bool {
+        cell == self.layers / 3 || cell == 2 * self.layers / 3
+    }
+}
+
+/// All eight candidate ops of one edge (reference `MixedOp`), keys `_ops.<k>...`; pooling ops
+/// are followed by a non-affine BatchNorm (`_ops.1.1`, `_ops.2.1`).
+#[derive(Debug)]
+struct MixedOp {
+    /// (column of α, op); `none` is left out (it adds exactly zero).
+    ops: Vec<(usize, Op, Option<BatchNorm2d>)>,
+}
+
+impl MixedOp {
+    fn new(p: &nn::Path, c: i64, stride: i64) -> Self {
+        let p = p.sub("_ops");
+        let ops = DARTS_PRIMITIVES
+            .iter()
+            .enumerate()
+            .filter(|(_, &op)| op != DartsOp::Zero)
+            .map(|(k, &op)| {
+                let op_path = p.sub(k);
+                let is_pool = matches!(op, DartsOp::MaxPool3x3 | DartsOp::AvgPool3x3);
+                let pool_bn = is_pool.then(|| BatchNorm2d::new(&op_path.sub("1"), c, false));
+                (k, Op::new(&op_path, op, c, stride, false), pool_bn)
+            })
+            .collect();
+        Self { ops }
+    }
+
+    /// Σ_k w_k · op_k(x), summed in the reference's order.
+    fn forward(&self, x: &Tensor, weights: &[f32], train: bool) -> Tensor {
+        let relu_x = x.relu();
+        let mut sum: Option<Tensor> = None;
+        for (k, op, pool_bn) in &self.ops {
+            let mut y = op.forward_shared_relu(x, &relu_x, train);
+            if let Some(bn) = pool_bn {
+                y = bn.forward_t(&y, train);
+            }
+            let weighted = y * f64::from(weights[*k]);
+            sum = Some(match sum {
+                None => weighted,
+                Some(s) => s + weighted,
+            });
+        }
+        sum.expect("a mixed op holds at least one non-zero op")
+    }
+
+    fn macs(&self, hw: Hw) -> (u64, Hw) {
+        self.ops.iter().fold((0, hw), |(total, _), (_, op, _)| {
+            let (m, out) = op.macs(hw);
+            (total + m, out)
+        })
+    }
+
+    fn convs(&self) -> Vec<&Conv2d> {
+        self.ops.iter().flat_map(|(_, op, _)| op.convs()).collect()
+    }
+}
+
+/// The first input of a cell is reduced when the previous cell was a reduction cell.
+#[derive(Debug)]
+enum Preprocess {
+    Reduce(FactorizedReduce),
+    Conv(ReluConvBn),
+}
+
+impl Preprocess {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            Preprocess::Reduce(op) => op.forward_t(x, train),
+            Preprocess::Conv(op) => op.forward_t(x, train),
+        }
+    }
+
+    fn macs(&self, hw: Hw) -> (u64, Hw) {
+        match self {
+            Preprocess::Reduce(op) => op.macs(hw),
+            Preprocess::Conv(op) => op.macs(hw),
+        }
+    }
+
+    fn convs(&self) -> Vec<&Conv2d> {
+        match self {
+            Preprocess::Reduce(op) => op.convs(),
+            Preprocess::Conv(op) => op.convs(),
+        }
+    }
+}
+
+/// One search cell (reference model_search.py `Cell`).
+#[derive(Debug)]
+struct SearchCell {
+    reduction: bool,
+    preprocess0: Preprocess,
+    preprocess1: ReluConvBn,
+    steps: usize,
+    multiplier: usize,
+    /// One mixed op per edge, node by node, inputs in order (`_ops.<edge>`).
+    ops: Vec<MixedOp>,
+}
+
+impl SearchCell {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        p: &nn::Path,
+        steps: usize,
+        multiplier: usize,
+        c_prev_prev: i64,
+        c_prev: i64,
+        c: i64,
+        reduction: bool,
+        reduction_prev: bool,
+    ) -> Self {
+        let preprocess0 = if reduction_prev {
+            Preprocess::Reduce(FactorizedReduce::new(&p.sub("preprocess0"), c_prev_prev, c, false))
+        } else {
+            Preprocess::Conv(ReluConvBn::new(&p.sub("preprocess0"), ConvSpec::square(c_prev_prev, c, 1, 1, 0), false))
+        };
+        let preprocess1 = ReluConvBn::new(&p.sub("preprocess1"), ConvSpec::square(c_prev, c, 1, 1, 0), false);
+        let ops_path = p.sub("_ops");
+        let mut ops = Vec::new();
+        for node in 0..steps {
+            for input in 0..2 + node {
+                let stride = if reduction && input < 2 { 2 } else { 1 };
+                ops.push(MixedOp::new(&ops_path.sub(ops.len()), c, stride));
+            }
+        }
+        Self { reduction, preprocess0, preprocess1, steps, multiplier, ops }
+    }
+
+    /// `weights`: softmax(α) rows, one per edge.
+    fn forward(&self, s0: &Tensor, s1: &Tensor, weights: &[Vec<f32>], train: bool) -> Tensor {
+        let mut states = vec![self.preprocess0.forward_t(s0, train), self.preprocess1.forward_t(s1, train)];
+        let mut edge = 0;
+        for _ in 0..self.steps {
+            let mut node: Option<Tensor> = None;
+            for input in 0..states.len() {
+                let y = self.ops[edge + input].forward(&states[input], &weights[edge + input], train);
+                node = Some(match node {
+                    None => y,
+                    Some(n) => n + y,
+                });
+            }
+            edge += states.len();
+            states.push(node.expect("every node has at least two inputs"));
+        }
+        Tensor::cat(&states[states.len() - self.multiplier..], 1)
+    }
+
+    fn macs(&self, hw0: Hw, hw1: Hw) -> (u64, Hw) {
+        let (m0, hw) = self.preprocess0.macs(hw0);
+        let (m1, _) = self.preprocess1.macs(hw1);
+        let mut total = m0 + m1;
+        // Spatial size of every state: intermediate nodes of a reduction cell are already reduced.
+        let mut state_hw = vec![hw, hw];
+        let mut edge = 0;
+        for _ in 0..self.steps {
+            let mut node_hw = hw;
+            for input in 0..state_hw.len() {
+                let (m, out) = self.ops[edge + input].macs(state_hw[input]);
+                total += m;
+                node_hw = out;
+            }
+            edge += state_hw.len();
+            state_hw.push(node_hw);
+        }
+        (total, state_hw[state_hw.len() - 1])
+    }
+
+    fn convs(&self) -> Vec<&Conv2d> {
+        let mut convs = self.preprocess0.convs();
+        convs.extend(self.preprocess1.convs());
+        convs.extend(self.ops.iter().flat_map(MixedOp::convs));
+        convs
+    }
+}
+
+/// The DARTS supernet (reference model_search.py `Network`), without its α: those are
+/// an input of [`OneShotModel::forward_arch`].
+///
+/// # Shapes
+/// input `(N, in_channels, H, W)` -> logits `(N, num_classes)`; alphas `[normal, reduce]`,
+/// each `(edges_per_cell, 8)` f32.
+#[derive(Debug)]
+pub struct Supernet {
+    config: SupernetConfig,
+    stem_conv: Conv2d,
+    stem_bn: BatchNorm2d,
+    cells: Vec<SearchCell>,
+    classifier: Linear,
+    channels_last: bool,
+}
+
+impl Supernet {
+    pub fn new(p: &nn::Path, config: SupernetConfig) -> Self {
+        let c = config.init_channels;
+        let c_stem = config.stem_multiplier * c;
+        let stem = p.sub("stem");
+        let stem_conv = Conv2d::new(&stem.sub("0"), ConvSpec::square(config.in_channels, c_stem, 3, 1, 1));
+        let stem_bn = BatchNorm2d::new(&stem.sub("1"), c_stem, true);
+
+        let (mut c_prev_prev, mut c_prev, mut c_curr) = (c_stem, c_stem, c);
+        let cells_path = p.sub("cells");
+        let mut cells = Vec::with_capacity(config.layers);
+        let mut reduction_prev = false;
+        for i in 0..config.layers {
+            let reduction = config.is_reduction(i);
+            if reduction {
+                c_curr *= 2;
+            }
+            cells.push(SearchCell::new(
+                &cells_path.sub(i),
+                config.steps,
+                config.multiplier,
+                c_prev_prev,
+                c_prev,
+                c_curr,
+                reduction,
+                reduction_prev,
+            ));
+            reduction_prev = reduction;
+            c_prev_prev = c_prev;
+            c_prev = config.multiplier as i64 * c_curr;
+        }
+        let classifier = Linear::new(&p.sub("classifier"), c_prev, config.num_classes);
+        Self { config, stem_conv, stem_bn, cells, classifier, channels_last: false }
+    }
+
+    pub fn config(&self) -> &SupernetConfig {
+        &self.config
+    }
+
+    /// Lays the convolution weights (and, in each forward, the input) out channels-last.
+    ///
+    /// Same numbers up to float rounding order; on CPU the channels-last kernels are faster.
+    /// Call it after loading weights: loading copies into the existing layout.
+    pub fn use_channels_last(&mut self) {
+        self.stem_conv.to_channels_last();
+        for cell in &self.cells {
+            for conv in cell.convs() {
+                conv.to_channels_last();
+            }
+        }
+        self.channels_last = true;
+    }
+
+    /// Convolution multiply-accumulates of one image of size `hw` (millions not applied), and the
+    /// classifier's, for the whole supernet (every candidate op counted).
+    pub fn macs(&self, hw: Hw) -> (u64, u64) {
+        let (mut total, hw) = self.stem_conv.macs(hw);
+        let (mut hw0, mut hw1) = (hw, hw);
+        for cell in &self.cells {
+            let (m, out) = cell.macs(hw0, hw1);
+            total += m;
+            hw0 = hw1;
+            hw1 = out;
+        }
+        (total, self.classifier.macs())
+    }
+
+    fn softmax_rows(&self, alpha: &Tensor, which: &'static str) -> Result<Vec<Vec<f32>>, ModelError> {
+        let expected = [self.config.edges_per_cell() as i64, DARTS_PRIMITIVES.len() as i64];
+        if alpha.size() != expected {
+            return Err(ModelError::AlphaShape { which, expected: expected.to_vec(), got: alpha.size() });
+        }
+        // The reference applies F.softmax to α on its device; the weights then act as scalars.
+        let weights = alpha.softmax(-1, Kind::Float).to_device(Device::Cpu);
+        let flat = Vec::<f32>::try_from(weights.flatten(0, -1))
+            .map_err(|e| ModelError::Torch { context: "reading softmax(alpha)", source: e })?;
+        Ok(flat.chunks(DARTS_PRIMITIVES.len()).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Forward with explicit α; errors when an α has the wrong shape.
+    pub fn try_forward_arch(&self, x: &Tensor, alphas: &[Tensor], train: bool) -> Result<Tensor, ModelError> {
+        let [normal, reduce] = alphas else {
+            return Err(ModelError::AlphaCount { expected: 2, got: alphas.len() });
+        };
+        let normal = self.softmax_rows(normal, "normal")?;
+        let reduce = self.softmax_rows(reduce, "reduce")?;
+        let x = if self.channels_last { channels_last(x) } else { x.shallow_clone() };
+        let stem = self.stem_bn.forward_t(&self.stem_conv.forward(&x), train);
+        let mut s0 = stem.shallow_clone();
+        let mut s1 = stem;
+        for cell in &self.cells {
+            let weights = if cell.reduction { &reduce } else { &normal };
+            let out = cell.forward(&s0, &s1, weights, train);
+            s0 = s1;
+            s1 = out;
+        }
+        // (N, C, h, w) -> (N, C)
+        let pooled = s1.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        Ok(self.classifier.forward(&pooled))
+    }
+}
+
+impl OneShotModel for Supernet {
+    /// # Panics
+    /// When `alphas` is not `[normal, reduce]` of shape `(edges_per_cell, 8)`; use
+    /// [`Supernet::try_forward_arch`] to get an error instead.
+    fn forward_arch(&self, x: &Tensor, alphas: &[Tensor], train: bool) -> Tensor {
+        match self.try_forward_arch(x, alphas, train) {
+            Ok(logits) => logits,
+            Err(err) => panic!("{err}"),
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Output shapes of the evaluation networks and drop path's determinism under tch::manual_seed.
+
+mod common;
+
+use evnas::model::eval_cell::drop_path;
+use evnas::model::{EvalNetConfig, NetworkCifar, NetworkImageNet};
+use tch::{nn, Device, Kind, Tensor};
+
+fn config(init_channels: i64, layers: usize, num_classes: i64) -> EvalNetConfig {
+    EvalNetConfig { init_channels, layers, num_classes, auxiliary: true, in_channels: 3 }
+}
+
+#[test]
+fn network_cifar_gives_logits_and_auxiliary_logits_in_train_mode() {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut net = NetworkCifar::new(&vs.root(), config(4, 5, 100), &common::evnas_b());
+    net.set_drop_path_prob(0.2);
+    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let (logits, aux) = tch::no_grad(|| net.forward_t(&x, true));
+    assert_eq!(logits.size(), [2, 100]);
+    assert_eq!(aux.map(|a| a.size()), Some(vec![2, 100]));
+    let (logits, aux) = tch::no_grad(|| net.forward_t(&x, false));
+    assert_eq!(logits.size(), [2, 100]);
+    assert!(aux.is_none());
+}
+
+#[test]
+fn network_imagenet_gives_logits_for_224_pixel_input() {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = NetworkImageNet::new(&vs.root(), config(8, 3, 1000), &common::darts_v2());
+    let x = Tensor::randn([2, 3, 224, 224], (Kind::Float, Device::Cpu));
+    let (logits, aux) = tch::no_grad(|| net.forward_t(&x, true));
+    assert_eq!(logits.size(), [2, 1000]);
+    assert_eq!(aux.map(|a| a.size()), Some(vec![2, 1000]));
+}
+
+#[test]
+fn drop_path_is_deterministic_under_manual_seed_and_drops_whole_samples() {
+    let x = Tensor::ones([64, 2, 3, 3], (Kind::Float, Device::Cpu));
+    tch::manual_seed(5);
+    let a = drop_path(&x, 0.5);
+    tch::manual_seed(5);
+    let b = drop_path(&x, 0.5);
+    assert!(a.equal(&b));
+    // Every sample is all zeros or all 1/keep = 2.
+    let per_sample = a.sum_dim_intlist([1, 2, 3].as_slice(), false, Kind::Float);
+    let values = Vec::<f32>::try_from(per_sample).unwrap();
+    assert!(values.iter().all(|&v| v == 0.0 || v == 36.0));
+    assert!(values.contains(&0.0) && values.contains(&36.0));
+}
