@@ -11,5 +11,7 @@ pub mod evolution;
 pub mod model;
 pub mod report;
 pub mod runtime;
+pub mod search;
 pub mod space;
+pub mod train;
 pub mod weights;

@@ -25,6 +25,10 @@ enum Command {
     Genotype(cli::genotype::GenotypeArgs),
     /// Parameters and multiply-accumulates of a genotype's evaluation network.
     Info(cli::info::InfoArgs),
+    /// Test top-1/top-5 of an evaluation network from a genotype and trained weights.
+    Eval(cli::eval::EvalArgs),
+    /// Run one EvNAS search in the foreground (resumable with --resume RUN_DIR).
+    Search(cli::search::SearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,8 @@ fn main() -> ExitCode {
         (false, Some(Command::Doctor(args))) => cli::doctor::run(&args),
         (false, Some(Command::Genotype(args))) => cli::genotype::run(&args),
         (false, Some(Command::Info(args))) => cli::info::run(&args),
+        (false, Some(Command::Eval(args))) => cli::eval::run(&args),
+        (false, Some(Command::Search(args))) => cli::search::run(&args),
         (false, None) => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();

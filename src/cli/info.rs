@@ -43,7 +43,7 @@ impl From<DatasetArg> for EvalDataset {
 }
 
 pub fn run(args: &InfoArgs) -> anyhow::Result<ExitCode> {
-    let genotype = builtin_genotype(&args.genotype)?;
+    let genotype = Genotype::load(&args.genotype)?;
     let dataset = EvalDataset::from(args.dataset);
     let mut config = dataset.default_config();
     if let Some(c) = args.init_channels {
@@ -95,36 +95,4 @@ fn dataset_name(d: EvalDataset) -> &'static str {
         EvalDataset::Cifar100 => "cifar100",
         EvalDataset::ImageNet => "imagenet",
     }
-}
-
-// TO BE REPLACED AT MERGE by `evnas::space::Genotype::load(name_or_path)` (space helper's
-// loader, which also reads genotype files). Until then: the built-in names of the reference's
-// genotypes.py that the paper reports.
-fn builtin_genotype(name: &str) -> anyhow::Result<Genotype> {
-    use evnas::space::DartsOp::{
-        AvgPool3x3 as Avg, DilConv3x3 as Dil3, DilConv5x5 as Dil5, MaxPool3x3 as Max, SepConv3x3 as Sep3,
-        SepConv5x5 as Sep5, SkipConnect as Skip,
-    };
-    let (normal, reduce) = match name {
-        "EvNASA" => (
-            vec![(Sep3, 0), (Sep3, 1), (Sep5, 2), (Sep3, 1), (Skip, 0), (Skip, 2), (Dil5, 3), (Sep3, 1)],
-            vec![(Dil5, 1), (Avg, 0), (Sep3, 0), (Avg, 2), (Skip, 1), (Skip, 2), (Skip, 1), (Sep5, 0)],
-        ),
-        "EvNASB" => (
-            vec![(Sep5, 0), (Sep3, 1), (Sep5, 2), (Max, 0), (Sep3, 0), (Sep3, 1), (Skip, 0), (Sep5, 2)],
-            vec![(Skip, 1), (Max, 0), (Max, 0), (Avg, 1), (Skip, 2), (Avg, 3), (Sep5, 2), (Sep5, 0)],
-        ),
-        "EvNASC" => (
-            vec![(Skip, 0), (Sep3, 1), (Skip, 2), (Sep5, 1), (Max, 1), (Sep3, 0), (Sep3, 0), (Sep5, 3)],
-            vec![(Sep5, 1), (Dil3, 0), (Sep5, 0), (Skip, 1), (Max, 0), (Max, 1), (Max, 0), (Max, 2)],
-        ),
-        "DARTS_V2" | "DARTS" => (
-            vec![(Sep3, 0), (Sep3, 1), (Sep3, 0), (Sep3, 1), (Sep3, 1), (Skip, 0), (Skip, 0), (Dil3, 2)],
-            vec![(Max, 0), (Max, 1), (Skip, 2), (Max, 1), (Max, 0), (Skip, 2), (Skip, 2), (Max, 1)],
-        ),
-        other => anyhow::bail!(
-            "unknown genotype {other:?}: this build knows EvNASA, EvNASB, EvNASC, DARTS_V2 (genotype files need the genotype loader)"
-        ),
-    };
-    Ok(Genotype { normal, normal_concat: vec![2, 3, 4, 5], reduce, reduce_concat: vec![2, 3, 4, 5] })
 }

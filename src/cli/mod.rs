@@ -1,6 +1,8 @@
 //! Subcommands of the `evnas` binary: each file parses its arguments and calls the library.
 
 pub mod doctor;
+pub mod eval;
 pub mod genotype;
 pub mod info;
+pub mod search;
 pub mod version;

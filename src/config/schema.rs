@@ -57,8 +57,6 @@ pub struct SearchSection {
 pub struct SupernetSection {
     pub init_channels: usize,
     pub layers: usize,
-    /// Compute in reduced precision (beyond the paper): "fp32" (exact) or "bf16".
-    pub precision: Precision,
     /// Lay activations out channels-last (NHWC): same numbers, faster convolutions on CPU.
     pub channels_last: bool,
 }
@@ -101,6 +99,8 @@ pub struct FitnessSection {
     pub augment: bool,
     /// Evaluate on a fixed random subset of this many validation images; 0 = all (paper).
     pub subset: usize,
+    /// Arithmetic of fitness evaluation: fp32 (the reference's numbers) or bf16 (beyond the paper).
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

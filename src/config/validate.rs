@@ -1,6 +1,6 @@
 //! Semantic checks beyond types; every problem is collected so the user fixes them in one go.
 
-use super::schema::Config;
+use super::schema::{Config, SpaceKind};
 
 const DATASETS: [&str; 4] = ["cifar10", "cifar100", "fashion-mnist", "imagenet"];
 
@@ -31,8 +31,15 @@ pub fn validate(cfg: &Config) -> Vec<String> {
     if n.init_channels == 0 || n.init_channels % 2 != 0 {
         p.push(format!("supernet.init_channels = {}: must be a positive even number", n.init_channels));
     }
-    if n.layers < 3 {
-        p.push(format!("supernet.layers = {}: need at least 3 (two of them are reduction cells)", n.layers));
+    match s.space {
+        SpaceKind::Darts if n.layers < 3 => p.push(format!(
+            "supernet.layers = {}: need at least 3 (two of them are reduction cells)",
+            n.layers
+        )),
+        SpaceKind::NasBench201 if n.layers == 0 => {
+            p.push("supernet.layers = 0: NAS-Bench-201 needs at least 1 cell per stage".into())
+        }
+        _ => {}
     }
 
     let t = &cfg.train;

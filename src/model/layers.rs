@@ -70,7 +70,13 @@ impl Conv2d {
             &[spec.c_out, spec.c_in / spec.groups, spec.kernel[0], spec.kernel[1]],
             torch_default_uniform(fan_in),
         );
-        Self { weight, stride: spec.stride, padding: spec.padding, dilation: spec.dilation, groups: spec.groups }
+        Self {
+            weight,
+            stride: spec.stride,
+            padding: spec.padding,
+            dilation: spec.dilation,
+            groups: spec.groups,
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {

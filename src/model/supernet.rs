@@ -161,7 +161,11 @@ impl SearchCell {
         let preprocess0 = if reduction_prev {
             Preprocess::Reduce(FactorizedReduce::new(&p.sub("preprocess0"), c_prev_prev, c, false))
         } else {
-            Preprocess::Conv(ReluConvBn::new(&p.sub("preprocess0"), ConvSpec::square(c_prev_prev, c, 1, 1, 0), false))
+            Preprocess::Conv(ReluConvBn::new(
+                &p.sub("preprocess0"),
+                ConvSpec::square(c_prev_prev, c, 1, 1, 0),
+                false,
+            ))
         };
         let preprocess1 = ReluConvBn::new(&p.sub("preprocess1"), ConvSpec::square(c_prev, c, 1, 1, 0), false);
         let ops_path = p.sub("_ops");

@@ -5,6 +5,7 @@ pub mod fitness;
 pub mod schedule;
 pub mod sgd;
 pub mod supernet_epoch;
+pub mod test_set;
 
 pub use accuracy::Tally;
 

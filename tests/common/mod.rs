@@ -48,4 +48,6 @@ pub fn write(path: &Path, bytes: &[u8]) {
 }
 
 pub mod genotypes;
+#[allow(unused_imports)]
 pub use genotypes::*;
+pub mod search;

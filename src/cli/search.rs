@@ -1,0 +1,198 @@
+//! `evnas search`: one search in the foreground, with a progress bar per phase, a summary line per
+//! generation, and the found cells at the end. Ctrl-C stops at the next batch; the run resumes
+//! from its last generation checkpoint with `--resume`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use evnas::search::{GenerationRecord, Phase, SearchEngine, SearchObserver};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Args)]
+pub struct SearchArgs {
+    /// Config file (TOML); the built-in default (config/evnas.toml) when omitted.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config value, e.g. --set search.generations=5 (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    set: Vec<String>,
+    /// Continue the run in this directory from its newest intact checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "set")]
+    resume: Option<PathBuf>,
+    /// Put the new run in exactly this directory (default: a new one under run.dir).
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    run_dir: Option<PathBuf>,
+    /// Device for this invocation ("cpu", "cuda", "cuda:N", "auto"); overrides run.device.
+    #[arg(long)]
+    device: Option<String>,
+    /// No progress bars (log lines only).
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc_like_handler(move || stop.store(true, Ordering::Relaxed));
+    }
+
+    let mut engine = match &args.resume {
+        Some(dir) => {
+            let cfg = match &args.config {
+                Some(path) => Some(evnas::config::load(Some(path), &[])?),
+                None => None,
+            };
+            let (engine, skipped) = SearchEngine::resume(dir, cfg, args.device.as_deref())
+                .with_context(|| format!("cannot resume {}", dir.display()))?;
+            for why in skipped {
+                eprintln!("warning: {why}");
+            }
+            eprintln!(
+                "resuming {} at generation {}/{}",
+                dir.display(),
+                engine.state().next_generation + 1,
+                engine.config().search.generations
+            );
+            engine
+        }
+        None => {
+            let mut overrides = args.set.clone();
+            if let Some(d) = &args.device {
+                overrides.push(format!("run.device={d}"));
+            }
+            let cfg = evnas::config::load(args.config.as_deref(), &overrides)?;
+            SearchEngine::create(cfg, args.run_dir.as_deref()).context("cannot start the search")?
+        }
+    };
+
+    let cfg = engine.config();
+    eprintln!(
+        "evnas search: {} individuals x {} generations on {} ({:?}), run directory {}",
+        cfg.search.population,
+        cfg.search.generations,
+        cfg.data.dataset,
+        engine.device(),
+        engine.run_dir().display()
+    );
+    let mut observer = ProgressObserver::new(args.quiet, cfg.search.generations);
+    let result = match engine.run(&mut observer, &stop) {
+        Ok(r) => r,
+        Err(evnas::search::SearchError::Train(evnas::train::TrainError::Interrupted)) => {
+            observer.clear();
+            eprintln!("stopped; resume with: evnas search --resume {}", engine.run_dir().display());
+            return Ok(ExitCode::from(130));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    observer.clear();
+    println!(
+        "best individual: top-1 {:.2}% (validation), top-5 {:.2}%",
+        result.fitness.top1, result.fitness.top5
+    );
+    println!("found cells:\n{}", result.architecture);
+    println!("genotype: {}", result.genotype_path.display());
+    println!("run directory: {}", engine.run_dir().display());
+    print_pictures(engine.run_dir());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_pictures(run: &Path) {
+    let best = run.join("best");
+    for name in ["normal.svg", "reduction.svg"] {
+        let p = best.join(name);
+        if p.exists() {
+            println!("cell picture: {}", p.display());
+        }
+    }
+}
+
+/// SIGINT/SIGTERM raise the stop flag once; a second signal exits at once.
+fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(_) => return,
+        };
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
+                return;
+            };
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            eprintln!("\nstopping after the current batch (signal again to quit now)");
+            on_stop();
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            std::process::exit(130);
+        });
+    });
+}
+
+struct ProgressObserver {
+    quiet: bool,
+    generations: usize,
+    bar: Option<ProgressBar>,
+}
+
+impl ProgressObserver {
+    fn new(quiet: bool, generations: usize) -> Self {
+        Self { quiet, generations, bar: None }
+    }
+
+    fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl SearchObserver for ProgressObserver {
+    fn phase_started(&mut self, generation: usize, phase: Phase, total: u64) {
+        self.clear();
+        if self.quiet {
+            return;
+        }
+        let (what, unit) = match phase {
+            Phase::Train => ("train", "batches"),
+            Phase::Evaluate => ("fitness", "individuals"),
+        };
+        let bar = ProgressBar::new(total);
+        let template = format!(
+            "gen {generation:>3}/{} {what:<7} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}",
+            self.generations
+        );
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        self.bar = Some(bar);
+    }
+
+    fn advanced(&mut self, _phase: Phase, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+
+    fn generation_finished(&mut self, r: &GenerationRecord, _checkpoint: &Path) {
+        self.clear();
+        eprintln!(
+            "gen {:>3}/{}  lr {:.4}  train loss {:.3} top-1 {:5.2}% ({:.0} img/s)  fitness best {:5.2}% mean {:5.2}% worst {:5.2}% ({:.0} img/s)",
+            r.generation,
+            self.generations,
+            r.learning_rate,
+            r.train.loss,
+            r.train.top1,
+            r.train.images as f64 / r.train.seconds.max(1e-9),
+            r.fitness.best,
+            r.fitness.mean,
+            r.fitness.worst,
+            r.evaluated_images as f64 / r.evaluation_seconds.max(1e-9),
+        );
+    }
+}

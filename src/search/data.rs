@@ -1,0 +1,149 @@
+//! The data of a search: the training set read once, split into the supernet's training part and
+//! the validation part that measures fitness, with batches prefetched ahead of the trainer.
+
+use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::Device;
+
+use crate::config::Config;
+use crate::data::{
+    load_split, Batch, DataError, DatasetKind, LoaderConfig, PrefetchConfig, SplitConfig, SplitLoaders,
+    SplitName, StopFlag,
+};
+use crate::train::fitness::EvalBatch;
+
+use super::seeds::{derive_seed, streams};
+use super::SearchError;
+
+pub struct SearchData {
+    loaders: SplitLoaders,
+    device: Device,
+    input_shape: [usize; 3],
+    num_classes: usize,
+    /// The validation part on the model's device, when its images are not augmented.
+    fixed_valid: Option<Vec<EvalBatch>>,
+    population: usize,
+}
+
+/// Validation batches for one individual.
+pub enum ValidBatches<'a> {
+    /// The same device-resident batches for everyone (clean images).
+    Fixed(&'a [EvalBatch]),
+    /// Freshly augmented batches (the reference's behaviour).
+    Fresh(Vec<EvalBatch>),
+}
+
+impl ValidBatches<'_> {
+    pub fn iter(&self) -> std::slice::Iter<'_, EvalBatch> {
+        match self {
+            ValidBatches::Fixed(b) => b.iter(),
+            ValidBatches::Fresh(b) => b.iter(),
+        }
+    }
+}
+
+impl SearchData {
+    pub fn load(cfg: &Config, device: Device) -> Result<Self, SearchError> {
+        let kind = DatasetKind::from_str(&cfg.data.dataset)?;
+        if !kind.is_in_memory() {
+            return Err(SearchError::Data(DataError::NotInMemory { dataset: kind.name() }));
+        }
+        let dataset = Arc::new(load_split(kind, &cfg.data.path, SplitName::Train)?);
+        let seed = cfg.search.seed;
+        let split_cfg = SplitConfig {
+            train_portion: cfg.data.train_portion,
+            shuffle: true,
+            seed: derive_seed(seed, streams::SPLIT),
+        };
+        let mut split = split_cfg.split(dataset.len())?;
+        if cfg.data.train_subset > 0 {
+            split.train.truncate(cfg.data.train_subset);
+        }
+        if cfg.fitness.subset > 0 && cfg.fitness.subset < split.valid.len() {
+            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, streams::FITNESS_SUBSET));
+            split.valid.shuffle(&mut rng);
+            split.valid.truncate(cfg.fitness.subset);
+            split.valid.sort_unstable();
+        }
+        let loader_cfg = LoaderConfig {
+            batch_size: cfg.train.batch_size,
+            valid_batch_size: cfg.fitness.batch_size,
+            seed: derive_seed(seed, streams::DATA),
+            padding: 4,
+            flip: true,
+            cutout: cfg.data.cutout.then_some(cfg.data.cutout_length),
+            augment_validation: cfg.fitness.augment,
+            prefetch: PrefetchConfig {
+                depth: cfg.data.prefetch_depth,
+                threads: cfg.data.workers,
+                pin_memory: device.is_cuda(),
+            },
+        };
+        let input_shape = dataset.shape();
+        let num_classes = dataset.num_classes();
+        let loaders = SplitLoaders::new(dataset, kind.normalization(), split, loader_cfg)?;
+        let fixed_valid = loaders.valid_on_device(device)?.map(|split| {
+            split
+                .batches(cfg.fitness.batch_size)
+                .map(|(images, labels)| EvalBatch { images, labels })
+                .collect()
+        });
+        Ok(Self { loaders, device, input_shape, num_classes, fixed_valid, population: cfg.search.population })
+    }
+
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.input_shape
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    pub fn num_train_batches(&self) -> usize {
+        self.loaders.split().train.len().div_ceil(self.loaders.config().batch_size)
+    }
+
+    pub fn num_valid_images(&self) -> usize {
+        self.loaders.split().valid.len()
+    }
+
+    /// The training batches of generation `generation` (0-based), prefetched and moved to the
+    /// device. The external stop flag is honoured by the trainer between batches; dropping the
+    /// returned iterator stops the producer.
+    pub fn train_batches(
+        &self,
+        generation: usize,
+        _stop: &AtomicBool,
+    ) -> Result<impl Iterator<Item = Result<Batch, DataError>> + '_, SearchError> {
+        let stream = self.loaders.train_epoch(generation, 0, StopFlag::new())?;
+        let device = self.device;
+        Ok(stream.map(move |b| b.and_then(|b| b.to_device(device))))
+    }
+
+    /// Validation batches for individual `individual` of generation `generation`.
+    pub fn valid_batches(
+        &self,
+        generation: usize,
+        individual: usize,
+    ) -> Result<ValidBatches<'_>, SearchError> {
+        if let Some(fixed) = &self.fixed_valid {
+            return Ok(ValidBatches::Fixed(fixed));
+        }
+        // A distinct augmentation draw per (generation, individual), as each reference
+        // individual iterates the augmenting valid_queue anew.
+        let epoch = generation * self.population + individual;
+        let stream = self.loaders.valid_epoch(epoch, StopFlag::new())?;
+        let batches = stream
+            .map(|b| {
+                let b = b?.to_device(self.device)?;
+                Ok(EvalBatch { images: b.images, labels: b.labels })
+            })
+            .collect::<Result<Vec<_>, DataError>>()?;
+        Ok(ValidBatches::Fresh(batches))
+    }
+}

@@ -1,0 +1,369 @@
+//! The EvNAS search loop (Sinha & Chen 2021, Algorithm 1; reference: train_search.py): per
+//! generation, train the supernet one pass with batch i through individual i mod P, measure every
+//! individual's validation accuracy, then breed the next generation. State is checkpointed at
+//! every generation boundary so that a resumed run ends exactly as an uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+use crate::config::{BnMode, Config, SpaceKind, Strategy};
+use crate::evolution::{self, Fitness, GaParams, Population};
+use crate::model::OneShotModel;
+use crate::space::AlphaMatrix;
+use crate::train::fitness::evaluate_individual;
+use crate::train::schedule::cosine_lr;
+use crate::train::sgd::{Sgd, SgdConfig};
+use crate::train::supernet_epoch::{train_epoch, EpochSettings};
+
+use super::checkpointing;
+use super::data::SearchData;
+use super::observer::{Phase, SearchObserver};
+use super::record::{GenerationRecord, IndividualRecord, TrainSummary};
+use super::run_dir::RunDir;
+use super::seeds::{derive_seed, streams};
+use super::SearchError;
+
+/// Everything that evolves during a search besides the supernet weights and momentum.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchState {
+    /// 0-based index of the generation to run next.
+    pub next_generation: usize,
+    /// The population of `next_generation` (unevaluated), or the final one once done.
+    pub population: Population,
+    /// The GA's random stream (selection, crossover, mutation, fresh individuals).
+    pub ga_rng: ChaCha8Rng,
+    pub history: Vec<GenerationRecord>,
+}
+
+/// The search's answer: the best individual of the last generation.
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    pub architecture: String,
+    pub genotype_json: serde_json::Value,
+    pub fitness: Fitness,
+    pub genotype_path: PathBuf,
+}
+
+pub struct SearchEngine {
+    cfg: Config,
+    space: SpaceKind,
+    device: Device,
+    vs: VarStore,
+    model: Box<dyn OneShotModel>,
+    opt: Sgd,
+    data: SearchData,
+    state: SearchState,
+    run: RunDir,
+}
+
+/// Which device a config asks for.
+pub fn resolve_device(name: &str) -> Result<Device, SearchError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available()),
+        "cuda" => cuda_device(0),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(i) => cuda_device(i),
+            None => Err(SearchError::Device { name: other.to_string(), reason: "unknown device".into() }),
+        },
+    }
+}
+
+fn cuda_device(index: usize) -> Result<Device, SearchError> {
+    let count = tch::Cuda::device_count();
+    if (index as i64) < count {
+        Ok(Device::Cuda(index))
+    } else {
+        Err(SearchError::Device {
+            name: format!("cuda:{index}"),
+            reason: format!("{count} CUDA device(s) available; use run.device = \"cpu\" or \"auto\""),
+        })
+    }
+}
+
+impl SearchEngine {
+    /// Starts a new search in a fresh run directory (`run_dir`, or one under `cfg.run.dir`).
+    pub fn create(cfg: Config, run_dir: Option<&Path>) -> Result<Self, SearchError> {
+        let device = resolve_device(&cfg.run.device)?;
+        apply_threads(&cfg);
+        let data = SearchData::load(&cfg, device)?;
+        let run = RunDir::create(&cfg.run.dir, cfg.search.seed, run_dir)?;
+        run.write_config(&cfg)?;
+        tch::manual_seed(derive_seed(cfg.search.seed, streams::WEIGHTS) as i64);
+        let (vs, model) = build_model(&cfg, &data, device)?;
+        let opt = Sgd::new(&vs, sgd_config(&cfg));
+        let space = cfg.search.space;
+        let mut ga_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.search.seed, streams::GA));
+        let population = Population::random(cfg.search.population, space.genome_shape(), 0, &mut ga_rng);
+        let state = SearchState { next_generation: 0, population, ga_rng, history: Vec::new() };
+        Ok(Self { cfg, space, device, vs, model, opt, data, state, run })
+    }
+
+    /// Continues the run in `run_dir` from its newest intact checkpoint. `cfg`, when given (the
+    /// `--config` of the resuming command), must have the run's digest; otherwise the run's own
+    /// config is used. Device and threads may differ from the original run.
+    pub fn resume(
+        run_dir: &Path,
+        cfg: Option<Config>,
+        device_override: Option<&str>,
+    ) -> Result<(Self, Vec<String>), SearchError> {
+        let run = RunDir::open(run_dir)?;
+        let original = run.read_config()?;
+        let mut cfg = match cfg {
+            Some(c) if c.digest() != original.digest() => {
+                return Err(SearchError::ConfigChanged { run: run_dir.to_path_buf() })
+            }
+            Some(c) => c,
+            None => original,
+        };
+        if let Some(d) = device_override {
+            cfg.run.device = d.to_string();
+        }
+        let device = resolve_device(&cfg.run.device)?;
+        apply_threads(&cfg);
+        let data = SearchData::load(&cfg, device)?;
+        let (mut vs, model) = build_model(&cfg, &data, device)?;
+        let mut opt = Sgd::new(&vs, sgd_config(&cfg));
+        let loaded = checkpointing::load_latest(&run, &cfg, &mut vs, &mut opt)?;
+        let Some((state, skipped)) = loaded else {
+            return Err(SearchError::NoCheckpoint { run: run_dir.to_path_buf() });
+        };
+        run.write_history(&state.history, baseline_label(&cfg))?;
+        let space = cfg.search.space;
+        Ok((Self { cfg, space, device, vs, model, opt, data, state, run }, skipped))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        self.run.path()
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn state(&self) -> &SearchState {
+        &self.state
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.state.next_generation >= self.cfg.search.generations
+    }
+
+    pub fn train_batches_per_generation(&self) -> usize {
+        self.data.num_train_batches()
+    }
+
+    /// Runs generations until the last one, or until `stop` is raised (then the run can be
+    /// resumed from its last checkpoint).
+    pub fn run(
+        &mut self,
+        observer: &mut dyn SearchObserver,
+        stop: &AtomicBool,
+    ) -> Result<SearchResult, SearchError> {
+        while !self.is_finished() {
+            self.run_generation(observer, stop)?;
+        }
+        self.result()
+    }
+
+    /// The result of a finished search.
+    pub fn result(&self) -> Result<SearchResult, SearchError> {
+        let last = self.state.history.last().ok_or(SearchError::NotFinished)?;
+        if !self.is_finished() {
+            return Err(SearchError::NotFinished);
+        }
+        let best = &last.best;
+        let genome = self.best_genome()?;
+        let arch = self.space.describe(&genome)?;
+        let genotype_path = self.run.write_result(&arch.text, &arch.json)?;
+        Ok(SearchResult {
+            architecture: best.architecture.clone(),
+            genotype_json: arch.json,
+            fitness: best.fitness,
+            genotype_path,
+        })
+    }
+
+    fn best_genome(&self) -> Result<Vec<AlphaMatrix>, SearchError> {
+        let last = self.state.history.last().ok_or(SearchError::NotFinished)?;
+        self.state.population.get(last.best.id).map(|i| i.genome.clone()).ok_or(SearchError::NotFinished)
+    }
+
+    /// One generation: train, evaluate, record, breed, checkpoint.
+    pub fn run_generation(
+        &mut self,
+        observer: &mut dyn SearchObserver,
+        stop: &AtomicBool,
+    ) -> Result<GenerationRecord, SearchError> {
+        let g = self.state.next_generation;
+        let cfg = &self.cfg;
+        let lr = cosine_lr(cfg.train.learning_rate, cfg.train.learning_rate_min, g, cfg.search.generations);
+        let architectures = self.decoded_population()?;
+
+        // 1. Supernet training: one pass, batch i through individual i mod P.
+        observer.phase_started(g + 1, Phase::Train, self.data.num_train_batches() as u64);
+        let batches = self.data.train_batches(g, stop)?;
+        let settings =
+            EpochSettings { lr, grad_clip: cfg.train.grad_clip, architectures: &architectures, stop };
+        let report = train_epoch(self.model.as_ref(), &mut self.opt, &settings, batches, |i| {
+            observer.advanced(Phase::Train, i as u64 + 1)
+        })?;
+        let train_total = report.total();
+
+        // 2. Fitness: validation accuracy of each individual through its α^d.
+        let started = Instant::now();
+        let population_size = self.state.population.len();
+        observer.phase_started(g + 1, Phase::Evaluate, population_size as u64);
+        let train_mode_bn = cfg.fitness.batchnorm == BnMode::Batch;
+        let mut evaluated_images = 0;
+        for (i, arch) in architectures.iter().enumerate() {
+            let batches = self.data.valid_batches(g, i)?;
+            let tally = evaluate_individual(self.model.as_ref(), arch, batches.iter(), train_mode_bn, stop)?;
+            evaluated_images += tally.images;
+            self.state.population.individuals[i].fitness =
+                Some(Fitness { top1: tally.top1(), top5: tally.top5(), loss: tally.mean_loss() });
+            observer.advanced(Phase::Evaluate, i as u64 + 1);
+        }
+        let evaluation_seconds = started.elapsed().as_secs_f64();
+
+        // 3. Rank, record.
+        self.state.population.sort_by_fitness()?;
+        let individuals = self
+            .state
+            .population
+            .individuals
+            .iter()
+            .map(|ind| {
+                Ok(IndividualRecord {
+                    id: ind.id,
+                    parents: ind.parents.clone(),
+                    born: ind.born,
+                    architecture: self.space.describe(&ind.genome)?.text,
+                    fitness: ind.fitness.unwrap_or(Fitness {
+                        top1: f64::NAN,
+                        top5: f64::NAN,
+                        loss: f64::NAN,
+                    }),
+                })
+            })
+            .collect::<Result<Vec<_>, SearchError>>()?;
+        let record = GenerationRecord {
+            generation: g + 1,
+            learning_rate: lr,
+            train: TrainSummary {
+                batches: report.batches,
+                images: train_total.images,
+                loss: train_total.mean_loss(),
+                top1: train_total.top1(),
+                seconds: report.elapsed.as_secs_f64(),
+                data_wait_seconds: report.data_wait.as_secs_f64(),
+            },
+            evaluation_seconds,
+            evaluated_images,
+            fitness: self.state.population.fitness_stats()?,
+            best: individuals[0].clone(),
+            individuals,
+        };
+        self.state.history.push(record.clone());
+        self.write_best()?;
+        self.run.write_history(&self.state.history, baseline_label(&self.cfg))?;
+
+        // 4. Breed the next generation (the last generation's population is kept as the result).
+        if g + 1 < self.cfg.search.generations {
+            let params = GaParams {
+                population: self.cfg.search.population,
+                tournament_size: self.cfg.search.tournament_size,
+                elites: self.cfg.search.elites,
+                mutation_rate: self.cfg.search.mutation_rate,
+            };
+            let next_gen = (g + 1) as u32;
+            self.state.population = match self.cfg.search.strategy {
+                Strategy::Evolution => evolution::next_generation(
+                    &self.state.population,
+                    &params,
+                    next_gen,
+                    &mut self.state.ga_rng,
+                )?,
+                Strategy::Random => evolution::random_generation(
+                    &self.state.population,
+                    &params,
+                    next_gen,
+                    &mut self.state.ga_rng,
+                )?,
+            };
+        }
+        self.state.next_generation = g + 1;
+
+        // 5. Checkpoint the generation boundary.
+        let path = checkpointing::save(&self.run, &self.cfg, &self.vs, &self.opt, &self.state)?;
+        observer.generation_finished(&record, &path);
+        Ok(record)
+    }
+
+    fn decoded_population(&self) -> Result<Vec<Vec<Tensor>>, SearchError> {
+        self.state
+            .population
+            .individuals
+            .iter()
+            .map(|ind| {
+                let decoded = self.space.decode(&ind.genome)?;
+                Ok(decoded.iter().map(|a| alpha_tensor(a, self.device)).collect())
+            })
+            .collect()
+    }
+
+    fn write_best(&self) -> Result<(), SearchError> {
+        let best = self.state.population.individuals.first().ok_or(SearchError::NotFinished)?;
+        let arch = self.space.describe(&best.genome)?;
+        let alpha = serde_json::to_value(&best.genome).map_err(|e| SearchError::Decode(e.to_string()))?;
+        self.run.write_best(&arch.text, &arch.json, &alpha)?;
+        self.space.write_pictures(&best.genome, &self.run.best_dir())?;
+        Ok(())
+    }
+}
+
+fn baseline_label(cfg: &Config) -> Option<&'static str> {
+    match cfg.search.strategy {
+        Strategy::Evolution => None,
+        Strategy::Random => Some("Random search"),
+    }
+}
+
+fn sgd_config(cfg: &Config) -> SgdConfig {
+    SgdConfig { momentum: cfg.train.momentum, weight_decay: cfg.train.weight_decay }
+}
+
+fn apply_threads(cfg: &Config) {
+    if cfg.run.threads > 0 {
+        tch::set_num_threads(cfg.run.threads as i32);
+    }
+}
+
+/// An α matrix as an `[edges, ops]` f32 tensor on `device`.
+pub fn alpha_tensor(a: &AlphaMatrix, device: Device) -> Tensor {
+    Tensor::from_slice(a.values())
+        .view([a.edges() as i64, a.ops() as i64])
+        .to_kind(Kind::Float)
+        .to_device(device)
+}
+
+fn build_model(
+    cfg: &Config,
+    data: &SearchData,
+    device: Device,
+) -> Result<(VarStore, Box<dyn OneShotModel>), SearchError> {
+    let vs = VarStore::new(device);
+    let [channels, _, _] = data.input_shape();
+    let model = super::model_factory::build(cfg, &vs, channels as i64, data.num_classes() as i64)?;
+    Ok((vs, model))
+}

@@ -1,0 +1,48 @@
+//! The EvNAS search as plain library code: the engine that `evnas search` runs in the foreground
+//! and that the daemon's actors will drive.
+
+mod checkpointing;
+pub mod data;
+pub mod engine;
+mod model_factory;
+pub mod observer;
+pub mod record;
+pub mod run_dir;
+pub mod seeds;
+mod space;
+
+use std::path::PathBuf;
+
+pub use engine::{resolve_device, SearchEngine, SearchResult, SearchState};
+pub use observer::{Phase, SearchObserver, Silent};
+pub use record::{GenerationRecord, IndividualRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("device {name}: {reason}")]
+    Device { name: String, reason: String },
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("run directory {path} already holds a run; use --resume {path} or another --run-dir", path = path.display())]
+    RunExists { path: PathBuf },
+    #[error("{path} is not a run directory (no config.json)", path = path.display())]
+    NotARun { path: PathBuf },
+    #[error("the config differs from the one run {run} was started with; resume it without --config or with its own config.json", run = run.display())]
+    ConfigChanged { run: PathBuf },
+    #[error("run {run} has no intact checkpoint to resume from", run = run.display())]
+    NoCheckpoint { run: PathBuf },
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("the search has not finished")]
+    NotFinished,
+    #[error("decoding an architecture: {0}")]
+    Decode(String),
+    #[error("data: {0}")]
+    Data(#[from] crate::data::DataError),
+    #[error("model: {0}")]
+    Model(String),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Evolution(#[from] crate::evolution::EvolutionError),
+}

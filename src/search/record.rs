@@ -1,0 +1,42 @@
+//! What a run records per generation: one JSON line in `generations.jsonl`, also kept in the
+//! checkpointed state so a resumed run rewrites exactly the same history.
+
+use serde::{Deserialize, Serialize};
+
+use crate::evolution::{Fitness, FitnessStats};
+
+/// One evaluated individual.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndividualRecord {
+    pub id: u64,
+    pub parents: Vec<u64>,
+    pub born: u32,
+    /// The decoded architecture: DARTS notation, or a NAS-Bench-201 architecture string.
+    pub architecture: String,
+    pub fitness: Fitness,
+}
+
+/// Supernet training of one generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub batches: usize,
+    pub images: u64,
+    pub loss: f64,
+    pub top1: f64,
+    pub seconds: f64,
+    pub data_wait_seconds: f64,
+}
+
+/// One generation, best individual first in `individuals`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRecord {
+    /// 1-based, as the reference logs generations.
+    pub generation: usize,
+    pub learning_rate: f64,
+    pub train: TrainSummary,
+    pub evaluation_seconds: f64,
+    pub evaluated_images: u64,
+    pub fitness: FitnessStats,
+    pub best: IndividualRecord,
+    pub individuals: Vec<IndividualRecord>,
+}

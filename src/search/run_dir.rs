@@ -1,0 +1,169 @@
+//! The run directory of one search: resolved config, per-generation history, best-so-far
+//! architecture with pictures, fitness plot, final genotype, and the checkpoints.
+//!
+//! ```text
+//! RUN_DIR/config.json          resolved configuration (what --resume reads back)
+//! RUN_DIR/generations.jsonl    one line per generation: every individual, stats, best
+//! RUN_DIR/fitness.svg          best / mean / worst top-1 per generation
+//! RUN_DIR/best/                best-so-far: genotype.json, genotype.txt, alpha.json, cell pictures
+//! RUN_DIR/genotype.json        the result, once the last generation is done
+//! RUN_DIR/checkpoints/         generation checkpoints (last N kept)
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::report::plot::{fitness_plot_svg, GenerationFitness, PlotSeries};
+
+use super::record::GenerationRecord;
+use super::SearchError;
+
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// Creates a fresh run directory `parent/NAME` (NAME = UTC time and seed) or `explicit`.
+    pub fn create(parent: &Path, seed: u64, explicit: Option<&Path>) -> Result<Self, SearchError> {
+        let root = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let stamp = utc_stamp();
+                parent.join(format!("search-{stamp}-seed{seed}"))
+            }
+        };
+        if root.join("config.json").exists() {
+            return Err(SearchError::RunExists { path: root });
+        }
+        fs::create_dir_all(root.join("best")).map_err(|e| io_err(&root, e))?;
+        Ok(Self { root })
+    }
+
+    /// An existing run directory (for --resume).
+    pub fn open(root: &Path) -> Result<Self, SearchError> {
+        if !root.join("config.json").is_file() {
+            return Err(SearchError::NotARun { path: root.to_path_buf() });
+        }
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
+    pub fn write_config(&self, cfg: &Config) -> Result<(), SearchError> {
+        let text = serde_json::to_string_pretty(cfg).map_err(|e| SearchError::Decode(e.to_string()))?;
+        write_atomic(&self.root.join("config.json"), text.as_bytes())
+    }
+
+    pub fn read_config(&self) -> Result<Config, SearchError> {
+        let path = self.root.join("config.json");
+        let text = fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| SearchError::Io { path, reason: e.to_string() })
+    }
+
+    /// Rewrites `generations.jsonl` and the plot from the whole history (so a resumed run never
+    /// duplicates or loses a line).
+    pub fn write_history(
+        &self,
+        history: &[GenerationRecord],
+        baseline: Option<&str>,
+    ) -> Result<(), SearchError> {
+        let mut text = String::new();
+        for record in history {
+            let line = serde_json::to_string(record).map_err(|e| SearchError::Decode(e.to_string()))?;
+            text.push_str(&line);
+            text.push('\n');
+        }
+        write_atomic(&self.root.join("generations.jsonl"), text.as_bytes())?;
+        let points =
+            history.iter().map(|r| GenerationFitness::from_stats(r.generation as u32, &r.fitness)).collect();
+        let label = baseline.unwrap_or("EvNAS");
+        let series = [PlotSeries { label: label.to_string(), points, dashed: baseline.is_some() }];
+        let plot = fitness_plot_svg(&series, &format!("{label}: validation top-1 (%) per generation"));
+        write_atomic(&self.root.join("fitness.svg"), plot.as_bytes())
+    }
+
+    /// Writes the best-so-far architecture into `best/`.
+    pub fn write_best(
+        &self,
+        text: &str,
+        json: &serde_json::Value,
+        alpha: &serde_json::Value,
+    ) -> Result<(), SearchError> {
+        let dir = self.root.join("best");
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        write_atomic(&dir.join("genotype.txt"), format!("{text}\n").as_bytes())?;
+        write_atomic(&dir.join("genotype.json"), pretty(json)?.as_bytes())?;
+        write_atomic(&dir.join("alpha.json"), pretty(alpha)?.as_bytes())
+    }
+
+    pub fn best_dir(&self) -> PathBuf {
+        self.root.join("best")
+    }
+
+    /// The search's result: `genotype.json` (and `genotype.txt`).
+    pub fn write_result(&self, text: &str, json: &serde_json::Value) -> Result<PathBuf, SearchError> {
+        let path = self.root.join("genotype.json");
+        write_atomic(&path, pretty(json)?.as_bytes())?;
+        write_atomic(&self.root.join("genotype.txt"), format!("{text}\n").as_bytes())?;
+        Ok(path)
+    }
+}
+
+fn pretty(v: &serde_json::Value) -> Result<String, SearchError> {
+    serde_json::to_string_pretty(v).map_err(|e| SearchError::Decode(e.to_string()))
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> SearchError {
+    SearchError::Io { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+/// Temp file + fsync + rename: readers see the old or the new file, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SearchError> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
+    f.sync_all().map_err(|e| io_err(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC, without a date crate.
+fn utc_stamp() -> String {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to (year, month, day) (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+    }
+}

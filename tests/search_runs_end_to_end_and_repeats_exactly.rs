@@ -1,0 +1,59 @@
+//! A tiny search runs end to end, fills its run directory, and repeats bit for bit under the
+//! same seed on the CPU.
+
+mod common;
+
+use common::search::{evnas, history_without_timings, run_ok, tiny_setup};
+
+#[test]
+fn tiny_search_fills_run_dir_and_is_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    let run_a = tmp.path().join("a");
+    let run_b = tmp.path().join("b");
+    for run in [&run_a, &run_b] {
+        let out =
+            run_ok(evnas().args(["search", "--quiet", "--config"]).arg(&config).arg("--run-dir").arg(run));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("found cells:\nGenotype(normal=["), "{stdout}");
+    }
+
+    for file in [
+        "config.json",
+        "generations.jsonl",
+        "fitness.svg",
+        "genotype.json",
+        "genotype.txt",
+        "best/genotype.json",
+        "best/genotype.txt",
+        "best/alpha.json",
+        "best/normal.svg",
+        "best/reduction.svg",
+    ] {
+        assert!(run_a.join(file).is_file(), "missing {file}");
+    }
+    let checkpoints: Vec<_> = std::fs::read_dir(run_a.join("checkpoints")).unwrap().collect();
+    assert_eq!(checkpoints.len(), 2, "one checkpoint per generation boundary");
+
+    let history = history_without_timings(&run_a);
+    assert_eq!(history.len(), 2);
+    for (g, record) in history.iter().enumerate() {
+        assert_eq!(record["generation"], g + 1);
+        let individuals = record["individuals"].as_array().unwrap();
+        assert_eq!(individuals.len(), 4);
+        let tops: Vec<f64> = individuals.iter().map(|i| i["fitness"]["top1"].as_f64().unwrap()).collect();
+        assert!(tops.windows(2).all(|w| w[0] >= w[1]), "ranked best first: {tops:?}");
+        assert_eq!(record["best"], individuals[0]);
+    }
+    // Generation 2 holds the elite of generation 1 and children with two parents each.
+    let gen2 = history[1]["individuals"].as_array().unwrap();
+    let best1 = &history[0]["best"]["id"];
+    assert!(gen2.iter().any(|i| &i["id"] == best1), "the elite survives");
+    assert_eq!(gen2.iter().filter(|i| i["parents"].as_array().unwrap().len() == 2).count(), 3);
+
+    assert_eq!(history, history_without_timings(&run_b), "same seed, same history");
+    assert_eq!(
+        std::fs::read_to_string(run_a.join("genotype.json")).unwrap(),
+        std::fs::read_to_string(run_b.join("genotype.json")).unwrap()
+    );
+}
