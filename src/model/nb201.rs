@@ -107,8 +107,7 @@ impl SearchCell {
         let mut edge = 0;
         for _ in 1..self.max_nodes {
             let mut node: Option<Tensor> = None;
-            for j in 0..nodes.len() {
-                let input = &nodes[j];
+            for input in &nodes {
                 let relu_input = input.relu();
                 let mut mixed: Option<Tensor> = None;
                 for (k, op) in &self.edges[edge] {
@@ -167,7 +166,7 @@ impl ResidualReduction {
 #[derive(Debug)]
 enum Stage {
     Search(SearchCell),
-    Reduce(ResidualReduction),
+    Reduce(Box<ResidualReduction>),
 }
 
 /// The NAS-Bench-201 supernet (reference `TinyNetwork`) without its α.
@@ -197,11 +196,11 @@ impl Nb201Supernet {
         for stage in 0..3 {
             let c_stage = c << stage;
             if stage > 0 {
-                cells.push(Stage::Reduce(ResidualReduction::new(
+                cells.push(Stage::Reduce(Box::new(ResidualReduction::new(
                     &p.sub("cells").sub(cells.len()),
                     c_prev,
                     c_stage,
-                )));
+                ))));
             }
             for _ in 0..n {
                 cells.push(Stage::Search(SearchCell::new(

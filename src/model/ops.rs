@@ -297,6 +297,7 @@ impl Op {
     /// Forward given the input `x` and `relu_x = relu(x)` (used only by ops that start with ReLU).
     pub fn forward_shared_relu(&self, x: &Tensor, relu_x: &Tensor, train: bool) -> Tensor {
         match self {
+            // The reference multiplies by 0.; zeros differ from that only for inf/NaN inputs.
             Op::Zero { stride: 1 } => x.zeros_like(),
             Op::Zero { stride } => x.slice(2, 0, None, *stride).slice(3, 0, None, *stride).zeros_like(),
             Op::MaxPool3x3 { stride } => max_pool_3x3(x, *stride),

@@ -207,8 +207,8 @@ impl SearchCell {
         let mut edge = 0;
         for _ in 0..self.steps {
             let mut node_hw = hw;
-            for input in 0..state_hw.len() {
-                let (m, out) = self.ops[edge + input].macs(state_hw[input]);
+            for (input, &input_hw) in state_hw.iter().enumerate() {
+                let (m, out) = self.ops[edge + input].macs(input_hw);
                 total += m;
                 node_hw = out;
             }
