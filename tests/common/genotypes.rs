@@ -1,8 +1,6 @@
 //! Shared test helpers: the paper's genotypes written out (reference genotypes.py), so model
 //! tests do not depend on the genotype parser.
 
-
-
 use evnas::space::{DartsOp, Gene, Genotype};
 
 fn genes(list: &[(&str, usize)]) -> Vec<Gene> {
