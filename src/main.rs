@@ -27,6 +27,8 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Test top-1/top-5 of an evaluation network from a genotype and trained weights.
     Eval(cli::eval::EvalArgs),
+    /// Compare the fitness history of several run directories (table and SVG plot).
+    Compare(cli::compare::CompareArgs),
     /// Run one EvNAS search in the foreground (resumable with --resume RUN_DIR).
     Search(cli::search::SearchArgs),
 }
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         (false, Some(Command::Info(args))) => cli::info::run(&args),
         (false, Some(Command::Eval(args))) => cli::eval::run(&args),
         (false, Some(Command::Search(args))) => cli::search::run(&args),
+        (false, Some(Command::Compare(args))) => cli::compare::run(&args),
         (false, None) => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();

@@ -90,6 +90,19 @@ impl RunDir {
         write_atomic(&self.root.join("fitness.svg"), plot.as_bytes())
     }
 
+    /// Reads back `generations.jsonl`.
+    pub fn read_history(&self) -> Result<Vec<GenerationRecord>, SearchError> {
+        let path = self.root.join("generations.jsonl");
+        let text = fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+        text.lines()
+            .enumerate()
+            .map(|(i, line)| {
+                serde_json::from_str(line)
+                    .map_err(|e| SearchError::Io { path: path.clone(), reason: format!("line {}: {e}", i + 1) })
+            })
+            .collect()
+    }
+
     /// Writes the best-so-far architecture into `best/`.
     pub fn write_best(
         &self,

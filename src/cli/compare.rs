@@ -1,0 +1,70 @@
+//! `evnas compare RUN_DIR...`: best / mean fitness per generation of several runs side by side
+//! (e.g. EvNAS against the random-search baseline), as a table and an SVG plot.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use evnas::report::plot::{fitness_plot_svg, GenerationFitness, PlotSeries};
+use evnas::search::run_dir::RunDir;
+use evnas::search::GenerationRecord;
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Run directories to compare (the first is drawn solid, the others dashed).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Write the plot here (SVG).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    let mut series = Vec::new();
+    let mut histories = Vec::new();
+    for (i, dir) in args.runs.iter().enumerate() {
+        let run = RunDir::open(dir)?;
+        let cfg = run.read_config()?;
+        let history = run.read_history().with_context(|| format!("reading {}", dir.display()))?;
+        let label = format!(
+            "{} ({})",
+            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            match cfg.search.strategy {
+                evnas::config::Strategy::Evolution => "EvNAS",
+                evnas::config::Strategy::Random => "random search",
+            }
+        );
+        let points =
+            history.iter().map(|r| GenerationFitness::from_stats(r.generation as u32, &r.fitness)).collect();
+        series.push(PlotSeries { label: label.clone(), points, dashed: i > 0 });
+        histories.push((label, history));
+    }
+
+    print_table(&histories);
+    if let Some(out) = &args.out {
+        let svg = fitness_plot_svg(&series, "validation top-1 (%) per generation");
+        std::fs::write(out, svg).with_context(|| format!("writing {}", out.display()))?;
+        println!("plot: {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(histories: &[(String, Vec<GenerationRecord>)]) {
+    let generations = histories.iter().map(|(_, h)| h.len()).max().unwrap_or(0);
+    print!("{:>4}", "gen");
+    for (label, _) in histories {
+        print!("  {:>28}", format!("{label} best/mean"));
+    }
+    println!();
+    for g in 0..generations {
+        print!("{:>4}", g + 1);
+        for (_, h) in histories {
+            match h.get(g) {
+                Some(r) => print!("  {:>28}", format!("{:.2} / {:.2}", r.fitness.best, r.fitness.mean)),
+                None => print!("  {:>28}", "-"),
+            }
+        }
+        println!();
+    }
+}
