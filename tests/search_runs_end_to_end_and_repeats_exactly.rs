@@ -57,3 +57,27 @@ fn tiny_search_fills_run_dir_and_is_deterministic() {
         std::fs::read_to_string(run_b.join("genotype.json")).unwrap()
     );
 }
+
+#[test]
+fn nas_bench_201_space_and_random_baseline_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    let run = tmp.path().join("nb201-random");
+    let out = run_ok(
+        evnas()
+            .args(["search", "--quiet", "--config"])
+            .arg(&config)
+            .args(["--set", "search.space=nas-bench-201", "--set", "supernet.layers=1"])
+            .args(["--set", "search.strategy=random", "--run-dir"])
+            .arg(&run),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // A NAS-Bench-201 architecture string: three nodes, six edges.
+    let arch = stdout.lines().find(|l| l.starts_with('|')).expect("architecture line");
+    assert_eq!(arch.matches('~').count(), 6, "{arch}");
+    let history = history_without_timings(&run);
+    // The random baseline keeps the elite and draws the rest fresh: no child has parents.
+    let gen2 = history[1]["individuals"].as_array().unwrap();
+    assert!(gen2.iter().all(|i| i["parents"].as_array().unwrap().is_empty()));
+    assert_eq!(gen2.iter().filter(|i| i["born"] == 1).count(), 3);
+}

@@ -36,19 +36,24 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
     }
     let merged = builder
         .build()
-        .map_err(|e| ConfigError::Parse { source_name: describe(file), reason: e.to_string() })?;
+        .map_err(|e| ConfigError::Parse { source_name: describe(file, overrides), reason: e.to_string() })?;
     let cfg: Config = merged
         .try_deserialize()
-        .map_err(|e| ConfigError::Parse { source_name: describe(file), reason: e.to_string() })?;
+        .map_err(|e| ConfigError::Parse { source_name: describe(file, overrides), reason: e.to_string() })?;
     let problems = validate(&cfg);
     if !problems.is_empty() {
-        return Err(ConfigError::Invalid { source_name: describe(file), problems });
+        return Err(ConfigError::Invalid { source_name: describe(file, overrides), problems });
     }
     Ok(cfg)
 }
 
-fn describe(file: Option<&Path>) -> String {
-    file.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in default config".into())
+fn describe(file: Option<&Path>, overrides: &[String]) -> String {
+    let base = file.map(|p| p.display().to_string()).unwrap_or_else(|| "the built-in default config".into());
+    if overrides.is_empty() {
+        base
+    } else {
+        format!("{base} with --set {}", overrides.join(" --set "))
+    }
 }
 
 fn parse_scalar(text: &str) -> config::Value {

@@ -25,6 +25,7 @@ pub enum SpaceKind {
     /// DARTS cells (S1): normal + reduce cell, 14 edges x 8 ops.
     Darts,
     /// NAS-Bench-201 cells (S2): one cell, 6 edges x 5 ops. Beyond the paper's main results.
+    #[serde(rename = "nas-bench-201")]
     NasBench201,
 }
 

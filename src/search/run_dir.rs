@@ -97,8 +97,10 @@ impl RunDir {
         text.lines()
             .enumerate()
             .map(|(i, line)| {
-                serde_json::from_str(line)
-                    .map_err(|e| SearchError::Io { path: path.clone(), reason: format!("line {}: {e}", i + 1) })
+                serde_json::from_str(line).map_err(|e| SearchError::Io {
+                    path: path.clone(),
+                    reason: format!("line {}: {e}", i + 1),
+                })
             })
             .collect()
     }
