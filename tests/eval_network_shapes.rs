@@ -4,7 +4,13 @@ mod common;
 
 use evnas::model::eval_cell::drop_path;
 use evnas::model::{EvalNetConfig, NetworkCifar, NetworkImageNet};
+use std::sync::Mutex;
+
 use tch::{nn, Device, Kind, Tensor};
+
+/// libtorch's default generator is global and tests run on parallel threads: the tests of this
+/// file take turns so that manual_seed determines what each one draws.
+static GLOBAL_RNG: Mutex<()> = Mutex::new(());
 
 fn config(init_channels: i64, layers: usize, num_classes: i64) -> EvalNetConfig {
     EvalNetConfig { init_channels, layers, num_classes, auxiliary: true, in_channels: 3 }
@@ -12,6 +18,7 @@ fn config(init_channels: i64, layers: usize, num_classes: i64) -> EvalNetConfig 
 
 #[test]
 fn network_cifar_gives_logits_and_auxiliary_logits_in_train_mode() {
+    let _rng = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let mut net = NetworkCifar::new(&vs.root(), config(4, 5, 100), &common::evnas_b());
@@ -27,6 +34,7 @@ fn network_cifar_gives_logits_and_auxiliary_logits_in_train_mode() {
 
 #[test]
 fn network_imagenet_gives_logits_for_224_pixel_input() {
+    let _rng = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = NetworkImageNet::new(&vs.root(), config(8, 3, 1000), &common::darts_v2());
@@ -38,6 +46,7 @@ fn network_imagenet_gives_logits_for_224_pixel_input() {
 
 #[test]
 fn drop_path_is_deterministic_under_manual_seed_and_drops_whole_samples() {
+    let _rng = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let x = Tensor::ones([64, 2, 3, 3], (Kind::Float, Device::Cpu));
     tch::manual_seed(5);
     let a = drop_path(&x, 0.5);

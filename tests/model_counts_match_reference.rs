@@ -35,7 +35,11 @@ fn evnas_b_and_c_cifar_counts_equal_the_reference() {
 
 #[test]
 fn classifier_macs_are_reported_apart() {
-    let counts = count_eval_network(&common::darts_v2(), EvalDataset::ImageNet, EvalDataset::ImageNet.default_config());
+    let counts = count_eval_network(
+        &common::darts_v2(),
+        EvalDataset::ImageNet,
+        EvalDataset::ImageNet.default_config(),
+    );
     // C=48 ImageNet network ends with 4 * 4C = 768 channels into 1000 classes.
     assert_eq!(counts.classifier_macs, 768 * 1000);
 }

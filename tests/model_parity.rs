@@ -9,7 +9,9 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use evnas::model::{EvalNetConfig, Nb201Config, Nb201Supernet, NetworkCifar, OneShotModel, Supernet, SupernetConfig};
+use evnas::model::{
+    EvalNetConfig, Nb201Config, Nb201Supernet, NetworkCifar, OneShotModel, Supernet, SupernetConfig,
+};
 use tch::{nn, Device, Kind, Tensor};
 
 const TOLERANCE: f64 = 1e-4;
@@ -113,7 +115,10 @@ fn supernet_output_shape_for_fashion_mnist_input() {
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Supernet::new(&vs.root(), SupernetConfig::new(4, 5, 1, 10));
     let x = Tensor::randn([3, 1, 28, 28], (Kind::Float, Device::Cpu));
-    let alphas = [Tensor::rand([14, 8], (Kind::Float, Device::Cpu)), Tensor::rand([14, 8], (Kind::Float, Device::Cpu))];
+    let alphas = [
+        Tensor::rand([14, 8], (Kind::Float, Device::Cpu)),
+        Tensor::rand([14, 8], (Kind::Float, Device::Cpu)),
+    ];
     let logits = tch::no_grad(|| net.forward_arch(&x, &alphas, false));
     assert_eq!(logits.size(), [3, 10]);
 }
@@ -124,7 +129,10 @@ fn supernet_rejects_wrongly_shaped_alpha() {
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Supernet::new(&vs.root(), SupernetConfig::new(4, 5, 3, 10));
     let x = Tensor::randn([1, 3, 8, 8], (Kind::Float, Device::Cpu));
-    let alphas = [Tensor::rand([14, 7], (Kind::Float, Device::Cpu)), Tensor::rand([14, 8], (Kind::Float, Device::Cpu))];
+    let alphas = [
+        Tensor::rand([14, 7], (Kind::Float, Device::Cpu)),
+        Tensor::rand([14, 8], (Kind::Float, Device::Cpu)),
+    ];
     assert!(net.try_forward_arch(&x, &alphas, false).is_err());
     assert!(net.try_forward_arch(&x, &alphas[..1], false).is_err());
 }
@@ -134,7 +142,8 @@ fn network_cifar_matches_reference_in_train_then_eval_mode() {
     tch::manual_seed(0);
     let fx = Fixture::load("network_cifar_evnas_a_c4_l5.pt");
     let vs = nn::VarStore::new(Device::Cpu);
-    let config = EvalNetConfig { init_channels: 4, layers: 5, num_classes: 10, auxiliary: true, in_channels: 3 };
+    let config =
+        EvalNetConfig { init_channels: 4, layers: 5, num_classes: 10, auxiliary: true, in_channels: 3 };
     let net = NetworkCifar::new(&vs.root(), config, &common::evnas_a());
     fx.load_weights_into(&vs);
     let (logits, aux) = tch::no_grad(|| net.forward_t(fx.get("input"), true));
@@ -169,6 +178,7 @@ fn nb201_supernet_output_shape_with_default_stages() {
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Nb201Supernet::new(&vs.root(), Nb201Config { init_channels: 4, ..Nb201Config::new(3, 100) });
     let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
-    let logits = tch::no_grad(|| net.forward_arch(&x, &[Tensor::rand([6, 5], (Kind::Float, Device::Cpu))], true));
+    let logits =
+        tch::no_grad(|| net.forward_arch(&x, &[Tensor::rand([6, 5], (Kind::Float, Device::Cpu))], true));
     assert_eq!(logits.size(), [2, 100]);
 }

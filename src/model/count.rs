@@ -41,7 +41,13 @@ impl EvalDataset {
             EvalDataset::Cifar10 | EvalDataset::Cifar100 => (36, 20),
             EvalDataset::ImageNet => (48, 14),
         };
-        EvalNetConfig { init_channels, layers, num_classes: self.num_classes(), auxiliary: true, in_channels: 3 }
+        EvalNetConfig {
+            init_channels,
+            layers,
+            num_classes: self.num_classes(),
+            auxiliary: true,
+            in_channels: 3,
+        }
     }
 }
 
@@ -85,7 +91,9 @@ pub fn count_eval_network(genotype: &Genotype, dataset: EvalDataset, config: Eva
     let vs = nn::VarStore::new(Device::Cpu);
     let hw = (dataset.image_size(), dataset.image_size());
     let (conv_macs, classifier_macs) = match dataset {
-        EvalDataset::Cifar10 | EvalDataset::Cifar100 => NetworkCifar::new(&vs.root(), config, genotype).macs(hw),
+        EvalDataset::Cifar10 | EvalDataset::Cifar100 => {
+            NetworkCifar::new(&vs.root(), config, genotype).macs(hw)
+        }
         EvalDataset::ImageNet => NetworkImageNet::new(&vs.root(), config, genotype).macs(hw),
     };
     ModelCounts { params: parameter_count(&vs), conv_macs, classifier_macs }

@@ -107,8 +107,7 @@ impl SearchCell {
         let mut edge = 0;
         for _ in 1..self.max_nodes {
             let mut node: Option<Tensor> = None;
-            for j in 0..nodes.len() {
-                let input = &nodes[j];
+            for input in &nodes {
                 let relu_input = input.relu();
                 let mut mixed: Option<Tensor> = None;
                 for (k, op) in &self.edges[edge] {
@@ -158,7 +157,8 @@ impl ResidualReduction {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         // (N, C, H, W) -> (N, 2C, H/2, W/2)
         let block = self.conv_b.forward_t(&self.conv_a.forward_t(x, train), train);
-        let residual = self.downsample.forward(&x.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>));
+        let residual =
+            self.downsample.forward(&x.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>));
         residual + block
     }
 }
@@ -166,7 +166,7 @@ impl ResidualReduction {
 #[derive(Debug)]
 enum Stage {
     Search(SearchCell),
-    Reduce(ResidualReduction),
+    Reduce(Box<ResidualReduction>),
 }
 
 /// The NAS-Bench-201 supernet (reference `TinyNetwork`) without its α.
@@ -196,10 +196,18 @@ impl Nb201Supernet {
         for stage in 0..3 {
             let c_stage = c << stage;
             if stage > 0 {
-                cells.push(Stage::Reduce(ResidualReduction::new(&p.sub("cells").sub(cells.len()), c_prev, c_stage)));
+                cells.push(Stage::Reduce(Box::new(ResidualReduction::new(
+                    &p.sub("cells").sub(cells.len()),
+                    c_prev,
+                    c_stage,
+                ))));
             }
             for _ in 0..n {
-                cells.push(Stage::Search(SearchCell::new(&p.sub("cells").sub(cells.len()), c_stage, &config)));
+                cells.push(Stage::Search(SearchCell::new(
+                    &p.sub("cells").sub(cells.len()),
+                    c_stage,
+                    &config,
+                )));
             }
             c_prev = c_stage;
         }
@@ -219,7 +227,11 @@ impl Nb201Supernet {
         };
         let expected = [self.config.edges_per_cell() as i64, NB201_PRIMITIVES.len() as i64];
         if alpha.size() != expected {
-            return Err(ModelError::AlphaShape { which: "cell", expected: expected.to_vec(), got: alpha.size() });
+            return Err(ModelError::AlphaShape {
+                which: "cell",
+                expected: expected.to_vec(),
+                got: alpha.size(),
+            });
         }
         let weights = alpha.softmax(-1, Kind::Float).to_device(Device::Cpu);
         let flat = Vec::<f32>::try_from(weights.flatten(0, -1))

@@ -56,7 +56,15 @@ pub struct DilConv {
 }
 
 impl DilConv {
-    pub fn new(p: &nn::Path, c: i64, kernel: i64, stride: i64, padding: i64, dilation: i64, affine: bool) -> Self {
+    pub fn new(
+        p: &nn::Path,
+        c: i64,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+        dilation: i64,
+        affine: bool,
+    ) -> Self {
         let op = p.sub("op");
         Self {
             depthwise: Conv2d::new(
@@ -113,7 +121,10 @@ impl SepConv {
     }
 
     pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool) -> Tensor {
-        let mid = self.first.bn.forward_t(&self.first.pointwise.forward(&self.first.depthwise.forward(relu_x)), train);
+        let mid = self
+            .first
+            .bn
+            .forward_t(&self.first.pointwise.forward(&self.first.depthwise.forward(relu_x)), train);
         let mid = mid.relu();
         self.second.bn.forward_t(&self.second.pointwise.forward(&self.second.depthwise.forward(&mid)), train)
     }
@@ -234,9 +245,15 @@ fn pool_out_hw(hw: Hw, stride: i64) -> Hw {
 #[derive(Debug)]
 pub enum Op {
     /// `none`: zeros of the (strided) input's shape.
-    Zero { stride: i64 },
-    MaxPool3x3 { stride: i64 },
-    AvgPool3x3 { stride: i64 },
+    Zero {
+        stride: i64,
+    },
+    MaxPool3x3 {
+        stride: i64,
+    },
+    AvgPool3x3 {
+        stride: i64,
+    },
     /// `skip_connect` with stride 1.
     Identity,
     /// `skip_connect` with stride 2.
@@ -280,6 +297,7 @@ impl Op {
     /// Forward given the input `x` and `relu_x = relu(x)` (used only by ops that start with ReLU).
     pub fn forward_shared_relu(&self, x: &Tensor, relu_x: &Tensor, train: bool) -> Tensor {
         match self {
+            // The reference multiplies by 0.; zeros differ from that only for inf/NaN inputs.
             Op::Zero { stride: 1 } => x.zeros_like(),
             Op::Zero { stride } => x.slice(2, 0, None, *stride).slice(3, 0, None, *stride).zeros_like(),
             Op::MaxPool3x3 { stride } => max_pool_3x3(x, *stride),

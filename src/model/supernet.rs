@@ -161,7 +161,11 @@ impl SearchCell {
         let preprocess0 = if reduction_prev {
             Preprocess::Reduce(FactorizedReduce::new(&p.sub("preprocess0"), c_prev_prev, c, false))
         } else {
-            Preprocess::Conv(ReluConvBn::new(&p.sub("preprocess0"), ConvSpec::square(c_prev_prev, c, 1, 1, 0), false))
+            Preprocess::Conv(ReluConvBn::new(
+                &p.sub("preprocess0"),
+                ConvSpec::square(c_prev_prev, c, 1, 1, 0),
+                false,
+            ))
         };
         let preprocess1 = ReluConvBn::new(&p.sub("preprocess1"), ConvSpec::square(c_prev, c, 1, 1, 0), false);
         let ops_path = p.sub("_ops");
@@ -203,8 +207,8 @@ impl SearchCell {
         let mut edge = 0;
         for _ in 0..self.steps {
             let mut node_hw = hw;
-            for input in 0..state_hw.len() {
-                let (m, out) = self.ops[edge + input].macs(state_hw[input]);
+            for (input, &input_hw) in state_hw.iter().enumerate() {
+                let (m, out) = self.ops[edge + input].macs(input_hw);
                 total += m;
                 node_hw = out;
             }
