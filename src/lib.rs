@@ -12,4 +12,5 @@ pub mod model;
 pub mod report;
 pub mod runtime;
 pub mod space;
+pub mod train;
 pub mod weights;
