@@ -207,15 +207,15 @@ fn train_throughput(model: &dyn OneShotModel, vs: &VarStore, setup: &Setup, iter
 }
 
 /// Images/s of `evaluate_individual` over `iters` batches (after one warm-up batch).
-fn eval_throughput(model: &dyn OneShotModel, setup: &Setup, batch: i64, iters: usize) -> Result<f64> {
-    let (images, labels) = random_batch(setup, batch);
+fn eval_throughput(model: &dyn OneShotModel, setup: &Setup, batch_size: i64, iters: usize) -> Result<f64> {
+    let (images, labels) = random_batch(setup, batch_size);
     let batch = EvalBatch { images, labels };
     let stop = AtomicBool::new(false);
     let arch = &population(1, 2)?[0];
     evaluate_individual(model, arch, [&batch], true, &stop)?;
     let started = Instant::now();
     evaluate_individual(model, arch, std::iter::repeat_n(&batch, iters), true, &stop)?;
-    Ok((batch as usize * iters) as f64 / started.elapsed().as_secs_f64())
+    Ok((batch_size as usize * iters) as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Fashion-MNIST training images (normalised) and labels, or random ones when not installed.

@@ -41,13 +41,8 @@ impl Sgd {
     /// before clipping (PyTorch's `clip_grad_norm_` with its 1e-6 guard).
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
         tch::no_grad(|| {
-            let norms: Vec<Tensor> = self
-                .params
-                .iter()
-                .map(|(_, p)| p.grad())
-                .filter(|g| g.defined())
-                .map(|g| g.norm())
-                .collect();
+            let norms: Vec<Tensor> =
+                self.params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).map(|g| g.norm()).collect();
             if norms.is_empty() {
                 return 0.0;
             }
