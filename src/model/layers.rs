@@ -213,30 +213,6 @@ impl BatchNorm2d {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.forward_affine(x, train, self.weight.as_ref(), self.bias.as_ref())
-    }
-
-    /// `scale * self.forward_t(x, train)`, with the scale folded into the normalisation's
-    /// per-channel multiplier: one pass over the output instead of two. Equal up to float
-    /// rounding (the reference multiplies afterwards); the running statistics are unaffected.
-    pub fn forward_scaled(&self, x: &Tensor, train: bool, scale: f64) -> Tensor {
-        let (weight, bias) = match (&self.weight, &self.bias) {
-            (Some(w), b) => (w * scale, b.as_ref().map(|b| b * scale)),
-            (None, b) => {
-                let channels = x.size()[1];
-                (Tensor::full([channels], scale, (x.kind(), x.device())), b.as_ref().map(|b| b * scale))
-            }
-        };
-        self.forward_affine(x, train, Some(&weight), bias.as_ref())
-    }
-
-    fn forward_affine(
-        &self,
-        x: &Tensor,
-        train: bool,
-        weight: Option<&Tensor>,
-        bias: Option<&Tensor>,
-    ) -> Tensor {
         match &self.running {
             Some(stats) => {
                 if train {
@@ -249,8 +225,8 @@ impl BatchNorm2d {
                 }
                 Tensor::batch_norm(
                     x,
-                    weight,
-                    bias,
+                    self.weight.as_ref(),
+                    self.bias.as_ref(),
                     Some(&stats.mean),
                     Some(&stats.var),
                     train,
@@ -261,8 +237,8 @@ impl BatchNorm2d {
             }
             None => Tensor::batch_norm(
                 x,
-                weight,
-                bias,
+                self.weight.as_ref(),
+                self.bias.as_ref(),
                 None::<&Tensor>,
                 None::<&Tensor>,
                 true,

@@ -77,12 +77,7 @@ impl DilConv {
     }
 
     pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool) -> Tensor {
-        self.forward_scaled(relu_x, train, 1.0)
-    }
-
-    /// `scale * op(relu_x)`, the scale folded into the final BatchNorm.
-    pub fn forward_scaled(&self, relu_x: &Tensor, train: bool, scale: f64) -> Tensor {
-        self.bn.forward_scaled(&self.pointwise.forward(&self.depthwise.forward(relu_x)), train, scale)
+        self.bn.forward_t(&self.pointwise.forward(&self.depthwise.forward(relu_x)), train)
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {
@@ -126,18 +121,12 @@ impl SepConv {
     }
 
     pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool) -> Tensor {
-        self.forward_scaled(relu_x, train, 1.0)
-    }
-
-    /// `scale * op(relu_x)`, the scale folded into the final BatchNorm.
-    pub fn forward_scaled(&self, relu_x: &Tensor, train: bool, scale: f64) -> Tensor {
         let mid = self
             .first
             .bn
             .forward_t(&self.first.pointwise.forward(&self.first.depthwise.forward(relu_x)), train);
         let mid = mid.relu();
-        let out = self.second.pointwise.forward(&self.second.depthwise.forward(&mid));
-        self.second.bn.forward_scaled(&out, train, scale)
+        self.second.bn.forward_t(&self.second.pointwise.forward(&self.second.depthwise.forward(&mid)), train)
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {
@@ -179,15 +168,10 @@ impl FactorizedReduce {
     }
 
     pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool) -> Tensor {
-        self.forward_scaled(relu_x, train, 1.0)
-    }
-
-    /// `scale * op(relu_x)`, the scale folded into the final BatchNorm.
-    pub fn forward_scaled(&self, relu_x: &Tensor, train: bool, scale: f64) -> Tensor {
         // (N, C, H, W) -> (N, C_out, H/2, W/2)
         let shifted = relu_x.slice(2, 1, None, 1).slice(3, 1, None, 1);
         let out = Tensor::cat(&[self.conv_1.forward(relu_x), self.conv_2.forward(&shifted)], 1);
-        self.bn.forward_scaled(&out, train, scale)
+        self.bn.forward_t(&out, train)
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {
@@ -228,12 +212,7 @@ impl Conv7x1x1x7 {
     }
 
     pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool) -> Tensor {
-        self.forward_scaled(relu_x, train, 1.0)
-    }
-
-    /// `scale * op(relu_x)`, the scale folded into the final BatchNorm.
-    pub fn forward_scaled(&self, relu_x: &Tensor, train: bool, scale: f64) -> Tensor {
-        self.bn.forward_scaled(&self.conv_7x1.forward(&self.conv_1x7.forward(relu_x)), train, scale)
+        self.bn.forward_t(&self.conv_7x1.forward(&self.conv_1x7.forward(relu_x)), train)
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {
@@ -329,33 +308,6 @@ impl Op {
             Op::DilConv(op) => op.forward_relu_applied(relu_x, train),
             Op::Conv7x1x1x7(op) => op.forward_relu_applied(relu_x, train),
         }
-    }
-
-    /// `scale * op(x)` for a mixed op's weighted sum, given `relu_x = relu(x)`. Ops ending in
-    /// BatchNorm fold the scale into it; `pool_bn` is the BatchNorm the supernet appends to the
-    /// pools (scaled the same way). `None` for `none`, which contributes exactly zero.
-    pub fn forward_weighted(
-        &self,
-        x: &Tensor,
-        relu_x: &Tensor,
-        pool_bn: Option<&BatchNorm2d>,
-        train: bool,
-        scale: f64,
-    ) -> Option<Tensor> {
-        let pooled = match self {
-            Op::Zero { .. } => return None,
-            Op::MaxPool3x3 { stride } => max_pool_3x3(x, *stride),
-            Op::AvgPool3x3 { stride } => avg_pool_3x3(x, *stride),
-            Op::Identity => x.shallow_clone(),
-            Op::FactorizedReduce(op) => return Some(op.forward_scaled(relu_x, train, scale)),
-            Op::SepConv(op) => return Some(op.forward_scaled(relu_x, train, scale)),
-            Op::DilConv(op) => return Some(op.forward_scaled(relu_x, train, scale)),
-            Op::Conv7x1x1x7(op) => return Some(op.forward_scaled(relu_x, train, scale)),
-        };
-        Some(match pool_bn {
-            Some(bn) => bn.forward_scaled(&pooled, train, scale),
-            None => pooled * scale,
-        })
     }
 
     /// Convolution multiply-accumulates for one image of size `hw`, and the output size.

@@ -75,26 +75,18 @@ impl MixedOp {
     }
 
     /// Σ_k w_k · op_k(x), summed in the reference's order.
-    ///
-    /// Each w_k is folded into the op's final BatchNorm (its per-channel multiplier), saving a
-    /// pass over the output per op; the sum is accumulated in place. Neither the BatchNorm nor the
-    /// addition keeps its output for the backward pass, so in-place accumulation is safe for
-    /// autograd (which would refuse otherwise).
     fn forward(&self, x: &Tensor, weights: &[f32], train: bool) -> Tensor {
         let relu_x = x.relu();
         let mut sum: Option<Tensor> = None;
         for (k, op, pool_bn) in &self.ops {
-            let Some(weighted) =
-                op.forward_weighted(x, &relu_x, pool_bn.as_ref(), train, f64::from(weights[*k]))
-            else {
-                continue;
-            };
+            let mut y = op.forward_shared_relu(x, &relu_x, train);
+            if let Some(bn) = pool_bn {
+                y = bn.forward_t(&y, train);
+            }
+            let weighted = y * f64::from(weights[*k]);
             sum = Some(match sum {
                 None => weighted,
-                Some(mut s) => {
-                    let _ = s.g_add_(&weighted);
-                    s
-                }
+                Some(s) => s + weighted,
             });
         }
         sum.expect("a mixed op holds at least one non-zero op")
@@ -192,16 +184,12 @@ impl SearchCell {
         let mut states = vec![self.preprocess0.forward_t(s0, train), self.preprocess1.forward_t(s1, train)];
         let mut edge = 0;
         for _ in 0..self.steps {
-            // Summed in the reference's order: edge by edge, each edge's own sum first.
             let mut node: Option<Tensor> = None;
             for input in 0..states.len() {
                 let y = self.ops[edge + input].forward(&states[input], &weights[edge + input], train);
                 node = Some(match node {
                     None => y,
-                    Some(mut n) => {
-                        let _ = n.g_add_(&y);
-                        n
-                    }
+                    Some(n) => n + y,
                 });
             }
             edge += states.len();
