@@ -2,6 +2,7 @@
 
 pub mod accuracy;
 pub mod fitness;
+pub mod reduced_precision;
 pub mod schedule;
 pub mod sgd;
 pub mod supernet_epoch;
