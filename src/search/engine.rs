@@ -12,11 +12,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use crate::config::{BnMode, Config, SpaceKind, Strategy};
+use crate::config::{BnMode, Config, Precision, SpaceKind, Strategy};
 use crate::evolution::{self, Fitness, GaParams, Population};
 use crate::model::OneShotModel;
 use crate::space::AlphaMatrix;
 use crate::train::fitness::evaluate_individual;
+use crate::train::reduced_precision::Bf16Shadow;
 use crate::train::schedule::cosine_lr;
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::supernet_epoch::{train_epoch, EpochSettings};
@@ -56,6 +57,8 @@ pub struct SearchEngine {
     device: Device,
     vs: VarStore,
     model: Box<dyn OneShotModel>,
+    /// bf16 copy that measures fitness when `fitness.precision = "bf16"`.
+    shadow: Option<Bf16Shadow>,
     opt: Sgd,
     data: SearchData,
     state: SearchState,
@@ -102,7 +105,8 @@ impl SearchEngine {
         let mut ga_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.search.seed, streams::GA));
         let population = Population::random(cfg.search.population, space.genome_shape(), 0, &mut ga_rng);
         let state = SearchState { next_generation: 0, population, ga_rng, history: Vec::new() };
-        Ok(Self { cfg, space, device, vs, model, opt, data, state, run })
+        let shadow = build_shadow(&cfg, &data, device)?;
+        Ok(Self { cfg, space, device, vs, model, shadow, opt, data, state, run })
     }
 
     /// Continues the run in `run_dir` from its newest intact checkpoint. `cfg`, when given (the
@@ -136,7 +140,8 @@ impl SearchEngine {
         };
         run.write_history(&state.history, baseline_label(&cfg))?;
         let space = cfg.search.space;
-        Ok((Self { cfg, space, device, vs, model, opt, data, state, run }, skipped))
+        let shadow = build_shadow(&cfg, &data, device)?;
+        Ok((Self { cfg, space, device, vs, model, shadow, opt, data, state, run }, skipped))
     }
 
     pub fn config(&self) -> &Config {
@@ -225,10 +230,17 @@ impl SearchEngine {
         let population_size = self.state.population.len();
         observer.phase_started(g + 1, Phase::Evaluate, population_size as u64);
         let train_mode_bn = cfg.fitness.batchnorm == BnMode::Batch;
+        let evaluator: &dyn OneShotModel = match &mut self.shadow {
+            Some(shadow) => {
+                shadow.refresh_from(&self.vs).map_err(|e| SearchError::Model(e.to_string()))?;
+                shadow
+            }
+            None => self.model.as_ref(),
+        };
         let mut evaluated_images = 0;
         for (i, arch) in architectures.iter().enumerate() {
             let batches = self.data.valid_batches(g, i)?;
-            let tally = evaluate_individual(self.model.as_ref(), arch, batches.iter(), train_mode_bn, stop)?;
+            let tally = evaluate_individual(evaluator, arch, batches.iter(), train_mode_bn, stop)?;
             evaluated_images += tally.images;
             self.state.population.individuals[i].fitness =
                 Some(Fitness { top1: tally.top1(), top5: tally.top5(), loss: tally.mean_loss() });
@@ -355,6 +367,17 @@ pub fn alpha_tensor(a: &AlphaMatrix, device: Device) -> Tensor {
         .view([a.edges() as i64, a.ops() as i64])
         .to_kind(Kind::Float)
         .to_device(device)
+}
+
+/// The bf16 evaluation copy, when the config asks for one.
+fn build_shadow(cfg: &Config, data: &SearchData, device: Device) -> Result<Option<Bf16Shadow>, SearchError> {
+    match cfg.fitness.precision {
+        Precision::Fp32 => Ok(None),
+        Precision::Bf16 => {
+            let (vs, model) = build_model(cfg, data, device)?;
+            Ok(Some(Bf16Shadow::new(vs, model)))
+        }
+    }
 }
 
 fn build_model(
