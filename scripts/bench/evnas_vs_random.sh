@@ -10,7 +10,7 @@ shift || true
 out=${EVNAS_BENCH_OUT:-runs/bench-evnas-vs-random-$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 cargo build --release --quiet
-bin=target/release/evnas
+bin=${CARGO_TARGET_DIR:-target}/release/evnas
 common=(--config config/evnas.toml --set "search.generations=$generations" "$@")
 for strategy in evolution random; do
   echo "== $strategy"
