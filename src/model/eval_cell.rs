@@ -3,6 +3,7 @@
 
 use tch::{nn, Kind, Tensor};
 
+use super::eval_cifar::EvalNetConfig;
 use super::layers::{Conv2d, ConvSpec, Hw};
 use super::ops::{FactorizedReduce, Op, ReluConvBn};
 use crate::space::{Gene, Genotype};
@@ -134,4 +135,49 @@ impl EvalCell {
         convs.extend(self.ops.iter().flat_map(|(op, _)| op.convs()));
         convs
     }
+}
+
+/// The cell stack of an evaluation network (reference `NetworkCIFAR` / `NetworkImageNet` loop):
+/// reduction cells at layers/3 and 2·layers/3 double the channels. Starts from the stem's output
+/// channels `[c_prev_prev, c_prev]` and whether the stem itself reduced; returns the cells, the
+/// channels of the last cell's output and of the output the auxiliary head reads.
+pub(crate) struct CellStack {
+    pub cells: Vec<EvalCell>,
+    pub c_out: i64,
+    pub c_auxiliary: i64,
+}
+
+pub(crate) fn build_cell_stack(
+    p: &nn::Path,
+    config: &EvalNetConfig,
+    genotype: &Genotype,
+    stem_channels: [i64; 2],
+    stem_reduced: bool,
+) -> CellStack {
+    let [mut c_prev_prev, mut c_prev] = stem_channels;
+    let mut c_curr = config.init_channels;
+    let mut cells = Vec::with_capacity(config.layers);
+    let mut reduction_prev = stem_reduced;
+    let mut c_auxiliary = c_prev;
+    for i in 0..config.layers {
+        let reduction = config.is_reduction(i);
+        if reduction {
+            c_curr *= 2;
+        }
+        let cell = EvalCell::new(
+            &p.sub("cells").sub(i),
+            genotype,
+            [c_prev_prev, c_prev, c_curr],
+            reduction,
+            reduction_prev,
+        );
+        reduction_prev = reduction;
+        c_prev_prev = c_prev;
+        c_prev = cell.multiplier() * c_curr;
+        cells.push(cell);
+        if i == config.auxiliary_position() {
+            c_auxiliary = c_prev;
+        }
+    }
+    CellStack { cells, c_out: c_prev, c_auxiliary }
 }

@@ -3,7 +3,7 @@
 
 use tch::{nn, Tensor};
 
-use super::eval_cell::EvalCell;
+use super::eval_cell::{build_cell_stack, CellStack, EvalCell};
 use super::layers::{BatchNorm2d, Conv2d, ConvSpec, Hw, Linear};
 use crate::space::Genotype;
 
@@ -82,30 +82,8 @@ impl NetworkCifar {
         let stem = p.sub("stem");
         let stem_conv = Conv2d::new(&stem.sub("0"), ConvSpec::square(config.in_channels, c_stem, 3, 1, 1));
         let stem_bn = BatchNorm2d::new(&stem.sub("1"), c_stem, true);
-        let (mut c_prev_prev, mut c_prev, mut c_curr) = (c_stem, c_stem, c);
-        let mut cells = Vec::with_capacity(config.layers);
-        let mut reduction_prev = false;
-        let mut c_auxiliary = c_prev;
-        for i in 0..config.layers {
-            let reduction = config.is_reduction(i);
-            if reduction {
-                c_curr *= 2;
-            }
-            let cell = EvalCell::new(
-                &p.sub("cells").sub(i),
-                genotype,
-                [c_prev_prev, c_prev, c_curr],
-                reduction,
-                reduction_prev,
-            );
-            reduction_prev = reduction;
-            c_prev_prev = c_prev;
-            c_prev = cell.multiplier() * c_curr;
-            cells.push(cell);
-            if i == config.auxiliary_position() {
-                c_auxiliary = c_prev;
-            }
-        }
+        let CellStack { cells, c_out: c_prev, c_auxiliary } =
+            build_cell_stack(p, &config, genotype, [c_stem, c_stem], false);
         let auxiliary_head = config
             .auxiliary
             .then(|| AuxiliaryHeadCifar::new(&p.sub("auxiliary_head"), c_auxiliary, config.num_classes));

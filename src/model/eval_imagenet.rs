@@ -3,7 +3,7 @@
 
 use tch::{nn, Tensor};
 
-use super::eval_cell::EvalCell;
+use super::eval_cell::{build_cell_stack, CellStack, EvalCell};
 use super::eval_cifar::EvalNetConfig;
 use super::layers::{BatchNorm2d, Conv2d, ConvSpec, Hw, Linear};
 use crate::space::Genotype;
@@ -68,31 +68,9 @@ impl NetworkImageNet {
         let stem1_conv = Conv2d::new(&stem1.sub("1"), ConvSpec::square(c, c, 3, 2, 1));
         let stem1_bn = BatchNorm2d::new(&stem1.sub("2"), c, true);
 
-        let (mut c_prev_prev, mut c_prev, mut c_curr) = (c, c, c);
-        let mut cells = Vec::with_capacity(config.layers);
         // The first cell's s0 comes from stem0, at twice the resolution of stem1's output.
-        let mut reduction_prev = true;
-        let mut c_auxiliary = c_prev;
-        for i in 0..config.layers {
-            let reduction = config.is_reduction(i);
-            if reduction {
-                c_curr *= 2;
-            }
-            let cell = EvalCell::new(
-                &p.sub("cells").sub(i),
-                genotype,
-                [c_prev_prev, c_prev, c_curr],
-                reduction,
-                reduction_prev,
-            );
-            reduction_prev = reduction;
-            c_prev_prev = c_prev;
-            c_prev = cell.multiplier() * c_curr;
-            cells.push(cell);
-            if i == config.auxiliary_position() {
-                c_auxiliary = c_prev;
-            }
-        }
+        let CellStack { cells, c_out: c_prev, c_auxiliary } =
+            build_cell_stack(p, &config, genotype, [c, c], true);
         let auxiliary_head = config
             .auxiliary
             .then(|| AuxiliaryHeadImageNet::new(&p.sub("auxiliary_head"), c_auxiliary, config.num_classes));
