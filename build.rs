@@ -8,6 +8,7 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/libtorch_version.rs");
     // Set by torch-sys (`links = "tch"`) for its direct dependents.
     let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
@@ -20,14 +21,4 @@ fn main() {
     println!("cargo:rustc-env=EVNAS_BUILD_LIBTORCH_VERSION={version}");
 }
 
-/// libtorch zips carry `build-version`; PyTorch wheels carry `version.py`.
-fn read_libtorch_version(lib_dir: &Path) -> Option<String> {
-    let root = lib_dir.parent()?;
-    if let Ok(text) = std::fs::read_to_string(root.join("build-version")) {
-        return Some(text.trim().to_string());
-    }
-    let text = std::fs::read_to_string(root.join("version.py")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("__version__ = "))
-        .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_string())
-}
+include!("src/libtorch_version.rs");

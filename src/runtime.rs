@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+include!("libtorch_version.rs");
+
 /// Facts about the libtorch loaded into this process.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TorchRuntime {
@@ -22,7 +24,7 @@ impl TorchRuntime {
         let lib_dir = loaded_libtorch_dir();
         let libtorch_version = lib_dir
             .as_ref()
-            .and_then(|d| read_version(d))
+            .and_then(|d| read_libtorch_version(d))
             .unwrap_or_else(|| env!("EVNAS_BUILD_LIBTORCH_VERSION").to_string());
         Self {
             libtorch_version,
@@ -54,17 +56,6 @@ fn loaded_libtorch_dir() -> Option<PathBuf> {
         .filter_map(|l| l.split_whitespace().nth(5))
         .find(|p| p.ends_with("/libtorch_cpu.so"))
         .and_then(|p| PathBuf::from(p).parent().map(PathBuf::from))
-}
-
-fn read_version(lib_dir: &std::path::Path) -> Option<String> {
-    let root = lib_dir.parent()?;
-    if let Ok(text) = std::fs::read_to_string(root.join("build-version")) {
-        return Some(text.trim().to_string());
-    }
-    let text = std::fs::read_to_string(root.join("version.py")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("__version__ = "))
-        .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_string())
 }
 
 #[cfg(test)]

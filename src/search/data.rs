@@ -2,7 +2,6 @@
 //! the validation part that measures fitness, with batches prefetched ahead of the trainer.
 
 use std::str::FromStr;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use rand::seq::SliceRandom;
@@ -113,12 +112,11 @@ impl SearchData {
     }
 
     /// The training batches of generation `generation` (0-based), prefetched and moved to the
-    /// device. The external stop flag is honoured by the trainer between batches; dropping the
-    /// returned iterator stops the producer.
+    /// device. The trainer checks the run's stop flag between batches; dropping the returned
+    /// iterator stops the producer.
     pub fn train_batches(
         &self,
         generation: usize,
-        _stop: &AtomicBool,
     ) -> Result<impl Iterator<Item = Result<Batch, DataError>> + '_, SearchError> {
         let stream = self.loaders.train_epoch(generation, 0, StopFlag::new())?;
         let device = self.device;

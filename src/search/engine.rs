@@ -217,7 +217,7 @@ impl SearchEngine {
 
         // 1. Supernet training: one pass, batch i through individual i mod P.
         observer.phase_started(g + 1, Phase::Train, self.data.num_train_batches() as u64);
-        let batches = self.data.train_batches(g, stop)?;
+        let batches = self.data.train_batches(g)?;
         let settings =
             EpochSettings { lr, grad_clip: cfg.train.grad_clip, architectures: &architectures, stop };
         let report = train_epoch(self.model.as_ref(), &mut self.opt, &settings, batches, |i| {

@@ -11,7 +11,6 @@
 //! ```
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -140,13 +139,9 @@ fn io_err(path: &Path, e: std::io::Error) -> SearchError {
     SearchError::Io { path: path.to_path_buf(), reason: e.to_string() }
 }
 
-/// Temp file + fsync + rename: readers see the old or the new file, never half of one.
+/// Replaces `path` atomically (see [`crate::fs_atomic::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SearchError> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
-    f.sync_all().map_err(|e| io_err(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    crate::fs_atomic::write_atomic(path, bytes).map_err(|e| io_err(path, e))
 }
 
 /// `YYYYmmdd-HHMMSS` in UTC, without a date crate.

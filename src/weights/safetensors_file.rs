@@ -2,8 +2,7 @@
 //! `safetensors.torch.load_file` + `load_state_dict(strict=True)`. Every VarStore variable is
 //! written under its name; the file is replaced atomically (temp file, fsync, rename).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use tch::nn::VarStore;
@@ -50,38 +49,9 @@ pub fn save_tensors_safetensors(
     write_atomically(path, &serialized)
 }
 
-/// Temp file in the target's directory, fsync, rename over the target, fsync the directory: a
-/// crash leaves either the old file or the new one, never a torn one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| WeightsError::Io { path, source }
-    };
-    let file_name = path.file_name().ok_or_else(|| WeightsError::Io {
-        path: path.into(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        file.write_all(bytes).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io_err(path))
-    })();
-    if result.is_err() {
-        // Best effort: the error being returned is the one that matters.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    // Persist the rename itself; some filesystems refuse fsync on directories, which is harmless.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::fs_atomic::write_atomic(path, bytes)
+        .map_err(|source| WeightsError::Io { path: path.into(), source })
 }
 
 /// Reads a safetensors file into CPU tensors, sorted by name.
