@@ -34,6 +34,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    evnas::runtime::keep_freed_memory();
     let cli = Cli::parse();
     init_tracing();
     let result = match (cli.version, cli.command) {

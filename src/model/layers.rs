@@ -250,6 +250,25 @@ impl BatchNorm2d {
     }
 }
 
+impl BatchNorm2d {
+    /// Sets this layer's running statistics and batch count to `other`'s.
+    ///
+    /// For BatchNorms that always normalise the same tensor: one computes, the others copy.
+    pub fn copy_running_stats_from(&self, other: &BatchNorm2d) {
+        if let (Some(dst), Some(src)) = (&self.running, &other.running) {
+            tch::no_grad(|| {
+                for (d, s) in [
+                    (&dst.mean, &src.mean),
+                    (&dst.var, &src.var),
+                    (&dst.num_batches_tracked, &src.num_batches_tracked),
+                ] {
+                    d.shallow_clone().copy_(s);
+                }
+            });
+        }
+    }
+}
+
 /// A fully connected layer with bias, initialised as PyTorch's `nn.Linear`.
 #[derive(Debug)]
 pub struct Linear {
@@ -277,11 +296,22 @@ impl Linear {
     }
 }
 
-/// A view of `x` (N, C, H, W) whose memory is laid out N, H, W, C: PyTorch's channels-last.
+/// `x` (N, C, H, W) with its memory laid out N, H, W, C: PyTorch's channels-last, with the
+/// strides `x.to(memory_format=torch.channels_last)` gives, size-1 dimensions included.
 ///
-/// libtorch picks channels-last kernels when the input or the weight is laid out this way.
+/// libtorch picks channels-last kernels from the strides. A permute-contiguous-permute round
+/// trip is not enough: with one channel (Fashion-MNIST) or 1x1 kernels `contiguous` keeps the
+/// old strides, libtorch then sees NCHW, and every later op runs its NCHW kernel.
 pub fn channels_last(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    let size = x.size();
+    let [n, c, h, w] = size[..] else { return x.shallow_clone() };
+    let strides = [h * w * c, 1, w * c, c];
+    if n == 0 || x.stride() == strides {
+        return x.shallow_clone();
+    }
+    let mut out = Tensor::empty_strided(&size, strides, (x.kind(), x.device()));
+    tch::no_grad(|| out.copy_(x));
+    out
 }
 
 /// Re-lays a 4-d parameter out channels-last, keeping its identity (and its VarStore entry).
@@ -300,6 +330,26 @@ mod tests {
 
     fn direct(conv: &Conv2d, x: &Tensor) -> Tensor {
         x.conv2d(&conv.weight, None::<&Tensor>, conv.stride, conv.padding, conv.dilation, conv.groups)
+    }
+
+    #[test]
+    fn channels_last_gives_pytorch_strides_for_size_one_dimensions() {
+        // One input channel (Fashion-MNIST) and 1x1 kernels: a permute-contiguous round trip
+        // would keep the NCHW strides here and libtorch would run every op in NCHW.
+        let cases: [([i64; 4], [i64; 4]); 3] =
+            [([2, 1, 28, 28], [784, 1, 28, 1]), ([8, 8, 1, 1], [8, 1, 8, 8]), ([8, 1, 3, 3], [9, 1, 3, 1])];
+        for (size, strides) in cases {
+            let x = Tensor::randn(size, (Kind::Float, Device::Cpu));
+            let y = channels_last(&x);
+            assert_eq!(y.stride(), strides, "{size:?}");
+            assert_eq!(y.size(), size);
+            assert!(y.equal(&x), "{size:?}: values changed");
+        }
+        // A conv on such an input and weight answers channels-last.
+        let x = channels_last(&Tensor::randn([2, 1, 8, 8], (Kind::Float, Device::Cpu)));
+        let w = channels_last(&Tensor::randn([4, 1, 3, 3], (Kind::Float, Device::Cpu)));
+        let y = x.conv2d(&w, None::<&Tensor>, [1, 1], [1, 1], [1, 1], 1);
+        assert_eq!(y.stride(), [256, 1, 32, 4]);
     }
 
     #[test]

@@ -5,13 +5,13 @@
 //! the op dimension as the reference does, and weights every candidate op of every edge by it.
 //!
 //! Work the reference does and we skip, without changing a result: the `none` op contributes
-//! exactly `w * 0`, so it is never computed; ops that begin with ReLU on the same input share
-//! one ReLU.
+//! exactly `w * 0`, so it is never computed; everything the edges leaving one state compute from
+//! that state alone is computed once per state (see [`EdgeInput`]).
 
 use tch::{nn, Device, Kind, Tensor};
 
 use super::layers::{channels_last, BatchNorm2d, Conv2d, ConvSpec, Hw, Linear};
-use super::ops::{FactorizedReduce, Op, ReluConvBn};
+use super::ops::{avg_pool_3x3, max_pool_3x3, FactorizedReduce, Op, ReluConvBn};
 use super::{ModelError, OneShotModel};
 use crate::space::{DartsOp, DARTS_PRIMITIVES};
 
@@ -49,40 +49,77 @@ impl SupernetConfig {
     }
 }
 
+/// What every edge leaving one state of a cell computes from that state alone: the state, its
+/// ReLU (the first layer of every conv op) and its two pooled maps after their BatchNorms.
+///
+/// The reference computes these once per edge. All edges leaving a state share its stride, and a
+/// pool's BatchNorm has no affine parameters, so in train mode (batch statistics) every edge's
+/// pool + BatchNorm gives the same tensor; in eval mode too, because their running statistics
+/// are kept equal (see [`MixedOp::copy_pool_stats_from`]). Computing them once per state saves
+/// 9 of the 14 pool/BatchNorm pairs of a cell, and their backward passes.
+struct EdgeInput {
+    x: Tensor,
+    relu: Tensor,
+    max_pool: Tensor,
+    avg_pool: Tensor,
+}
+
 /// All eight candidate ops of one edge (reference `MixedOp`), keys `_ops.<k>...`; pooling ops
 /// are followed by a non-affine BatchNorm (`_ops.1.1`, `_ops.2.1`).
 #[derive(Debug)]
 struct MixedOp {
     /// (column of α, op); `none` is left out (it adds exactly zero).
-    ops: Vec<(usize, Op, Option<BatchNorm2d>)>,
+    ops: Vec<(usize, Op)>,
+    max_pool_bn: BatchNorm2d,
+    avg_pool_bn: BatchNorm2d,
+    stride: i64,
 }
 
 impl MixedOp {
     fn new(p: &nn::Path, c: i64, stride: i64) -> Self {
         let p = p.sub("_ops");
+        let column = |op: DartsOp| DARTS_PRIMITIVES.iter().position(|&o| o == op).expect("a DARTS primitive");
+        let pool_bn = |op: DartsOp| BatchNorm2d::new(&p.sub(column(op)).sub("1"), c, false);
         let ops = DARTS_PRIMITIVES
             .iter()
             .enumerate()
             .filter(|(_, &op)| op != DartsOp::Zero)
-            .map(|(k, &op)| {
-                let op_path = p.sub(k);
-                let is_pool = matches!(op, DartsOp::MaxPool3x3 | DartsOp::AvgPool3x3);
-                let pool_bn = is_pool.then(|| BatchNorm2d::new(&op_path.sub("1"), c, false));
-                (k, Op::new(&op_path, op, c, stride, false), pool_bn)
-            })
+            .map(|(k, &op)| (k, Op::new(&p.sub(k), op, c, stride, false)))
             .collect();
-        Self { ops }
+        Self {
+            ops,
+            max_pool_bn: pool_bn(DartsOp::MaxPool3x3),
+            avg_pool_bn: pool_bn(DartsOp::AvgPool3x3),
+            stride,
+        }
+    }
+
+    /// The shared part of every edge leaving `x`, computed with this edge's pool BatchNorms.
+    fn edge_input(&self, x: &Tensor, train: bool) -> EdgeInput {
+        EdgeInput {
+            x: x.shallow_clone(),
+            relu: x.relu(),
+            max_pool: self.max_pool_bn.forward_t(&max_pool_3x3(x, self.stride), train),
+            avg_pool: self.avg_pool_bn.forward_t(&avg_pool_3x3(x, self.stride), train),
+        }
+    }
+
+    /// After `first` computed the [`EdgeInput`] this edge used, take over the running statistics
+    /// its pool BatchNorms would have reached themselves (they normalised the same tensor).
+    fn copy_pool_stats_from(&self, first: &MixedOp) {
+        self.max_pool_bn.copy_running_stats_from(&first.max_pool_bn);
+        self.avg_pool_bn.copy_running_stats_from(&first.avg_pool_bn);
     }
 
     /// Σ_k w_k · op_k(x), summed in the reference's order.
-    fn forward(&self, x: &Tensor, weights: &[f32], train: bool) -> Tensor {
-        let relu_x = x.relu();
+    fn forward(&self, input: &EdgeInput, weights: &[f32], train: bool) -> Tensor {
         let mut sum: Option<Tensor> = None;
-        for (k, op, pool_bn) in &self.ops {
-            let mut y = op.forward_shared_relu(x, &relu_x, train);
-            if let Some(bn) = pool_bn {
-                y = bn.forward_t(&y, train);
-            }
+        for (k, op) in &self.ops {
+            let y = match op {
+                Op::MaxPool3x3 { .. } => input.max_pool.shallow_clone(),
+                Op::AvgPool3x3 { .. } => input.avg_pool.shallow_clone(),
+                op => op.forward_shared_relu(&input.x, &input.relu, train),
+            };
             let weighted = y * f64::from(weights[*k]);
             sum = Some(match sum {
                 None => weighted,
@@ -93,14 +130,14 @@ impl MixedOp {
     }
 
     fn macs(&self, hw: Hw) -> (u64, Hw) {
-        self.ops.iter().fold((0, hw), |(total, _), (_, op, _)| {
+        self.ops.iter().fold((0, hw), |(total, _), (_, op)| {
             let (m, out) = op.macs(hw);
             (total + m, out)
         })
     }
 
     fn convs(&self) -> Vec<&Conv2d> {
-        self.ops.iter().flat_map(|(_, op, _)| op.convs()).collect()
+        self.ops.iter().flat_map(|(_, op)| op.convs()).collect()
     }
 }
 
@@ -179,23 +216,55 @@ impl SearchCell {
         Self { reduction, preprocess0, preprocess1, steps, multiplier, ops }
     }
 
+    /// Index of the first edge that reads state `state` (0, 1: the cell inputs; 2..: nodes):
+    /// edges are ordered node by node, and node i reads states 0..2+i.
+    fn first_edge_from(&self, state: usize) -> usize {
+        let node = state.max(1) - 1;
+        (0..node).map(|i| 2 + i).sum::<usize>() + state
+    }
+
     /// `weights`: softmax(α) rows, one per edge.
     fn forward(&self, s0: &Tensor, s1: &Tensor, weights: &[Vec<f32>], train: bool) -> Tensor {
         let mut states = vec![self.preprocess0.forward_t(s0, train), self.preprocess1.forward_t(s1, train)];
+        let mut inputs: Vec<EdgeInput> =
+            (0..2).map(|j| self.ops[self.first_edge_from(j)].edge_input(&states[j], train)).collect();
         let mut edge = 0;
-        for _ in 0..self.steps {
-            let mut node: Option<Tensor> = None;
-            for input in 0..states.len() {
-                let y = self.ops[edge + input].forward(&states[input], &weights[edge + input], train);
-                node = Some(match node {
+        for node in 0..self.steps {
+            let mut sum: Option<Tensor> = None;
+            for (j, input) in inputs.iter().enumerate() {
+                let y = self.ops[edge + j].forward(input, &weights[edge + j], train);
+                sum = Some(match sum {
                     None => y,
                     Some(n) => n + y,
                 });
             }
-            edge += states.len();
-            states.push(node.expect("every node has at least two inputs"));
+            edge += inputs.len();
+            let node_out = sum.expect("every node has at least two inputs");
+            if node + 1 < self.steps {
+                let j = states.len();
+                inputs.push(self.ops[self.first_edge_from(j)].edge_input(&node_out, train));
+            }
+            states.push(node_out);
+        }
+        if train {
+            self.sync_pool_stats();
         }
         Tensor::cat(&states[states.len() - self.multiplier..], 1)
+    }
+
+    /// Gives every edge's pool BatchNorms the running statistics of the first edge leaving the
+    /// same state, which computed the shared [`EdgeInput`].
+    fn sync_pool_stats(&self) {
+        let mut edge = 0;
+        for node in 0..self.steps {
+            for j in 0..2 + node {
+                let first = self.first_edge_from(j);
+                if first != edge + j {
+                    self.ops[edge + j].copy_pool_stats_from(&self.ops[first]);
+                }
+            }
+            edge += 2 + node;
+        }
     }
 
     fn macs(&self, hw0: Hw, hw1: Hw) -> (u64, Hw) {
