@@ -9,8 +9,12 @@
 //! beside the reference PyTorch code on the same configs and checks logits parity.
 //!
 //! `cargo bench --bench supernet_throughput -- [--config default|paper|all] [--iters N]
-//!  [--threads T] [--layout channels-last|nchw|both] [--tau N] [--tau-train-batches B]
-//!  [--tau-images M] [--no-bf16] [--bf16-batch B] [--parity FILE] [--json]`
+//!  [--threads T] [--fitness-workers W] [--layout channels-last|nchw|both] [--tau N]
+//!  [--tau-train-batches B] [--tau-images M] [--no-bf16] [--bf16-batch B] [--parity FILE] [--json]`
+//!
+//! "fitness" is the search's fitness phase: W individuals measured at once, one thread each
+//! (run.fitness_workers; W = 0, the default, means one per thread); "1 indiv." is one
+//! individual on all T threads, as the reference measures.
 //!
 //! bf16 evaluation is timed on batches of `--bf16-batch` images (default 16): on CPUs without
 //! AVX-512 BF16 libtorch's bf16 depthwise convolutions are very slow and a full fitness batch
@@ -24,7 +28,7 @@ use anyhow::{bail, Context, Result};
 use evnas::data::{read_mnist_like, Batch, DatasetKind, SplitName, DEFAULT_FASHION_MNIST_DIR};
 use evnas::model::{OneShotModel, Supernet, SupernetConfig};
 use evnas::space::{decode, AlphaMatrix};
-use evnas::train::fitness::{evaluate_individual, EvalBatch};
+use evnas::train::fitness::{evaluate_in_parallel, evaluate_individual, EvalBatch, FitnessJob, Replica};
 use evnas::train::reduced_precision::{kendall_tau, Bf16Shadow};
 use evnas::train::sgd::{Sgd, SgdConfig};
 use evnas::train::supernet_epoch::{train_epoch, EpochSettings};
@@ -89,6 +93,7 @@ struct Args {
     bf16_batch: i64,
     parity: Option<PathBuf>,
     json: bool,
+    fitness_workers: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -106,6 +111,7 @@ fn parse_args() -> Result<Args> {
         bf16_batch: 16,
         parity: None,
         json: false,
+        fitness_workers: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -137,6 +143,7 @@ fn parse_args() -> Result<Args> {
             "--bf16-batch" => args.bf16_batch = value()?.parse()?,
             "--parity" => args.parity = Some(PathBuf::from(value()?)),
             "--json" => args.json = true,
+            "--fitness-workers" => args.fitness_workers = value()?.parse()?,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -218,6 +225,46 @@ fn eval_throughput(model: &dyn OneShotModel, setup: &Setup, batch_size: i64, ite
     let started = Instant::now();
     evaluate_individual(model, arch, std::iter::repeat_n(&batch, iters), true, &stop)?;
     Ok((batch_size as usize * iters) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Images/s of the search's fitness phase with `workers` fitness workers (run.fitness_workers):
+/// `workers` individuals of `iters` batches each, measured at once, each worker on its own copy
+/// of `vs`'s weights and one libtorch thread (after a warm-up individual per worker).
+fn parallel_eval_throughput(
+    vs: &VarStore,
+    setup: &Setup,
+    channels_last: bool,
+    workers: usize,
+    iters: usize,
+) -> Result<f64> {
+    let mut replicas = (0..workers)
+        .map(|_| {
+            let (mut replica_vs, model) = build(setup, channels_last, 0);
+            replica_vs.copy(vs)?;
+            Ok(Replica { vs: replica_vs, model: Box::new(model) })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (images, labels) = random_batch(setup, setup.eval_batch);
+    let batch = EvalBatch { images, labels };
+    let stop = AtomicBool::new(false);
+    let archs = population(workers, 2)?;
+    let jobs = |batches: usize| {
+        archs
+            .iter()
+            .enumerate()
+            .map(|(index, arch)| {
+                Ok::<_, anyhow::Error>(FitnessJob {
+                    index,
+                    architecture: arch.iter().map(Tensor::shallow_clone).collect(),
+                    batches: (0..batches).map(|_| batch.shallow_clone()).collect(),
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    evaluate_in_parallel(&mut replicas, jobs(1), true, &stop, |_, _| {})?;
+    let started = Instant::now();
+    evaluate_in_parallel(&mut replicas, jobs(iters), true, &stop, |_, _| {})?;
+    Ok((setup.eval_batch as usize * iters * workers) as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Fashion-MNIST training images (normalised) and labels, or random ones when not installed.
@@ -347,12 +394,13 @@ fn main() -> Result<()> {
     }
     if !args.json {
         println!(
-            "{:<8} {:<14} {:>7} {:>10} {:>10} {:>10} {:>8}   (threads {}, {} timed batches)",
+            "{:<8} {:<14} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8}   (threads {}, {} timed batches)",
             "config",
             "layout",
             "batch",
             "train i/s",
-            "fp32 i/s",
+            "fitness",
+            "1 indiv.",
             "bf16 i/s",
             "bf16 x",
             args.threads,
@@ -363,7 +411,14 @@ fn main() -> Result<()> {
         for &channels_last in &args.layouts {
             let (vs, net) = build(setup, channels_last, 0);
             let train = train_throughput(&net, &vs, setup, args.iters)?;
-            let fp32 = eval_throughput(&net, setup, setup.eval_batch, args.iters)?;
+            let fp32_one = eval_throughput(&net, setup, setup.eval_batch, args.iters)?;
+            let workers =
+                if args.fitness_workers == 0 { args.threads.max(1) as usize } else { args.fitness_workers };
+            let fp32 = if workers > 1 {
+                parallel_eval_throughput(&vs, setup, channels_last, workers, args.iters)?
+            } else {
+                fp32_one
+            };
             let bf16 = if args.bf16 {
                 let shadow = bf16_shadow(setup, channels_last, &vs)?;
                 eval_throughput(&shadow, setup, args.bf16_batch.min(setup.eval_batch), args.iters)?
@@ -375,17 +430,17 @@ fn main() -> Result<()> {
                 println!(
                     "{{\"kind\":\"throughput\",\"impl\":\"evnas\",\"config\":\"{}\",\"layout\":\"{layout}\",\
                      \"train_batch\":{},\"eval_batch\":{},\"train_ips\":{train:.3},\"eval_ips\":{fp32:.3},\
-                     \"eval_bf16_ips\":{bf16:.3}}}",
+                     \"eval_one_ips\":{fp32_one:.3},\"fitness_workers\":{workers},\"eval_bf16_ips\":{bf16:.3}}}",
                     setup.name, setup.train_batch, setup.eval_batch
                 );
             } else {
                 println!(
-                    "{:<8} {:<14} {:>3}/{:<3} {train:>10.1} {fp32:>10.1} {bf16:>10.1} {:>7.2}x",
+                    "{:<8} {:<14} {:>3}/{:<3} {train:>10.1} {fp32:>10.1} {fp32_one:>10.1} {bf16:>10.1} {:>7.2}x",
                     setup.name,
                     layout,
                     setup.train_batch,
                     setup.eval_batch,
-                    bf16 / fp32
+                    bf16 / fp32_one
                 );
             }
         }

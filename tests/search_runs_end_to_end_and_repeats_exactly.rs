@@ -81,3 +81,29 @@ fn nas_bench_201_space_and_random_baseline_run() {
     assert!(gen2.iter().all(|i| i["parents"].as_array().unwrap().is_empty()));
     assert_eq!(gen2.iter().filter(|i| i["born"] == 1).count(), 3);
 }
+
+#[test]
+fn fitness_workers_measure_what_one_thread_measures() {
+    // Each worker runs libtorch on one thread, as `run.threads = 1` does: the histories must
+    // agree bit for bit, on clean (shared) and on augmented (per-individual) validation batches.
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    for augment in ["false", "true"] {
+        let histories: Vec<_> = ["1", "3"]
+            .iter()
+            .map(|workers| {
+                let run = tmp.path().join(format!("augment-{augment}-workers-{workers}"));
+                run_ok(
+                    evnas()
+                        .args(["search", "--quiet", "--config"])
+                        .arg(&config)
+                        .args(["--set", &format!("run.fitness_workers={workers}")])
+                        .args(["--set", &format!("fitness.augment={augment}"), "--run-dir"])
+                        .arg(&run),
+                );
+                history_without_timings(&run)
+            })
+            .collect();
+        assert_eq!(histories[0], histories[1], "fitness.augment = {augment}");
+    }
+}

@@ -35,6 +35,7 @@ impl Config {
         relevant.run.device = String::new();
         relevant.run.keep_checkpoints = 0;
         relevant.run.threads = 0;
+        relevant.run.fitness_workers = 0;
         relevant.data.path = PathBuf::new();
         relevant.data.prefetch_depth = 0;
         relevant.data.workers = 0;

@@ -132,4 +132,6 @@ pub struct RunSection {
     pub keep_checkpoints: usize,
     /// CPU threads for libtorch; 0 = libtorch's default.
     pub threads: usize,
+    /// Individuals measured at once on the CPU, one thread each; 0 = `threads`; 1 = one at a time.
+    pub fitness_workers: usize,
 }

@@ -21,7 +21,8 @@ use tch::Tensor;
 
 /// A supernet whose architecture weights are an input of each forward, so one set of weights
 /// serves every individual of the population.
-pub trait OneShotModel {
+/// `Send` so that fitness workers can each own a copy of the supernet.
+pub trait OneShotModel: Send {
     /// Logits for `x` under the architecture `alphas`: the (decoded) α matrices as f32 tensors on
     /// the model's device, `[normal, reduce]` for DARTS and `[cell]` for NAS-Bench-201. The softmax
     /// over the op dimension is applied inside, as the reference does. `train` selects batch

@@ -44,6 +44,14 @@ impl ValidBatches<'_> {
             ValidBatches::Fresh(b) => b.iter(),
         }
     }
+
+    /// Batches a fitness worker thread can own (the fixed ones share their storage).
+    pub fn into_owned(self) -> Vec<EvalBatch> {
+        match self {
+            ValidBatches::Fixed(b) => b.iter().map(EvalBatch::shallow_clone).collect(),
+            ValidBatches::Fresh(b) => b,
+        }
+    }
 }
 
 impl SearchData {

@@ -16,11 +16,12 @@ use crate::config::{BnMode, Config, Precision, SpaceKind, Strategy};
 use crate::evolution::{self, Fitness, GaParams, Population};
 use crate::model::OneShotModel;
 use crate::space::AlphaMatrix;
-use crate::train::fitness::evaluate_individual;
+use crate::train::fitness::{evaluate_in_parallel, evaluate_individual, FitnessJob, Replica};
 use crate::train::reduced_precision::Bf16Shadow;
 use crate::train::schedule::cosine_lr;
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::supernet_epoch::{train_epoch, EpochSettings};
+use crate::train::Tally;
 
 use super::checkpointing;
 use super::data::SearchData;
@@ -59,6 +60,9 @@ pub struct SearchEngine {
     model: Box<dyn OneShotModel>,
     /// bf16 copy that measures fitness when `fitness.precision = "bf16"`.
     shadow: Option<Bf16Shadow>,
+    /// Copies that measure several individuals at once on the CPU (`run.fitness_workers`);
+    /// empty: one individual at a time.
+    replicas: Vec<Replica>,
     opt: Sgd,
     data: SearchData,
     state: SearchState,
@@ -106,7 +110,8 @@ impl SearchEngine {
         let population = Population::random(cfg.search.population, space.genome_shape(), 0, &mut ga_rng);
         let state = SearchState { next_generation: 0, population, ga_rng, history: Vec::new() };
         let shadow = build_shadow(&cfg, &data, device)?;
-        Ok(Self { cfg, space, device, vs, model, shadow, opt, data, state, run })
+        let replicas = build_replicas(&cfg, &data, device)?;
+        Ok(Self { cfg, space, device, vs, model, shadow, replicas, opt, data, state, run })
     }
 
     /// Continues the run in `run_dir` from its newest intact checkpoint. `cfg`, when given (the
@@ -141,7 +146,8 @@ impl SearchEngine {
         run.write_history(&state.history, baseline_label(&cfg))?;
         let space = cfg.search.space;
         let shadow = build_shadow(&cfg, &data, device)?;
-        Ok((Self { cfg, space, device, vs, model, shadow, opt, data, state, run }, skipped))
+        let replicas = build_replicas(&cfg, &data, device)?;
+        Ok((Self { cfg, space, device, vs, model, shadow, replicas, opt, data, state, run }, skipped))
     }
 
     pub fn config(&self) -> &Config {
@@ -230,21 +236,42 @@ impl SearchEngine {
         let population_size = self.state.population.len();
         observer.phase_started(g + 1, Phase::Evaluate, population_size as u64);
         let train_mode_bn = cfg.fitness.batchnorm == BnMode::Batch;
-        let evaluator: &dyn OneShotModel = match &mut self.shadow {
-            Some(shadow) => {
-                shadow.refresh_from(&self.vs).map_err(|e| SearchError::Model(e.to_string()))?;
-                shadow
-            }
-            None => self.model.as_ref(),
-        };
         let mut evaluated_images = 0;
-        for (i, arch) in architectures.iter().enumerate() {
-            let batches = self.data.valid_batches(g, i)?;
-            let tally = evaluate_individual(evaluator, arch, batches.iter(), train_mode_bn, stop)?;
-            evaluated_images += tally.images;
-            self.state.population.individuals[i].fitness =
-                Some(Fitness { top1: tally.top1(), top5: tally.top5(), loss: tally.mean_loss() });
-            observer.advanced(Phase::Evaluate, i as u64 + 1);
+        if self.replicas.is_empty() {
+            let evaluator: &dyn OneShotModel = match &mut self.shadow {
+                Some(shadow) => {
+                    shadow.refresh_from(&self.vs).map_err(|e| SearchError::Model(e.to_string()))?;
+                    shadow
+                }
+                None => self.model.as_ref(),
+            };
+            for (i, arch) in architectures.iter().enumerate() {
+                let batches = self.data.valid_batches(g, i)?;
+                let tally = evaluate_individual(evaluator, arch, batches.iter(), train_mode_bn, stop)?;
+                evaluated_images += tally.images;
+                self.state.population.individuals[i].fitness = Some(fitness_of(&tally));
+                observer.advanced(Phase::Evaluate, i as u64 + 1);
+            }
+        } else {
+            for replica in &mut self.replicas {
+                replica.vs.copy(&self.vs).map_err(|e| SearchError::Model(e.to_string()))?;
+            }
+            let data = &self.data;
+            let jobs = architectures.iter().enumerate().map(|(index, arch)| {
+                Ok::<_, SearchError>(FitnessJob {
+                    index,
+                    architecture: arch.iter().map(Tensor::shallow_clone).collect(),
+                    batches: data.valid_batches(g, index)?.into_owned(),
+                })
+            });
+            let individuals = &mut self.state.population.individuals;
+            let mut done = 0;
+            evaluate_in_parallel(&mut self.replicas, jobs, train_mode_bn, stop, |i, tally| {
+                evaluated_images += tally.images;
+                individuals[i].fitness = Some(fitness_of(tally));
+                done += 1;
+                observer.advanced(Phase::Evaluate, done);
+            })?;
         }
         let evaluation_seconds = started.elapsed().as_secs_f64();
 
@@ -349,6 +376,30 @@ fn baseline_label(cfg: &Config) -> Option<&'static str> {
         Strategy::Evolution => None,
         Strategy::Random => Some("Random search"),
     }
+}
+
+fn fitness_of(tally: &Tally) -> Fitness {
+    Fitness { top1: tally.top1(), top5: tally.top5(), loss: tally.mean_loss() }
+}
+
+/// The fitness workers' copies of the supernet: `run.fitness_workers` of them (0: one per
+/// libtorch thread), on the CPU with fp32 fitness only; none when that comes to one.
+fn build_replicas(cfg: &Config, data: &SearchData, device: Device) -> Result<Vec<Replica>, SearchError> {
+    let workers = match cfg.run.fitness_workers {
+        0 if cfg.run.threads > 0 => cfg.run.threads,
+        0 => tch::get_num_threads().max(1) as usize,
+        n => n,
+    }
+    .min(cfg.search.population);
+    if device != Device::Cpu || cfg.fitness.precision != Precision::Fp32 || workers < 2 {
+        return Ok(Vec::new());
+    }
+    (0..workers)
+        .map(|_| {
+            let (vs, model) = build_model(cfg, data, device)?;
+            Ok(Replica { vs, model })
+        })
+        .collect()
 }
 
 fn sgd_config(cfg: &Config) -> SgdConfig {

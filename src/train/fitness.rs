@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tch::nn::VarStore;
 use tch::Tensor;
 
 use super::accuracy::Tally;
@@ -13,6 +14,13 @@ use crate::model::OneShotModel;
 pub struct EvalBatch {
     pub images: Tensor,
     pub labels: Tensor,
+}
+
+impl EvalBatch {
+    /// Another handle on the same images and labels (no copy).
+    pub fn shallow_clone(&self) -> Self {
+        Self { images: self.images.shallow_clone(), labels: self.labels.shallow_clone() }
+    }
 }
 
 /// Measures one individual over `batches`.
@@ -39,4 +47,111 @@ pub fn evaluate_individual<'a>(
         Ok(())
     })?;
     Ok(tally)
+}
+
+/// One individual's fitness measurement, handed to a worker thread.
+pub struct FitnessJob {
+    /// Position of the individual in the population, given back with its result.
+    pub index: usize,
+    pub architecture: Vec<Tensor>,
+    pub batches: Vec<EvalBatch>,
+}
+
+/// A private copy of the supernet for one fitness worker thread.
+pub struct Replica {
+    pub vs: VarStore,
+    pub model: Box<dyn OneShotModel>,
+}
+
+/// Measures the individuals of `jobs` on one thread per replica, each running libtorch on a
+/// single intra-op thread; `on_done(index, tally)` runs on the calling thread as results arrive.
+///
+/// Why: the supernet's tensors are small (8 to 64 channels), so libtorch's intra-op threads spend
+/// much of a forward waiting at barriers, while whole individuals in parallel keep every core
+/// busy. A result does not depend on which worker measured it (same weights, one thread each).
+/// Each replica's BatchNorm running statistics absorb its batches; they are not copied back: a
+/// fitness on batch statistics never reads them, and the weights it depends on are unchanged.
+///
+/// Jobs are pulled from `jobs` (on the calling thread) only as workers become free, so at most
+/// one job per worker is held at a time. The first error stops the handing out of jobs.
+///
+/// # Panics
+/// When `replicas` is empty.
+pub fn evaluate_in_parallel<E>(
+    replicas: &mut [Replica],
+    jobs: impl IntoIterator<Item = Result<FitnessJob, E>>,
+    train_mode_bn: bool,
+    stop: &AtomicBool,
+    mut on_done: impl FnMut(usize, &Tally),
+) -> Result<(), E>
+where
+    E: From<TrainError>,
+{
+    assert!(!replicas.is_empty(), "parallel fitness needs at least one replica");
+    let workers = replicas.len();
+    let intra_op_threads = tch::get_num_threads();
+    let (job_tx, job_rx) = crossbeam_channel::unbounded::<FitnessJob>();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, Result<Tally, TrainError>)>();
+    let outcome = std::thread::scope(|scope| {
+        for replica in replicas.iter_mut() {
+            let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
+            scope.spawn(move || {
+                tch::set_num_threads(1);
+                for job in job_rx {
+                    let result = evaluate_individual(
+                        replica.model.as_ref(),
+                        &job.architecture,
+                        &job.batches,
+                        train_mode_bn,
+                        stop,
+                    );
+                    let failed = result.is_err();
+                    if done_tx.send((job.index, result)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop((job_rx, done_tx));
+        let mut first_error: Option<E> = None;
+        let mut receive = |first_error: &mut Option<E>| match done_rx.recv() {
+            Ok((index, Ok(tally))) => on_done(index, &tally),
+            Ok((_, Err(e))) => {
+                first_error.get_or_insert(E::from(e));
+            }
+            Err(_) => {
+                first_error.get_or_insert(E::from(TrainError::WorkerLost));
+            }
+        };
+        let mut in_flight = 0;
+        for job in jobs {
+            while in_flight >= workers && first_error.is_none() {
+                receive(&mut first_error);
+                in_flight -= 1;
+            }
+            if first_error.is_some() {
+                break;
+            }
+            match job {
+                Ok(job) => {
+                    if job_tx.send(job).is_err() {
+                        first_error.get_or_insert(E::from(TrainError::WorkerLost));
+                        break;
+                    }
+                    in_flight += 1;
+                }
+                Err(e) => {
+                    first_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(job_tx);
+        for _ in 0..in_flight {
+            receive(&mut first_error);
+        }
+        first_error.map_or(Ok(()), Err)
+    });
+    tch::set_num_threads(intra_op_threads);
+    outcome
 }

@@ -16,6 +16,8 @@ pub enum TrainError {
     EmptyPopulation,
     #[error("stopped on request")]
     Interrupted,
+    #[error("a fitness worker thread ended without a result")]
+    WorkerLost,
     #[error("data pipeline failed: {reason}")]
     Data { reason: String },
     #[error("loss is not finite at batch {batch} (individual {individual}); lower train.learning_rate")]
