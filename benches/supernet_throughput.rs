@@ -13,8 +13,9 @@
 //!  [--tau-train-batches B] [--tau-images M] [--no-bf16] [--bf16-batch B] [--parity FILE] [--json]`
 //!
 //! "fitness" is the search's fitness phase: W individuals measured at once, one thread each
-//! (run.fitness_workers; W = 0, the default, means one per thread); "1 indiv." is one
-//! individual on all T threads, as the reference measures.
+//! (run.fitness_workers; W = 0, the default, decides as the search does: one per thread for a
+//! supernet narrower than 16 channels, else 1); "1 indiv." is one individual on all T threads,
+//! as the reference measures.
 //!
 //! bf16 evaluation is timed on batches of `--bf16-batch` images (default 16): on CPUs without
 //! AVX-512 BF16 libtorch's bf16 depthwise convolutions are very slow and a full fitness batch
@@ -412,8 +413,11 @@ fn main() -> Result<()> {
             let (vs, net) = build(setup, channels_last, 0);
             let train = train_throughput(&net, &vs, setup, args.iters)?;
             let fp32_one = eval_throughput(&net, setup, setup.eval_batch, args.iters)?;
-            let workers =
-                if args.fitness_workers == 0 { args.threads.max(1) as usize } else { args.fitness_workers };
+            let workers = evnas::search::fitness_workers(
+                args.fitness_workers,
+                setup.config.init_channels as usize,
+                args.threads.max(1) as usize,
+            );
             let fp32 = if workers > 1 {
                 parallel_eval_throughput(&vs, setup, channels_last, workers, args.iters)?
             } else {

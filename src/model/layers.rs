@@ -225,18 +225,32 @@ impl BatchNorm2d {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.normalize(x, train, self.weight.as_ref())
+    }
+
+    /// `forward_t(x, train) * scale`. Without affine parameters the scale enters as a constant
+    /// affine weight, saving a pass over the output forward and one over its gradient backward.
+    pub fn forward_scaled(&self, x: &Tensor, train: bool, scale: f64) -> Tensor {
+        if self.weight.is_some() {
+            return self.forward_t(x, train) * scale;
+        }
+        let weight = Tensor::full([x.size()[1]], scale, (x.kind(), x.device()));
+        self.normalize(x, train, Some(&weight))
+    }
+
+    fn normalize(&self, x: &Tensor, train: bool, weight: Option<&Tensor>) -> Tensor {
         if prefers_channel_major(x) {
             // (N, C, H, W) channels-last -> (1, C, N*H*W, 1) contiguous, normalised, and back.
             let size = x.size();
             let (n, c, h, w) = (size[0], size[1], size[2], size[3]);
             let channel_major = x.permute([1, 0, 2, 3]).contiguous().view([1, c, n * h * w, 1]);
-            let y = self.forward_any_layout(&channel_major, train);
+            let y = self.normalize_any_layout(&channel_major, train, weight);
             return y.view([c, n, h, w]).permute([1, 2, 3, 0]).contiguous().permute([0, 3, 1, 2]);
         }
-        self.forward_any_layout(x, train)
+        self.normalize_any_layout(x, train, weight)
     }
 
-    fn forward_any_layout(&self, x: &Tensor, train: bool) -> Tensor {
+    fn normalize_any_layout(&self, x: &Tensor, train: bool, weight: Option<&Tensor>) -> Tensor {
         match &self.running {
             Some(stats) => {
                 if train {
@@ -249,7 +263,7 @@ impl BatchNorm2d {
                 }
                 Tensor::batch_norm(
                     x,
-                    self.weight.as_ref(),
+                    weight,
                     self.bias.as_ref(),
                     Some(&stats.mean),
                     Some(&stats.var),
@@ -261,7 +275,7 @@ impl BatchNorm2d {
             }
             None => Tensor::batch_norm(
                 x,
-                self.weight.as_ref(),
+                weight,
                 self.bias.as_ref(),
                 None::<&Tensor>,
                 None::<&Tensor>,

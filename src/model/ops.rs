@@ -76,8 +76,9 @@ impl DilConv {
         }
     }
 
-    pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool) -> Tensor {
-        self.bn.forward_t(&self.pointwise.forward(&self.depthwise.forward(relu_x)), train)
+    /// The op on an input already passed through ReLU, times `scale` when given.
+    pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool, scale: Option<f64>) -> Tensor {
+        finish(&self.bn, &self.pointwise.forward(&self.depthwise.forward(relu_x)), train, scale)
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {
@@ -120,13 +121,19 @@ impl SepConv {
         Self { first: block(1, stride), second: block(5, 1) }
     }
 
-    pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool) -> Tensor {
+    /// The op on an input already passed through ReLU, times `scale` when given.
+    pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool, scale: Option<f64>) -> Tensor {
         let mid = self
             .first
             .bn
             .forward_t(&self.first.pointwise.forward(&self.first.depthwise.forward(relu_x)), train);
         let mid = mid.relu();
-        self.second.bn.forward_t(&self.second.pointwise.forward(&self.second.depthwise.forward(&mid)), train)
+        finish(
+            &self.second.bn,
+            &self.second.pointwise.forward(&self.second.depthwise.forward(&mid)),
+            train,
+            scale,
+        )
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {
@@ -164,14 +171,15 @@ impl FactorizedReduce {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.forward_relu_applied(&x.relu(), train)
+        self.forward_relu_applied(&x.relu(), train, None)
     }
 
-    pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool) -> Tensor {
+    /// The op on an input already passed through ReLU, times `scale` when given.
+    pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool, scale: Option<f64>) -> Tensor {
         // (N, C, H, W) -> (N, C_out, H/2, W/2)
         let shifted = relu_x.slice(2, 1, None, 1).slice(3, 1, None, 1);
         let out = Tensor::cat(&[self.conv_1.forward(relu_x), self.conv_2.forward(&shifted)], 1);
-        self.bn.forward_t(&out, train)
+        finish(&self.bn, &out, train, scale)
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {
@@ -211,8 +219,9 @@ impl Conv7x1x1x7 {
         }
     }
 
-    pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool) -> Tensor {
-        self.bn.forward_t(&self.conv_7x1.forward(&self.conv_1x7.forward(relu_x)), train)
+    /// The op on an input already passed through ReLU, times `scale` when given.
+    pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool, scale: Option<f64>) -> Tensor {
+        finish(&self.bn, &self.conv_7x1.forward(&self.conv_1x7.forward(relu_x)), train, scale)
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {
@@ -223,6 +232,14 @@ impl Conv7x1x1x7 {
 
     pub fn convs(&self) -> Vec<&Conv2d> {
         vec![&self.conv_1x7, &self.conv_7x1]
+    }
+}
+
+/// An op's closing BatchNorm, with the op's weight in a mixed op folded in when given.
+fn finish(bn: &BatchNorm2d, x: &Tensor, train: bool, scale: Option<f64>) -> Tensor {
+    match scale {
+        Some(scale) => bn.forward_scaled(x, train, scale),
+        None => bn.forward_t(x, train),
     }
 }
 
@@ -296,6 +313,20 @@ impl Op {
 
     /// Forward given the input `x` and `relu_x = relu(x)` (used only by ops that start with ReLU).
     pub fn forward_shared_relu(&self, x: &Tensor, relu_x: &Tensor, train: bool) -> Tensor {
+        self.forward_relu_scaled(x, relu_x, train, None)
+    }
+
+    /// `scale * forward_shared_relu(x, relu_x, train)`, the scale folded into the closing
+    /// BatchNorm of the ops that end with one (a mixed op's weighting of its candidates).
+    pub fn forward_shared_relu_scaled(&self, x: &Tensor, relu_x: &Tensor, train: bool, scale: f64) -> Tensor {
+        if self.starts_with_relu() {
+            self.forward_relu_scaled(x, relu_x, train, Some(scale))
+        } else {
+            self.forward_relu_scaled(x, relu_x, train, None) * scale
+        }
+    }
+
+    fn forward_relu_scaled(&self, x: &Tensor, relu_x: &Tensor, train: bool, scale: Option<f64>) -> Tensor {
         match self {
             // The reference multiplies by 0.; zeros differ from that only for inf/NaN inputs.
             Op::Zero { stride: 1 } => x.zeros_like(),
@@ -303,10 +334,10 @@ impl Op {
             Op::MaxPool3x3 { stride } => max_pool_3x3(x, *stride),
             Op::AvgPool3x3 { stride } => avg_pool_3x3(x, *stride),
             Op::Identity => x.shallow_clone(),
-            Op::FactorizedReduce(op) => op.forward_relu_applied(relu_x, train),
-            Op::SepConv(op) => op.forward_relu_applied(relu_x, train),
-            Op::DilConv(op) => op.forward_relu_applied(relu_x, train),
-            Op::Conv7x1x1x7(op) => op.forward_relu_applied(relu_x, train),
+            Op::FactorizedReduce(op) => op.forward_relu_applied(relu_x, train, scale),
+            Op::SepConv(op) => op.forward_relu_applied(relu_x, train, scale),
+            Op::DilConv(op) => op.forward_relu_applied(relu_x, train, scale),
+            Op::Conv7x1x1x7(op) => op.forward_relu_applied(relu_x, train, scale),
         }
     }
 

@@ -115,12 +115,12 @@ impl MixedOp {
     fn forward(&self, input: &EdgeInput, weights: &[f32], train: bool) -> Tensor {
         let mut sum: Option<Tensor> = None;
         for (k, op) in &self.ops {
-            let y = match op {
-                Op::MaxPool3x3 { .. } => input.max_pool.shallow_clone(),
-                Op::AvgPool3x3 { .. } => input.avg_pool.shallow_clone(),
-                op => op.forward_shared_relu(&input.x, &input.relu, train),
+            let w = f64::from(weights[*k]);
+            let weighted = match op {
+                Op::MaxPool3x3 { .. } => &input.max_pool * w,
+                Op::AvgPool3x3 { .. } => &input.avg_pool * w,
+                op => op.forward_shared_relu_scaled(&input.x, &input.relu, train, w),
             };
-            let weighted = y * f64::from(weights[*k]);
             sum = Some(match sum {
                 None => weighted,
                 Some(s) => s + weighted,

@@ -13,7 +13,7 @@ mod space;
 
 use std::path::PathBuf;
 
-pub use engine::{resolve_device, SearchEngine, SearchResult, SearchState};
+pub use engine::{fitness_workers, resolve_device, SearchEngine, SearchResult, SearchState};
 pub use observer::{Phase, SearchObserver, Silent};
 pub use record::{GenerationRecord, IndividualRecord};
 
