@@ -341,9 +341,11 @@ fn fitness_tau(setup: &Setup, channels_last: bool, args: &Args) -> Result<TauRes
     })
 }
 
-/// Max |logits_evnas - logits_reference| on the reference's weights, input and α (a file written
-/// by scripts/bench/reference_supernet_throughput.py --parity-out).
-fn parity(path: &Path, channels_last: bool) -> Result<(String, f64)> {
+/// Max |logits_evnas - logits_reference| on the reference's weights, input and α, and the
+/// largest difference of a weight gradient of the training loss relative to that weight's largest
+/// reference gradient (a file written by scripts/bench/reference_supernet_throughput.py
+/// --parity-out).
+fn parity(path: &Path, channels_last: bool) -> Result<(String, f64, f64)> {
     let entries: std::collections::HashMap<String, Tensor> = Tensor::loadz_multi(path)
         .with_context(|| format!("reading {}", path.display()))?
         .into_iter()
@@ -363,10 +365,19 @@ fn parity(path: &Path, channels_last: bool) -> Result<(String, f64)> {
         net.use_channels_last();
     }
     let alphas = [get("alpha_normal")?.shallow_clone(), get("alpha_reduce")?.shallow_clone()];
-    let logits =
-        tch::no_grad(|| net.try_forward_arch(get("x")?, &alphas, true).map_err(anyhow::Error::from))?;
+    let x = get("x")?;
+    let logits = tch::no_grad(|| net.try_forward_arch(x, &alphas, true).map_err(anyhow::Error::from))?;
     let diff = (logits - get("logits")?).abs().max().double_value(&[]);
-    Ok((format!("C={c} L={layers} in={in_channels}"), diff))
+    // The same order as the reference: a second train-mode forward, now with gradients.
+    let loss = net.try_forward_arch(x, &alphas, true)?.cross_entropy_for_logits(get("y")?);
+    loss.backward();
+    let mut grad_diff: f64 = 0.0;
+    for (name, var) in vs.variables().into_iter().filter(|(_, v)| v.requires_grad()) {
+        let reference = get(&format!("g.{name}"))?;
+        let scale = reference.abs().max().double_value(&[]).max(1e-12);
+        grad_diff = grad_diff.max((var.grad() - reference).abs().max().double_value(&[]) / scale);
+    }
+    Ok((format!("C={c} L={layers} in={in_channels}"), diff, grad_diff))
 }
 
 fn layout_name(channels_last: bool) -> &'static str {
@@ -383,12 +394,18 @@ fn main() -> Result<()> {
     tch::set_num_threads(args.threads);
     if let Some(path) = &args.parity {
         for &channels_last in &args.layouts {
-            let (what, diff) = parity(path, channels_last)?;
+            let (what, diff, grad_diff) = parity(path, channels_last)?;
             let layout = layout_name(channels_last);
             if args.json {
-                println!("{{\"kind\":\"parity\",\"layout\":\"{layout}\",\"max_abs_diff\":{diff:e}}}");
+                println!(
+                    "{{\"kind\":\"parity\",\"layout\":\"{layout}\",\"max_abs_diff\":{diff:e},\
+                     \"max_grad_rel_diff\":{grad_diff:e}}}"
+                );
             } else {
-                println!("parity {what} {layout}: max |logits - reference| = {diff:.3e}");
+                println!(
+                    "parity {what} {layout}: max |logits - reference| = {diff:.3e}, \
+                     max |grad - reference| / max |reference grad| = {grad_diff:.3e}"
+                );
             }
         }
         return Ok(());

@@ -11,8 +11,9 @@ on the command line) doing what the EvNAS search does per batch, for comparison 
 Configs: default = C=8, 5 cells, 1x28x28 (the reference's stem is built for 3 channels; its first
 conv is replaced by a 1-channel one), paper = C=16, 8 cells, 3x32x32.
 
-With --parity-out FILE it instead writes the supernet's weights ("w.<key>"), an input batch "x",
-decoded alphas and the train-mode logits to FILE (torch.save of a dict), for the evnas bench's
+With --parity-out FILE it instead writes the supernet's weights ("w.<key>"), an input batch "x"
+with labels "y", decoded alphas, the train-mode logits and the gradients of the cross-entropy
+loss ("g.<key>") to FILE (torch.save of a dict), for the evnas bench's
 --parity check.
 
 Usage: PYTHONPATH=/root/.cache/evnas/torch-2.11.0 python3 reference_supernet_throughput.py REF_DIR \
@@ -116,11 +117,16 @@ def parity(args, cfg):
     net = build(args.ref, cfg, 1)
     net.train()
     torch.manual_seed(2)
-    x, _ = batch(cfg, 8, False)
+    x, y = batch(cfg, 8, False)
     entries = {f"w.{k}": v.clone() for k, v in net.state_dict().items() if "alphas" not in k}
     with torch.no_grad():
         logits = net(x)
+    # Gradients of the training loss (train mode, cross-entropy) for every weight.
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    entries.update({f"g.{k}": p.grad.clone() for k, p in net.named_parameters() if "alphas" not in k})
     entries.update(
+        y=y,
         x=x,
         alpha_normal=net.alphas_normal.detach().clone(),
         alpha_reduce=net.alphas_reduce.detach().clone(),

@@ -70,7 +70,8 @@ for config in ("default", "paper"):
     print(f"{config:<8} batches: train {ours['train_batch']}, fitness {ours['eval_batch']}")
 for r in rows:
     if r["kind"] == "parity":
-        print(f"parity {r['config']:<8} {r['layout']:<14} max |logits evnas - reference| = {r['max_abs_diff']:.2e}")
+        print(f"parity {r['config']:<8} {r['layout']:<14} max |logits evnas - reference| = {r['max_abs_diff']:.2e}, "
+              f"max |grad evnas - reference| / max |reference grad| = {r['max_grad_rel_diff']:.2e}")
     if r["kind"] == "tau":
         print(f"bf16 vs fp32 fitness ranking: Kendall tau top-1 {r['tau_top1']}, loss {r['tau_loss']} "
               f"({r['individuals']} individuals, {r['images']} {r['data']} images, "

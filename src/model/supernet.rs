@@ -114,12 +114,18 @@ impl MixedOp {
     /// Σ_k w_k · op_k(x), summed in the reference's order.
     fn forward(&self, input: &EdgeInput, weights: &[f32], train: bool) -> Tensor {
         let mut sum: Option<Tensor> = None;
+        // Folding the weight into an op's closing BatchNorm saves a pass, but only without
+        // gradients: libtorch 2.11's CPU BatchNorm backward computes a wrong input gradient when
+        // the output gradient arrives in another layout than the input (here: channel slices of
+        // the cell's concatenated output), which the multiplication's backward otherwise avoids.
+        let fold = !input.relu.requires_grad();
         for (k, op) in &self.ops {
             let w = f64::from(weights[*k]);
             let weighted = match op {
                 Op::MaxPool3x3 { .. } => &input.max_pool * w,
                 Op::AvgPool3x3 { .. } => &input.avg_pool * w,
-                op => op.forward_shared_relu_scaled(&input.x, &input.relu, train, w),
+                op if fold => op.forward_shared_relu_scaled(&input.x, &input.relu, train, w),
+                op => op.forward_shared_relu(&input.x, &input.relu, train) * w,
             };
             sum = Some(match sum {
                 None => weighted,
