@@ -127,9 +127,13 @@ impl MixedOp {
                 op if fold => op.forward_shared_relu_scaled(&input.x, &input.relu, train, w),
                 op => op.forward_shared_relu(&input.x, &input.relu, train) * w,
             };
+            // In place: the sum is a fresh tensor no backward pass needs (same additions, same order).
             sum = Some(match sum {
                 None => weighted,
-                Some(s) => s + weighted,
+                Some(mut s) => {
+                    s += &weighted;
+                    s
+                }
             });
         }
         sum.expect("a mixed op holds at least one non-zero op")
@@ -241,7 +245,10 @@ impl SearchCell {
                 let y = self.ops[edge + j].forward(input, &weights[edge + j], train);
                 sum = Some(match sum {
                     None => y,
-                    Some(n) => n + y,
+                    Some(mut n) => {
+                        n += &y;
+                        n
+                    }
                 });
             }
             edge += inputs.len();
