@@ -292,9 +292,7 @@ impl BatchNorm2d {
             ),
         }
     }
-}
 
-impl BatchNorm2d {
     /// Sets this layer's running statistics and batch count to `other`'s.
     ///
     /// For BatchNorms that always normalise the same tensor: one computes, the others copy.
