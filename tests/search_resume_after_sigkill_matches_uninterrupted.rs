@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::search::{evnas, history_without_timings, run_ok, tiny_setup};
+use common::search::{
+    assert_same_search, evnas, history_without_timings, run_ok, search_command, tiny_setup,
+};
 
 fn checkpoint_count(run: &Path) -> usize {
     std::fs::read_dir(run.join("checkpoints"))
@@ -23,15 +25,11 @@ fn killed_then_resumed_run_equals_uninterrupted_run() {
     let (config, _) = tiny_setup(tmp.path(), 3);
 
     let reference = tmp.path().join("uninterrupted");
-    run_ok(evnas().args(["search", "--quiet", "--config"]).arg(&config).arg("--run-dir").arg(&reference));
+    run_ok(&mut search_command(&config, &reference, &[]));
 
     // Kill the second run once its first generation is checkpointed and the second has begun.
     let killed = tmp.path().join("killed");
-    let mut child = evnas()
-        .args(["search", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--run-dir")
-        .arg(&killed)
+    let mut child = search_command(&config, &killed, &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -51,11 +49,7 @@ fn killed_then_resumed_run_equals_uninterrupted_run() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("resuming"), "{stderr}");
 
-    assert_eq!(history_without_timings(&killed), history_without_timings(&reference));
-    assert_eq!(
-        std::fs::read_to_string(killed.join("genotype.json")).unwrap(),
-        std::fs::read_to_string(reference.join("genotype.json")).unwrap()
-    );
+    assert_same_search(&killed, &reference);
 }
 
 #[test]
@@ -63,7 +57,7 @@ fn resume_refuses_a_different_config() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, data) = tiny_setup(tmp.path(), 1);
     let run = tmp.path().join("run");
-    run_ok(evnas().args(["search", "--quiet", "--config"]).arg(&config).arg("--run-dir").arg(&run));
+    run_ok(&mut search_command(&config, &run, &[]));
     let other = tmp.path().join("other.toml");
     common::search::write_tiny_config(&other, &data, &tmp.path().join("runs"), 2);
     let out = evnas().args(["search", "--resume"]).arg(&run).arg("--config").arg(&other).output().unwrap();
@@ -77,7 +71,7 @@ fn corrupt_newest_checkpoint_is_reported_and_the_previous_one_used() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, _) = tiny_setup(tmp.path(), 2);
     let run = tmp.path().join("run");
-    run_ok(evnas().args(["search", "--quiet", "--config"]).arg(&config).arg("--run-dir").arg(&run));
+    run_ok(&mut search_command(&config, &run, &[]));
     let before = history_without_timings(&run);
 
     let newest = run.join("checkpoints").join("gen-000002").join("supernet.safetensors");

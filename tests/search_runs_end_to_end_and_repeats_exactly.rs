@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::search::{evnas, history_without_timings, run_ok, tiny_setup};
+use common::search::{assert_same_search, history_without_timings, run_ok, search_command, tiny_setup};
 
 #[test]
 fn tiny_search_fills_run_dir_and_is_deterministic() {
@@ -12,8 +12,7 @@ fn tiny_search_fills_run_dir_and_is_deterministic() {
     let run_a = tmp.path().join("a");
     let run_b = tmp.path().join("b");
     for run in [&run_a, &run_b] {
-        let out =
-            run_ok(evnas().args(["search", "--quiet", "--config"]).arg(&config).arg("--run-dir").arg(run));
+        let out = run_ok(&mut search_command(&config, run, &[]));
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("found cells:\nGenotype(normal=["), "{stdout}");
     }
@@ -51,11 +50,8 @@ fn tiny_search_fills_run_dir_and_is_deterministic() {
     assert!(gen2.iter().any(|i| &i["id"] == best1), "the elite survives");
     assert_eq!(gen2.iter().filter(|i| i["parents"].as_array().unwrap().len() == 2).count(), 3);
 
-    assert_eq!(history, history_without_timings(&run_b), "same seed, same history");
-    assert_eq!(
-        std::fs::read_to_string(run_a.join("genotype.json")).unwrap(),
-        std::fs::read_to_string(run_b.join("genotype.json")).unwrap()
-    );
+    // Same seed, same history and genotype.
+    assert_same_search(&run_a, &run_b);
 }
 
 #[test]
@@ -63,14 +59,18 @@ fn nas_bench_201_space_and_random_baseline_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, _) = tiny_setup(tmp.path(), 2);
     let run = tmp.path().join("nb201-random");
-    let out = run_ok(
-        evnas()
-            .args(["search", "--quiet", "--config"])
-            .arg(&config)
-            .args(["--set", "search.space=nas-bench-201", "--set", "supernet.layers=1"])
-            .args(["--set", "search.strategy=random", "--run-dir"])
-            .arg(&run),
-    );
+    let out = run_ok(&mut search_command(
+        &config,
+        &run,
+        &[
+            "--set",
+            "search.space=nas-bench-201",
+            "--set",
+            "supernet.layers=1",
+            "--set",
+            "search.strategy=random",
+        ],
+    ));
     let stdout = String::from_utf8_lossy(&out.stdout);
     // A NAS-Bench-201 architecture string: three nodes, six edges.
     let arch = stdout.lines().find(|l| l.starts_with('|')).expect("architecture line");
@@ -89,21 +89,12 @@ fn fitness_workers_measure_what_one_thread_measures() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, _) = tiny_setup(tmp.path(), 2);
     for augment in ["false", "true"] {
-        let histories: Vec<_> = ["1", "3"]
-            .iter()
-            .map(|workers| {
-                let run = tmp.path().join(format!("augment-{augment}-workers-{workers}"));
-                run_ok(
-                    evnas()
-                        .args(["search", "--quiet", "--config"])
-                        .arg(&config)
-                        .args(["--set", &format!("run.fitness_workers={workers}")])
-                        .args(["--set", &format!("fitness.augment={augment}"), "--run-dir"])
-                        .arg(&run),
-                );
-                history_without_timings(&run)
-            })
-            .collect();
-        assert_eq!(histories[0], histories[1], "fitness.augment = {augment}");
+        let runs = ["1", "3"].map(|workers| {
+            let run = tmp.path().join(format!("augment-{augment}-workers-{workers}"));
+            let settings = [format!("run.fitness_workers={workers}"), format!("fitness.augment={augment}")];
+            run_ok(&mut search_command(&config, &run, &["--set", &settings[0], "--set", &settings[1]]));
+            run
+        });
+        assert_same_search(&runs[0], &runs[1]);
     }
 }

@@ -326,20 +326,11 @@ impl SearchEngine {
                 mutation_rate: self.cfg.search.mutation_rate,
             };
             let next_gen = (g + 1) as u32;
-            self.state.population = match self.cfg.search.strategy {
-                Strategy::Evolution => evolution::next_generation(
-                    &self.state.population,
-                    &params,
-                    next_gen,
-                    &mut self.state.ga_rng,
-                )?,
-                Strategy::Random => evolution::random_generation(
-                    &self.state.population,
-                    &params,
-                    next_gen,
-                    &mut self.state.ga_rng,
-                )?,
+            let breed = match self.cfg.search.strategy {
+                Strategy::Evolution => evolution::next_generation,
+                Strategy::Random => evolution::random_generation,
             };
+            self.state.population = breed(&self.state.population, &params, next_gen, &mut self.state.ga_rng)?;
         }
         self.state.next_generation = g + 1;
 

@@ -69,6 +69,20 @@ pub fn evnas() -> Command {
     Command::new(env!("CARGO_BIN_EXE_evnas"))
 }
 
+/// `evnas search --quiet --config CONFIG --run-dir RUN` followed by `extra` (e.g. `--set k=v`).
+pub fn search_command(config: &Path, run: &Path, extra: &[&str]) -> Command {
+    let mut cmd = evnas();
+    cmd.args(["search", "--quiet", "--config"]).arg(config).arg("--run-dir").arg(run).args(extra);
+    cmd
+}
+
+/// Asserts that two run directories hold the same history (timings aside) and result genotype.
+pub fn assert_same_search(a: &Path, b: &Path) {
+    assert_eq!(history_without_timings(a), history_without_timings(b), "histories differ");
+    let genotype = |run: &Path| std::fs::read_to_string(run.join("genotype.json")).expect("genotype.json");
+    assert_eq!(genotype(a), genotype(b), "genotypes differ");
+}
+
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("run evnas");
     assert!(
