@@ -5,7 +5,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ./scripts/setup.sh
 cargo fmt --check
-cargo clippy --release --all-targets -- -D warnings
+# The binary users build (no fault points), then everything with the test-only fault points.
+cargo clippy --release --lib --bins -- -D warnings
+cargo clippy --release --all-targets --features fault-injection -- -D warnings
 # Library, binary and integration tests; benches and examples are type-checked by clippy above and
-# run on demand (cargo bench), since they run for minutes.
-cargo test --release --lib --bins --tests
+# run on demand (cargo bench), since they run for minutes. The fault-injection feature compiles in
+# the fault points that the kill and failure tests use (src/fault.rs).
+cargo test --release --lib --bins --tests --features fault-injection

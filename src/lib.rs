@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod evolution;
+pub mod fault;
 pub mod fs_atomic;
 pub mod model;
 pub mod report;

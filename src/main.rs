@@ -35,6 +35,7 @@ enum Command {
 
 fn main() -> ExitCode {
     evnas::runtime::keep_freed_memory();
+    let _faults = evnas::fault::setup();
     let cli = Cli::parse();
     init_tracing();
     let result = match (cli.version, cli.command) {
@@ -48,14 +49,14 @@ fn main() -> ExitCode {
         (false, None) => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();
-            return ExitCode::from(2);
+            return ExitCode::from(cli::failure::code::USAGE);
         }
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", cli::failure::describe(&err));
+            cli::failure::exit_code(&err)
         }
     }
 }

@@ -1,55 +1,86 @@
-//! A search killed with SIGKILL in the middle of a generation and resumed with --resume ends with
-//! the same genotype and fitness history as an uninterrupted run with the same seed.
+//! A search killed with SIGKILL at deterministic points (fault points, feature
+//! `fault-injection`) and resumed with --resume ends with the same generations.jsonl (every
+//! number, timings aside, byte for byte) and genotype as an uninterrupted run with the same seed.
 
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use common::search::{
-    assert_same_search, evnas, history_without_timings, run_ok, search_command, tiny_setup,
+    assert_same_search, evnas, history_text_without_timings, history_without_timings, run_ok, search_command,
+    tiny_setup,
 };
 
-fn checkpoint_count(run: &Path) -> usize {
-    std::fs::read_dir(run.join("checkpoints"))
-        .map(|d| {
-            d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("gen-")).count()
-        })
-        .unwrap_or(0)
+/// Runs the search with `FAILPOINTS=failpoints`, expects it to die by SIGKILL.
+fn run_until_killed(config: &Path, run: &Path, failpoints: &str, extra: &[&str]) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = search_command(config, run, extra).env("FAILPOINTS", failpoints).output().expect("run evnas");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "{failpoints}: expected SIGKILL, got {}:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn resume(run: &Path) -> String {
+    let out = run_ok(evnas().args(["search", "--quiet", "--resume"]).arg(run));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
-fn killed_then_resumed_run_equals_uninterrupted_run() {
+fn killed_at_every_kind_of_point_then_resumed_equals_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
+    // 3 generations of 4 individuals; 96 training images in batches of 16: 6 batches a generation.
     let (config, _) = tiny_setup(tmp.path(), 3);
-
     let reference = tmp.path().join("uninterrupted");
     run_ok(&mut search_command(&config, &reference, &[]));
+    let expected_text = history_text_without_timings(&reference);
 
-    // Kill the second run once its first generation is checkpointed and the second has begun.
-    let killed = tmp.path().join("killed");
-    let mut child = search_command(&config, &killed, &[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn evnas");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while checkpoint_count(&killed) < 1 {
-        assert!(Instant::now() < deadline, "no checkpoint within 120 s");
-        assert!(child.try_wait().unwrap().is_none(), "search ended before it could be killed");
-        std::thread::sleep(Duration::from_millis(20));
+    let kill_points = [
+        ("before-first-checkpoint", "train.batch=2*off->return(kill)"),
+        ("in-training", "train.batch=8*off->return(kill)"),
+        ("in-fitness", "fitness.individual=5*off->return(kill)"),
+        ("writing-checkpoint", "checkpoint.write=1*off->return(kill)"),
+        ("after-last-checkpoint", "search.finished=return(kill)"),
+    ];
+    for (name, failpoints) in kill_points {
+        let run = tmp.path().join(name);
+        run_until_killed(&config, &run, failpoints, &[]);
+        let stderr = resume(&run);
+        assert!(stderr.contains("resuming"), "{name}: {stderr}");
+        if name == "before-first-checkpoint" {
+            assert!(stderr.contains("stopped before its first checkpoint"), "{name}: {stderr}");
+        }
+        assert_eq!(history_text_without_timings(&run), expected_text, "{name}: generations.jsonl differs");
+        assert_same_search(&run, &reference);
+        common::search::assert_checkpoints_intact(&run);
     }
-    std::thread::sleep(Duration::from_millis(300));
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
-    assert!(checkpoint_count(&killed) < 3, "the run was killed before its end");
+}
 
-    let out = run_ok(evnas().args(["search", "--quiet", "--resume"]).arg(&killed));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("resuming"), "{stderr}");
-
-    assert_same_search(&killed, &reference);
+#[test]
+fn paper_shaped_supernet_checkpoints_and_resumes_in_both_layouts() {
+    // 3 input channels and C=16 (the paper's stem and width) on CIFAR-10 files: the layouts where
+    // channels-last tensors are not contiguous, which a checkpoint must save all the same.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("cifar");
+    common::search::write_tiny_cifar10(&data, 48);
+    let config = tmp.path().join("paper-shaped.toml");
+    common::search::write_paper_shaped_config(&config, &data, &tmp.path().join("runs"));
+    for channels_last in ["true", "false"] {
+        let layout = format!("supernet.channels_last={channels_last}");
+        let extra = ["--set", layout.as_str()];
+        let reference = tmp.path().join(format!("uninterrupted-cl-{channels_last}"));
+        run_ok(&mut search_command(&config, &reference, &extra));
+        let killed = tmp.path().join(format!("killed-cl-{channels_last}"));
+        // Generation 2's second training batch (3 batches a generation).
+        run_until_killed(&config, &killed, "train.batch=4*off->return(kill)", &extra);
+        let stderr = resume(&killed);
+        assert!(stderr.contains("resuming") && stderr.contains("generation 2/2"), "{stderr}");
+        assert_same_search(&killed, &reference);
+        common::search::assert_checkpoints_intact(&killed);
+    }
 }
 
 #[test]

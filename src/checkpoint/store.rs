@@ -125,7 +125,7 @@ pub enum SkipReason {
 /// Errors of the checkpoint store.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{op} {}: {source}", path.display())]
+    #[error("cannot {op} {}", path.display())]
     Io { op: &'static str, path: PathBuf, source: io::Error },
     #[error("keep_last must be at least 1, got {keep_last}")]
     KeepLast { keep_last: usize },
@@ -133,11 +133,11 @@ pub enum CheckpointError {
     InvalidFileName { name: String, reason: &'static str },
     #[error("payload file name {name:?} appears twice")]
     DuplicateFileName { name: String },
-    #[error("payload writer failed in {}: {source}", dir.display())]
+    #[error("payload writer failed in {}", dir.display())]
     Writer { dir: PathBuf, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("{} is not a regular file; checkpoints hold flat files only", path.display())]
     NotAFile { path: PathBuf },
-    #[error("cannot encode manifest for {}: {source}", dir.display())]
+    #[error("cannot encode manifest for {}", dir.display())]
     ManifestEncode { dir: PathBuf, source: serde_json::Error },
     #[error(
         "checkpoint {} was written with config digest {found}, this run has {expected}; refusing to resume a different configuration",
@@ -148,6 +148,8 @@ pub enum CheckpointError {
     AllCorrupt { root: PathBuf, skipped: Vec<SkippedCheckpoint> },
     #[error("checkpoint {} has no payload file {name}", dir.display())]
     PayloadMissing { dir: PathBuf, name: String },
+    #[error(transparent)]
+    Fault(#[from] crate::fault::InjectedFault),
 }
 
 fn describe_skipped(skipped: &[SkippedCheckpoint]) -> String {
@@ -303,6 +305,7 @@ impl CheckpointStore {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         write(tmp).map_err(|e| CheckpointError::Writer { dir: tmp.to_path_buf(), source: e.into() })?;
+        crate::fault::point("checkpoint.write")?;
         let mut entries = Vec::new();
         for entry in fs::read_dir(tmp).map_err(io_err("list directory", tmp))? {
             let entry = entry.map_err(io_err("list directory", tmp))?;

@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod doctor;
 pub mod eval;
+pub mod failure;
 pub mod genotype;
 pub mod info;
 pub mod search;

@@ -85,7 +85,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
         Err(evnas::search::SearchError::Train(evnas::train::TrainError::Interrupted)) => {
             observer.clear();
             eprintln!("stopped; resume with: evnas search --resume {}", engine.run_dir().display());
-            return Ok(ExitCode::from(130));
+            return Ok(ExitCode::from(super::failure::code::INTERRUPTED));
         }
         Err(e) => return Err(e.into()),
     };

@@ -20,7 +20,11 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
         if !path.is_file() {
             return Err(ConfigError::Missing { path: path.to_path_buf() });
         }
-        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        // Read here rather than by `config::File::from(path)`, whose messages name the file by a
+        // path relative to the working directory that the user never typed.
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
     }
     builder = builder.add_source(
         config::Environment::with_prefix("EVNAS").prefix_separator("__").separator("__").try_parsing(true),

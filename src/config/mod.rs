@@ -16,6 +16,8 @@ pub use validate::validate;
 pub enum ConfigError {
     #[error("config file {path} does not exist")]
     Missing { path: PathBuf },
+    #[error("cannot read config file {path}")]
+    Read { path: PathBuf, source: std::io::Error },
     #[error("bad --set {item:?}: {reason}")]
     BadOverride { item: String, reason: String },
     #[error("cannot read {source_name}: {reason}")]

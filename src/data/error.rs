@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// What can go wrong while reading, splitting, augmenting or batching a dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -36,10 +36,10 @@ pub enum DataError {
     InvalidSetting { reason: String },
     #[error("index {index} out of range for a dataset of {len} items")]
     IndexOutOfRange { index: usize, len: usize },
-    #[error("tensor operation failed: {0}")]
+    #[error("tensor operation failed")]
     Tensor(#[from] tch::TchError),
-    #[error("could not start the batch producer thread: {0}")]
-    Spawn(std::io::Error),
+    #[error("could not start the batch producer thread")]
+    Spawn(#[source] std::io::Error),
 }
 
 impl DataError {

@@ -37,7 +37,7 @@ pub enum ModelError {
     AlphaCount { expected: usize, got: usize },
     #[error("{which} alpha has shape {got:?}, expected {expected:?}")]
     AlphaShape { which: &'static str, expected: Vec<i64>, got: Vec<i64> },
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Torch {
         context: &'static str,
         #[source]

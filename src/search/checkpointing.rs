@@ -1,13 +1,17 @@
 //! Saving and restoring a search at a generation boundary through the checkpoint store:
 //! `state.json` (population, GA random state, history), `supernet.safetensors` (weights and
 //! BatchNorm buffers, under the reference's state-dict names) and `momentum.safetensors`.
+//!
+//! A checkpoint is first captured as host bytes ([`capture`]: tensors of any device and memory
+//! layout copied out, state serialised), then written by the store (hash, fsync, rename): the
+//! writing needs no tensor, so it can happen while the supernet trains on.
 
 use std::path::PathBuf;
 
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::checkpoint::{CheckpointFile, CheckpointStore};
 use crate::config::Config;
 use crate::train::sgd::Sgd;
 use crate::weights;
@@ -20,15 +24,44 @@ const STATE: &str = "state.json";
 const WEIGHTS: &str = "supernet.safetensors";
 const MOMENTUM: &str = "momentum.safetensors";
 
+/// A generation boundary's checkpoint as host bytes, ready for the store.
+pub struct CapturedCheckpoint {
+    /// The generation to run next (the checkpoint's number).
+    pub generation: u32,
+    pub files: Vec<CheckpointFile>,
+}
+
 fn store(run: &RunDir, cfg: &Config) -> Result<CheckpointStore, SearchError> {
-    CheckpointStore::open(run.checkpoints_dir(), cfg.run.keep_checkpoints).map_err(ckpt_err)
+    Ok(CheckpointStore::open(run.checkpoints_dir(), cfg.run.keep_checkpoints)?)
 }
 
-fn ckpt_err(e: CheckpointError) -> SearchError {
-    SearchError::Checkpoint(e.to_string())
+/// Copies the supernet, the momentum and the search state into host bytes.
+pub fn capture(vs: &VarStore, opt: &Sgd, state: &SearchState) -> Result<CapturedCheckpoint, SearchError> {
+    let encode_err =
+        |name: &str, reason: String| SearchError::CheckpointEncode { name: name.to_string(), reason };
+    let state_json = serde_json::to_vec(state).map_err(|e| encode_err(STATE, e.to_string()))?;
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let supernet = weights::safetensors_bytes(&variables).map_err(|reason| encode_err(WEIGHTS, reason))?;
+    let momentum =
+        weights::safetensors_bytes(&opt.momentum_buffers()).map_err(|reason| encode_err(MOMENTUM, reason))?;
+    Ok(CapturedCheckpoint {
+        generation: state.next_generation as u32,
+        files: vec![
+            CheckpointFile::new(STATE, state_json),
+            CheckpointFile::new(WEIGHTS, supernet),
+            CheckpointFile::new(MOMENTUM, momentum),
+        ],
+    })
 }
 
-/// Writes the checkpoint of the boundary before generation `state.next_generation`.
+/// Writes a captured checkpoint durably; returns its directory.
+pub fn write(run: &RunDir, cfg: &Config, captured: &CapturedCheckpoint) -> Result<PathBuf, SearchError> {
+    let saved = store(run, cfg)?.save(captured.generation, &cfg.digest(), &captured.files)?;
+    Ok(saved.dir)
+}
+
+/// Captures and writes the checkpoint of the boundary before generation `state.next_generation`.
 pub fn save(
     run: &RunDir,
     cfg: &Config,
@@ -36,27 +69,12 @@ pub fn save(
     opt: &Sgd,
     state: &SearchState,
 ) -> Result<PathBuf, SearchError> {
-    let store = store(run, cfg)?;
-    let state_json = serde_json::to_vec(state).map_err(|e| SearchError::Checkpoint(e.to_string()))?;
-    let saved = store
-        .save_with(state.next_generation as u32, &cfg.digest(), |dir| -> Result<(), SearchError> {
-            std::fs::write(dir.join(STATE), &state_json)
-                .map_err(|e| SearchError::Io { path: dir.join(STATE), reason: e.to_string() })?;
-            weights::save_safetensors(vs, dir.join(WEIGHTS))
-                .map_err(|e| SearchError::Checkpoint(e.to_string()))?;
-            let buffers = opt.momentum_buffers();
-            let named: Vec<(&str, Tensor)> =
-                buffers.iter().map(|(n, t)| (n.as_str(), t.to_device(tch::Device::Cpu))).collect();
-            Tensor::write_safetensors(&named, dir.join(MOMENTUM))
-                .map_err(|e| SearchError::Checkpoint(format!("{MOMENTUM}: {e}")))?;
-            Ok(())
-        })
-        .map_err(ckpt_err)?;
-    Ok(saved.dir)
+    write(run, cfg, &capture(vs, opt, state)?)
 }
 
-/// Restores the newest intact checkpoint into `vs` and `opt`; returns its state and a line per
-/// newer checkpoint that was skipped as corrupt. `None` when the run has no checkpoint yet.
+/// Restores the newest intact checkpoint into `vs` and `opt` (each tensor keeps the memory
+/// layout of the variable it is copied into); returns its state and a line per newer checkpoint
+/// that was skipped as corrupt. `None` when the run has no checkpoint yet.
 pub fn load_latest(
     run: &RunDir,
     cfg: &Config,
@@ -64,7 +82,7 @@ pub fn load_latest(
     opt: &mut Sgd,
 ) -> Result<Option<(SearchState, Vec<String>)>, SearchError> {
     let store = store(run, cfg)?;
-    let Some(loaded) = store.load_latest(&cfg.digest()).map_err(ckpt_err)? else {
+    let Some(loaded) = store.load_latest(&cfg.digest())? else {
         return Ok(None);
     };
     let skipped = loaded
@@ -79,14 +97,19 @@ pub fn load_latest(
             )
         })
         .collect();
-    let state: SearchState = serde_json::from_slice(loaded.require(STATE).map_err(ckpt_err)?)
-        .map_err(|e| SearchError::Checkpoint(format!("{}: {e}", loaded.dir.join(STATE).display())))?;
-    let tensors = weights::read_safetensors(loaded.dir.join(WEIGHTS))
-        .map_err(|e| SearchError::Checkpoint(e.to_string()))?;
+    let payload = |name: &str| -> Result<(PathBuf, &[u8]), SearchError> {
+        Ok((loaded.dir.join(name), loaded.require(name)?))
+    };
+    let (path, bytes) = payload(STATE)?;
+    let state: SearchState = serde_json::from_slice(bytes)
+        .map_err(|e| SearchError::CheckpointDecode { path: path.clone(), reason: e.to_string() })?;
+    let (path, bytes) = payload(WEIGHTS)?;
+    let tensors = weights::safetensors_from_bytes(&path, bytes)?;
     weights::load_into(vs, tensors, &weights::LoadOptions::default())
-        .map_err(|e| SearchError::Checkpoint(e.to_string()))?;
-    let momentum = Tensor::read_safetensors(loaded.dir.join(MOMENTUM))
-        .map_err(|e| SearchError::Checkpoint(format!("{}: {e}", loaded.dir.join(MOMENTUM).display())))?;
-    opt.restore_momentum(momentum).map_err(|e| SearchError::Checkpoint(e.to_string()))?;
+        .map_err(|e| SearchError::CheckpointDecode { path: path.clone(), reason: e.to_string() })?;
+    let (path, bytes) = payload(MOMENTUM)?;
+    let momentum = weights::safetensors_from_bytes(&path, bytes)?;
+    opt.restore_momentum(momentum)
+        .map_err(|e| SearchError::CheckpointDecode { path: path.clone(), reason: e.to_string() })?;
     Ok(Some((state, skipped)))
 }

@@ -102,21 +102,17 @@ impl SearchEngine {
         let data = SearchData::load(&cfg, device)?;
         let run = RunDir::create(&cfg.run.dir, cfg.search.seed, run_dir)?;
         run.write_config(&cfg)?;
-        tch::manual_seed(derive_seed(cfg.search.seed, streams::WEIGHTS) as i64);
-        let (vs, model) = build_model(&cfg, &data, device)?;
+        let (vs, model) = build_initial_model(&cfg, &data, device)?;
         let opt = Sgd::new(&vs, sgd_config(&cfg));
-        let space = cfg.search.space;
-        let mut ga_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.search.seed, streams::GA));
-        let population = Population::random(cfg.search.population, space.genome_shape(), 0, &mut ga_rng);
-        let state = SearchState { next_generation: 0, population, ga_rng, history: Vec::new() };
-        let shadow = build_shadow(&cfg, &data, device)?;
-        let replicas = build_replicas(&cfg, &data, device)?;
-        Ok(Self { cfg, space, device, vs, model, shadow, replicas, opt, data, state, run })
+        let state = initial_state(&cfg);
+        Self::assemble(cfg, device, data, run, (vs, model, opt), state)
     }
 
-    /// Continues the run in `run_dir` from its newest intact checkpoint. `cfg`, when given (the
-    /// `--config` of the resuming command), must have the run's digest; otherwise the run's own
-    /// config is used. Device and threads may differ from the original run.
+    /// Continues the run in `run_dir` from its newest intact checkpoint, or from its start when
+    /// it was stopped before its first checkpoint. `cfg`, when given (the `--config` of the
+    /// resuming command), must have the run's digest; otherwise the run's own config is used.
+    /// Device and threads may differ from the original run. Also returns a line for each thing
+    /// the user should know (checkpoints passed over as corrupt, a restart from the beginning).
     pub fn resume(
         run_dir: &Path,
         cfg: Option<Config>,
@@ -137,17 +133,37 @@ impl SearchEngine {
         let device = resolve_device(&cfg.run.device)?;
         apply_threads(&cfg);
         let data = SearchData::load(&cfg, device)?;
-        let (mut vs, model) = build_model(&cfg, &data, device)?;
+        // Initialised exactly as `create` does, so that a run without a checkpoint starts again
+        // from the very same weights; a checkpoint then overwrites them.
+        let (mut vs, model) = build_initial_model(&cfg, &data, device)?;
         let mut opt = Sgd::new(&vs, sgd_config(&cfg));
-        let loaded = checkpointing::load_latest(&run, &cfg, &mut vs, &mut opt)?;
-        let Some((state, skipped)) = loaded else {
-            return Err(SearchError::NoCheckpoint { run: run_dir.to_path_buf() });
+        let (state, notes) = match checkpointing::load_latest(&run, &cfg, &mut vs, &mut opt)? {
+            Some(loaded) => loaded,
+            None => (
+                initial_state(&cfg),
+                vec![format!(
+                    "run {} was stopped before its first checkpoint; starting it again from its saved config",
+                    run_dir.display()
+                )],
+            ),
         };
         run.write_history(&state.history, baseline_label(&cfg))?;
+        Ok((Self::assemble(cfg, device, data, run, (vs, model, opt), state)?, notes))
+    }
+
+    /// The engine around a supernet and a state, with the fitness copies the config asks for.
+    fn assemble(
+        cfg: Config,
+        device: Device,
+        data: SearchData,
+        run: RunDir,
+        (vs, model, opt): (VarStore, Box<dyn OneShotModel>, Sgd),
+        state: SearchState,
+    ) -> Result<Self, SearchError> {
         let space = cfg.search.space;
         let shadow = build_shadow(&cfg, &data, device)?;
         let replicas = build_replicas(&cfg, &data, device)?;
-        Ok((Self { cfg, space, device, vs, model, shadow, replicas, opt, data, state, run }, skipped))
+        Ok(Self { cfg, space, device, vs, model, shadow, replicas, opt, data, state, run })
     }
 
     pub fn config(&self) -> &Config {
@@ -184,6 +200,7 @@ impl SearchEngine {
         while !self.is_finished() {
             self.run_generation(observer, stop)?;
         }
+        crate::fault::point("search.finished").map_err(crate::train::TrainError::from)?;
         self.result()
     }
 
@@ -432,6 +449,24 @@ fn build_shadow(cfg: &Config, data: &SearchData, device: Device) -> Result<Optio
             Ok(Some(Bf16Shadow::new(vs, model)))
         }
     }
+}
+
+/// The supernet of a new run: libtorch's generator seeded from the run's seed first.
+fn build_initial_model(
+    cfg: &Config,
+    data: &SearchData,
+    device: Device,
+) -> Result<(VarStore, Box<dyn OneShotModel>), SearchError> {
+    tch::manual_seed(derive_seed(cfg.search.seed, streams::WEIGHTS) as i64);
+    build_model(cfg, data, device)
+}
+
+/// The state before the first generation: a random population from the GA's stream.
+fn initial_state(cfg: &Config) -> SearchState {
+    let mut ga_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.search.seed, streams::GA));
+    let population =
+        Population::random(cfg.search.population, cfg.search.space.genome_shape(), 0, &mut ga_rng);
+    SearchState { next_generation: 0, population, ga_rng, history: Vec::new() }
 }
 
 fn build_model(

@@ -17,11 +17,13 @@ pub use engine::{fitness_workers, resolve_device, SearchEngine, SearchResult, Se
 pub use observer::{Phase, SearchObserver, Silent};
 pub use record::{GenerationRecord, IndividualRecord};
 
+/// Errors of a search. Each message names its own problem; a wrapped error is the `source`,
+/// never repeated in the message (the printer at the edge joins the chain).
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
     #[error("device {name}: {reason}")]
     Device { name: String, reason: String },
-    #[error("{path}: {reason}")]
+    #[error("{path}: {reason}", path = path.display())]
     Io { path: PathBuf, reason: String },
     #[error("run directory {path} already holds a run; use --resume {path} or another --run-dir", path = path.display())]
     RunExists { path: PathBuf },
@@ -29,16 +31,20 @@ pub enum SearchError {
     NotARun { path: PathBuf },
     #[error("the config differs from the one run {run} was started with; resume it without --config or with its own config.json", run = run.display())]
     ConfigChanged { run: PathBuf },
-    #[error("run {run} has no intact checkpoint to resume from", run = run.display())]
-    NoCheckpoint { run: PathBuf },
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("cannot encode checkpoint file {name}: {reason}")]
+    CheckpointEncode { name: String, reason: String },
+    #[error("checkpoint file {path} cannot be restored: {reason}", path = path.display())]
+    CheckpointDecode { path: PathBuf, reason: String },
     #[error("the search has not finished")]
     NotFinished,
     #[error("decoding an architecture: {0}")]
     Decode(String),
-    #[error("data: {0}")]
+    #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightsError),
     #[error("model: {0}")]
     Model(String),
     #[error(transparent)]

@@ -32,8 +32,8 @@ pub enum NotationError {
     PositionalAfterKeyword { token: String, pos: TextPos },
     #[error("missing field `{field}` in the Genotype ending at {pos}")]
     MissingField { field: &'static str, pos: TextPos },
-    #[error("{source}: `{token}` at {pos}")]
-    Invalid { source: InvalidGenotype, token: String, pos: TextPos },
+    #[error("{reason}: `{token}` at {pos}")]
+    Invalid { reason: InvalidGenotype, token: String, pos: TextPos },
 }
 
 /// Parses one genotype; the whole text must be consumed (surrounding whitespace allowed).
@@ -181,7 +181,7 @@ impl Fields {
             | InvalidGenotype::DuplicateConcat { cell, item, .. } => spans(cell).1.spans[item],
         };
         Err(NotationError::Invalid {
-            source,
+            reason: source,
             token: text[span.0..span.1].to_string(),
             pos: TextPos::locate(text, span.0),
         })
@@ -469,7 +469,7 @@ mod tests {
         let bad_input = SMALL.replace("('skip_connect', 1)", "('skip_connect', 2)");
         match err(&bad_input) {
             NotationError::Invalid {
-                source: InvalidGenotype::InputOutOfRange { input: 2, .. },
+                reason: InvalidGenotype::InputOutOfRange { input: 2, .. },
                 token,
                 pos,
             } => {
@@ -481,12 +481,12 @@ mod tests {
         let odd = SMALL.replace(", ('skip_connect', 1)", "");
         assert!(matches!(
             err(&odd),
-            NotationError::Invalid { source: InvalidGenotype::BadGeneCount { count: 1, .. }, .. }
+            NotationError::Invalid { reason: InvalidGenotype::BadGeneCount { count: 1, .. }, .. }
         ));
         let concat = SMALL.replace("normal_concat=[2]", "normal_concat=[2, 7]");
         match err(&concat) {
             NotationError::Invalid {
-                source: InvalidGenotype::ConcatOutOfRange { state: 7, .. },
+                reason: InvalidGenotype::ConcatOutOfRange { state: 7, .. },
                 token,
                 ..
             } => {

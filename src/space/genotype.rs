@@ -74,13 +74,13 @@ pub enum GenotypeError {
     Invalid(#[from] InvalidGenotype),
     #[error("`{name}` is neither a built-in genotype ({}) nor an existing file", builtin::NAMES.join(", "))]
     NotFound { name: String },
-    #[error("cannot read genotype file {}: {source}", path.display())]
+    #[error("cannot read genotype file {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("genotype file {}: {source}", path.display())]
+    #[error("genotype file {}", path.display())]
     FileNotation { path: PathBuf, source: NotationError },
-    #[error("genotype file {} is not a JSON genotype: {source}", path.display())]
+    #[error("genotype file {} is not a JSON genotype", path.display())]
     FileJson { path: PathBuf, source: serde_json::Error },
-    #[error("genotype file {}: {source}", path.display())]
+    #[error("genotype file {}", path.display())]
     FileInvalid { path: PathBuf, source: InvalidGenotype },
 }
 

@@ -34,6 +34,7 @@ pub fn evaluate_individual<'a>(
     train_mode_bn: bool,
     stop: &AtomicBool,
 ) -> Result<Tally, TrainError> {
+    crate::fault::point("fitness.individual")?;
     let mut tally = Tally::default();
     tch::no_grad(|| {
         for batch in batches {

@@ -22,4 +22,6 @@ pub enum TrainError {
     Data { reason: String },
     #[error("loss is not finite at batch {batch} (individual {individual}); lower train.learning_rate")]
     NonFiniteLoss { batch: usize, individual: usize },
+    #[error(transparent)]
+    Fault(#[from] crate::fault::InjectedFault),
 }

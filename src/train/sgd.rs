@@ -103,7 +103,10 @@ impl Sgd {
             if buf.size() != p.size() {
                 return Err(SgdStateError::Shape { name, expected: p.size(), found: buf.size() });
             }
-            restored.insert(name, buf.to_device(p.device()).to_kind(p.kind()));
+            // Into a buffer of the parameter's memory layout (channels-last stays channels-last).
+            let mut restored_buf = p.detach().empty_like();
+            restored_buf.copy_(&buf);
+            restored.insert(name, restored_buf);
         }
         self.momentum = restored;
         Ok(())

@@ -69,18 +69,20 @@ where
         let Some(next) = iter.next() else { break };
         report.data_wait += wait_start.elapsed();
         let batch = next.map_err(|e| TrainError::Data { reason: e.to_string() })?;
+        crate::fault::point("train.batch")?;
         let step = report.batches;
         let who = step % population;
         opt.zero_grad();
         let logits = model.forward_arch(&batch.images, &settings.architectures[who], true);
         let loss = logits.cross_entropy_for_logits(&batch.labels);
-        loss.backward();
-        opt.clip_grad_norm(settings.grad_clip);
-        opt.step(settings.lr);
+        // Checked before the step, so that a diverged batch never reaches the weights.
         let loss_value = loss.double_value(&[]);
         if !loss_value.is_finite() {
             return Err(TrainError::NonFiniteLoss { batch: step, individual: who });
         }
+        loss.backward();
+        opt.clip_grad_norm(settings.grad_clip);
+        opt.step(settings.lr);
         tch::no_grad(|| report.per_individual[who].add(&logits, &batch.labels, loss_value));
         report.batches += 1;
         on_batch(step);

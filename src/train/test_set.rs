@@ -29,7 +29,7 @@ where
             tally.add(&logits, &labels, loss);
             on_batch(&tally);
         }
-        Ok(())
+        Ok::<(), TrainError>(())
     })?;
     Ok(tally)
 }

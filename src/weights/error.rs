@@ -37,8 +37,8 @@ fn list_problems(problems: &[LoadProblem]) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot {op} {}", path.display())]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
 
     /// The pickle stream could not be decoded: unknown opcode or global, truncation, bad operands.
     #[error("{}: {member}, byte {offset}: {reason}", path.display())]

@@ -22,7 +22,9 @@ use std::path::Path;
 
 pub use error::{LoadProblem, WeightsError};
 pub use load::{load_into, LoadOptions, LoadReport};
-pub use safetensors_file::{read_safetensors, save_safetensors, save_tensors_safetensors};
+pub use safetensors_file::{
+    read_safetensors, safetensors_bytes, safetensors_from_bytes, save_safetensors, save_tensors_safetensors,
+};
 pub use state_dict::{read_state_dict, strip_data_parallel_prefix};
 pub use torch_file::read_torch_file;
 pub use torch_object::{TorchDict, TorchObject};

@@ -23,17 +23,26 @@ pub fn save_tensors_safetensors(
     path: impl AsRef<Path>,
 ) -> Result<(), WeightsError> {
     let path = path.as_ref();
-    let safetensors_err = |reason: String| WeightsError::Safetensors { path: path.into(), reason };
+    let serialized = safetensors_bytes(tensors)
+        .map_err(|reason| WeightsError::Safetensors { path: path.into(), reason })?;
+    write_atomically(path, &serialized)
+}
+
+/// The safetensors encoding of named tensors of any device and memory layout (channels-last
+/// and other strided tensors are copied to a contiguous host buffer first; the file format only
+/// knows row-major data). The error is the reason, for the caller to attach to its file.
+pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>, String> {
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
-        let torch_err = |e: tch::TchError| WeightsError::Torch { key: name.clone(), reason: e.to_string() };
-        let dtype = kind_to_dtype(tensor.kind()).ok_or_else(|| {
-            safetensors_err(format!("{name}: kind {:?} has no safetensors dtype", tensor.kind()))
-        })?;
-        let cpu = tensor.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).map_err(torch_err)?;
+        let dtype = kind_to_dtype(tensor.kind())
+            .ok_or_else(|| format!("{name}: kind {:?} has no safetensors dtype", tensor.kind()))?;
+        let cpu = tensor
+            .f_to_device(Device::Cpu)
+            .and_then(|t| t.f_contiguous())
+            .map_err(|e| format!("{name}: {e}"))?;
         let numel = cpu.numel();
         let mut bytes = vec![0u8; numel * cpu.kind().elt_size_in_bytes()];
-        cpu.f_copy_data_u8(&mut bytes, numel).map_err(torch_err)?;
+        cpu.f_copy_data_u8(&mut bytes, numel).map_err(|e| format!("{name}: {e}"))?;
         let shape: Vec<usize> = cpu.size().iter().map(|&d| d as usize).collect();
         buffers.push((name.as_str(), dtype, shape, bytes));
     }
@@ -42,24 +51,16 @@ pub fn save_tensors_safetensors(
         .map(|(name, dtype, shape, bytes)| {
             TensorView::new(*dtype, shape.clone(), bytes)
                 .map(|v| (*name, v))
-                .map_err(|e| safetensors_err(format!("{name}: {e}")))
+                .map_err(|e| format!("{name}: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let serialized = safetensors::serialize(views, None).map_err(|e| safetensors_err(e.to_string()))?;
-    write_atomically(path, &serialized)
+    safetensors::serialize(views, None).map_err(|e| e.to_string())
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
-    crate::fs_atomic::write_atomic(path, bytes)
-        .map_err(|source| WeightsError::Io { path: path.into(), source })
-}
-
-/// Reads a safetensors file into CPU tensors, sorted by name.
-pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>, WeightsError> {
-    let path = path.as_ref();
+/// Reads safetensors bytes (named `path` in errors) into CPU tensors, sorted by name.
+pub fn safetensors_from_bytes(path: &Path, data: &[u8]) -> Result<Vec<(String, Tensor)>, WeightsError> {
     let safetensors_err = |reason: String| WeightsError::Safetensors { path: path.into(), reason };
-    let data = std::fs::read(path).map_err(|source| WeightsError::Io { path: path.into(), source })?;
-    let file = SafeTensors::deserialize(&data).map_err(|e| safetensors_err(e.to_string()))?;
+    let file = SafeTensors::deserialize(data).map_err(|e| safetensors_err(e.to_string()))?;
     let mut tensors = Vec::new();
     for (name, view) in file.tensors() {
         let kind = dtype_to_kind(view.dtype())
@@ -71,6 +72,22 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>,
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(tensors)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
+    crate::fs_atomic::write_atomic(path, bytes).map_err(|source| WeightsError::Io {
+        op: "write",
+        path: path.into(),
+        source,
+    })
+}
+
+/// Reads a safetensors file into CPU tensors, sorted by name.
+pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>, WeightsError> {
+    let path = path.as_ref();
+    let data =
+        std::fs::read(path).map_err(|source| WeightsError::Io { op: "read", path: path.into(), source })?;
+    safetensors_from_bytes(path, &data)
 }
 
 fn kind_to_dtype(kind: Kind) -> Option<Dtype> {

@@ -23,7 +23,8 @@ const LEGACY_PROTOCOL_VERSION: i64 = 1001;
 /// Reads a file written by `torch.save` (zip or legacy format).
 pub fn read_torch_file(path: impl AsRef<Path>) -> Result<TorchObject, WeightsError> {
     let path = path.as_ref();
-    let data = std::fs::read(path).map_err(|source| WeightsError::Io { path: path.into(), source })?;
+    let data =
+        std::fs::read(path).map_err(|source| WeightsError::Io { op: "read", path: path.into(), source })?;
     if data.starts_with(b"PK\x03\x04") {
         read_zip(path, &data)
     } else {

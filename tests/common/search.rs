@@ -118,3 +118,109 @@ pub fn tiny_setup(root: &Path, generations: usize) -> (PathBuf, PathBuf) {
     write_tiny_config(&config, &data, &root.join("runs"), generations);
     (config, data)
 }
+
+/// `generations.jsonl` as text with the timing values blanked: every other byte must repeat.
+pub fn history_text_without_timings(run: &Path) -> String {
+    let mut text = std::fs::read_to_string(run.join("generations.jsonl")).expect("generations.jsonl");
+    for key in ["\"evaluation_seconds\":", "\"data_wait_seconds\":", "\"seconds\":"] {
+        let mut from = 0;
+        while let Some(at) = text[from..].find(key) {
+            let start = from + at + key.len();
+            let len = text[start..]
+                .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')))
+                .unwrap_or(text.len() - start);
+            text.replace_range(start..start + len, "0");
+            from = start + 1;
+        }
+    }
+    text
+}
+
+/// Every kept checkpoint of `run` matches its manifest (sizes and sha256), and no half-written
+/// checkpoint directory is left in place of a complete one.
+pub fn assert_checkpoints_intact(run: &Path) {
+    let root = run.join("checkpoints");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&root).expect("checkpoints dir") {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("gen-") {
+            continue;
+        }
+        count += 1;
+        let manifest: evnas::checkpoint::Manifest =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+                .expect("manifest json");
+        for file in &manifest.files {
+            let bytes =
+                std::fs::read(dir.join(&file.name)).unwrap_or_else(|e| panic!("{name}/{}: {e}", file.name));
+            assert_eq!(bytes.len() as u64, file.size, "{name}/{} size", file.name);
+            assert_eq!(evnas::checkpoint::sha256_hex(&bytes), file.sha256, "{name}/{} sha256", file.name);
+        }
+    }
+    assert!(count > 0, "{} holds no checkpoint", root.display());
+}
+
+/// CIFAR-10 binary training files in `dir` (`n` images spread over data_batch_1..5, 10
+/// learnable classes: class k is a bright square at a position given by k).
+pub fn write_tiny_cifar10(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let per_file = n.div_ceil(5);
+    for file in 0..5 {
+        let mut bytes = Vec::new();
+        for i in (file * per_file)..((file + 1) * per_file).min(n) {
+            let class = (i * 7 + 3) % 10;
+            bytes.push(class as u8);
+            for c in 0..3 {
+                for y in 0..32 {
+                    for x in 0..32 {
+                        let square = (y / 8 == class / 4 && x / 8 == class % 4) as u32 * 180;
+                        let noise = ((i * 131 + c * 53 + y * 29 + x * 17) % 61) as u32;
+                        bytes.push((square + noise).min(255) as u8);
+                    }
+                }
+            }
+        }
+        write(&dir.join(format!("data_batch_{}.bin", file + 1)), &bytes);
+    }
+}
+
+/// A 2-generation search with the paper's input and width (3x32x32 CIFAR-10, C=16) on the
+/// files of [`write_tiny_cifar10`], cut down everywhere else so that it runs in seconds.
+pub fn write_paper_shaped_config(path: &Path, data: &Path, runs: &Path) {
+    let text = format!(
+        r#"
+[search]
+population = 2
+generations = 2
+tournament_size = 2
+elites = 1
+seed = 3
+
+[supernet]
+init_channels = 16
+layers = 3
+
+[train]
+batch_size = 8
+
+[fitness]
+batch_size = 24
+subset = 0
+
+[data]
+dataset = "cifar10"
+path = "{data}"
+train_subset = 0
+workers = 1
+
+[run]
+dir = "{runs}"
+device = "cpu"
+threads = 1
+"#,
+        data = data.display(),
+        runs = runs.display()
+    );
+    std::fs::write(path, text).expect("write config");
+}

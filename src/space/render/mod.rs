@@ -30,7 +30,7 @@ pub enum RenderError {
     ConcatOutOfRange { state: usize, states: usize },
     #[error(transparent)]
     Invalid(#[from] InvalidGenotype),
-    #[error("cannot write picture {}: {source}", path.display())]
+    #[error("cannot write picture {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }
 

@@ -1,0 +1,56 @@
+//! Test-only fault points: named places where a test can make evnas fail as a real fault would,
+//! deterministically (at the N-th time a point is reached, not after a sleep).
+//!
+//! Compiled only with the `fault-injection` feature (the test suite's builds; never the binary
+//! users run), on tikv's `fail` crate: a test sets `FAILPOINTS="NAME=ACTIONS"`, e.g.
+//! `FAILPOINTS="train.batch=13*off->return(kill)"` kills the process with SIGKILL at the 14th
+//! training batch, `return(error)` makes the point fail with [`InjectedFault`], `panic` panics.
+//!
+//! Points: `train.batch` (before each training step), `fitness.individual` (before each
+//! individual's fitness), `checkpoint.write` (payload written, not yet renamed into place),
+//! `search.finished` (after the last checkpoint, before the result is written).
+
+/// A failure made on purpose by a fault point.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("fault injected at {point}")]
+pub struct InjectedFault {
+    pub point: &'static str,
+}
+
+/// Passes, or acts as `FAILPOINTS` says for `name`. Without `fault-injection`: always passes.
+#[inline]
+pub fn point(name: &'static str) -> Result<(), InjectedFault> {
+    #[cfg(feature = "fault-injection")]
+    fail::fail_point!(name, |arg: Option<String>| act(name, arg.as_deref()));
+    let _ = name;
+    Ok(())
+}
+
+#[cfg(feature = "fault-injection")]
+fn act(point: &'static str, arg: Option<&str>) -> Result<(), InjectedFault> {
+    match arg {
+        Some("kill") => {
+            // SIGKILL, as `kill -9` would: no destructor, no flush, no signal handler runs.
+            // SAFETY: getpid and kill have no preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            unreachable!("SIGKILL did not end the process")
+        }
+        _ => Err(InjectedFault { point }),
+    }
+}
+
+/// Reads `FAILPOINTS` (a no-op without `fault-injection`); keep the guard for the process's life.
+pub fn setup() -> impl Drop {
+    #[cfg(feature = "fault-injection")]
+    return fail::FailScenario::setup();
+    #[cfg(not(feature = "fault-injection"))]
+    return NoFaults;
+}
+
+#[cfg(not(feature = "fault-injection"))]
+struct NoFaults;
+
+#[cfg(not(feature = "fault-injection"))]
+impl Drop for NoFaults {
+    fn drop(&mut self) {}
+}
