@@ -22,13 +22,13 @@
 //! would dominate the run.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use evnas::data::{read_mnist_like, Batch, DatasetKind, SplitName, DEFAULT_FASHION_MNIST_DIR};
-use evnas::model::{OneShotModel, Supernet, SupernetConfig};
+use evnas::model::{ArchWeights, OneShotModel, Supernet, SupernetConfig};
 use evnas::space::{decode, AlphaMatrix};
+use evnas::stop::StopFlag;
 use evnas::train::fitness::{evaluate_in_parallel, evaluate_individual, EvalBatch, FitnessJob, Replica};
 use evnas::train::reduced_precision::{kendall_tau, Bf16Shadow};
 use evnas::train::sgd::{Sgd, SgdConfig};
@@ -155,18 +155,15 @@ fn cpu() -> (Kind, Device) {
     (Kind::Float, Device::Cpu)
 }
 
-fn alpha_tensor(a: &AlphaMatrix) -> Tensor {
-    Tensor::from_slice(a.values()).view([a.edges() as i64, a.ops() as i64])
-}
-
 /// `count` random individuals (α ~ U[0,1)), decoded as the search decodes them.
-fn population(count: usize, seed: u64) -> Result<Vec<Vec<Tensor>>> {
+fn population(count: usize, seed: u64) -> Result<Vec<ArchWeights>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..count)
         .map(|_| {
-            (0..2)
-                .map(|_| Ok(alpha_tensor(&decode(&AlphaMatrix::random(14, 8, &mut rng), 4)?)))
-                .collect::<Result<Vec<_>>>()
+            let decoded = (0..2)
+                .map(|_| Ok(decode(&AlphaMatrix::random(14, 8, &mut rng), 4)?))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(ArchWeights::from_matrices(&decoded)?)
         })
         .collect()
 }
@@ -199,7 +196,7 @@ const SGD: SgdConfig = SgdConfig { momentum: 0.9, weight_decay: 3e-4 };
 fn train_throughput(model: &dyn OneShotModel, vs: &VarStore, setup: &Setup, iters: usize) -> Result<f64> {
     let (images, labels) = random_batch(setup, setup.train_batch);
     let mut opt = Sgd::new(vs, SGD);
-    let stop = AtomicBool::new(false);
+    let stop = StopFlag::new();
     let architectures = population(2, 1)?;
     let settings = EpochSettings { lr: 0.025, grad_clip: 5.0, architectures: &architectures, stop: &stop };
     let batches = |count: usize| {
@@ -220,7 +217,7 @@ fn train_throughput(model: &dyn OneShotModel, vs: &VarStore, setup: &Setup, iter
 fn eval_throughput(model: &dyn OneShotModel, setup: &Setup, batch_size: i64, iters: usize) -> Result<f64> {
     let (images, labels) = random_batch(setup, batch_size);
     let batch = EvalBatch { images, labels };
-    let stop = AtomicBool::new(false);
+    let stop = StopFlag::new();
     let arch = &population(1, 2)?[0];
     evaluate_individual(model, arch, [&batch], true, &stop)?;
     let started = Instant::now();
@@ -247,7 +244,7 @@ fn parallel_eval_throughput(
         .collect::<Result<Vec<_>>>()?;
     let (images, labels) = random_batch(setup, setup.eval_batch);
     let batch = EvalBatch { images, labels };
-    let stop = AtomicBool::new(false);
+    let stop = StopFlag::new();
     let archs = population(workers, 2)?;
     let jobs = |batches: usize| {
         archs
@@ -255,16 +252,16 @@ fn parallel_eval_throughput(
             .enumerate()
             .map(|(index, arch)| {
                 Ok::<_, anyhow::Error>(FitnessJob {
-                    index,
-                    architecture: arch.iter().map(Tensor::shallow_clone).collect(),
+                    id: index as u64,
+                    architecture: arch.clone(),
                     batches: (0..batches).map(|_| batch.shallow_clone()).collect(),
                 })
             })
             .collect::<Vec<_>>()
     };
-    evaluate_in_parallel(&mut replicas, jobs(1), true, &stop, |_, _| {})?;
+    evaluate_in_parallel(&mut replicas, jobs(1), true, &stop, |_, _| Ok(()))?;
     let started = Instant::now();
-    evaluate_in_parallel(&mut replicas, jobs(iters), true, &stop, |_, _| {})?;
+    evaluate_in_parallel(&mut replicas, jobs(iters), true, &stop, |_, _| Ok(()))?;
     Ok((setup.eval_batch as usize * iters * workers) as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -299,7 +296,7 @@ fn fitness_tau(setup: &Setup, channels_last: bool, args: &Args) -> Result<TauRes
     let (x, y, data) = images_for_tau(setup, train_images + args.tau_images)?;
     let (vs, net) = build(setup, channels_last, 0);
     let individuals = population(args.tau_individuals, 3)?;
-    let stop = AtomicBool::new(false);
+    let stop = StopFlag::new();
     let mut opt = Sgd::new(&vs, SGD);
     let settings = EpochSettings { lr: 0.025, grad_clip: 5.0, architectures: &individuals, stop: &stop };
     let batches = (0..args.tau_train_batches).map(|i| {
@@ -364,7 +361,10 @@ fn parity(path: &Path, channels_last: bool) -> Result<(String, f64, f64)> {
     if channels_last {
         net.use_channels_last();
     }
-    let alphas = [get("alpha_normal")?.shallow_clone(), get("alpha_reduce")?.shallow_clone()];
+    let alphas = ArchWeights::from_alphas(&[
+        get("alpha_normal")?.shallow_clone(),
+        get("alpha_reduce")?.shallow_clone(),
+    ])?;
     let x = get("x")?;
     let logits = tch::no_grad(|| net.try_forward_arch(x, &alphas, true).map_err(anyhow::Error::from))?;
     let diff = (logits - get("logits")?).abs().max().double_value(&[]);

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use evnas::model::{OneShotModel, Supernet, SupernetConfig};
+use evnas::model::{ArchWeights, OneShotModel, Supernet, SupernetConfig};
 use tch::{nn, Device, Kind, Tensor};
 
 fn decoded_alpha() -> Tensor {
@@ -34,23 +34,24 @@ fn main() -> anyhow::Result<()> {
         if channels_last {
             net.use_channels_last();
         }
-        let alphas = [decoded_alpha(), decoded_alpha()];
+        let alphas = ArchWeights::from_alphas(&[decoded_alpha(), decoded_alpha()])?;
         let x = Tensor::randn([batch, 3, 32, 32], (Kind::Float, Device::Cpu));
         let y = Tensor::randint(10, [batch], (Kind::Int64, Device::Cpu));
-        let train_step = || {
-            let loss = net.forward_arch(&x, &alphas, true).cross_entropy_for_logits(&y);
+        let train_step = || -> anyhow::Result<()> {
+            let loss = net.forward_arch(&x, &alphas, true)?.cross_entropy_for_logits(&y);
             loss.backward();
+            Ok(())
         };
-        train_step();
+        train_step()?;
         let t = Instant::now();
         for _ in 0..iters {
-            train_step();
+            train_step()?;
         }
         let train_ips = (batch as usize * iters) as f64 / t.elapsed().as_secs_f64();
-        let _ = tch::no_grad(|| net.forward_arch(&x, &alphas, false));
+        let _ = tch::no_grad(|| net.forward_arch(&x, &alphas, false))?;
         let t = Instant::now();
         for _ in 0..iters {
-            let _ = tch::no_grad(|| net.forward_arch(&x, &alphas, false));
+            let _ = tch::no_grad(|| net.forward_arch(&x, &alphas, false))?;
         }
         let eval_ips = (batch as usize * iters) as f64 / t.elapsed().as_secs_f64();
         println!(

@@ -2,6 +2,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A name suffix no other writer uses: the process id and a per-process counter, so that two
+/// threads (say, a checkpoint writer and a results writer) never share a temporary file.
+pub fn unique_suffix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
 
 /// Temp file in the target's directory, fsync, rename over the target, fsync the directory: a
 /// crash leaves either the old file or the new one, never a torn one.
@@ -13,7 +21,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), unique_suffix()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;

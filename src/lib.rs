@@ -15,5 +15,6 @@ pub mod report;
 pub mod runtime;
 pub mod search;
 pub mod space;
+pub mod stop;
 pub mod train;
 pub mod weights;

@@ -10,7 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use evnas::model::{
-    EvalNetConfig, Nb201Config, Nb201Supernet, NetworkCifar, OneShotModel, Supernet, SupernetConfig,
+    ArchWeights, EvalNetConfig, Nb201Config, Nb201Supernet, NetworkCifar, OneShotModel, Supernet,
+    SupernetConfig,
 };
 use tch::{nn, Device, Kind, Tensor};
 
@@ -77,6 +78,11 @@ fn assert_close(ours: &Tensor, expected: &Tensor, what: &str) {
     assert!(diff <= TOLERANCE, "{what}: max abs diff {diff:e} > {TOLERANCE:e}");
 }
 
+/// The op weights (softmax of each α) that a supernet forward takes.
+fn arch(alphas: &[Tensor]) -> ArchWeights {
+    ArchWeights::from_alphas(alphas).expect("alpha matrices")
+}
+
 fn supernet_with_fixture() -> (Fixture, nn::VarStore, Supernet) {
     tch::manual_seed(0);
     let fixture = Fixture::load("supernet_c4_l5.pt");
@@ -89,12 +95,12 @@ fn supernet_with_fixture() -> (Fixture, nn::VarStore, Supernet) {
 #[test]
 fn supernet_matches_reference_in_train_then_eval_mode() {
     let (fx, vs, net) = supernet_with_fixture();
-    let alphas = [fx.get("alpha_normal").shallow_clone(), fx.get("alpha_reduce").shallow_clone()];
+    let alphas = arch(&[fx.get("alpha_normal").shallow_clone(), fx.get("alpha_reduce").shallow_clone()]);
     let x = fx.get("input");
-    let train = tch::no_grad(|| net.forward_arch(x, &alphas, true));
+    let train = tch::no_grad(|| net.forward_arch(x, &alphas, true).unwrap());
     assert_close(&train, fx.get("logits_train"), "supernet train logits");
     fx.assert_buffers_match(&vs);
-    let eval = tch::no_grad(|| net.forward_arch(x, &alphas, false));
+    let eval = tch::no_grad(|| net.forward_arch(x, &alphas, false).unwrap());
     assert_close(&eval, fx.get("logits_eval"), "supernet eval logits");
 }
 
@@ -102,10 +108,10 @@ fn supernet_matches_reference_in_train_then_eval_mode() {
 fn supernet_channels_last_gives_the_same_logits() {
     let (fx, _vs, mut net) = supernet_with_fixture();
     net.use_channels_last();
-    let alphas = [fx.get("alpha_normal").shallow_clone(), fx.get("alpha_reduce").shallow_clone()];
-    let train = tch::no_grad(|| net.forward_arch(fx.get("input"), &alphas, true));
+    let alphas = arch(&[fx.get("alpha_normal").shallow_clone(), fx.get("alpha_reduce").shallow_clone()]);
+    let train = tch::no_grad(|| net.forward_arch(fx.get("input"), &alphas, true).unwrap());
     assert_close(&train, fx.get("logits_train"), "channels-last supernet train logits");
-    let eval = tch::no_grad(|| net.forward_arch(fx.get("input"), &alphas, false));
+    let eval = tch::no_grad(|| net.forward_arch(fx.get("input"), &alphas, false).unwrap());
     assert_close(&eval, fx.get("logits_eval"), "channels-last supernet eval logits");
 }
 
@@ -115,11 +121,11 @@ fn supernet_output_shape_for_fashion_mnist_input() {
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Supernet::new(&vs.root(), SupernetConfig::new(4, 5, 1, 10));
     let x = Tensor::randn([3, 1, 28, 28], (Kind::Float, Device::Cpu));
-    let alphas = [
+    let alphas = arch(&[
         Tensor::rand([14, 8], (Kind::Float, Device::Cpu)),
         Tensor::rand([14, 8], (Kind::Float, Device::Cpu)),
-    ];
-    let logits = tch::no_grad(|| net.forward_arch(&x, &alphas, false));
+    ]);
+    let logits = tch::no_grad(|| net.forward_arch(&x, &alphas, false).unwrap());
     assert_eq!(logits.size(), [3, 10]);
 }
 
@@ -133,8 +139,8 @@ fn supernet_rejects_wrongly_shaped_alpha() {
         Tensor::rand([14, 7], (Kind::Float, Device::Cpu)),
         Tensor::rand([14, 8], (Kind::Float, Device::Cpu)),
     ];
-    assert!(net.try_forward_arch(&x, &alphas, false).is_err());
-    assert!(net.try_forward_arch(&x, &alphas[..1], false).is_err());
+    assert!(net.try_forward_arch(&x, &arch(&alphas), false).is_err());
+    assert!(net.try_forward_arch(&x, &arch(&alphas[1..]), false).is_err());
 }
 
 #[test]
@@ -164,11 +170,11 @@ fn nb201_supernet_matches_reference_in_train_then_eval_mode() {
     let config = Nb201Config { init_channels: 4, cells_per_stage: 1, ..Nb201Config::new(3, 10) };
     let net = Nb201Supernet::new(&vs.root(), config);
     fx.load_weights_into(&vs);
-    let alphas = [fx.get("alpha").shallow_clone()];
-    let train = tch::no_grad(|| net.forward_arch(fx.get("input"), &alphas, true));
+    let alphas = arch(&[fx.get("alpha").shallow_clone()]);
+    let train = tch::no_grad(|| net.forward_arch(fx.get("input"), &alphas, true).unwrap());
     assert_close(&train, fx.get("logits_train"), "NB201 train logits");
     fx.assert_buffers_match(&vs);
-    let eval = tch::no_grad(|| net.forward_arch(fx.get("input"), &alphas, false));
+    let eval = tch::no_grad(|| net.forward_arch(fx.get("input"), &alphas, false).unwrap());
     assert_close(&eval, fx.get("logits_eval"), "NB201 eval logits");
 }
 
@@ -178,7 +184,8 @@ fn nb201_supernet_output_shape_with_default_stages() {
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Nb201Supernet::new(&vs.root(), Nb201Config { init_channels: 4, ..Nb201Config::new(3, 100) });
     let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
-    let logits =
-        tch::no_grad(|| net.forward_arch(&x, &[Tensor::rand([6, 5], (Kind::Float, Device::Cpu))], true));
+    let logits = tch::no_grad(|| {
+        net.forward_arch(&x, &arch(&[Tensor::rand([6, 5], (Kind::Float, Device::Cpu))]), true).unwrap()
+    });
     assert_eq!(logits.size(), [2, 100]);
 }

@@ -260,7 +260,7 @@ impl CheckpointStore {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let name = format!("{GEN_PREFIX}{generation:06}");
-        let tmp = self.root.join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
+        let tmp = self.root.join(format!("{TMP_PREFIX}{name}-{}", crate::fs_atomic::unique_suffix()));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(io_err("remove stale directory", &tmp))?;
         }
@@ -277,7 +277,7 @@ impl CheckpointStore {
 
         let dir = self.dir_of(generation);
         let displaced = if dir.exists() {
-            let aside = self.root.join(format!("{OLD_PREFIX}{name}-{}", std::process::id()));
+            let aside = self.root.join(format!("{OLD_PREFIX}{name}-{}", crate::fs_atomic::unique_suffix()));
             fs::rename(&dir, &aside).map_err(io_err("move aside", &dir))?;
             Some(aside)
         } else {
@@ -356,7 +356,7 @@ impl CheckpointStore {
         }
         for dir in &doomed {
             let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let aside = self.root.join(format!("{OLD_PREFIX}{name}-{}", std::process::id()));
+            let aside = self.root.join(format!("{OLD_PREFIX}{name}-{}", crate::fs_atomic::unique_suffix()));
             fs::rename(dir, &aside).map_err(io_err("move aside", dir))?;
             fs::remove_dir_all(&aside).map_err(io_err("remove", &aside))?;
         }

@@ -24,9 +24,11 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let mut series = Vec::new();
     let mut histories = Vec::new();
     for (i, dir) in args.runs.iter().enumerate() {
-        let run = RunDir::open(dir)?;
-        let cfg = run.read_config()?;
-        let history = run.read_history().with_context(|| format!("reading {}", dir.display()))?;
+        let read = || -> Result<_, evnas::search::SearchError> {
+            let run = RunDir::open(dir)?;
+            Ok((run.read_config()?, run.read_history()?))
+        };
+        let (cfg, history) = read().with_context(|| format!("cannot compare {}", dir.display()))?;
         let label = format!(
             "{} ({})",
             dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),

@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use evnas::data::{test_plan, test_source, DatasetKind, PrefetchConfig, Producer, StopFlag};
 use evnas::model::{EvalDataset, EvalNetConfig, NetworkCifar, NetworkImageNet};
@@ -24,16 +23,16 @@ pub struct EvalArgs {
     #[arg(long)]
     weights: PathBuf,
     /// cifar10, cifar100, fashion-mnist or imagenet.
-    #[arg(long)]
-    dataset: String,
+    #[arg(long, value_parser = super::arg_values::dataset)]
+    dataset: DatasetKind,
     /// Directory of the test split (CIFAR-10: holding test_batch.bin; ImageNet: the val folder).
     #[arg(long)]
     data: PathBuf,
     /// Channels of the first cells (default: 36, or 48 for ImageNet).
-    #[arg(long)]
+    #[arg(long, value_parser = super::arg_values::init_channels)]
     init_channels: Option<i64>,
     /// Number of cells (default: 20, or 14 for ImageNet).
-    #[arg(long)]
+    #[arg(long, value_parser = super::arg_values::layers)]
     layers: Option<usize>,
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
@@ -46,7 +45,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
-    let kind = DatasetKind::from_str(&args.dataset)?;
+    let kind = args.dataset;
     let genotype = Genotype::load(&args.genotype)?;
     let device = resolve_device(&args.device)?;
     let tensors = read_weights(&args.weights)?;
@@ -68,9 +67,6 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     if let Some(l) = args.layers {
         config.layers = l;
     }
-    if config.layers < 3 || config.init_channels < 2 {
-        bail!("--layers must be at least 3 and --init-channels at least 2");
-    }
 
     let mut vs = VarStore::new(device);
     let forward: Box<dyn Fn(&tch::Tensor) -> tch::Tensor> = match kind {
@@ -85,7 +81,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     };
     load_into(&mut vs, tensors, &LoadOptions::default()).with_context(|| {
         format!(
-            "weights {} do not fit {} (C={}, {} layers, {} classes); check --genotype, --init-channels, --layers",
+            "cannot load {} into {} (C={}, {} layers, {} classes); check --genotype, --init-channels, --layers",
             args.weights.display(),
             args.genotype,
             config.init_channels,

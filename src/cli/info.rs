@@ -15,10 +15,10 @@ pub struct InfoArgs {
     #[arg(long, value_enum, default_value_t = DatasetArg::Cifar10)]
     dataset: DatasetArg,
     /// Channels of the first cells (default: 36 for CIFAR, 48 for ImageNet).
-    #[arg(long)]
+    #[arg(long, value_parser = super::arg_values::init_channels)]
     init_channels: Option<i64>,
     /// Number of cells (default: 20 for CIFAR, 14 for ImageNet).
-    #[arg(long)]
+    #[arg(long, value_parser = super::arg_values::layers)]
     layers: Option<usize>,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -47,11 +47,9 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<ExitCode> {
     let dataset = EvalDataset::from(args.dataset);
     let mut config = dataset.default_config();
     if let Some(c) = args.init_channels {
-        anyhow::ensure!(c > 0 && c % 2 == 0, "--init-channels must be a positive even number, got {c}");
         config.init_channels = c;
     }
     if let Some(l) = args.layers {
-        anyhow::ensure!(l >= 3, "--layers must be at least 3, got {l}");
         config.layers = l;
     }
     let counts = count_eval_network(&genotype, dataset, config);

@@ -1,5 +1,6 @@
 //! Subcommands of the `evnas` binary: each file parses its arguments and calls the library.
 
+pub mod arg_values;
 pub mod compare;
 pub mod doctor;
 pub mod eval;

@@ -4,12 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use evnas::search::{GenerationRecord, Phase, SearchEngine, SearchObserver};
+use evnas::stop::StopFlag;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args)]
@@ -35,10 +34,10 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = StopFlag::new();
     {
         let stop = stop.clone();
-        ctrlc_like_handler(move || stop.store(true, Ordering::Relaxed));
+        ctrlc_like_handler(move || stop.stop());
     }
 
     let mut engine = match &args.resume {
@@ -47,8 +46,15 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
                 Some(path) => Some(evnas::config::load(Some(path), &[])?),
                 None => None,
             };
-            let (engine, skipped) = SearchEngine::resume(dir, cfg, args.device.as_deref())
-                .with_context(|| format!("cannot resume {}", dir.display()))?;
+            let (engine, skipped) =
+                SearchEngine::resume(dir, cfg, args.device.as_deref()).with_context(|| {
+                    match &args.config {
+                        Some(config) => {
+                            format!("cannot resume {} with --config {}", dir.display(), config.display())
+                        }
+                        None => format!("cannot resume {}", dir.display()),
+                    }
+                })?;
             for why in skipped {
                 eprintln!("warning: {why}");
             }

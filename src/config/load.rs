@@ -17,7 +17,7 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
     let mut builder =
         config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
     if let Some(path) = file {
-        if !path.is_file() {
+        if !path.exists() {
             return Err(ConfigError::Missing { path: path.to_path_buf() });
         }
         // Read here rather than by `config::File::from(path)`, whose messages name the file by a
@@ -41,9 +41,15 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
     let merged = builder
         .build()
         .map_err(|e| ConfigError::Parse { source_name: describe(file, overrides), reason: e.to_string() })?;
-    let cfg: Config = merged
+    // Through a JSON tree so that serde_path_to_error can name the key at fault, unknown keys
+    // included (the config crate names only the section, and enums by their Rust type name).
+    let tree: serde_json::Value = merged
         .try_deserialize()
         .map_err(|e| ConfigError::Parse { source_name: describe(file, overrides), reason: e.to_string() })?;
+    let cfg: Config = serde_path_to_error::deserialize(&tree).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::Field { place: place_of(&key, file, overrides), reason: e.into_inner().to_string(), key }
+    })?;
     let problems = validate(&cfg);
     if !problems.is_empty() {
         return Err(ConfigError::Invalid { source_name: describe(file, overrides), problems });
@@ -58,6 +64,19 @@ fn describe(file: Option<&Path>, overrides: &[String]) -> String {
     } else {
         format!("{base} with --set {}", overrides.join(" --set "))
     }
+}
+
+/// Which layer set `key`: the last `--set` of it, else its `EVNAS__` variable, else the file.
+fn place_of(key: &str, file: Option<&Path>, overrides: &[String]) -> String {
+    let set = overrides.iter().rev().find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key));
+    if let Some(item) = set {
+        return format!("--set {item}");
+    }
+    let var = format!("EVNAS__{}", key.replace('.', "__").to_ascii_uppercase());
+    if std::env::var_os(&var).is_some() {
+        return format!("environment variable {var}");
+    }
+    describe(file, &[])
 }
 
 fn parse_scalar(text: &str) -> config::Value {

@@ -22,6 +22,9 @@ pub enum ConfigError {
     BadOverride { item: String, reason: String },
     #[error("cannot read {source_name}: {reason}")]
     Parse { source_name: String, reason: String },
+    /// `place`: the file, `--set KEY=VALUE` or `environment variable EVNAS__…`, whichever set it.
+    #[error("{place}: key `{key}`: {reason}")]
+    Field { place: String, key: String, reason: String },
     #[error("{source_name} has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
     Invalid { source_name: String, problems: Vec<String> },
 }

@@ -1,8 +1,8 @@
 //! Semantic checks beyond types; every problem is collected so the user fixes them in one go.
 
-use super::schema::{Config, SpaceKind};
+use std::str::FromStr;
 
-const DATASETS: [&str; 4] = ["cifar10", "cifar100", "fashion-mnist", "imagenet"];
+use super::schema::{Config, SpaceKind};
 
 /// Returns one line per problem, each naming the `section.key` at fault.
 pub fn validate(cfg: &Config) -> Vec<String> {
@@ -70,8 +70,12 @@ pub fn validate(cfg: &Config) -> Vec<String> {
     }
 
     let d = &cfg.data;
-    if !DATASETS.contains(&d.dataset.as_str()) {
-        p.push(format!("data.dataset = {:?}: must be one of {}", d.dataset, DATASETS.join(", ")));
+    if crate::data::DatasetKind::from_str(&d.dataset).is_err() {
+        p.push(format!(
+            "data.dataset = {:?}: must be one of {}",
+            d.dataset,
+            crate::data::DatasetKind::names()
+        ));
     }
     if !(d.train_portion > 0.0 && d.train_portion < 1.0) {
         p.push(format!("data.train_portion = {}: must lie strictly between 0 and 1", d.train_portion));

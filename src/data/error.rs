@@ -28,7 +28,7 @@ pub enum DataError {
     WrongImageSize { path: PathBuf, found_w: u32, found_h: u32, expected_w: u32, expected_h: u32 },
     #[error("{path}: no images found (expected one subfolder per class holding JPEG/PNG files)")]
     EmptyFolder { path: PathBuf },
-    #[error("unknown dataset {name:?} (expected cifar10, cifar100, fashion-mnist or imagenet)")]
+    #[error("unknown dataset {name:?} (expected one of {})", super::DatasetKind::names())]
     UnknownDataset { name: String },
     #[error("dataset {dataset} has no in-memory reader (it is decoded per batch from a folder)")]
     NotInMemory { dataset: &'static str },

@@ -25,6 +25,11 @@ impl DatasetKind {
     pub const ALL: [DatasetKind; 4] =
         [DatasetKind::Cifar10, DatasetKind::Cifar100, DatasetKind::FashionMnist, DatasetKind::ImageNet];
 
+    /// Every name, comma-separated: for messages that list what is accepted.
+    pub fn names() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::Cifar10 => "cifar10",

@@ -16,9 +16,10 @@ use super::dataset::InMemoryDataset;
 use super::device_split::DeviceSplit;
 use super::error::DataError;
 use super::kind::Normalization;
-use super::prefetch::{BatchStream, PrefetchConfig, Producer, StopFlag};
+use super::prefetch::{BatchStream, PrefetchConfig, Producer};
 use super::source::InMemorySource;
 use super::split::TrainValidSplit;
+use crate::stop::StopFlag;
 
 /// Settings of the two loaders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

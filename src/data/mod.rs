@@ -23,6 +23,7 @@ pub mod source;
 pub mod split;
 pub mod test_split;
 
+pub use crate::stop::StopFlag;
 pub use augment::CifarAugment;
 pub use batch::{Batch, EpochPlan};
 pub use cifar::{read_cifar10, read_cifar100, Cifar100Labels, SplitName};
@@ -34,7 +35,7 @@ pub use image_folder::ImageFolder;
 pub use imagenet_transform::ImageNetTransform;
 pub use kind::{DatasetKind, Normalization};
 pub use loader::{LoaderConfig, SplitLoaders};
-pub use prefetch::{BatchStream, PrefetchConfig, Producer, StopFlag};
+pub use prefetch::{BatchStream, PrefetchConfig, Producer};
 pub use source::{make_batch, BatchSource, ImageFolderSource, InMemorySource, PlanBatches};
 pub use split::{SplitConfig, TrainValidSplit};
 pub use test_split::{load_split, load_test_split, test_plan, test_source};

@@ -4,7 +4,7 @@
 //! and [`BatchStream`] measures that wait. A shared [`StopFlag`], a dropped stream, or the first error
 //! (delivered as a message) ends production.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::stop::StopFlag;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,24 +35,6 @@ pub struct PrefetchConfig {
 impl Default for PrefetchConfig {
     fn default() -> Self {
         PrefetchConfig { depth: 4, threads: 0, pin_memory: true }
-    }
-}
-
-/// A cooperative stop signal, cloned into every producer; checked once per batch.
-#[derive(Debug, Clone, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
-
-impl StopFlag {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::Acquire)
     }
 }
 

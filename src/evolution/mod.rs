@@ -39,6 +39,8 @@ pub enum EvolutionError {
     PopulationSize { expected: usize, got: usize },
     #[error("population is not sorted by fitness: position {index} (top1 {next}) beats position {} (top1 {previous})", index - 1)]
     NotSorted { index: usize, previous: f64, next: f64 },
+    #[error("no individual has id {id}")]
+    UnknownIndividual { id: u64 },
     #[error("genomes of individuals {left} and {right} differ in shape: {reason}")]
     GenomeMismatch { left: u64, right: u64, reason: String },
 }

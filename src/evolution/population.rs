@@ -6,7 +6,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::individual::{CellShape, Individual};
+use super::individual::{CellShape, Fitness, Individual};
 use super::EvolutionError;
 
 /// The individuals of one generation and the next unused individual id.
@@ -63,6 +63,14 @@ impl Population {
 
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Individual> {
         self.individuals.iter_mut().find(|i| i.id == id)
+    }
+
+    /// Records the fitness of individual `id`: by id, never by position, so that results coming
+    /// back in any order (from several evaluators) land on the right individual.
+    pub fn set_fitness(&mut self, id: u64, fitness: Fitness) -> Result<(), EvolutionError> {
+        let individual = self.get_mut(id).ok_or(EvolutionError::UnknownIndividual { id })?;
+        individual.fitness = Some(fitness);
+        Ok(())
     }
 
     /// Position and id of the first individual without a fitness, if any.

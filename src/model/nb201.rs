@@ -6,11 +6,11 @@
 //! residual reduction blocks. As in the DARTS supernet, α is an input of each forward and the
 //! `none` op (exactly zero) is not computed.
 
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Tensor};
 
 use super::layers::{BatchNorm2d, Conv2d, ConvSpec, Linear};
 use super::ops::{avg_pool_3x3, ReluConvBn};
-use super::{ModelError, OneShotModel};
+use super::{ArchWeights, CellWeights, ModelError, OneShotModel};
 use crate::space::{Nb201Op, NB201_PRIMITIVES};
 
 /// Shape of the NAS-Bench-201 supernet (reference `TinyNetwork` arguments).
@@ -102,7 +102,7 @@ impl SearchCell {
         Self { edges, max_nodes: config.max_nodes }
     }
 
-    fn forward(&self, x: &Tensor, weights: &[Vec<f32>], train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, weights: &CellWeights, train: bool) -> Tensor {
         let mut nodes = vec![x.shallow_clone()];
         let mut edge = 0;
         for _ in 1..self.max_nodes {
@@ -116,7 +116,7 @@ impl SearchCell {
                         EdgeOp::Conv(conv) => conv.forward_relu_applied(&relu_input, train),
                         EdgeOp::AvgPool => avg_pool_3x3(input, 1),
                     };
-                    let weighted = y * f64::from(weights[edge][*k]);
+                    let weighted = y * f64::from(weights.edge(edge)[*k]);
                     mixed = Some(match mixed {
                         None => weighted,
                         Some(m) => m + weighted,
@@ -220,28 +220,21 @@ impl Nb201Supernet {
         &self.config
     }
 
-    /// Forward with explicit α; errors when α has the wrong shape.
-    pub fn try_forward_arch(&self, x: &Tensor, alphas: &[Tensor], train: bool) -> Result<Tensor, ModelError> {
-        let [alpha] = alphas else {
-            return Err(ModelError::AlphaCount { expected: 1, got: alphas.len() });
+    /// Forward under an individual's architecture; errors when it does not fit this supernet.
+    pub fn try_forward_arch(
+        &self,
+        x: &Tensor,
+        arch: &ArchWeights,
+        train: bool,
+    ) -> Result<Tensor, ModelError> {
+        let [weights] = arch.expect(&["cell"], &[(self.config.edges_per_cell(), NB201_PRIMITIVES.len())])?
+        else {
+            return Err(ModelError::AlphaCount { expected: 1, got: arch.cells().len() });
         };
-        let expected = [self.config.edges_per_cell() as i64, NB201_PRIMITIVES.len() as i64];
-        if alpha.size() != expected {
-            return Err(ModelError::AlphaShape {
-                which: "cell",
-                expected: expected.to_vec(),
-                got: alpha.size(),
-            });
-        }
-        let weights = alpha.softmax(-1, Kind::Float).to_device(Device::Cpu);
-        let flat = Vec::<f32>::try_from(weights.flatten(0, -1))
-            .map_err(|e| ModelError::Torch { context: "reading softmax(alpha)", source: e })?;
-        let weights: Vec<Vec<f32>> = flat.chunks(NB201_PRIMITIVES.len()).map(<[f32]>::to_vec).collect();
-
         let mut feature = self.stem_bn.forward_t(&self.stem_conv.forward(x), train);
         for cell in &self.cells {
             feature = match cell {
-                Stage::Search(c) => c.forward(&feature, &weights, train),
+                Stage::Search(c) => c.forward(&feature, weights, train),
                 Stage::Reduce(r) => r.forward_t(&feature, train),
             };
         }
@@ -253,13 +246,7 @@ impl Nb201Supernet {
 }
 
 impl OneShotModel for Nb201Supernet {
-    /// # Panics
-    /// When `alphas` is not `[cell]` of shape `(edges_per_cell, 5)`; use
-    /// [`Nb201Supernet::try_forward_arch`] to get an error instead.
-    fn forward_arch(&self, x: &Tensor, alphas: &[Tensor], train: bool) -> Tensor {
-        match self.try_forward_arch(x, alphas, train) {
-            Ok(logits) => logits,
-            Err(err) => panic!("{err}"),
-        }
+    fn forward_arch(&self, x: &Tensor, arch: &ArchWeights, train: bool) -> Result<Tensor, ModelError> {
+        self.try_forward_arch(x, arch, train)
     }
 }

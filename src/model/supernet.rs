@@ -8,11 +8,11 @@
 //! exactly `w * 0`, so it is never computed; everything the edges leaving one state compute from
 //! that state alone is computed once per state (see [`EdgeInput`]).
 
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Tensor};
 
 use super::layers::{channels_last, BatchNorm2d, Conv2d, ConvSpec, Hw, Linear};
 use super::ops::{avg_pool_3x3, max_pool_3x3, FactorizedReduce, Op, ReluConvBn};
-use super::{ModelError, OneShotModel};
+use super::{ArchWeights, CellWeights, ModelError, OneShotModel};
 use crate::space::{DartsOp, DARTS_PRIMITIVES};
 
 /// Shape of the supernet (reference `Network(C, num_classes, layers, ...)` arguments).
@@ -234,7 +234,7 @@ impl SearchCell {
     }
 
     /// `weights`: softmax(α) rows, one per edge.
-    fn forward(&self, s0: &Tensor, s1: &Tensor, weights: &[Vec<f32>], train: bool) -> Tensor {
+    fn forward(&self, s0: &Tensor, s1: &Tensor, weights: &CellWeights, train: bool) -> Tensor {
         let mut states = vec![self.preprocess0.forward_t(s0, train), self.preprocess1.forward_t(s1, train)];
         let mut inputs: Vec<EdgeInput> =
             (0..2).map(|j| self.ops[self.first_edge_from(j)].edge_input(&states[j], train)).collect();
@@ -242,7 +242,7 @@ impl SearchCell {
         for node in 0..self.steps {
             let mut sum: Option<Tensor> = None;
             for (j, input) in inputs.iter().enumerate() {
-                let y = self.ops[edge + j].forward(input, &weights[edge + j], train);
+                let y = self.ops[edge + j].forward(input, weights.edge(edge + j), train);
                 sum = Some(match sum {
                     None => y,
                     Some(mut n) => {
@@ -391,31 +391,23 @@ impl Supernet {
         (total, self.classifier.macs())
     }
 
-    fn softmax_rows(&self, alpha: &Tensor, which: &'static str) -> Result<Vec<Vec<f32>>, ModelError> {
-        let expected = [self.config.edges_per_cell() as i64, DARTS_PRIMITIVES.len() as i64];
-        if alpha.size() != expected {
-            return Err(ModelError::AlphaShape { which, expected: expected.to_vec(), got: alpha.size() });
-        }
-        // The reference applies F.softmax to α on its device; the weights then act as scalars.
-        let weights = alpha.softmax(-1, Kind::Float).to_device(Device::Cpu);
-        let flat = Vec::<f32>::try_from(weights.flatten(0, -1))
-            .map_err(|e| ModelError::Torch { context: "reading softmax(alpha)", source: e })?;
-        Ok(flat.chunks(DARTS_PRIMITIVES.len()).map(<[f32]>::to_vec).collect())
-    }
-
-    /// Forward with explicit α; errors when an α has the wrong shape.
-    pub fn try_forward_arch(&self, x: &Tensor, alphas: &[Tensor], train: bool) -> Result<Tensor, ModelError> {
-        let [normal, reduce] = alphas else {
-            return Err(ModelError::AlphaCount { expected: 2, got: alphas.len() });
+    /// Forward under an individual's architecture; errors when it does not fit this supernet.
+    pub fn try_forward_arch(
+        &self,
+        x: &Tensor,
+        arch: &ArchWeights,
+        train: bool,
+    ) -> Result<Tensor, ModelError> {
+        let shape = (self.config.edges_per_cell(), DARTS_PRIMITIVES.len());
+        let [normal, reduce] = arch.expect(&["normal", "reduce"], &[shape, shape])? else {
+            return Err(ModelError::AlphaCount { expected: 2, got: arch.cells().len() });
         };
-        let normal = self.softmax_rows(normal, "normal")?;
-        let reduce = self.softmax_rows(reduce, "reduce")?;
         let x = if self.channels_last { channels_last(x) } else { x.shallow_clone() };
         let stem = self.stem_bn.forward_t(&self.stem_conv.forward(&x), train);
         let mut s0 = stem.shallow_clone();
         let mut s1 = stem;
         for cell in &self.cells {
-            let weights = if cell.reduction { &reduce } else { &normal };
+            let weights = if cell.reduction { reduce } else { normal };
             let out = cell.forward(&s0, &s1, weights, train);
             s0 = s1;
             s1 = out;
@@ -427,13 +419,7 @@ impl Supernet {
 }
 
 impl OneShotModel for Supernet {
-    /// # Panics
-    /// When `alphas` is not `[normal, reduce]` of shape `(edges_per_cell, 8)`; use
-    /// [`Supernet::try_forward_arch`] to get an error instead.
-    fn forward_arch(&self, x: &Tensor, alphas: &[Tensor], train: bool) -> Tensor {
-        match self.try_forward_arch(x, alphas, train) {
-            Ok(logits) => logits,
-            Err(err) => panic!("{err}"),
-        }
+    fn forward_arch(&self, x: &Tensor, arch: &ArchWeights, train: bool) -> Result<Tensor, ModelError> {
+        self.try_forward_arch(x, arch, train)
     }
 }

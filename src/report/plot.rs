@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::xml_escape;
 use crate::evolution::FitnessStats;
 
 /// Top-1 summary (percent) of one evaluated generation.
@@ -71,7 +72,7 @@ pub fn fitness_plot_svg(series: &[PlotSeries], title: &str) -> String {
         svg,
         r#"<text x="{:.1}" y="32" text-anchor="middle" font-size="18" font-weight="bold" fill="{INK}">{}</text>"#,
         LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
-        escape(title)
+        xml_escape(title)
     );
 
     let sorted: Vec<Vec<GenerationFitness>> = series
@@ -240,7 +241,7 @@ impl Ticks {
 }
 
 fn draw_set(svg: &mut String, frame: &Frame, set: &PlotSeries, points: &[GenerationFitness]) {
-    let _ = writeln!(svg, r#"<g class="series" data-label="{}">"#, escape(&set.label));
+    let _ = writeln!(svg, r#"<g class="series" data-label="{}">"#, xml_escape(&set.label));
     // Shade between best and worst where both are known.
     let banded: Vec<&GenerationFitness> =
         points.iter().filter(|p| p.best.is_finite() && p.worst.is_finite()).collect();
@@ -285,8 +286,11 @@ fn draw_legend(svg: &mut String, series: &[PlotSeries]) {
     let mut y = TOP + 8.0;
     svg.push_str("<g class=\"legend\" font-size=\"13\" fill=\"#333333\">\n");
     for set in series {
-        let _ =
-            writeln!(svg, r#"<text x="{x:.1}" y="{y:.1}" font-weight="bold">{}</text>"#, escape(&set.label));
+        let _ = writeln!(
+            svg,
+            r#"<text x="{x:.1}" y="{y:.1}" font-weight="bold">{}</text>"#,
+            xml_escape(&set.label)
+        );
         y += 20.0;
         let dash = if set.dashed { format!(r#" stroke-dasharray="{DASH}""#) } else { String::new() };
         for (name, colour, width) in METRICS {
@@ -307,21 +311,6 @@ fn draw_legend(svg: &mut String, series: &[PlotSeries]) {
 
 fn point_list(points: impl Iterator<Item = (f64, f64)>) -> String {
     points.map(|(x, y)| format!("{x:.1},{y:.1}")).collect::<Vec<_>>().join(" ")
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -4,29 +4,29 @@
 //! every generation boundary so that a resumed run ends exactly as an uninterrupted one.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{nn::VarStore, Device, Kind, Tensor};
+use tch::{nn::VarStore, Device};
 
 use crate::config::{BnMode, Config, Precision, SpaceKind, Strategy};
-use crate::evolution::{self, Fitness, GaParams, Population};
+use crate::evolution::{Fitness, Population};
 use crate::model::OneShotModel;
 use crate::space::AlphaMatrix;
+use crate::stop::StopFlag;
 use crate::train::fitness::{evaluate_in_parallel, evaluate_individual, FitnessJob, Replica};
 use crate::train::reduced_precision::Bf16Shadow;
-use crate::train::schedule::cosine_lr;
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::supernet_epoch::{train_epoch, EpochSettings};
 use crate::train::Tally;
 
 use super::checkpointing;
 use super::data::SearchData;
+use super::generation::{GenerationPlan, MeasuredFitness};
 use super::observer::{Phase, SearchObserver};
-use super::record::{GenerationRecord, IndividualRecord, TrainSummary};
+use super::record::{GenerationRecord, TrainSummary};
 use super::run_dir::RunDir;
 use super::seeds::{derive_seed, streams};
 use super::SearchError;
@@ -195,7 +195,7 @@ impl SearchEngine {
     pub fn run(
         &mut self,
         observer: &mut dyn SearchObserver,
-        stop: &AtomicBool,
+        stop: &StopFlag,
     ) -> Result<SearchResult, SearchError> {
         while !self.is_finished() {
             self.run_generation(observer, stop)?;
@@ -227,33 +227,72 @@ impl SearchEngine {
         self.state.population.get(last.best.id).map(|i| i.genome.clone()).ok_or(SearchError::NotFinished)
     }
 
-    /// One generation: train, evaluate, record, breed, checkpoint.
+    /// One generation: train, evaluate, record, breed, checkpoint (see [`GenerationPhase`]).
+    ///
+    /// [`GenerationPhase`]: super::generation::GenerationPhase
     pub fn run_generation(
         &mut self,
         observer: &mut dyn SearchObserver,
-        stop: &AtomicBool,
+        stop: &StopFlag,
     ) -> Result<GenerationRecord, SearchError> {
-        let g = self.state.next_generation;
-        let cfg = &self.cfg;
-        let lr = cosine_lr(cfg.train.learning_rate, cfg.train.learning_rate_min, g, cfg.search.generations);
-        let architectures = self.decoded_population()?;
+        let plan = self.state.plan(&self.cfg)?;
+        let train = self.train(&plan, observer, stop)?;
+        let started = Instant::now();
+        let fitness = self.measure_fitness(&plan, observer, stop)?;
+        let evaluation_seconds = started.elapsed().as_secs_f64();
+        let record = self.state.record(&self.cfg, &plan, train, &fitness, evaluation_seconds)?;
+        self.write_best()?;
+        self.run.write_history(&self.state.history, baseline_label(&self.cfg))?;
+        self.state.breed(&self.cfg)?;
+        let path = checkpointing::save(&self.run, &self.cfg, &self.vs, &self.opt, &self.state)?;
+        observer.generation_finished(&record, &path);
+        Ok(record)
+    }
 
-        // 1. Supernet training: one pass, batch i through individual i mod P.
+    /// Supernet training: one pass, batch i through individual i mod P.
+    fn train(
+        &mut self,
+        plan: &GenerationPlan,
+        observer: &mut dyn SearchObserver,
+        stop: &StopFlag,
+    ) -> Result<TrainSummary, SearchError> {
+        let g = plan.generation;
         observer.phase_started(g + 1, Phase::Train, self.data.num_train_batches() as u64);
+        let architectures = plan.architectures();
         let batches = self.data.train_batches(g)?;
-        let settings =
-            EpochSettings { lr, grad_clip: cfg.train.grad_clip, architectures: &architectures, stop };
+        let settings = EpochSettings {
+            lr: plan.learning_rate,
+            grad_clip: self.cfg.train.grad_clip,
+            architectures: &architectures,
+            stop,
+        };
         let report = train_epoch(self.model.as_ref(), &mut self.opt, &settings, batches, |i| {
             observer.advanced(Phase::Train, i as u64 + 1)
         })?;
-        let train_total = report.total();
+        let total = report.total();
+        Ok(TrainSummary {
+            batches: report.batches,
+            images: total.images,
+            loss: total.mean_loss(),
+            top1: total.top1(),
+            seconds: report.elapsed.as_secs_f64(),
+            data_wait_seconds: report.data_wait.as_secs_f64(),
+        })
+    }
 
-        // 2. Fitness: validation accuracy of each individual through its α^d.
-        let started = Instant::now();
-        let population_size = self.state.population.len();
-        observer.phase_started(g + 1, Phase::Evaluate, population_size as u64);
-        let train_mode_bn = cfg.fitness.batchnorm == BnMode::Batch;
-        let mut evaluated_images = 0;
+    /// Fitness: each individual's validation accuracy through its α^d and the shared weights.
+    fn measure_fitness(
+        &mut self,
+        plan: &GenerationPlan,
+        observer: &mut dyn SearchObserver,
+        stop: &StopFlag,
+    ) -> Result<Vec<MeasuredFitness>, SearchError> {
+        let g = plan.generation;
+        observer.phase_started(g + 1, Phase::Evaluate, plan.individuals.len() as u64);
+        let train_mode_bn = self.cfg.fitness.batchnorm == BnMode::Batch;
+        let mut measured = Vec::with_capacity(plan.individuals.len());
+        let measured_of =
+            |id: u64, tally: &Tally| MeasuredFitness { id, fitness: fitness_of(tally), images: tally.images };
         if self.replicas.is_empty() {
             let evaluator: &dyn OneShotModel = match &mut self.shadow {
                 Some(shadow) => {
@@ -262,111 +301,33 @@ impl SearchEngine {
                 }
                 None => self.model.as_ref(),
             };
-            for (i, arch) in architectures.iter().enumerate() {
-                let batches = self.data.valid_batches(g, i)?;
-                let tally = evaluate_individual(evaluator, arch, batches.iter(), train_mode_bn, stop)?;
-                evaluated_images += tally.images;
-                self.state.population.individuals[i].fitness = Some(fitness_of(&tally));
-                observer.advanced(Phase::Evaluate, i as u64 + 1);
+            for ind in &plan.individuals {
+                let batches = self.data.valid_batches(g, ind.position)?;
+                let tally =
+                    evaluate_individual(evaluator, &ind.architecture, batches.iter(), train_mode_bn, stop)?;
+                measured.push(measured_of(ind.id, &tally));
+                observer.advanced(Phase::Evaluate, measured.len() as u64);
             }
         } else {
             for replica in &mut self.replicas {
                 replica.vs.copy(&self.vs).map_err(|e| SearchError::Model(e.to_string()))?;
             }
             let data = &self.data;
-            let jobs = architectures.iter().enumerate().map(|(index, arch)| {
+            // Batches by position (the augmented option draws per position), results by id.
+            let jobs = plan.individuals.iter().map(|ind| {
                 Ok::<_, SearchError>(FitnessJob {
-                    index,
-                    architecture: arch.iter().map(Tensor::shallow_clone).collect(),
-                    batches: data.valid_batches(g, index)?.into_owned(),
+                    id: ind.id,
+                    architecture: ind.architecture.clone(),
+                    batches: data.valid_batches(g, ind.position)?.into_owned(),
                 })
             });
-            let individuals = &mut self.state.population.individuals;
-            let mut done = 0;
-            evaluate_in_parallel(&mut self.replicas, jobs, train_mode_bn, stop, |i, tally| {
-                evaluated_images += tally.images;
-                individuals[i].fitness = Some(fitness_of(tally));
-                done += 1;
-                observer.advanced(Phase::Evaluate, done);
+            evaluate_in_parallel(&mut self.replicas, jobs, train_mode_bn, stop, |id, tally| {
+                measured.push(measured_of(id, tally));
+                observer.advanced(Phase::Evaluate, measured.len() as u64);
+                Ok(())
             })?;
         }
-        let evaluation_seconds = started.elapsed().as_secs_f64();
-
-        // 3. Rank, record.
-        self.state.population.sort_by_fitness()?;
-        let individuals = self
-            .state
-            .population
-            .individuals
-            .iter()
-            .map(|ind| {
-                Ok(IndividualRecord {
-                    id: ind.id,
-                    parents: ind.parents.clone(),
-                    born: ind.born,
-                    architecture: self.space.describe(&ind.genome)?.text,
-                    fitness: ind.fitness.unwrap_or(Fitness {
-                        top1: f64::NAN,
-                        top5: f64::NAN,
-                        loss: f64::NAN,
-                    }),
-                })
-            })
-            .collect::<Result<Vec<_>, SearchError>>()?;
-        let record = GenerationRecord {
-            generation: g + 1,
-            learning_rate: lr,
-            train: TrainSummary {
-                batches: report.batches,
-                images: train_total.images,
-                loss: train_total.mean_loss(),
-                top1: train_total.top1(),
-                seconds: report.elapsed.as_secs_f64(),
-                data_wait_seconds: report.data_wait.as_secs_f64(),
-            },
-            evaluation_seconds,
-            evaluated_images,
-            fitness: self.state.population.fitness_stats()?,
-            best: individuals[0].clone(),
-            individuals,
-        };
-        self.state.history.push(record.clone());
-        self.write_best()?;
-        self.run.write_history(&self.state.history, baseline_label(&self.cfg))?;
-
-        // 4. Breed the next generation (the last generation's population is kept as the result).
-        if g + 1 < self.cfg.search.generations {
-            let params = GaParams {
-                population: self.cfg.search.population,
-                tournament_size: self.cfg.search.tournament_size,
-                elites: self.cfg.search.elites,
-                mutation_rate: self.cfg.search.mutation_rate,
-            };
-            let next_gen = (g + 1) as u32;
-            let breed = match self.cfg.search.strategy {
-                Strategy::Evolution => evolution::next_generation,
-                Strategy::Random => evolution::random_generation,
-            };
-            self.state.population = breed(&self.state.population, &params, next_gen, &mut self.state.ga_rng)?;
-        }
-        self.state.next_generation = g + 1;
-
-        // 5. Checkpoint the generation boundary.
-        let path = checkpointing::save(&self.run, &self.cfg, &self.vs, &self.opt, &self.state)?;
-        observer.generation_finished(&record, &path);
-        Ok(record)
-    }
-
-    fn decoded_population(&self) -> Result<Vec<Vec<Tensor>>, SearchError> {
-        self.state
-            .population
-            .individuals
-            .iter()
-            .map(|ind| {
-                let decoded = self.space.decode(&ind.genome)?;
-                Ok(decoded.iter().map(|a| alpha_tensor(a, self.device)).collect())
-            })
-            .collect()
+        Ok(measured)
     }
 
     fn write_best(&self) -> Result<(), SearchError> {
@@ -430,14 +391,6 @@ fn apply_threads(cfg: &Config) {
     if cfg.run.threads > 0 {
         tch::set_num_threads(cfg.run.threads as i32);
     }
-}
-
-/// An α matrix as an `[edges, ops]` f32 tensor on `device`.
-pub fn alpha_tensor(a: &AlphaMatrix, device: Device) -> Tensor {
-    Tensor::from_slice(a.values())
-        .view([a.edges() as i64, a.ops() as i64])
-        .to_kind(Kind::Float)
-        .to_device(device)
 }
 
 /// The bf16 evaluation copy, when the config asks for one.

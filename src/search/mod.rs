@@ -4,6 +4,7 @@
 mod checkpointing;
 pub mod data;
 pub mod engine;
+pub mod generation;
 mod model_factory;
 pub mod observer;
 pub mod record;
@@ -14,6 +15,7 @@ mod space;
 use std::path::PathBuf;
 
 pub use engine::{fitness_workers, resolve_device, SearchEngine, SearchResult, SearchState};
+pub use generation::{GenerationPhase, GenerationPlan, MeasuredFitness, PlannedIndividual};
 pub use observer::{Phase, SearchObserver, Silent};
 pub use record::{GenerationRecord, IndividualRecord};
 
@@ -27,9 +29,9 @@ pub enum SearchError {
     Io { path: PathBuf, reason: String },
     #[error("run directory {path} already holds a run; use --resume {path} or another --run-dir", path = path.display())]
     RunExists { path: PathBuf },
-    #[error("{path} is not a run directory (no config.json)", path = path.display())]
+    #[error("not a run directory (it has no config.json)")]
     NotARun { path: PathBuf },
-    #[error("the config differs from the one run {run} was started with; resume it without --config or with its own config.json", run = run.display())]
+    #[error("the config differs from the one the run was started with; resume without --config, or with {}", run.join("config.json").display())]
     ConfigChanged { run: PathBuf },
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),

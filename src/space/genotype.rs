@@ -295,8 +295,10 @@ mod tests {
 
         let bad_path = dir.path().join("bad.txt");
         std::fs::write(&bad_path, "Genotype(normal=[('sep_conv_4x4', 0)])").unwrap();
-        let err = Genotype::load(bad_path.to_str().unwrap()).unwrap_err().to_string();
-        assert!(err.contains("bad.txt") && err.contains("sep_conv_4x4"), "{err}");
+        // The message names the file; its source, the notation error, names the op.
+        let err =
+            format!("{:#}", anyhow::Error::from(Genotype::load(bad_path.to_str().unwrap()).unwrap_err()));
+        assert!(err.contains("bad.txt") && err.matches("sep_conv_4x4").count() == 1, "{err}");
 
         let bad_json = dir.path().join("bad.json");
         std::fs::write(&bad_json, r#"{"normal": [["sep_conv_3x3", 0]]}"#).unwrap();

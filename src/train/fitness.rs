@@ -1,14 +1,13 @@
 //! Fitness of each individual (reference: train_search.py `validation`): supernet accuracy
 //! through its decoded architecture on the validation split, without gradients.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use tch::nn::VarStore;
 use tch::Tensor;
 
 use super::accuracy::Tally;
 use super::TrainError;
-use crate::model::OneShotModel;
+use crate::model::{ArchWeights, OneShotModel};
+use crate::stop::StopFlag;
 
 /// Validation batches ready on the model's device (images normalised f32, labels i64).
 pub struct EvalBatch {
@@ -29,19 +28,19 @@ impl EvalBatch {
 /// `model.eval()` during the search); running statistics otherwise.
 pub fn evaluate_individual<'a>(
     model: &dyn OneShotModel,
-    architecture: &[Tensor],
+    architecture: &ArchWeights,
     batches: impl IntoIterator<Item = &'a EvalBatch>,
     train_mode_bn: bool,
-    stop: &AtomicBool,
+    stop: &StopFlag,
 ) -> Result<Tally, TrainError> {
     crate::fault::point("fitness.individual")?;
     let mut tally = Tally::default();
     tch::no_grad(|| {
         for batch in batches {
-            if stop.load(Ordering::Relaxed) {
+            if stop.is_stopped() {
                 return Err(TrainError::Interrupted);
             }
-            let logits = model.forward_arch(&batch.images, architecture, train_mode_bn);
+            let logits = model.forward_arch(&batch.images, architecture, train_mode_bn)?;
             let loss = logits.cross_entropy_for_logits(&batch.labels).double_value(&[]);
             tally.add(&logits, &batch.labels, loss);
         }
@@ -52,9 +51,9 @@ pub fn evaluate_individual<'a>(
 
 /// One individual's fitness measurement, handed to a worker thread.
 pub struct FitnessJob {
-    /// Position of the individual in the population, given back with its result.
-    pub index: usize,
-    pub architecture: Vec<Tensor>,
+    /// Id of the individual, given back with its result.
+    pub id: u64,
+    pub architecture: ArchWeights,
     pub batches: Vec<EvalBatch>,
 }
 
@@ -65,7 +64,8 @@ pub struct Replica {
 }
 
 /// Measures the individuals of `jobs` on one thread per replica, each running libtorch on a
-/// single intra-op thread; `on_done(index, tally)` runs on the calling thread as results arrive.
+/// single intra-op thread; `on_done(id, tally)` runs on the calling thread as results arrive (its
+/// error, like a worker's, stops the handing out of jobs and is returned).
 ///
 /// Why: the supernet's tensors are small (8 to 64 channels), so libtorch's intra-op threads spend
 /// much of a forward waiting at barriers, while whole individuals in parallel keep every core
@@ -82,8 +82,8 @@ pub fn evaluate_in_parallel<E>(
     replicas: &mut [Replica],
     jobs: impl IntoIterator<Item = Result<FitnessJob, E>>,
     train_mode_bn: bool,
-    stop: &AtomicBool,
-    mut on_done: impl FnMut(usize, &Tally),
+    stop: &StopFlag,
+    mut on_done: impl FnMut(u64, &Tally) -> Result<(), E>,
 ) -> Result<(), E>
 where
     E: From<TrainError>,
@@ -92,7 +92,7 @@ where
     let workers = replicas.len();
     let intra_op_threads = tch::get_num_threads();
     let (job_tx, job_rx) = crossbeam_channel::unbounded::<FitnessJob>();
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, Result<Tally, TrainError>)>();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(u64, Result<Tally, TrainError>)>();
     let outcome = std::thread::scope(|scope| {
         for replica in replicas.iter_mut() {
             let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
@@ -107,7 +107,7 @@ where
                         stop,
                     );
                     let failed = result.is_err();
-                    if done_tx.send((job.index, result)).is_err() || failed {
+                    if done_tx.send((job.id, result)).is_err() || failed {
                         break;
                     }
                 }
@@ -116,7 +116,11 @@ where
         drop((job_rx, done_tx));
         let mut first_error: Option<E> = None;
         let mut receive = |first_error: &mut Option<E>| match done_rx.recv() {
-            Ok((index, Ok(tally))) => on_done(index, &tally),
+            Ok((id, Ok(tally))) => {
+                if let Err(e) = on_done(id, &tally) {
+                    first_error.get_or_insert(e);
+                }
+            }
             Ok((_, Err(e))) => {
                 first_error.get_or_insert(E::from(e));
             }

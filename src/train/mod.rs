@@ -23,5 +23,7 @@ pub enum TrainError {
     #[error("loss is not finite at batch {batch} (individual {individual}); lower train.learning_rate")]
     NonFiniteLoss { batch: usize, individual: usize },
     #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
     Fault(#[from] crate::fault::InjectedFault),
 }

@@ -7,7 +7,7 @@
 
 use tch::{nn::VarStore, Kind, TchError, Tensor};
 
-use crate::model::OneShotModel;
+use crate::model::{ArchWeights, ModelError, OneShotModel};
 
 /// A bf16 copy of a one-shot model, evaluated with bf16 inputs and returning f32 logits.
 ///
@@ -41,9 +41,9 @@ impl Bf16Shadow {
 
 impl OneShotModel for Bf16Shadow {
     /// `x` f32 or bf16 `(N, C, H, W)` -> f32 logits `(N, classes)`.
-    fn forward_arch(&self, x: &Tensor, alphas: &[Tensor], train: bool) -> Tensor {
-        let logits = self.model.forward_arch(&x.to_kind(Kind::BFloat16), alphas, train);
-        logits.to_kind(Kind::Float)
+    fn forward_arch(&self, x: &Tensor, arch: &ArchWeights, train: bool) -> Result<Tensor, ModelError> {
+        let logits = self.model.forward_arch(&x.to_kind(Kind::BFloat16), arch, train)?;
+        Ok(logits.to_kind(Kind::Float))
     }
 }
 
@@ -106,10 +106,11 @@ mod tests {
         let mut shadow = Bf16Shadow::new(shadow_vs, Box::new(shadow_net));
         shadow.refresh_from(&vs).unwrap();
         let alpha = Tensor::zeros([14, 8], (Kind::Float, Device::Cpu));
-        let alphas = [alpha.shallow_clone(), alpha];
+        let arch = ArchWeights::from_alphas(&[alpha.shallow_clone(), alpha]).unwrap();
         let x = Tensor::randn([4, 1, 8, 8], (Kind::Float, Device::Cpu));
-        let (fp32, bf16) =
-            tch::no_grad(|| (net.forward_arch(&x, &alphas, true), shadow.forward_arch(&x, &alphas, true)));
+        let (fp32, bf16) = tch::no_grad(|| {
+            (net.forward_arch(&x, &arch, true).unwrap(), shadow.forward_arch(&x, &arch, true).unwrap())
+        });
         assert_eq!(bf16.kind(), Kind::Float);
         let scale = fp32.abs().max().double_value(&[]);
         let diff = (&fp32 - &bf16).abs().max().double_value(&[]);

@@ -1,16 +1,14 @@
 //! One generation of supernet training (reference: train_search.py `train`): one pass over the
 //! training split, batch i trained through the decoded architecture of individual i mod P.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-use tch::Tensor;
 
 use super::accuracy::Tally;
 use super::sgd::Sgd;
 use super::TrainError;
 use crate::data::Batch;
-use crate::model::OneShotModel;
+use crate::model::{ArchWeights, OneShotModel};
+use crate::stop::StopFlag;
 
 /// What one generation's training did.
 #[derive(Debug, Clone, Default)]
@@ -37,9 +35,9 @@ impl EpochReport {
 pub struct EpochSettings<'a> {
     pub lr: f64,
     pub grad_clip: f64,
-    /// Per individual, its decoded α matrices on the model's device.
-    pub architectures: &'a [Vec<Tensor>],
-    pub stop: &'a AtomicBool,
+    /// Per individual, the op weights of its decoded architecture.
+    pub architectures: &'a [ArchWeights],
+    pub stop: &'a StopFlag,
 }
 
 /// Trains `model` on every batch of `batches`; `on_batch` is called after each with its index.
@@ -62,7 +60,7 @@ where
     let mut report = EpochReport { per_individual: vec![Tally::default(); population], ..Default::default() };
     let mut iter = batches.into_iter();
     loop {
-        if settings.stop.load(Ordering::Relaxed) {
+        if settings.stop.is_stopped() {
             return Err(TrainError::Interrupted);
         }
         let wait_start = Instant::now();
@@ -73,7 +71,7 @@ where
         let step = report.batches;
         let who = step % population;
         opt.zero_grad();
-        let logits = model.forward_arch(&batch.images, &settings.architectures[who], true);
+        let logits = model.forward_arch(&batch.images, &settings.architectures[who], true)?;
         let loss = logits.cross_entropy_for_logits(&batch.labels);
         // Checked before the step, so that a diverged batch never reaches the weights.
         let loss_value = loss.double_value(&[]);

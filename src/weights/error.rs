@@ -31,8 +31,25 @@ impl fmt::Display for LoadProblem {
 }
 
 /// Joins problems for the error message: all of them, not just the first.
+/// Joins problems for the error message: the first few in full, then how many more of each
+/// kind (weights for another network give hundreds, which no one reads on one line).
 fn list_problems(problems: &[LoadProblem]) -> String {
-    problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
+    const SHOWN: usize = 8;
+    let mut text = problems.iter().take(SHOWN).map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
+    if problems.len() > SHOWN {
+        let rest = &problems[SHOWN..];
+        let count = |f: fn(&LoadProblem) -> bool| rest.iter().filter(|p| f(p)).count();
+        let kinds = [
+            (count(|p| matches!(p, LoadProblem::Missing { .. })), "missing"),
+            (count(|p| matches!(p, LoadProblem::Unexpected { .. })), "unexpected"),
+            (count(|p| matches!(p, LoadProblem::ShapeMismatch { .. })), "with another shape"),
+            (count(|p| matches!(p, LoadProblem::Duplicate { .. })), "given twice"),
+        ];
+        let kinds: Vec<String> =
+            kinds.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
+        text.push_str(&format!("; and {} more ({})", rest.len(), kinds.join(", ")));
+    }
+    text
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,9 @@ pub fn read_torch_file(path: impl AsRef<Path>) -> Result<TorchObject, WeightsErr
     let path = path.as_ref();
     let data =
         std::fs::read(path).map_err(|source| WeightsError::Io { op: "read", path: path.into(), source })?;
+    if data.is_empty() {
+        return Err(WeightsError::Format { path: path.into(), reason: "the file is empty".into() });
+    }
     if data.starts_with(b"PK\x03\x04") {
         read_zip(path, &data)
     } else {

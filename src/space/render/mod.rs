@@ -32,6 +32,8 @@ pub enum RenderError {
     Invalid(#[from] InvalidGenotype),
     #[error("cannot write picture {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot create directory {}", path.display())]
+    CreateDir { path: PathBuf, source: std::io::Error },
 }
 
 /// The drawable graph of one cell. States 0 and 1 are the inputs, 2.. the intermediate nodes,
@@ -90,7 +92,8 @@ impl CellGraph {
 /// file names) into `dir`, creating it if needed; returns the paths written.
 pub fn write_genotype_pictures(genotype: &Genotype, dir: &Path) -> Result<Vec<PathBuf>, RenderError> {
     genotype.validate()?;
-    std::fs::create_dir_all(dir).map_err(|source| RenderError::Io { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| RenderError::CreateDir { path: dir.to_path_buf(), source })?;
     let mut written = Vec::with_capacity(4);
     for (cell, stem, title) in
         [(CellKind::Normal, "normal", "normal cell"), (CellKind::Reduce, "reduction", "reduction cell")]

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::layout::{layout, CellLayout, PlacedEdge};
 use super::{CellGraph, RenderError};
+use crate::report::xml_escape;
 use crate::space::genotype::Gene;
 
 const MARGIN: f64 = 18.0;
@@ -35,7 +36,7 @@ fn draw(graph: &CellGraph, layout: &CellLayout, title: &str) -> String {
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.1} {height:.1}">"#
     );
-    let _ = writeln!(svg, "<title>{}</title>", escape(title));
+    let _ = writeln!(svg, "<title>{}</title>", xml_escape(title));
     let _ = writeln!(
         svg,
         r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555555"/></marker></defs>"##
@@ -47,7 +48,7 @@ fn draw(graph: &CellGraph, layout: &CellLayout, title: &str) -> String {
             r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-family="{NODE_FONT}" font-size="20" font-weight="bold">{}</text>"#,
             width / 2.0,
             MARGIN + 18.0,
-            escape(title)
+            xml_escape(title)
         );
     }
     let _ = writeln!(svg, r#"<g transform="translate({MARGIN:.1},{:.1})">"#, MARGIN + title_h);
@@ -73,7 +74,7 @@ fn draw(graph: &CellGraph, layout: &CellLayout, title: &str) -> String {
             r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-family="{LABEL_FONT}" font-size="13" fill="#222222">{}</text>"##,
             label.cx,
             label.cy + 4.5,
-            escape(&label.text)
+            xml_escape(&label.text)
         );
     }
     for node in &layout.nodes {
@@ -130,21 +131,6 @@ fn path_data(edge: &PlacedEdge) -> String {
         }
     }
     d
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

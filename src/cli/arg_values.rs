@@ -1,0 +1,27 @@
+//! Parsers for argument values with rules of their own, so that clap rejects a bad value as
+//! bad usage (exit 2, with the flag named) before anything runs.
+
+use std::str::FromStr;
+
+use evnas::data::DatasetKind;
+
+/// `--dataset`: one of the dataset names evnas reads.
+pub fn dataset(text: &str) -> Result<DatasetKind, String> {
+    DatasetKind::from_str(text).map_err(|e| e.to_string())
+}
+
+/// `--init-channels` of an evaluation network: a positive even number (cells split channels in two).
+pub fn init_channels(text: &str) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(c) if c > 0 && c % 2 == 0 => Ok(c),
+        _ => Err(format!("expected a positive even number, got {text}")),
+    }
+}
+
+/// `--layers` of an evaluation network: at least 3 (the reduction cells sit at 1/3 and 2/3).
+pub fn layers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(l) if l >= 3 => Ok(l),
+        _ => Err(format!("expected a number of at least 3, got {text}")),
+    }
+}

@@ -1,0 +1,158 @@
+//! One generation as plain transitions of the search state (Sinha & Chen 2021, Algorithm 1):
+//! [`SearchState::plan`] → (supernet training, fitness: done by whoever owns the weights) →
+//! [`SearchState::record`] → [`SearchState::breed`]. The state machine knows no tensor beyond
+//! the host-side architectures it hands out and no thread: the engine calls these in order, and
+//! so can a controller actor, with training and fitness measured elsewhere.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Strategy};
+use crate::evolution::{self, Fitness, GaParams};
+use crate::model::ArchWeights;
+use crate::train::schedule::cosine_lr;
+
+use super::engine::SearchState;
+use super::record::{GenerationRecord, IndividualRecord, TrainSummary};
+use super::SearchError;
+
+/// The phases of one generation, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GenerationPhase {
+    /// One pass over the training split, batch i through individual i mod P.
+    Train,
+    /// Validation accuracy of every individual through the shared weights.
+    Evaluate,
+    /// Rank by fitness, record the generation.
+    Record,
+    /// Elitism, tournament selection, crossover, mutation.
+    Breed,
+    /// The state at the generation boundary made durable.
+    Checkpoint,
+}
+
+/// One individual as training and fitness need it: owned data, ready to travel to a thread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedIndividual {
+    pub id: u64,
+    /// Position in the population: training batch i goes to position i mod P, and the augmented
+    /// validation option draws per position.
+    pub position: usize,
+    /// Softmax weights of the decoded architecture α^d.
+    pub architecture: ArchWeights,
+}
+
+/// What one generation will train and measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationPlan {
+    /// 0-based.
+    pub generation: usize,
+    pub learning_rate: f64,
+    pub individuals: Vec<PlannedIndividual>,
+}
+
+impl GenerationPlan {
+    /// The architectures in population order (training batch i uses entry i mod P).
+    pub fn architectures(&self) -> Vec<ArchWeights> {
+        self.individuals.iter().map(|i| i.architecture.clone()).collect()
+    }
+}
+
+/// One individual's measured fitness, by id.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeasuredFitness {
+    pub id: u64,
+    pub fitness: Fitness,
+    pub images: u64,
+}
+
+impl SearchState {
+    /// The plan of generation `next_generation`: its learning rate (cosine over the configured
+    /// generations, as the reference's scheduler steps once per generation) and each individual's
+    /// decoded architecture.
+    pub fn plan(&self, cfg: &Config) -> Result<GenerationPlan, SearchError> {
+        let g = self.next_generation;
+        let learning_rate =
+            cosine_lr(cfg.train.learning_rate, cfg.train.learning_rate_min, g, cfg.search.generations);
+        let individuals = self
+            .population
+            .individuals
+            .iter()
+            .enumerate()
+            .map(|(position, ind)| {
+                let decoded = cfg.search.space.decode(&ind.genome)?;
+                let architecture =
+                    ArchWeights::from_matrices(&decoded).map_err(|e| SearchError::Model(e.to_string()))?;
+                Ok(PlannedIndividual { id: ind.id, position, architecture })
+            })
+            .collect::<Result<Vec<_>, SearchError>>()?;
+        Ok(GenerationPlan { generation: g, learning_rate, individuals })
+    }
+
+    /// Records the measured generation: fitness by id (in any order), the population ranked best
+    /// first, the generation appended to the history.
+    pub fn record(
+        &mut self,
+        cfg: &Config,
+        plan: &GenerationPlan,
+        train: TrainSummary,
+        fitness: &[MeasuredFitness],
+        evaluation_seconds: f64,
+    ) -> Result<GenerationRecord, SearchError> {
+        for measured in fitness {
+            self.population.set_fitness(measured.id, measured.fitness)?;
+        }
+        self.population.sort_by_fitness()?;
+        let space = cfg.search.space;
+        let individuals = self
+            .population
+            .individuals
+            .iter()
+            .enumerate()
+            .map(|(index, ind)| {
+                let fitness =
+                    ind.fitness.ok_or(evolution::EvolutionError::MissingFitness { id: ind.id, index })?;
+                Ok(IndividualRecord {
+                    id: ind.id,
+                    parents: ind.parents.clone(),
+                    born: ind.born,
+                    architecture: space.describe(&ind.genome)?.text,
+                    fitness,
+                })
+            })
+            .collect::<Result<Vec<_>, SearchError>>()?;
+        let record = GenerationRecord {
+            generation: plan.generation + 1,
+            learning_rate: plan.learning_rate,
+            train,
+            evaluation_seconds,
+            evaluated_images: fitness.iter().map(|m| m.images).sum(),
+            fitness: self.population.fitness_stats()?,
+            best: individuals[0].clone(),
+            individuals,
+        };
+        self.history.push(record.clone());
+        Ok(record)
+    }
+
+    /// Breeds the next generation (the last generation's population is kept as the result) and
+    /// moves to the next generation boundary.
+    pub fn breed(&mut self, cfg: &Config) -> Result<(), SearchError> {
+        let g = self.next_generation;
+        if g + 1 < cfg.search.generations {
+            let params = GaParams {
+                population: cfg.search.population,
+                tournament_size: cfg.search.tournament_size,
+                elites: cfg.search.elites,
+                mutation_rate: cfg.search.mutation_rate,
+            };
+            let breed = match cfg.search.strategy {
+                Strategy::Evolution => evolution::next_generation,
+                Strategy::Random => evolution::random_generation,
+            };
+            self.population = breed(&self.population, &params, (g + 1) as u32, &mut self.ga_rng)?;
+        }
+        self.next_generation = g + 1;
+        Ok(())
+    }
+}
