@@ -21,6 +21,7 @@
 //! AVX-512 BF16 libtorch's bf16 depthwise convolutions are very slow and a full fitness batch
 //! would dominate the run.
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -219,9 +220,9 @@ fn eval_throughput(model: &dyn OneShotModel, setup: &Setup, batch_size: i64, ite
     let batch = EvalBatch { images, labels };
     let stop = StopFlag::new();
     let arch = &population(1, 2)?[0];
-    evaluate_individual(model, arch, [&batch], true, &stop)?;
+    evaluate_individual(model, arch, [Ok::<_, Infallible>(&batch)], true, &stop)?;
     let started = Instant::now();
-    evaluate_individual(model, arch, std::iter::repeat_n(&batch, iters), true, &stop)?;
+    evaluate_individual(model, arch, std::iter::repeat_n(Ok::<_, Infallible>(&batch), iters), true, &stop)?;
     Ok((batch_size as usize * iters) as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -254,7 +255,9 @@ fn parallel_eval_throughput(
                 Ok::<_, anyhow::Error>(FitnessJob {
                     id: index as u64,
                     architecture: arch.clone(),
-                    batches: (0..batches).map(|_| batch.shallow_clone()).collect(),
+                    batches: Box::new(
+                        (0..batches).map(|_| Ok(batch.shallow_clone())).collect::<Vec<_>>().into_iter(),
+                    ),
                 })
             })
             .collect::<Vec<_>>()
@@ -323,7 +326,7 @@ fn fitness_tau(setup: &Setup, channels_last: bool, args: &Args) -> Result<TauRes
     let (mut top1, mut loss) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for arch in &individuals {
         for (k, model) in [&net as &dyn OneShotModel, &shadow].into_iter().enumerate() {
-            let tally = evaluate_individual(model, arch, &valid, true, &stop)?;
+            let tally = evaluate_individual(model, arch, valid.iter().map(Ok::<_, Infallible>), true, &stop)?;
             top1[k].push(tally.top1());
             // Lower loss is better: negate so both lists rank "higher is fitter".
             loss[k].push(-tally.mean_loss());

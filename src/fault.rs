@@ -4,7 +4,8 @@
 //! Compiled only with the `fault-injection` feature (the test suite's builds; never the binary
 //! users run), on tikv's `fail` crate: a test sets `FAILPOINTS="NAME=ACTIONS"`, e.g.
 //! `FAILPOINTS="train.batch=13*off->return(kill)"` kills the process with SIGKILL at the 14th
-//! training batch, `return(error)` makes the point fail with [`InjectedFault`], `panic` panics.
+//! training batch, `return(sigterm)` sends the process SIGTERM (as `systemctl stop` would) and
+//! goes on, `return(error)` makes the point fail with [`InjectedFault`], `panic` panics.
 //!
 //! Points: `train.batch` (before each training step), `fitness.individual` (before each
 //! individual's fitness), `checkpoint.write` (payload written, not yet renamed into place),
@@ -34,6 +35,11 @@ fn act(point: &'static str, arg: Option<&str>) -> Result<(), InjectedFault> {
             // SAFETY: getpid and kill have no preconditions.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
             unreachable!("SIGKILL did not end the process")
+        }
+        Some("sigterm") => {
+            // SAFETY: getpid and kill have no preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            Ok(())
         }
         _ => Err(InjectedFault { point }),
     }

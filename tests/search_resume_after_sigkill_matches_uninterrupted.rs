@@ -60,6 +60,25 @@ fn killed_at_every_kind_of_point_then_resumed_equals_uninterrupted_run() {
 }
 
 #[test]
+fn sigterm_stops_at_the_next_batch_with_exit_130_and_the_run_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    let reference = tmp.path().join("uninterrupted");
+    run_ok(&mut search_command(&config, &reference, &[]));
+    let stopped = tmp.path().join("stopped");
+    // SIGTERM during generation 2's training (6 batches a generation).
+    let out = search_command(&config, &stopped, &[])
+        .env("FAILPOINTS", "train.batch=7*off->1*return(sigterm)")
+        .output()
+        .expect("run evnas");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("resume with: evnas search --resume"), "{stderr}");
+    resume(&stopped);
+    assert_same_search(&stopped, &reference);
+}
+
+#[test]
 fn paper_shaped_supernet_checkpoints_and_resumes_in_both_layouts() {
     // 3 input channels and C=16 (the paper's stem and width) on CIFAR-10 files: the layouts where
     // channels-last tensors are not contiguous, which a checkpoint must save all the same.

@@ -14,7 +14,7 @@ use crate::data::{
     load_split, Batch, DataError, DatasetKind, LoaderConfig, PrefetchConfig, SplitConfig, SplitLoaders,
     SplitName, StopFlag,
 };
-use crate::train::fitness::EvalBatch;
+use crate::train::fitness::{EvalBatch, OwnedBatches};
 
 use super::seeds::{derive_seed, streams};
 use super::SearchError;
@@ -33,23 +33,18 @@ pub struct SearchData {
 pub enum ValidBatches<'a> {
     /// The same device-resident batches for everyone (clean images).
     Fixed(&'a [EvalBatch]),
-    /// Freshly augmented batches (the reference's behaviour).
-    Fresh(Vec<EvalBatch>),
+    /// Freshly augmented batches (the reference's behaviour), produced as they are consumed.
+    Fresh(OwnedBatches),
 }
 
 impl ValidBatches<'_> {
-    pub fn iter(&self) -> std::slice::Iter<'_, EvalBatch> {
-        match self {
-            ValidBatches::Fixed(b) => b.iter(),
-            ValidBatches::Fresh(b) => b.iter(),
-        }
-    }
-
     /// Batches a fitness worker thread can own (the fixed ones share their storage).
-    pub fn into_owned(self) -> Vec<EvalBatch> {
+    pub fn into_owned(self) -> OwnedBatches {
         match self {
-            ValidBatches::Fixed(b) => b.iter().map(EvalBatch::shallow_clone).collect(),
-            ValidBatches::Fresh(b) => b,
+            ValidBatches::Fixed(b) => {
+                Box::new(b.iter().map(EvalBatch::shallow_clone).map(Ok).collect::<Vec<_>>().into_iter())
+            }
+            ValidBatches::Fresh(stream) => stream,
         }
     }
 }
@@ -144,12 +139,10 @@ impl SearchData {
         // individual iterates the augmenting valid_queue anew.
         let epoch = generation * self.population + individual;
         let stream = self.loaders.valid_epoch(epoch, StopFlag::new())?;
-        let batches = stream
-            .map(|b| {
-                let b = b?.to_device(self.device)?;
-                Ok(EvalBatch { images: b.images, labels: b.labels })
-            })
-            .collect::<Result<Vec<_>, DataError>>()?;
-        Ok(ValidBatches::Fresh(batches))
+        let device = self.device;
+        Ok(ValidBatches::Fresh(Box::new(stream.map(move |b| {
+            let b = b?.to_device(device)?;
+            Ok(EvalBatch { images: b.images, labels: b.labels })
+        }))))
     }
 }

@@ -23,13 +23,14 @@ use crate::train::supernet_epoch::{train_epoch, EpochSettings};
 use crate::train::Tally;
 
 use super::checkpointing;
-use super::data::SearchData;
+use super::data::{SearchData, ValidBatches};
 use super::generation::{GenerationPlan, MeasuredFitness};
 use super::observer::{Phase, SearchObserver};
 use super::record::{GenerationRecord, TrainSummary};
 use super::run_dir::RunDir;
 use super::seeds::{derive_seed, streams};
 use super::SearchError;
+use crate::data::DataError;
 
 /// Everything that evolves during a search besides the supernet weights and momentum.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -302,9 +303,15 @@ impl SearchEngine {
                 None => self.model.as_ref(),
             };
             for ind in &plan.individuals {
-                let batches = self.data.valid_batches(g, ind.position)?;
-                let tally =
-                    evaluate_individual(evaluator, &ind.architecture, batches.iter(), train_mode_bn, stop)?;
+                let tally = match self.data.valid_batches(g, ind.position)? {
+                    ValidBatches::Fixed(batches) => {
+                        let batches = batches.iter().map(Ok::<_, DataError>);
+                        evaluate_individual(evaluator, &ind.architecture, batches, train_mode_bn, stop)?
+                    }
+                    ValidBatches::Fresh(batches) => {
+                        evaluate_individual(evaluator, &ind.architecture, batches, train_mode_bn, stop)?
+                    }
+                };
                 measured.push(measured_of(ind.id, &tally));
                 observer.advanced(Phase::Evaluate, measured.len() as u64);
             }

@@ -1,11 +1,14 @@
 //! Fitness of each individual (reference: train_search.py `validation`): supernet accuracy
 //! through its decoded architecture on the validation split, without gradients.
 
+use std::borrow::Borrow;
+
 use tch::nn::VarStore;
 use tch::Tensor;
 
 use super::accuracy::Tally;
 use super::TrainError;
+use crate::data::DataError;
 use crate::model::{ArchWeights, OneShotModel};
 use crate::stop::StopFlag;
 
@@ -22,17 +25,22 @@ impl EvalBatch {
     }
 }
 
-/// Measures one individual over `batches`.
+/// Measures one individual over `batches`: held ones (`&EvalBatch`) or a stream of owned ones
+/// as they are produced, each `Ok`, or an `Err` that ends the measurement.
 ///
 /// `train_mode_bn` keeps BatchNorm on batch statistics, as the reference (which never calls
 /// `model.eval()` during the search); running statistics otherwise.
-pub fn evaluate_individual<'a>(
+pub fn evaluate_individual<B, E>(
     model: &dyn OneShotModel,
     architecture: &ArchWeights,
-    batches: impl IntoIterator<Item = &'a EvalBatch>,
+    batches: impl IntoIterator<Item = Result<B, E>>,
     train_mode_bn: bool,
     stop: &StopFlag,
-) -> Result<Tally, TrainError> {
+) -> Result<Tally, TrainError>
+where
+    B: Borrow<EvalBatch>,
+    E: std::fmt::Display,
+{
     crate::fault::point("fitness.individual")?;
     let mut tally = Tally::default();
     tch::no_grad(|| {
@@ -40,6 +48,8 @@ pub fn evaluate_individual<'a>(
             if stop.is_stopped() {
                 return Err(TrainError::Interrupted);
             }
+            let batch = batch.map_err(|e| TrainError::Data { reason: e.to_string() })?;
+            let batch = batch.borrow();
             let logits = model.forward_arch(&batch.images, architecture, train_mode_bn)?;
             let loss = logits.cross_entropy_for_logits(&batch.labels).double_value(&[]);
             tally.add(&logits, &batch.labels, loss);
@@ -49,12 +59,16 @@ pub fn evaluate_individual<'a>(
     Ok(tally)
 }
 
+/// Validation batches a worker thread owns: shared device-resident ones, or a stream of
+/// freshly produced ones (never the whole split at once).
+pub type OwnedBatches = Box<dyn Iterator<Item = Result<EvalBatch, DataError>> + Send>;
+
 /// One individual's fitness measurement, handed to a worker thread.
 pub struct FitnessJob {
     /// Id of the individual, given back with its result.
     pub id: u64,
     pub architecture: ArchWeights,
-    pub batches: Vec<EvalBatch>,
+    pub batches: OwnedBatches,
 }
 
 /// A private copy of the supernet for one fitness worker thread.
@@ -102,7 +116,7 @@ where
                     let result = evaluate_individual(
                         replica.model.as_ref(),
                         &job.architecture,
-                        &job.batches,
+                        job.batches,
                         train_mode_bn,
                         stop,
                     );
