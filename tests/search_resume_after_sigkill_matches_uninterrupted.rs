@@ -79,6 +79,26 @@ fn sigterm_stops_at_the_next_batch_with_exit_130_and_the_run_resumes() {
 }
 
 #[test]
+fn failing_checkpoint_writer_ends_the_search_naming_it_and_the_run_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    let reference = tmp.path().join("uninterrupted");
+    run_ok(&mut search_command(&config, &reference, &[]));
+    let failed = tmp.path().join("failed");
+    // The second checkpoint fails while it is written (on the writer thread).
+    let out = search_command(&config, &failed, &[])
+        .env("FAILPOINTS", "checkpoint.write=1*off->1*return(error)")
+        .output()
+        .expect("run evnas");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("fault injected at checkpoint.write").count(), 1, "{stderr}");
+    common::search::assert_checkpoints_intact(&failed);
+    resume(&failed);
+    assert_same_search(&failed, &reference);
+}
+
+#[test]
 fn paper_shaped_supernet_checkpoints_and_resumes_in_both_layouts() {
     // 3 input channels and C=16 (the paper's stem and width) on CIFAR-10 files: the layouts where
     // channels-last tensors are not contiguous, which a checkpoint must save all the same.

@@ -31,7 +31,7 @@ pub struct CapturedCheckpoint {
     pub files: Vec<CheckpointFile>,
 }
 
-fn store(run: &RunDir, cfg: &Config) -> Result<CheckpointStore, SearchError> {
+pub(super) fn store(run: &RunDir, cfg: &Config) -> Result<CheckpointStore, SearchError> {
     Ok(CheckpointStore::open(run.checkpoints_dir(), cfg.run.keep_checkpoints)?)
 }
 
@@ -53,23 +53,6 @@ pub fn capture(vs: &VarStore, opt: &Sgd, state: &SearchState) -> Result<Captured
             CheckpointFile::new(MOMENTUM, momentum),
         ],
     })
-}
-
-/// Writes a captured checkpoint durably; returns its directory.
-pub fn write(run: &RunDir, cfg: &Config, captured: &CapturedCheckpoint) -> Result<PathBuf, SearchError> {
-    let saved = store(run, cfg)?.save(captured.generation, &cfg.digest(), &captured.files)?;
-    Ok(saved.dir)
-}
-
-/// Captures and writes the checkpoint of the boundary before generation `state.next_generation`.
-pub fn save(
-    run: &RunDir,
-    cfg: &Config,
-    vs: &VarStore,
-    opt: &Sgd,
-    state: &SearchState,
-) -> Result<PathBuf, SearchError> {
-    write(run, cfg, &capture(vs, opt, state)?)
 }
 
 /// Restores the newest intact checkpoint into `vs` and `opt` (each tensor keeps the memory

@@ -22,6 +22,7 @@ use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::supernet_epoch::{train_epoch, EpochSettings};
 use crate::train::Tally;
 
+use super::checkpoint_writer::CheckpointWriter;
 use super::checkpointing;
 use super::data::{SearchData, ValidBatches};
 use super::generation::{GenerationPlan, MeasuredFitness};
@@ -30,6 +31,7 @@ use super::record::{GenerationRecord, TrainSummary};
 use super::run_dir::RunDir;
 use super::seeds::{derive_seed, streams};
 use super::SearchError;
+use crate::checkpoint::CheckpointStore;
 use crate::data::DataError;
 
 /// Everything that evolves during a search besides the supernet weights and momentum.
@@ -68,6 +70,10 @@ pub struct SearchEngine {
     data: SearchData,
     state: SearchState,
     run: RunDir,
+    /// Writes each generation's checkpoint while the next one trains.
+    writer: CheckpointWriter,
+    /// Where checkpoints go (the writer owns its own handle on the same directory).
+    checkpoints: CheckpointStore,
 }
 
 /// Which device a config asks for.
@@ -164,7 +170,23 @@ impl SearchEngine {
         let space = cfg.search.space;
         let shadow = build_shadow(&cfg, &data, device)?;
         let replicas = build_replicas(&cfg, &data, device)?;
-        Ok(Self { cfg, space, device, vs, model, shadow, replicas, opt, data, state, run })
+        let checkpoints = checkpointing::store(&run, &cfg)?;
+        let writer = CheckpointWriter::spawn(checkpoints.clone(), cfg.digest())?;
+        Ok(Self {
+            cfg,
+            space,
+            device,
+            vs,
+            model,
+            shadow,
+            replicas,
+            opt,
+            data,
+            state,
+            run,
+            writer,
+            checkpoints,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -198,9 +220,14 @@ impl SearchEngine {
         observer: &mut dyn SearchObserver,
         stop: &StopFlag,
     ) -> Result<SearchResult, SearchError> {
-        while !self.is_finished() {
-            self.run_generation(observer, stop)?;
+        let mut outcome = Ok(());
+        while outcome.is_ok() && !self.is_finished() {
+            outcome = self.run_generation(observer, stop).map(drop);
         }
+        // The last checkpoint handed over is made durable whatever happened since.
+        let written = self.writer.wait();
+        outcome?;
+        written?;
         crate::fault::point("search.finished").map_err(crate::train::TrainError::from)?;
         self.result()
     }
@@ -245,8 +272,10 @@ impl SearchEngine {
         self.write_best()?;
         self.run.write_history(&self.state.history, baseline_label(&self.cfg))?;
         self.state.breed(&self.cfg)?;
-        let path = checkpointing::save(&self.run, &self.cfg, &self.vs, &self.opt, &self.state)?;
-        observer.generation_finished(&record, &path);
+        let captured = checkpointing::capture(&self.vs, &self.opt, &self.state)?;
+        let dir = self.checkpoints.dir_of(captured.generation);
+        self.writer.submit(captured)?;
+        observer.generation_finished(&record, &dir);
         Ok(record)
     }
 

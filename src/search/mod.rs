@@ -1,6 +1,7 @@
 //! The EvNAS search as plain library code: the engine that `evnas search` runs in the foreground
 //! and that the daemon's actors will drive.
 
+mod checkpoint_writer;
 mod checkpointing;
 pub mod data;
 pub mod engine;
@@ -39,6 +40,8 @@ pub enum SearchError {
     CheckpointEncode { name: String, reason: String },
     #[error("checkpoint file {path} cannot be restored: {reason}", path = path.display())]
     CheckpointDecode { path: PathBuf, reason: String },
+    #[error("the checkpoint writer thread is gone")]
+    WriterGone,
     #[error("the search has not finished")]
     NotFinished,
     #[error("decoding an architecture: {0}")]

@@ -19,7 +19,8 @@ pub trait SearchObserver {
     fn phase_started(&mut self, _generation: usize, _phase: Phase, _total: u64) {}
     /// `done` steps of the current phase are complete.
     fn advanced(&mut self, _phase: Phase, _done: u64) {}
-    /// A generation is recorded and its checkpoint is durable at `checkpoint`.
+    /// A generation is recorded and its checkpoint is being written to `checkpoint` (durable
+    /// before the next generation's checkpoint is handed over, and before the search returns).
     fn generation_finished(&mut self, _record: &GenerationRecord, _checkpoint: &Path) {}
 }
 
