@@ -106,7 +106,7 @@ fn paper_shaped_supernet_checkpoints_and_resumes_in_both_layouts() {
     let data = tmp.path().join("cifar");
     common::search::write_tiny_cifar10(&data, 48);
     let config = tmp.path().join("paper-shaped.toml");
-    common::search::write_paper_shaped_config(&config, &data, &tmp.path().join("runs"));
+    common::search::SearchConfig::paper_shaped().write(&config, &data, &tmp.path().join("runs"));
     for channels_last in ["true", "false"] {
         let layout = format!("supernet.channels_last={channels_last}");
         let extra = ["--set", layout.as_str()];

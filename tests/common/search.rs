@@ -26,30 +26,69 @@ pub fn write_tiny_fashion_mnist(dir: &Path, n: usize) {
     write(&dir.join("train-labels-idx1-ubyte.gz"), &gzip(&idx_bytes(0x801, &[n as u32], &labels)));
 }
 
-/// A config file for a 3-generation search on the tiny dataset in `data`.
-pub fn write_tiny_config(path: &Path, data: &Path, runs: &Path, generations: usize) {
-    let text = format!(
-        r#"
+/// The settings in which the tests' search configs differ; everything else is shared.
+pub struct SearchConfig {
+    pub dataset: &'static str,
+    pub population: usize,
+    pub generations: usize,
+    pub seed: u64,
+    pub init_channels: usize,
+    pub train_batch: usize,
+    pub fitness_batch: usize,
+}
+
+impl SearchConfig {
+    /// 4 individuals, C=4, 3 cells on the Fashion-MNIST-format files of [`write_tiny_fashion_mnist`].
+    pub fn tiny(generations: usize) -> Self {
+        Self {
+            dataset: "fashion-mnist",
+            population: 4,
+            generations,
+            seed: 7,
+            init_channels: 4,
+            train_batch: 16,
+            fitness_batch: 32,
+        }
+    }
+
+    /// The paper's input and width (3x32x32 CIFAR-10, C=16) on the files of
+    /// [`write_tiny_cifar10`], 2 individuals and 2 generations, cut down elsewhere to run in seconds.
+    pub fn paper_shaped() -> Self {
+        Self {
+            dataset: "cifar10",
+            population: 2,
+            generations: 2,
+            seed: 3,
+            init_channels: 16,
+            train_batch: 8,
+            fitness_batch: 24,
+        }
+    }
+
+    pub fn write(&self, path: &Path, data: &Path, runs: &Path) {
+        let Self { dataset, population, generations, seed, init_channels, train_batch, fitness_batch } = self;
+        let text = format!(
+            r#"
 [search]
-population = 4
+population = {population}
 generations = {generations}
 tournament_size = 2
 elites = 1
-seed = 7
+seed = {seed}
 
 [supernet]
-init_channels = 4
+init_channels = {init_channels}
 layers = 3
 
 [train]
-batch_size = 16
+batch_size = {train_batch}
 
 [fitness]
-batch_size = 32
+batch_size = {fitness_batch}
 subset = 0
 
 [data]
-dataset = "fashion-mnist"
+dataset = "{dataset}"
 path = "{data}"
 train_subset = 0
 workers = 1
@@ -59,10 +98,16 @@ dir = "{runs}"
 device = "cpu"
 threads = 1
 "#,
-        data = data.display(),
-        runs = runs.display()
-    );
-    std::fs::write(path, text).expect("write config");
+            data = data.display(),
+            runs = runs.display()
+        );
+        std::fs::write(path, text).expect("write config");
+    }
+}
+
+/// A config file for a search of `generations` generations on the tiny dataset in `data`.
+pub fn write_tiny_config(path: &Path, data: &Path, runs: &Path, generations: usize) {
+    SearchConfig::tiny(generations).write(path, data, runs);
 }
 
 pub fn evnas() -> Command {
@@ -183,44 +228,4 @@ pub fn write_tiny_cifar10(dir: &Path, n: usize) {
         }
         write(&dir.join(format!("data_batch_{}.bin", file + 1)), &bytes);
     }
-}
-
-/// A 2-generation search with the paper's input and width (3x32x32 CIFAR-10, C=16) on the
-/// files of [`write_tiny_cifar10`], cut down everywhere else so that it runs in seconds.
-pub fn write_paper_shaped_config(path: &Path, data: &Path, runs: &Path) {
-    let text = format!(
-        r#"
-[search]
-population = 2
-generations = 2
-tournament_size = 2
-elites = 1
-seed = 3
-
-[supernet]
-init_channels = 16
-layers = 3
-
-[train]
-batch_size = 8
-
-[fitness]
-batch_size = 24
-subset = 0
-
-[data]
-dataset = "cifar10"
-path = "{data}"
-train_subset = 0
-workers = 1
-
-[run]
-dir = "{runs}"
-device = "cpu"
-threads = 1
-"#,
-        data = data.display(),
-        runs = runs.display()
-    );
-    std::fs::write(path, text).expect("write config");
 }
