@@ -16,23 +16,21 @@ use crate::evolution::{Fitness, Population};
 use crate::model::OneShotModel;
 use crate::space::AlphaMatrix;
 use crate::stop::StopFlag;
-use crate::train::fitness::{evaluate_in_parallel, evaluate_individual, FitnessJob, Replica};
+use crate::train::fitness::Replica;
 use crate::train::reduced_precision::Bf16Shadow;
 use crate::train::sgd::{Sgd, SgdConfig};
-use crate::train::supernet_epoch::{train_epoch, EpochSettings};
-use crate::train::Tally;
 
 use super::checkpoint_writer::CheckpointWriter;
 use super::checkpointing;
-use super::data::{SearchData, ValidBatches};
-use super::generation::{GenerationPlan, MeasuredFitness};
+use super::data::SearchData;
+use super::evaluator::FitnessEvaluators;
 use super::observer::{Phase, SearchObserver};
-use super::record::{GenerationRecord, TrainSummary};
+use super::record::GenerationRecord;
 use super::run_dir::RunDir;
 use super::seeds::{derive_seed, streams};
+use super::trainer::SupernetTrainer;
 use super::SearchError;
 use crate::checkpoint::CheckpointStore;
-use crate::data::DataError;
 
 /// Everything that evolves during a search besides the supernet weights and momentum.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,14 +57,8 @@ pub struct SearchEngine {
     cfg: Config,
     space: SpaceKind,
     device: Device,
-    vs: VarStore,
-    model: Box<dyn OneShotModel>,
-    /// bf16 copy that measures fitness when `fitness.precision = "bf16"`.
-    shadow: Option<Bf16Shadow>,
-    /// Copies that measure several individuals at once on the CPU (`run.fitness_workers`);
-    /// empty: one individual at a time.
-    replicas: Vec<Replica>,
-    opt: Sgd,
+    trainer: SupernetTrainer,
+    evaluators: FitnessEvaluators,
     data: SearchData,
     state: SearchState,
     run: RunDir,
@@ -168,25 +160,16 @@ impl SearchEngine {
         state: SearchState,
     ) -> Result<Self, SearchError> {
         let space = cfg.search.space;
-        let shadow = build_shadow(&cfg, &data, device)?;
-        let replicas = build_replicas(&cfg, &data, device)?;
+        let trainer = SupernetTrainer::new(vs, model, opt, cfg.train.grad_clip);
+        let train_mode_bn = cfg.fitness.batchnorm == BnMode::Batch;
+        let evaluators = FitnessEvaluators::new(
+            build_shadow(&cfg, &data, device)?,
+            build_replicas(&cfg, &data, device)?,
+            train_mode_bn,
+        );
         let checkpoints = checkpointing::store(&run, &cfg)?;
         let writer = CheckpointWriter::spawn(checkpoints.clone(), cfg.digest())?;
-        Ok(Self {
-            cfg,
-            space,
-            device,
-            vs,
-            model,
-            shadow,
-            replicas,
-            opt,
-            data,
-            state,
-            run,
-            writer,
-            checkpoints,
-        })
+        Ok(Self { cfg, space, device, trainer, evaluators, data, state, run, writer, checkpoints })
     }
 
     pub fn config(&self) -> &Config {
@@ -264,106 +247,28 @@ impl SearchEngine {
         stop: &StopFlag,
     ) -> Result<GenerationRecord, SearchError> {
         let plan = self.state.plan(&self.cfg)?;
-        let train = self.train(&plan, observer, stop)?;
+        let g = plan.generation;
+
+        observer.phase_started(g + 1, Phase::Train, self.data.num_train_batches() as u64);
+        let batches = self.data.train_batches(g)?;
+        let train =
+            self.trainer.train(&plan, batches, stop, |i| observer.advanced(Phase::Train, i as u64 + 1))?;
+
+        observer.phase_started(g + 1, Phase::Evaluate, plan.individuals.len() as u64);
         let started = Instant::now();
-        let fitness = self.measure_fitness(&plan, observer, stop)?;
+        let fitness = self.evaluators.evaluate(&self.trainer, &plan, &self.data, stop, |n| {
+            observer.advanced(Phase::Evaluate, n as u64)
+        })?;
         let evaluation_seconds = started.elapsed().as_secs_f64();
         let record = self.state.record(&self.cfg, &plan, train, &fitness, evaluation_seconds)?;
         self.write_best()?;
         self.run.write_history(&self.state.history, baseline_label(&self.cfg))?;
         self.state.breed(&self.cfg)?;
-        let captured = checkpointing::capture(&self.vs, &self.opt, &self.state)?;
+        let captured = self.trainer.capture(&self.state)?;
         let dir = self.checkpoints.dir_of(captured.generation);
         self.writer.submit(captured)?;
         observer.generation_finished(&record, &dir);
         Ok(record)
-    }
-
-    /// Supernet training: one pass, batch i through individual i mod P.
-    fn train(
-        &mut self,
-        plan: &GenerationPlan,
-        observer: &mut dyn SearchObserver,
-        stop: &StopFlag,
-    ) -> Result<TrainSummary, SearchError> {
-        let g = plan.generation;
-        observer.phase_started(g + 1, Phase::Train, self.data.num_train_batches() as u64);
-        let architectures = plan.architectures();
-        let batches = self.data.train_batches(g)?;
-        let settings = EpochSettings {
-            lr: plan.learning_rate,
-            grad_clip: self.cfg.train.grad_clip,
-            architectures: &architectures,
-            stop,
-        };
-        let report = train_epoch(self.model.as_ref(), &mut self.opt, &settings, batches, |i| {
-            observer.advanced(Phase::Train, i as u64 + 1)
-        })?;
-        let total = report.total();
-        Ok(TrainSummary {
-            batches: report.batches,
-            images: total.images,
-            loss: total.mean_loss(),
-            top1: total.top1(),
-            seconds: report.elapsed.as_secs_f64(),
-            data_wait_seconds: report.data_wait.as_secs_f64(),
-        })
-    }
-
-    /// Fitness: each individual's validation accuracy through its α^d and the shared weights.
-    fn measure_fitness(
-        &mut self,
-        plan: &GenerationPlan,
-        observer: &mut dyn SearchObserver,
-        stop: &StopFlag,
-    ) -> Result<Vec<MeasuredFitness>, SearchError> {
-        let g = plan.generation;
-        observer.phase_started(g + 1, Phase::Evaluate, plan.individuals.len() as u64);
-        let train_mode_bn = self.cfg.fitness.batchnorm == BnMode::Batch;
-        let mut measured = Vec::with_capacity(plan.individuals.len());
-        let measured_of =
-            |id: u64, tally: &Tally| MeasuredFitness { id, fitness: fitness_of(tally), images: tally.images };
-        if self.replicas.is_empty() {
-            let evaluator: &dyn OneShotModel = match &mut self.shadow {
-                Some(shadow) => {
-                    shadow.refresh_from(&self.vs).map_err(|e| SearchError::Model(e.to_string()))?;
-                    shadow
-                }
-                None => self.model.as_ref(),
-            };
-            for ind in &plan.individuals {
-                let tally = match self.data.valid_batches(g, ind.position)? {
-                    ValidBatches::Fixed(batches) => {
-                        let batches = batches.iter().map(Ok::<_, DataError>);
-                        evaluate_individual(evaluator, &ind.architecture, batches, train_mode_bn, stop)?
-                    }
-                    ValidBatches::Fresh(batches) => {
-                        evaluate_individual(evaluator, &ind.architecture, batches, train_mode_bn, stop)?
-                    }
-                };
-                measured.push(measured_of(ind.id, &tally));
-                observer.advanced(Phase::Evaluate, measured.len() as u64);
-            }
-        } else {
-            for replica in &mut self.replicas {
-                replica.vs.copy(&self.vs).map_err(|e| SearchError::Model(e.to_string()))?;
-            }
-            let data = &self.data;
-            // Batches by position (the augmented option draws per position), results by id.
-            let jobs = plan.individuals.iter().map(|ind| {
-                Ok::<_, SearchError>(FitnessJob {
-                    id: ind.id,
-                    architecture: ind.architecture.clone(),
-                    batches: data.valid_batches(g, ind.position)?.into_owned(),
-                })
-            });
-            evaluate_in_parallel(&mut self.replicas, jobs, train_mode_bn, stop, |id, tally| {
-                measured.push(measured_of(id, tally));
-                observer.advanced(Phase::Evaluate, measured.len() as u64);
-                Ok(())
-            })?;
-        }
-        Ok(measured)
     }
 
     fn write_best(&self) -> Result<(), SearchError> {
@@ -381,10 +286,6 @@ fn baseline_label(cfg: &Config) -> Option<&'static str> {
         Strategy::Evolution => None,
         Strategy::Random => Some("Random search"),
     }
-}
-
-fn fitness_of(tally: &Tally) -> Fitness {
-    Fitness { top1: tally.top1(), top5: tally.top5(), loss: tally.mean_loss() }
 }
 
 /// Below this many channels in the first cells, several individuals at once beat one individual

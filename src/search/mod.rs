@@ -5,6 +5,7 @@ mod checkpoint_writer;
 mod checkpointing;
 pub mod data;
 pub mod engine;
+pub mod evaluator;
 pub mod generation;
 mod model_factory;
 pub mod observer;
@@ -12,6 +13,7 @@ pub mod record;
 pub mod run_dir;
 pub mod seeds;
 mod space;
+pub mod trainer;
 
 use std::path::PathBuf;
 
