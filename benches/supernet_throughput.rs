@@ -369,10 +369,10 @@ fn parity(path: &Path, channels_last: bool) -> Result<(String, f64, f64)> {
         get("alpha_reduce")?.shallow_clone(),
     ])?;
     let x = get("x")?;
-    let logits = tch::no_grad(|| net.try_forward_arch(x, &alphas, true).map_err(anyhow::Error::from))?;
+    let logits = tch::no_grad(|| net.forward_arch(x, &alphas, true).map_err(anyhow::Error::from))?;
     let diff = (logits - get("logits")?).abs().max().double_value(&[]);
     // The same order as the reference: a second train-mode forward, now with gradients.
-    let loss = net.try_forward_arch(x, &alphas, true)?.cross_entropy_for_logits(get("y")?);
+    let loss = net.forward_arch(x, &alphas, true)?.cross_entropy_for_logits(get("y")?);
     loss.backward();
     let mut grad_diff: f64 = 0.0;
     for (name, var) in vs.variables().into_iter().filter(|(_, v)| v.requires_grad()) {

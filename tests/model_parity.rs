@@ -139,8 +139,8 @@ fn supernet_rejects_wrongly_shaped_alpha() {
         Tensor::rand([14, 7], (Kind::Float, Device::Cpu)),
         Tensor::rand([14, 8], (Kind::Float, Device::Cpu)),
     ];
-    assert!(net.try_forward_arch(&x, &arch(&alphas), false).is_err());
-    assert!(net.try_forward_arch(&x, &arch(&alphas[1..]), false).is_err());
+    assert!(net.forward_arch(&x, &arch(&alphas), false).is_err());
+    assert!(net.forward_arch(&x, &arch(&alphas[1..]), false).is_err());
 }
 
 #[test]

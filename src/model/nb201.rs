@@ -219,14 +219,10 @@ impl Nb201Supernet {
     pub fn config(&self) -> &Nb201Config {
         &self.config
     }
+}
 
-    /// Forward under an individual's architecture; errors when it does not fit this supernet.
-    pub fn try_forward_arch(
-        &self,
-        x: &Tensor,
-        arch: &ArchWeights,
-        train: bool,
-    ) -> Result<Tensor, ModelError> {
+impl OneShotModel for Nb201Supernet {
+    fn forward_arch(&self, x: &Tensor, arch: &ArchWeights, train: bool) -> Result<Tensor, ModelError> {
         let [weights] = arch.expect(&["cell"], &[(self.config.edges_per_cell(), NB201_PRIMITIVES.len())])?
         else {
             return Err(ModelError::AlphaCount { expected: 1, got: arch.cells().len() });
@@ -242,11 +238,5 @@ impl Nb201Supernet {
         // (N, 4C, h, w) -> (N, 4C)
         let pooled = out.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
         Ok(self.classifier.forward(&pooled))
-    }
-}
-
-impl OneShotModel for Nb201Supernet {
-    fn forward_arch(&self, x: &Tensor, arch: &ArchWeights, train: bool) -> Result<Tensor, ModelError> {
-        self.try_forward_arch(x, arch, train)
     }
 }

@@ -390,14 +390,10 @@ impl Supernet {
         }
         (total, self.classifier.macs())
     }
+}
 
-    /// Forward under an individual's architecture; errors when it does not fit this supernet.
-    pub fn try_forward_arch(
-        &self,
-        x: &Tensor,
-        arch: &ArchWeights,
-        train: bool,
-    ) -> Result<Tensor, ModelError> {
+impl OneShotModel for Supernet {
+    fn forward_arch(&self, x: &Tensor, arch: &ArchWeights, train: bool) -> Result<Tensor, ModelError> {
         let shape = (self.config.edges_per_cell(), DARTS_PRIMITIVES.len());
         let [normal, reduce] = arch.expect(&["normal", "reduce"], &[shape, shape])? else {
             return Err(ModelError::AlphaCount { expected: 2, got: arch.cells().len() });
@@ -415,11 +411,5 @@ impl Supernet {
         // (N, C, h, w) -> (N, C)
         let pooled = s1.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
         Ok(self.classifier.forward(&pooled))
-    }
-}
-
-impl OneShotModel for Supernet {
-    fn forward_arch(&self, x: &Tensor, arch: &ArchWeights, train: bool) -> Result<Tensor, ModelError> {
-        self.try_forward_arch(x, arch, train)
     }
 }

@@ -19,6 +19,8 @@ use super::SearchError;
 type Outcome = Result<PathBuf, SearchError>;
 
 pub struct CheckpointWriter {
+    /// The store the thread writes to (for naming where a checkpoint goes).
+    store: CheckpointStore,
     to_writer: Option<Sender<CapturedCheckpoint>>,
     written: Receiver<Outcome>,
     in_flight: bool,
@@ -30,11 +32,12 @@ impl CheckpointWriter {
     pub fn spawn(store: CheckpointStore, config_digest: String) -> Result<Self, SearchError> {
         let (to_writer, requests) = crossbeam_channel::bounded::<CapturedCheckpoint>(1);
         let (done, written) = crossbeam_channel::bounded::<Outcome>(1);
+        let thread_store = store.clone();
         let thread = std::thread::Builder::new()
             .name("evnas-checkpoint-writer".into())
             .spawn(move || {
                 for captured in requests {
-                    let outcome = store
+                    let outcome = thread_store
                         .save(captured.generation, &config_digest, &captured.files)
                         .map(|saved| saved.dir)
                         .map_err(SearchError::from);
@@ -43,11 +46,13 @@ impl CheckpointWriter {
                     }
                 }
             })
-            .map_err(|e| SearchError::Io {
-                path: PathBuf::from("checkpoint writer thread"),
-                reason: e.to_string(),
-            })?;
-        Ok(Self { to_writer: Some(to_writer), written, in_flight: false, thread: Some(thread) })
+            .map_err(|e| SearchError::WriterStart { reason: e.to_string() })?;
+        Ok(Self { store, to_writer: Some(to_writer), written, in_flight: false, thread: Some(thread) })
+    }
+
+    /// The directory the checkpoint of `generation` is written to.
+    pub fn dir_of(&self, generation: u32) -> PathBuf {
+        self.store.dir_of(generation)
     }
 
     /// Hands `captured` to the writer after the previous checkpoint is durable; returns that

@@ -30,7 +30,6 @@ use super::run_dir::RunDir;
 use super::seeds::{derive_seed, streams};
 use super::trainer::SupernetTrainer;
 use super::SearchError;
-use crate::checkpoint::CheckpointStore;
 
 /// Everything that evolves during a search besides the supernet weights and momentum.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,8 +63,6 @@ pub struct SearchEngine {
     run: RunDir,
     /// Writes each generation's checkpoint while the next one trains.
     writer: CheckpointWriter,
-    /// Where checkpoints go (the writer owns its own handle on the same directory).
-    checkpoints: CheckpointStore,
 }
 
 /// Which device a config asks for.
@@ -167,9 +164,8 @@ impl SearchEngine {
             build_replicas(&cfg, &data, device)?,
             train_mode_bn,
         );
-        let checkpoints = checkpointing::store(&run, &cfg)?;
-        let writer = CheckpointWriter::spawn(checkpoints.clone(), cfg.digest())?;
-        Ok(Self { cfg, space, device, trainer, evaluators, data, state, run, writer, checkpoints })
+        let writer = CheckpointWriter::spawn(checkpointing::store(&run, &cfg)?, cfg.digest())?;
+        Ok(Self { cfg, space, device, trainer, evaluators, data, state, run, writer })
     }
 
     pub fn config(&self) -> &Config {
@@ -265,7 +261,7 @@ impl SearchEngine {
         self.run.write_history(&self.state.history, baseline_label(&self.cfg))?;
         self.state.breed(&self.cfg)?;
         let captured = self.trainer.capture(&self.state)?;
-        let dir = self.checkpoints.dir_of(captured.generation);
+        let dir = self.writer.dir_of(captured.generation);
         self.writer.submit(captured)?;
         observer.generation_finished(&record, &dir);
         Ok(record)

@@ -44,6 +44,8 @@ pub enum SearchError {
     CheckpointDecode { path: PathBuf, reason: String },
     #[error("the checkpoint writer thread is gone")]
     WriterGone,
+    #[error("cannot start the checkpoint writer thread: {reason}")]
+    WriterStart { reason: String },
     #[error("the search has not finished")]
     NotFinished,
     #[error("decoding an architecture: {0}")]
