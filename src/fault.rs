@@ -7,9 +7,11 @@
 //! training batch, `return(sigterm)` sends the process SIGTERM (as `systemctl stop` would) and
 //! goes on, `return(error)` makes the point fail with [`InjectedFault`], `panic` panics.
 //!
-//! Points: `train.batch` (before each training step), `fitness.individual` (before each
-//! individual's fitness), `checkpoint.write` (payload written, not yet renamed into place),
-//! `search.finished` (after the last checkpoint, before the result is written).
+//! Points: `train.batch` (before each training step), `train.loss` (`return(nan)`: the batch's
+//! loss reads as NaN), `fitness.individual` (before each individual's fitness),
+//! `checkpoint.write` (payload written, not yet renamed into place), `search.finished` (after
+//! the last checkpoint, before the result is written), `ga.selection`, `ga.crossover`,
+//! `ga.mutation` (each child in each GA stage; e.g. `50%sleep(20)` delays it at random).
 
 /// A failure made on purpose by a fault point.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +45,16 @@ fn act(point: &'static str, arg: Option<&str>) -> Result<(), InjectedFault> {
         }
         _ => Err(InjectedFault { point }),
     }
+}
+
+/// Whether the point `name` asks for a corrupted value this time (action `return(nan)`).
+/// Without `fault-injection`: never.
+#[inline]
+pub fn corrupts(name: &'static str) -> bool {
+    #[cfg(feature = "fault-injection")]
+    fail::fail_point!(name, |arg: Option<String>| arg.as_deref() == Some("nan"));
+    let _ = name;
+    false
 }
 
 /// Reads `FAILPOINTS` (a no-op without `fault-injection`); keep the guard for the process's life.

@@ -31,6 +31,9 @@ enum Command {
     Compare(cli::compare::CompareArgs),
     /// Run one EvNAS search in the foreground (resumable with --resume RUN_DIR).
     Search(cli::search::SearchArgs),
+    /// Run the configured search as a service: resumes it on start, stops at a checkpoint on
+    /// SIGTERM, stays up once it is finished.
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         (false, Some(Command::Info(args))) => cli::info::run(&args),
         (false, Some(Command::Eval(args))) => cli::eval::run(&args),
         (false, Some(Command::Search(args))) => cli::search::run(&args),
+        (false, Some(Command::Serve(args))) => cli::serve::run(&args),
         (false, Some(Command::Compare(args))) => cli::compare::run(&args),
         (false, None) => {
             use clap::CommandFactory;
@@ -64,5 +68,7 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EVNAS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: under systemd the lines go to the journal as they are.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }

@@ -8,4 +8,5 @@ pub mod failure;
 pub mod genotype;
 pub mod info;
 pub mod search;
+pub mod serve;
 pub mod version;

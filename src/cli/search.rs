@@ -1,4 +1,5 @@
-//! `evnas search`: one search in the foreground, with a progress bar per phase, a summary line per
+//! `evnas search`: one search in the foreground, through the same actor pipeline as `evnas
+//! serve`, with a progress bar per phase, a summary line per
 //! generation, and the found cells at the end. Ctrl-C stops at the next batch; the run resumes
 //! from its last generation checkpoint with `--resume`.
 
@@ -40,7 +41,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
         ctrlc_like_handler(move || stop.stop());
     }
 
-    let mut engine = match &args.resume {
+    let engine = match &args.resume {
         Some(dir) => {
             let cfg = match &args.config {
                 Some(path) => Some(evnas::config::load(Some(path), &[])?),
@@ -86,14 +87,18 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
         engine.run_dir().display()
     );
     let mut observer = ProgressObserver::new(args.quiet, cfg.search.generations);
-    let result = match engine.run(&mut observer, &stop) {
+    let run_dir = engine.run_dir().to_path_buf();
+    let result = match evnas::pipeline::run(engine, &mut observer, &stop) {
         Ok(r) => r,
-        Err(evnas::search::SearchError::Train(evnas::train::TrainError::Interrupted)) => {
+        Err(e) if e.is_interrupted() => {
             observer.clear();
-            eprintln!("stopped; resume with: evnas search --resume {}", engine.run_dir().display());
+            eprintln!("stopped; resume with: evnas search --resume {}", run_dir.display());
             return Ok(ExitCode::from(super::failure::code::INTERRUPTED));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            observer.clear();
+            return Err(e.into());
+        }
     };
     observer.clear();
     println!(
@@ -102,8 +107,8 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     );
     println!("found cells:\n{}", result.architecture);
     println!("genotype: {}", result.genotype_path.display());
-    println!("run directory: {}", engine.run_dir().display());
-    print_pictures(engine.run_dir());
+    println!("run directory: {}", run_dir.display());
+    print_pictures(&run_dir);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -135,7 +140,7 @@ fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
             eprintln!("\nstopping after the current batch (signal again to quit now)");
             on_stop();
             tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-            std::process::exit(130);
+            evnas::daemon::exit_now(super::failure::code::INTERRUPTED.into());
         });
     });
 }

@@ -32,10 +32,11 @@ pub enum ConfigError {
 impl Config {
     /// Digest of everything that shapes a search's results; a run resumes only under the same one.
     ///
-    /// The run directory, device, thread count and prefetch settings are left out: they change
+    /// The search id, run directory, device, thread count and prefetch settings are left out: they change
     /// where and how fast a run goes, not what it computes.
     pub fn digest(&self) -> String {
         let mut relevant = self.clone();
+        relevant.search.id = String::new();
         relevant.run.dir = PathBuf::new();
         relevant.run.device = String::new();
         relevant.run.keep_checkpoints = 0;
@@ -47,5 +48,14 @@ impl Config {
         let json = serde_json::to_vec(&relevant).expect("config serialises to JSON");
         let hash = Sha256::digest(&json);
         hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The search's name: `search.id`, or one derived from the digest (same results, same name).
+    pub fn search_id(&self) -> String {
+        if self.search.id.is_empty() {
+            format!("search-{}", &self.digest()[..16])
+        } else {
+            self.search.id.clone()
+        }
     }
 }

@@ -51,6 +51,10 @@ pub struct SearchSection {
     pub mutation_rate: f64,
     /// Master seed: every random stream of the run derives from it.
     pub seed: u64,
+    /// Names the search's run directory under `run.dir` for `evnas serve`, which resumes it on
+    /// start; empty: derived from the config (`search-` and its digest's first 16 digits).
+    #[serde(default)]
+    pub id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

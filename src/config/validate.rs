@@ -23,12 +23,19 @@ pub fn validate(cfg: &Config) -> Vec<String> {
     if s.elites >= s.population {
         p.push(format!("search.elites = {}: must be below search.population ({})", s.elites, s.population));
     }
+    let id_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !s.id.is_empty() && (s.id.len() > 100 || s.id.starts_with('.') || !s.id.chars().all(id_ok)) {
+        p.push(format!(
+            "search.id = {:?}: must be up to 100 letters, digits, '-', '_' or '.', not starting with '.' (it names a directory)",
+            s.id
+        ));
+    }
     if !(0.0..=1.0).contains(&s.mutation_rate) {
         p.push(format!("search.mutation_rate = {}: must lie in [0, 1]", s.mutation_rate));
     }
 
     let n = &cfg.supernet;
-    if n.init_channels == 0 || n.init_channels % 2 != 0 {
+    if n.init_channels == 0 || !n.init_channels.is_multiple_of(2) {
         p.push(format!("supernet.init_channels = {}: must be a positive even number", n.init_channels));
     }
     match s.space {

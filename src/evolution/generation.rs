@@ -1,18 +1,19 @@
 //! One generation step of EvNAS (Sinha & Chen 2021, Algorithm 1; reference
 //! `GeneticAlgorithm.evolve` = `mutate(crossover(population))`), and the random-search baseline.
 //!
-//! Order of random draws (fixed, so a seeded run is reproducible): for each child, the first
-//! tournament's sample, the second tournament's sample, then the crossover draws; after all
-//! children exist, the mutation draws of each non-elite in population order.
+//! Each child is made in three stages (selection, crossover, mutation), each a plain function of
+//! the parents, the child's slot and the child's own random stream ([`ChildStreams`]), so the
+//! stages can run anywhere (the daemon's GA actors) and still give the same generation as
+//! [`next_generation`], which runs them in a row.
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::crossover::crossover;
-use super::individual::Individual;
+use super::individual::{CellShape, Individual};
 use super::mutation::mutate;
 use super::population::Population;
 use super::selection::tournament_select;
+use super::streams::{ChildStreams, GaStage};
 use super::EvolutionError;
 
 /// The GA's hyper-parameters (reference `train_search.py`: `--pop_size 50`, `--tsize 10`,
@@ -85,34 +86,112 @@ fn elites_of(sorted_parents: &Population, elites: usize) -> Population {
     next
 }
 
-/// Builds generation `generation` from the evaluated, best-first population of the previous one:
-/// elites carried over, the rest crossover children of two independent tournament winners (which
-/// may be the same individual, as in the reference), then every non-elite mutated.
-pub fn next_generation<R: Rng + ?Sized>(
+/// One place in the generation being bred: its position in the new population (after the
+/// elites) and the id it will carry. Both follow from the parents alone, so a child can be made
+/// by any stage, at any time, and still be the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildSlot {
+    pub generation: u32,
+    /// Position in the new population, `elites..population`.
+    pub position: usize,
+    pub id: u64,
+}
+
+/// The slots of generation `generation` bred from `sorted_parents` (checked first).
+pub fn child_slots(
     sorted_parents: &Population,
     params: &GaParams,
     generation: u32,
-    rng: &mut R,
-) -> Result<Population, EvolutionError> {
+) -> Result<Vec<ChildSlot>, EvolutionError> {
     check_parents(sorted_parents, params)?;
-    let mut next = elites_of(sorted_parents, params.elites);
-    while next.len() < params.population {
-        let first = tournament_select(sorted_parents, params.tournament_size, rng)?;
-        let second = tournament_select(sorted_parents, params.tournament_size, rng)?;
-        let id = next.allocate_id();
-        let child = crossover(
-            &sorted_parents.individuals[first],
-            &sorted_parents.individuals[second],
-            id,
+    Ok((params.elites..params.population)
+        .map(|position| ChildSlot {
             generation,
-            rng,
-        )?;
-        next.individuals.push(child);
+            position,
+            id: sorted_parents.next_id + (position - params.elites) as u64,
+        })
+        .collect())
+}
+
+/// Selection for one slot: the positions of its two parents, winners of two independent
+/// tournaments (they may be the same individual, as in the reference).
+pub fn select_parents(
+    sorted_parents: &Population,
+    params: &GaParams,
+    slot: ChildSlot,
+    streams: &ChildStreams,
+) -> Result<(usize, usize), EvolutionError> {
+    let rng = &mut streams.rng(slot.generation, slot.position, GaStage::Selection);
+    let first = tournament_select(sorted_parents, params.tournament_size, rng)?;
+    let second = tournament_select(sorted_parents, params.tournament_size, rng)?;
+    Ok((first, second))
+}
+
+/// Crossover for one slot: the child of `first` and `second`.
+pub fn cross_parents(
+    first: &Individual,
+    second: &Individual,
+    slot: ChildSlot,
+    streams: &ChildStreams,
+) -> Result<Individual, EvolutionError> {
+    let rng = &mut streams.rng(slot.generation, slot.position, GaStage::Crossover);
+    crossover(first, second, slot.id, slot.generation, rng)
+}
+
+/// Mutation for one slot: replaces rows of `child` in place; returns how many.
+pub fn mutate_child(child: &mut Individual, rate: f64, slot: ChildSlot, streams: &ChildStreams) -> usize {
+    mutate(child, rate, &mut streams.rng(slot.generation, slot.position, GaStage::Mutation))
+}
+
+/// A fresh U[0, 1) individual for one slot.
+pub fn fresh_child(shapes: &[CellShape], slot: ChildSlot, streams: &ChildStreams) -> Individual {
+    let rng = &mut streams.rng(slot.generation, slot.position, GaStage::Fresh);
+    Individual::random(slot.id, slot.generation, shapes, rng)
+}
+
+/// The new population: the elites of `sorted_parents`, then `children` in slot order (they may
+/// arrive in any order; every slot must be filled exactly once).
+pub fn assemble_generation(
+    sorted_parents: &Population,
+    params: &GaParams,
+    generation: u32,
+    mut children: Vec<(ChildSlot, Individual)>,
+) -> Result<Population, EvolutionError> {
+    let slots = child_slots(sorted_parents, params, generation)?;
+    children.sort_by_key(|(slot, _)| slot.position);
+    let got: Vec<ChildSlot> = children.iter().map(|(slot, _)| *slot).collect();
+    if got != slots {
+        return Err(EvolutionError::PopulationSize {
+            expected: params.population,
+            got: params.elites + children.len(),
+        });
     }
-    for child in &mut next.individuals[params.elites..] {
-        mutate(child, params.mutation_rate, rng);
-    }
+    let mut next = elites_of(sorted_parents, params.elites);
+    next.next_id = sorted_parents.next_id + slots.len() as u64;
+    next.individuals.extend(children.into_iter().map(|(_, child)| child));
     Ok(next)
+}
+
+/// Builds generation `generation` from the evaluated, best-first population of the previous one:
+/// elites carried over, every other slot a crossover child of two tournament winners, mutated.
+/// Each slot draws from its own streams (see [`ChildStreams`]).
+pub fn next_generation(
+    sorted_parents: &Population,
+    params: &GaParams,
+    generation: u32,
+    streams: &ChildStreams,
+) -> Result<Population, EvolutionError> {
+    let children = child_slots(sorted_parents, params, generation)?
+        .into_iter()
+        .map(|slot| {
+            let (first, second) = select_parents(sorted_parents, params, slot, streams)?;
+            let parents = &sorted_parents.individuals;
+            let mut child = cross_parents(&parents[first], &parents[second], slot, streams)?;
+            mutate_child(&mut child, params.mutation_rate, slot, streams);
+            Ok((slot, child))
+        })
+        .collect::<Result<Vec<_>, EvolutionError>>()?;
+    assemble_generation(sorted_parents, params, generation, children)
 }
 
 /// Random-search baseline: elites carried over as in [`next_generation`], every other slot a fresh
@@ -120,20 +199,18 @@ pub fn next_generation<R: Rng + ?Sized>(
 /// elites here makes the baseline differ from EvNAS only in how new genomes are made (no
 /// selection, crossover or mutation), so a comparison isolates the genetic operators. With
 /// `elites = 0` it is exactly `random_pop`.
-pub fn random_generation<R: Rng + ?Sized>(
+pub fn random_generation(
     sorted_parents: &Population,
     params: &GaParams,
     generation: u32,
-    rng: &mut R,
+    streams: &ChildStreams,
 ) -> Result<Population, EvolutionError> {
-    check_parents(sorted_parents, params)?;
-    let shapes = sorted_parents.individuals[0].shapes();
-    let mut next = elites_of(sorted_parents, params.elites);
-    while next.len() < params.population {
-        let id = next.allocate_id();
-        next.individuals.push(Individual::random(id, generation, &shapes, rng));
-    }
-    Ok(next)
+    let shapes = sorted_parents.individuals.first().ok_or(EvolutionError::EmptyPopulation)?.shapes();
+    let children = child_slots(sorted_parents, params, generation)?
+        .into_iter()
+        .map(|slot| (slot, fresh_child(&shapes, slot, streams)))
+        .collect();
+    assemble_generation(sorted_parents, params, generation, children)
 }
 
 #[cfg(test)]
@@ -141,6 +218,7 @@ mod tests {
     use super::*;
     use crate::evolution::individual::{CellShape, Fitness, DARTS_GENOME_SHAPE, NB201_GENOME_SHAPE};
     use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest, Just, Strategy};
+    use rand::Rng;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use std::collections::HashSet;
@@ -180,18 +258,18 @@ mod tests {
         let mut pop = evaluated(6, &NB201_GENOME_SHAPE, &mut rng);
         pop.individuals[0].fitness = Some(Fitness { top1: -1.0, top5: 0.0, loss: 0.0 });
         assert!(matches!(
-            next_generation(&pop, &params, 1, &mut rng),
+            next_generation(&pop, &params, 1, &ChildStreams::new(7)),
             Err(EvolutionError::NotSorted { index: 1, .. })
         ));
         pop.sort_by_fitness().unwrap();
         pop.individuals[4].fitness = None;
         assert!(matches!(
-            next_generation(&pop, &params, 1, &mut rng),
+            next_generation(&pop, &params, 1, &ChildStreams::new(7)),
             Err(EvolutionError::MissingFitness { .. })
         ));
         let small = GaParams { population: 7, ..params };
         assert_eq!(
-            random_generation(&pop, &small, 1, &mut rng),
+            random_generation(&pop, &small, 1, &ChildStreams::new(7)),
             Err(EvolutionError::PopulationSize { expected: 7, got: 6 })
         );
     }
@@ -200,11 +278,12 @@ mod tests {
     fn same_seed_gives_identical_generations() {
         let params = GaParams { population: 12, tournament_size: 4, elites: 2, mutation_rate: 0.2 };
         let run = |seed: u64| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
             let mut pop = evaluated(12, &DARTS_GENOME_SHAPE, &mut rng);
+            let streams = ChildStreams::new(seed);
             let mut history = Vec::new();
             for generation in 1..=4 {
-                pop = next_generation(&pop, &params, generation, &mut rng).unwrap();
+                pop = next_generation(&pop, &params, generation, &streams).unwrap();
                 history.push(pop.clone());
                 for ind in &mut pop.individuals {
                     let top1 = f64::from(ind.genome[0].get(0, 0)) * 100.0;
@@ -212,26 +291,54 @@ mod tests {
                 }
                 pop.sort_by_fitness().unwrap();
             }
-            (history, rng)
+            history
         };
-        let (a, rng_a) = run(42);
-        let (b, rng_b) = run(42);
-        assert_eq!(a, b);
-        assert_eq!(rng_a, rng_b);
-        let (c, _) = run(43);
-        assert_ne!(a, c);
+        assert_eq!(run(42), run(42));
+        assert_ne!(run(42), run(43));
     }
 
     #[test]
-    fn rng_state_survives_a_json_checkpoint() {
-        // Resuming from a serialised generator continues the identical stream.
-        let params = GaParams { population: 8, tournament_size: 3, elites: 1, mutation_rate: 0.1 };
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let pop = evaluated(8, &NB201_GENOME_SHAPE, &mut rng);
-        let saved = serde_json::to_string(&(&pop, &rng)).unwrap();
-        let uninterrupted = next_generation(&pop, &params, 1, &mut rng).unwrap();
-        let (pop2, mut rng2): (Population, ChaCha8Rng) = serde_json::from_str(&saved).unwrap();
-        assert_eq!(next_generation(&pop2, &params, 1, &mut rng2).unwrap(), uninterrupted);
+    fn stages_run_slot_by_slot_in_any_order_give_the_same_generation() {
+        // What the GA actors do: each slot through selection, crossover and mutation on its own,
+        // slots in any order; the result is the one `next_generation` makes in a row.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let params = GaParams { population: 9, tournament_size: 3, elites: 2, mutation_rate: 0.3 };
+        let parents = evaluated(9, &DARTS_GENOME_SHAPE, &mut rng);
+        let streams = ChildStreams::new(11);
+        let in_a_row = next_generation(&parents, &params, 4, &streams).unwrap();
+        let mut slots = child_slots(&parents, &params, 4).unwrap();
+        slots.reverse();
+        slots.swap(0, 3);
+        let children = slots
+            .into_iter()
+            .map(|slot| {
+                let (a, b) = select_parents(&parents, &params, slot, &streams).unwrap();
+                let mut child =
+                    cross_parents(&parents.individuals[a], &parents.individuals[b], slot, &streams).unwrap();
+                mutate_child(&mut child, params.mutation_rate, slot, &streams);
+                (slot, child)
+            })
+            .collect();
+        assert_eq!(assemble_generation(&parents, &params, 4, children).unwrap(), in_a_row);
+    }
+
+    #[test]
+    fn a_generation_missing_a_child_is_refused() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let params = GaParams { population: 5, tournament_size: 2, elites: 1, mutation_rate: 0.1 };
+        let parents = evaluated(5, &NB201_GENOME_SHAPE, &mut rng);
+        let streams = ChildStreams::new(1);
+        let shapes = parents.individuals[0].shapes();
+        let mut children: Vec<_> = child_slots(&parents, &params, 1)
+            .unwrap()
+            .into_iter()
+            .map(|slot| (slot, fresh_child(&shapes, slot, &streams)))
+            .collect();
+        children.pop();
+        assert_eq!(
+            assemble_generation(&parents, &params, 1, children),
+            Err(EvolutionError::PopulationSize { expected: 5, got: 4 })
+        );
     }
 
     #[test]
@@ -239,7 +346,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         let params = GaParams { population: 10, tournament_size: 3, elites: 2, mutation_rate: 0.1 };
         let parents = evaluated(10, &DARTS_GENOME_SHAPE, &mut rng);
-        let next = next_generation(&parents, &params, 1, &mut rng).unwrap();
+        let next = next_generation(&parents, &params, 1, &ChildStreams::new(7)).unwrap();
         let parent_ids: HashSet<u64> = parents.individuals.iter().map(|i| i.id).collect();
         for child in &next.individuals[2..] {
             assert_eq!(child.parents.len(), 2);
@@ -256,7 +363,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let params = GaParams { population: 6, tournament_size: 6, elites: 1, mutation_rate: 0.0 };
         let parents = evaluated(6, &NB201_GENOME_SHAPE, &mut rng);
-        let next = next_generation(&parents, &params, 1, &mut rng).unwrap();
+        let next = next_generation(&parents, &params, 1, &ChildStreams::new(7)).unwrap();
         let best = &parents.individuals[0];
         for child in &next.individuals[1..] {
             assert_eq!(child.genome, best.genome);
@@ -269,7 +376,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(10);
         let params = GaParams { population: 5, tournament_size: 2, elites: 1, mutation_rate: 0.1 };
         let parents = evaluated(5, &DARTS_GENOME_SHAPE, &mut rng);
-        let next = random_generation(&parents, &params, 1, &mut rng).unwrap();
+        let next = random_generation(&parents, &params, 1, &ChildStreams::new(7)).unwrap();
         assert_eq!(next.individuals[0].genome, parents.individuals[0].genome);
         assert_eq!(next.individuals[0].id, parents.individuals[0].id);
         for ind in &next.individuals[1..] {
@@ -303,9 +410,9 @@ mod tests {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let parents = evaluated(params.population, &DARTS_GENOME_SHAPE, &mut rng);
             let next = if random_search {
-                random_generation(&parents, &params, 1, &mut rng).unwrap()
+                random_generation(&parents, &params, 1, &ChildStreams::new(7)).unwrap()
             } else {
-                next_generation(&parents, &params, 1, &mut rng).unwrap()
+                next_generation(&parents, &params, 1, &ChildStreams::new(7)).unwrap()
             };
 
             prop_assert_eq!(next.len(), params.population);

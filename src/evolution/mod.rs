@@ -5,8 +5,9 @@
 //!
 //! The code is space-agnostic: a genome is a list of [`AlphaMatrix`](crate::space::AlphaMatrix), one
 //! per cell type ([`DARTS_GENOME_SHAPE`]: normal + reduce, 14×8 each; [`NB201_GENOME_SHAPE`]: one 6×5
-//! cell). All randomness comes from a caller-supplied `Rng`, so a seeded, serialisable generator
-//! (`rand_chacha::ChaCha8Rng`) makes a run reproducible and resumable.
+//! cell). The operators draw from a caller-supplied `Rng`; a search gives each child its own seeded
+//! stream per stage ([`ChildStreams`]), so a run is reproducible and resumable without any
+//! generator state to save.
 
 pub mod crossover;
 pub mod generation;
@@ -14,13 +15,18 @@ pub mod individual;
 pub mod mutation;
 pub mod population;
 pub mod selection;
+pub mod streams;
 
 pub use crossover::crossover;
-pub use generation::{next_generation, random_generation, GaParams};
+pub use generation::{
+    assemble_generation, child_slots, cross_parents, fresh_child, mutate_child, next_generation,
+    random_generation, select_parents, ChildSlot, GaParams,
+};
 pub use individual::{CellShape, Fitness, Individual, DARTS_GENOME_SHAPE, NB201_GENOME_SHAPE};
 pub use mutation::mutate;
 pub use population::{FitnessStats, Population};
 pub use selection::{tournament_sample, tournament_select, tournament_winner};
+pub use streams::{ChildStreams, GaStage};
 
 /// What can go wrong when evolving a population.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -7,6 +7,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::individual::{CellShape, Fitness, Individual};
+use super::streams::{ChildStreams, GaStage};
 use super::EvolutionError;
 
 /// The individuals of one generation and the next unused individual id.
@@ -35,6 +36,18 @@ impl Population {
             population.individuals.push(Individual::random(id, generation, shapes, rng));
         }
         population
+    }
+
+    /// `size` random individuals (ids 0..size) of generation 0, individual k drawn from its own
+    /// stream (a search's initial population).
+    pub fn fresh(size: usize, shapes: &[CellShape], streams: &ChildStreams) -> Self {
+        let individuals = (0..size)
+            .map(|k| {
+                let rng = &mut streams.rng(0, k, GaStage::Fresh);
+                Individual::random(k as u64, 0, shapes, rng)
+            })
+            .collect();
+        Self { individuals, next_id: size as u64 }
     }
 
     /// An empty population whose ids continue after `next_id`.

@@ -1,5 +1,6 @@
 //! The data of a search: the training set read once, split into the supernet's training part and
-//! the validation part that measures fitness, with batches prefetched ahead of the trainer.
+//! the validation part that measures fitness, with batches prefetched ahead of the trainer and
+//! of each fitness evaluator.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use tch::Device;
 
 use crate::config::Config;
 use crate::data::{
-    load_split, Batch, DataError, DatasetKind, LoaderConfig, PrefetchConfig, SplitConfig, SplitLoaders,
-    SplitName, StopFlag,
+    load_split, Batch, BatchStream, DataError, DatasetKind, LoaderConfig, PrefetchConfig, SplitConfig,
+    SplitLoaders, SplitName, StopFlag,
 };
 use crate::train::fitness::{EvalBatch, OwnedBatches};
 
@@ -20,7 +21,7 @@ use super::seeds::{derive_seed, streams};
 use super::SearchError;
 
 pub struct SearchData {
-    loaders: SplitLoaders,
+    loaders: Arc<SplitLoaders>,
     device: Device,
     input_shape: [usize; 3],
     num_classes: usize,
@@ -29,23 +30,46 @@ pub struct SearchData {
     population: usize,
 }
 
-/// Validation batches for one individual.
-pub enum ValidBatches<'a> {
-    /// The same device-resident batches for everyone (clean images).
-    Fixed(&'a [EvalBatch]),
-    /// Freshly augmented batches (the reference's behaviour), produced as they are consumed.
-    Fresh(OwnedBatches),
+/// One generation's training batches, prefetched on the loader's threads and moved to the
+/// device as they are taken; owned, so a trainer can start the next generation's early.
+pub struct TrainBatches {
+    stream: BatchStream,
+    device: Device,
 }
 
-impl ValidBatches<'_> {
-    /// Batches a fitness worker thread can own (the fixed ones share their storage).
-    pub fn into_owned(self) -> OwnedBatches {
-        match self {
-            ValidBatches::Fixed(b) => {
-                Box::new(b.iter().map(EvalBatch::shallow_clone).map(Ok).collect::<Vec<_>>().into_iter())
-            }
-            ValidBatches::Fresh(stream) => stream,
+impl Iterator for TrainBatches {
+    type Item = Result<Batch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.stream.next().map(|b| b.and_then(|b| b.to_device(self.device)))
+    }
+}
+
+/// Where a fitness evaluator takes each individual's validation batches from; each evaluator
+/// owns one (the fixed batches are shared storage, not copies).
+pub struct ValidSource {
+    loaders: Arc<SplitLoaders>,
+    device: Device,
+    fixed: Option<Vec<EvalBatch>>,
+    population: usize,
+}
+
+impl ValidSource {
+    /// Validation batches for the individual at `position` of generation `generation`.
+    pub fn batches(&self, generation: usize, position: usize) -> Result<OwnedBatches, SearchError> {
+        if let Some(fixed) = &self.fixed {
+            let batches: Vec<_> = fixed.iter().map(|b| Ok(b.shallow_clone())).collect();
+            return Ok(Box::new(batches.into_iter()));
         }
+        // A distinct augmentation draw per (generation, individual), as each reference
+        // individual iterates the augmenting valid_queue anew.
+        let epoch = generation * self.population + position;
+        let stream = self.loaders.valid_epoch(epoch, StopFlag::new())?;
+        let device = self.device;
+        Ok(Box::new(stream.map(move |b| {
+            let b = b?.to_device(device)?;
+            Ok(EvalBatch { images: b.images, labels: b.labels })
+        })))
     }
 }
 
@@ -88,7 +112,7 @@ impl SearchData {
         };
         let input_shape = dataset.shape();
         let num_classes = dataset.num_classes();
-        let loaders = SplitLoaders::new(dataset, kind.normalization(), split, loader_cfg)?;
+        let loaders = Arc::new(SplitLoaders::new(dataset, kind.normalization(), split, loader_cfg)?);
         let fixed_valid = loaders.valid_on_device(device)?.map(|split| {
             split
                 .batches(cfg.fitness.batch_size)
@@ -114,35 +138,21 @@ impl SearchData {
         self.loaders.split().valid.len()
     }
 
-    /// The training batches of generation `generation` (0-based), prefetched and moved to the
-    /// device. The trainer checks the run's stop flag between batches; dropping the returned
-    /// iterator stops the producer.
-    pub fn train_batches(
-        &self,
-        generation: usize,
-    ) -> Result<impl Iterator<Item = Result<Batch, DataError>> + '_, SearchError> {
+    /// The training batches of generation `generation` (0-based); their producer starts now.
+    /// The trainer checks the run's stop flag between batches; dropping the batches stops the
+    /// producer.
+    pub fn train_batches(&self, generation: usize) -> Result<TrainBatches, SearchError> {
         let stream = self.loaders.train_epoch(generation, 0, StopFlag::new())?;
-        let device = self.device;
-        Ok(stream.map(move |b| b.and_then(|b| b.to_device(device))))
+        Ok(TrainBatches { stream, device: self.device })
     }
 
-    /// Validation batches for individual `individual` of generation `generation`.
-    pub fn valid_batches(
-        &self,
-        generation: usize,
-        individual: usize,
-    ) -> Result<ValidBatches<'_>, SearchError> {
-        if let Some(fixed) = &self.fixed_valid {
-            return Ok(ValidBatches::Fixed(fixed));
+    /// A validation source for one fitness evaluator.
+    pub fn valid_source(&self) -> ValidSource {
+        ValidSource {
+            loaders: Arc::clone(&self.loaders),
+            device: self.device,
+            fixed: self.fixed_valid.as_ref().map(|f| f.iter().map(EvalBatch::shallow_clone).collect()),
+            population: self.population,
         }
-        // A distinct augmentation draw per (generation, individual), as each reference
-        // individual iterates the augmenting valid_queue anew.
-        let epoch = generation * self.population + individual;
-        let stream = self.loaders.valid_epoch(epoch, StopFlag::new())?;
-        let device = self.device;
-        Ok(ValidBatches::Fresh(Box::new(stream.map(move |b| {
-            let b = b?.to_device(device)?;
-            Ok(EvalBatch { images: b.images, labels: b.labels })
-        }))))
     }
 }

@@ -2,29 +2,24 @@
 //! generation, train the supernet one pass with batch i through individual i mod P, measure every
 //! individual's validation accuracy, then breed the next generation. State is checkpointed at
 //! every generation boundary so that a resumed run ends exactly as an uninterrupted one.
+//!
+//! This file builds a search (new or resumed); the daemon's actor pipeline runs it.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device};
 
-use crate::config::{BnMode, Config, Precision, SpaceKind, Strategy};
-use crate::evolution::{Fitness, Population};
+use crate::checkpoint::CheckpointStore;
+use crate::config::{BnMode, Config, Precision, Strategy};
+use crate::evolution::{ChildStreams, Fitness, Population};
 use crate::model::OneShotModel;
-use crate::space::AlphaMatrix;
-use crate::stop::StopFlag;
-use crate::train::fitness::Replica;
 use crate::train::reduced_precision::Bf16Shadow;
 use crate::train::sgd::{Sgd, SgdConfig};
 
-use super::checkpoint_writer::CheckpointWriter;
 use super::checkpointing;
 use super::data::SearchData;
-use super::evaluator::FitnessEvaluators;
-use super::observer::{Phase, SearchObserver};
+use super::evaluator::{FitnessEvaluator, FitnessModel};
 use super::record::GenerationRecord;
 use super::run_dir::RunDir;
 use super::seeds::{derive_seed, streams};
@@ -38,8 +33,6 @@ pub struct SearchState {
     pub next_generation: usize,
     /// The population of `next_generation` (unevaluated), or the final one once done.
     pub population: Population,
-    /// The GA's random stream (selection, crossover, mutation, fresh individuals).
-    pub ga_rng: ChaCha8Rng,
     pub history: Vec<GenerationRecord>,
 }
 
@@ -52,17 +45,30 @@ pub struct SearchResult {
     pub genotype_path: PathBuf,
 }
 
+/// A search ready to run: the supernet with its trainer, the fitness evaluators, the data, the
+/// state at the generation boundary it starts from and its run directory. The daemon's pipeline
+/// takes it apart ([`SearchEngine::into_parts`]) and drives it generation by generation.
 pub struct SearchEngine {
     cfg: Config,
-    space: SpaceKind,
     device: Device,
     trainer: SupernetTrainer,
-    evaluators: FitnessEvaluators,
+    evaluators: Vec<FitnessEvaluator>,
     data: SearchData,
     state: SearchState,
     run: RunDir,
-    /// Writes each generation's checkpoint while the next one trains.
-    writer: CheckpointWriter,
+    store: CheckpointStore,
+}
+
+/// The parts of a [`SearchEngine`], each to be owned by whoever drives it.
+pub struct SearchParts {
+    pub cfg: Config,
+    pub device: Device,
+    pub trainer: SupernetTrainer,
+    pub evaluators: Vec<FitnessEvaluator>,
+    pub data: SearchData,
+    pub state: SearchState,
+    pub run: RunDir,
+    pub store: CheckpointStore,
 }
 
 /// Which device a config asks for.
@@ -147,7 +153,7 @@ impl SearchEngine {
         Ok((Self::assemble(cfg, device, data, run, (vs, model, opt), state)?, notes))
     }
 
-    /// The engine around a supernet and a state, with the fitness copies the config asks for.
+    /// The engine around a supernet and a state, with the fitness evaluators the config asks for.
     fn assemble(
         cfg: Config,
         device: Device,
@@ -156,16 +162,15 @@ impl SearchEngine {
         (vs, model, opt): (VarStore, Box<dyn OneShotModel>, Sgd),
         state: SearchState,
     ) -> Result<Self, SearchError> {
-        let space = cfg.search.space;
         let trainer = SupernetTrainer::new(vs, model, opt, cfg.train.grad_clip);
-        let train_mode_bn = cfg.fitness.batchnorm == BnMode::Batch;
-        let evaluators = FitnessEvaluators::new(
-            build_shadow(&cfg, &data, device)?,
-            build_replicas(&cfg, &data, device)?,
-            train_mode_bn,
-        );
-        let writer = CheckpointWriter::spawn(checkpointing::store(&run, &cfg)?, cfg.digest())?;
-        Ok(Self { cfg, space, device, trainer, evaluators, data, state, run, writer })
+        let evaluators = build_evaluators(&cfg, &data, device)?;
+        let store = checkpointing::store(&run, &cfg)?;
+        Ok(Self { cfg, device, trainer, evaluators, data, state, run, store })
+    }
+
+    pub fn into_parts(self) -> SearchParts {
+        let Self { cfg, device, trainer, evaluators, data, state, run, store } = self;
+        SearchParts { cfg, device, trainer, evaluators, data, state, run, store }
     }
 
     pub fn config(&self) -> &Config {
@@ -184,43 +189,32 @@ impl SearchEngine {
         &self.state
     }
 
-    pub fn is_finished(&self) -> bool {
-        self.state.next_generation >= self.cfg.search.generations
+    /// How many fitness evaluators measure each generation side by side.
+    pub fn evaluator_count(&self) -> usize {
+        self.evaluators.len()
     }
 
     pub fn train_batches_per_generation(&self) -> usize {
         self.data.num_train_batches()
     }
+}
 
-    /// Runs generations until the last one, or until `stop` is raised (then the run can be
-    /// resumed from its last checkpoint).
-    pub fn run(
-        &mut self,
-        observer: &mut dyn SearchObserver,
-        stop: &StopFlag,
-    ) -> Result<SearchResult, SearchError> {
-        let mut outcome = Ok(());
-        while outcome.is_ok() && !self.is_finished() {
-            outcome = self.run_generation(observer, stop).map(drop);
-        }
-        // The last checkpoint handed over is made durable whatever happened since.
-        let written = self.writer.wait();
-        outcome?;
-        written?;
-        crate::fault::point("search.finished").map_err(crate::train::TrainError::from)?;
-        self.result()
+impl SearchState {
+    pub fn is_finished(&self, cfg: &Config) -> bool {
+        self.next_generation >= cfg.search.generations
     }
 
-    /// The result of a finished search.
-    pub fn result(&self) -> Result<SearchResult, SearchError> {
-        let last = self.state.history.last().ok_or(SearchError::NotFinished)?;
-        if !self.is_finished() {
+    /// The result of a finished search, its genotype written into `run`.
+    pub fn result(&self, cfg: &Config, run: &RunDir) -> Result<SearchResult, SearchError> {
+        let last = self.history.last().ok_or(SearchError::NotFinished)?;
+        if !self.is_finished(cfg) {
             return Err(SearchError::NotFinished);
         }
         let best = &last.best;
-        let genome = self.best_genome()?;
-        let arch = self.space.describe(&genome)?;
-        let genotype_path = self.run.write_result(&arch.text, &arch.json)?;
+        let genome =
+            self.population.get(best.id).map(|i| i.genome.clone()).ok_or(SearchError::NotFinished)?;
+        let arch = cfg.search.space.describe(&genome)?;
+        let genotype_path = run.write_result(&arch.text, &arch.json)?;
         Ok(SearchResult {
             architecture: best.architecture.clone(),
             genotype_json: arch.json,
@@ -229,51 +223,16 @@ impl SearchEngine {
         })
     }
 
-    fn best_genome(&self) -> Result<Vec<AlphaMatrix>, SearchError> {
-        let last = self.state.history.last().ok_or(SearchError::NotFinished)?;
-        self.state.population.get(last.best.id).map(|i| i.genome.clone()).ok_or(SearchError::NotFinished)
-    }
-
-    /// One generation: train, evaluate, record, breed, checkpoint (see [`GenerationPhase`]).
-    ///
-    /// [`GenerationPhase`]: super::generation::GenerationPhase
-    pub fn run_generation(
-        &mut self,
-        observer: &mut dyn SearchObserver,
-        stop: &StopFlag,
-    ) -> Result<GenerationRecord, SearchError> {
-        let plan = self.state.plan(&self.cfg)?;
-        let g = plan.generation;
-
-        observer.phase_started(g + 1, Phase::Train, self.data.num_train_batches() as u64);
-        let batches = self.data.train_batches(g)?;
-        let train =
-            self.trainer.train(&plan, batches, stop, |i| observer.advanced(Phase::Train, i as u64 + 1))?;
-
-        observer.phase_started(g + 1, Phase::Evaluate, plan.individuals.len() as u64);
-        let started = Instant::now();
-        let fitness = self.evaluators.evaluate(&self.trainer, &plan, &self.data, stop, |n| {
-            observer.advanced(Phase::Evaluate, n as u64)
-        })?;
-        let evaluation_seconds = started.elapsed().as_secs_f64();
-        let record = self.state.record(&self.cfg, &plan, train, &fitness, evaluation_seconds)?;
-        self.write_best()?;
-        self.run.write_history(&self.state.history, baseline_label(&self.cfg))?;
-        self.state.breed(&self.cfg)?;
-        let captured = self.trainer.capture(&self.state)?;
-        let dir = self.writer.dir_of(captured.generation);
-        self.writer.submit(captured)?;
-        observer.generation_finished(&record, &dir);
-        Ok(record)
-    }
-
-    fn write_best(&self) -> Result<(), SearchError> {
-        let best = self.state.population.individuals.first().ok_or(SearchError::NotFinished)?;
-        let arch = self.space.describe(&best.genome)?;
+    /// Writes the best individual of the just-recorded generation (text, genotype, α, cells'
+    /// pictures) and the history so far into `run`.
+    pub fn write_progress(&self, cfg: &Config, run: &RunDir) -> Result<(), SearchError> {
+        let space = cfg.search.space;
+        let best = self.population.individuals.first().ok_or(SearchError::NotFinished)?;
+        let arch = space.describe(&best.genome)?;
         let alpha = serde_json::to_value(&best.genome).map_err(|e| SearchError::Decode(e.to_string()))?;
-        self.run.write_best(&arch.text, &arch.json, &alpha)?;
-        self.space.write_pictures(&best.genome, &self.run.best_dir())?;
-        Ok(())
+        run.write_best(&arch.text, &arch.json, &alpha)?;
+        space.write_pictures(&best.genome, &run.best_dir())?;
+        run.write_history(&self.history, baseline_label(cfg))
     }
 }
 
@@ -299,19 +258,34 @@ pub fn fitness_workers(requested: usize, init_channels: usize, threads: usize) -
     }
 }
 
-/// The fitness workers' copies of the supernet (see [`fitness_workers`]), on the CPU with fp32
-/// fitness only; none when that comes to one.
-fn build_replicas(cfg: &Config, data: &SearchData, device: Device) -> Result<Vec<Replica>, SearchError> {
-    let threads = if cfg.run.threads > 0 { cfg.run.threads } else { tch::get_num_threads().max(1) as usize };
-    let workers = fitness_workers(cfg.run.fitness_workers, cfg.supernet.init_channels, threads)
-        .min(cfg.search.population);
-    if device != Device::Cpu || cfg.fitness.precision != Precision::Fp32 || workers < 2 {
-        return Ok(Vec::new());
-    }
-    (0..workers)
+/// How many fitness evaluators a config gets on `device`: on the CPU with fp32 fitness,
+/// [`fitness_workers`]; otherwise `run.fitness_workers` (automatic: one). Never more than the
+/// population.
+pub fn evaluator_count(cfg: &Config, device: Device) -> usize {
+    let requested = cfg.run.fitness_workers;
+    let count = if device == Device::Cpu && cfg.fitness.precision == Precision::Fp32 {
+        fitness_workers(requested, cfg.supernet.init_channels, crate::threads::current_threads())
+    } else {
+        requested.max(1)
+    };
+    count.clamp(1, cfg.search.population.max(1))
+}
+
+/// The fitness evaluators, each with a supernet of its own in the configured precision.
+fn build_evaluators(
+    cfg: &Config,
+    data: &SearchData,
+    device: Device,
+) -> Result<Vec<FitnessEvaluator>, SearchError> {
+    let train_mode_bn = cfg.fitness.batchnorm == BnMode::Batch;
+    (0..evaluator_count(cfg, device))
         .map(|_| {
             let (vs, model) = build_model(cfg, data, device)?;
-            Ok(Replica { vs, model })
+            let model = match cfg.fitness.precision {
+                Precision::Fp32 => FitnessModel::Fp32 { vs, model },
+                Precision::Bf16 => FitnessModel::Bf16(Bf16Shadow::new(vs, model)),
+            };
+            Ok(FitnessEvaluator::new(model, data.valid_source(), train_mode_bn))
         })
         .collect()
 }
@@ -320,21 +294,10 @@ fn sgd_config(cfg: &Config) -> SgdConfig {
     SgdConfig { momentum: cfg.train.momentum, weight_decay: cfg.train.weight_decay }
 }
 
+/// libtorch's process-wide thread count, set here on the thread that builds the search, before
+/// any actor thread exists.
 fn apply_threads(cfg: &Config) {
-    if cfg.run.threads > 0 {
-        tch::set_num_threads(cfg.run.threads as i32);
-    }
-}
-
-/// The bf16 evaluation copy, when the config asks for one.
-fn build_shadow(cfg: &Config, data: &SearchData, device: Device) -> Result<Option<Bf16Shadow>, SearchError> {
-    match cfg.fitness.precision {
-        Precision::Fp32 => Ok(None),
-        Precision::Bf16 => {
-            let (vs, model) = build_model(cfg, data, device)?;
-            Ok(Some(Bf16Shadow::new(vs, model)))
-        }
-    }
+    crate::threads::set_process_threads(cfg.run.threads);
 }
 
 /// The supernet of a new run: libtorch's generator seeded from the run's seed first.
@@ -347,12 +310,16 @@ fn build_initial_model(
     build_model(cfg, data, device)
 }
 
-/// The state before the first generation: a random population from the GA's stream.
+/// The GA's per-child random streams of a run.
+pub fn child_streams(cfg: &Config) -> ChildStreams {
+    ChildStreams::new(derive_seed(cfg.search.seed, streams::GA))
+}
+
+/// The state before the first generation: a random population from the GA's streams.
 fn initial_state(cfg: &Config) -> SearchState {
-    let mut ga_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.search.seed, streams::GA));
     let population =
-        Population::random(cfg.search.population, cfg.search.space.genome_shape(), 0, &mut ga_rng);
-    SearchState { next_generation: 0, population, ga_rng, history: Vec::new() }
+        Population::fresh(cfg.search.population, cfg.search.space.genome_shape(), &child_streams(cfg));
+    SearchState { next_generation: 0, population, history: Vec::new() }
 }
 
 fn build_model(

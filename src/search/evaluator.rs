@@ -1,96 +1,89 @@
-//! Fitness of a generation (reference: train_search.py `validation`): every individual's
-//! validation accuracy through its α^d and the trainer's current weights, recorded by id.
-//!
-//! Measured on the trainer's own supernet, on a bf16 shadow of it (`fitness.precision`), or on
-//! CPU copies that measure several individuals at once (`run.fitness_workers`), which receive
-//! the weights once per generation. The result does not depend on which measured what.
+//! Fitness of one individual (reference: train_search.py `validation`): its validation accuracy
+//! through its α^d and a generation's trained weights, measured on a model of the evaluator's
+//! own: an fp32 copy of the supernet, or a bf16 one (`fitness.precision`). Several evaluators
+//! measure a generation side by side; a result does not depend on which measured what.
 
-use crate::data::DataError;
+use std::time::{Duration, Instant};
+
+use tch::nn::VarStore;
+
 use crate::evolution::Fitness;
 use crate::model::OneShotModel;
 use crate::stop::StopFlag;
-use crate::train::fitness::{evaluate_in_parallel, evaluate_individual, FitnessJob, Replica};
+use crate::train::fitness::evaluate_individual;
 use crate::train::reduced_precision::Bf16Shadow;
-use crate::train::Tally;
 
-use super::data::{SearchData, ValidBatches};
-use super::generation::{GenerationPlan, MeasuredFitness};
-use super::trainer::SupernetTrainer;
+use super::data::ValidSource;
+use super::generation::{MeasuredFitness, PlannedIndividual};
+use super::snapshot::WeightsSnapshot;
 use super::SearchError;
 
-pub struct FitnessEvaluators {
-    /// bf16 copy that measures fitness when `fitness.precision = "bf16"`.
-    shadow: Option<Bf16Shadow>,
-    /// Copies that measure several individuals at once on the CPU; empty: one at a time.
-    replicas: Vec<Replica>,
+/// The model an evaluator measures on.
+pub enum FitnessModel {
+    Fp32 { vs: VarStore, model: Box<dyn OneShotModel> },
+    Bf16(Bf16Shadow),
+}
+
+pub struct FitnessEvaluator {
+    model: FitnessModel,
+    valid: ValidSource,
     /// BatchNorm on batch statistics, as the reference (`fitness.batchnorm = "batch"`).
     train_mode_bn: bool,
 }
 
-impl FitnessEvaluators {
-    pub fn new(shadow: Option<Bf16Shadow>, replicas: Vec<Replica>, train_mode_bn: bool) -> Self {
-        Self { shadow, replicas, train_mode_bn }
+impl FitnessEvaluator {
+    pub fn new(model: FitnessModel, valid: ValidSource, train_mode_bn: bool) -> Self {
+        Self { model, valid, train_mode_bn }
     }
 
-    /// Measures every individual of `plan` on `data`'s validation batches; `on_done(n)` after
-    /// the n-th result.
-    pub fn evaluate(
-        &mut self,
-        trainer: &SupernetTrainer,
-        plan: &GenerationPlan,
-        data: &SearchData,
+    /// Makes the evaluator's model hold `snapshot`'s weights.
+    pub fn load(&mut self, snapshot: &WeightsSnapshot) -> Result<(), SearchError> {
+        let vs = match &self.model {
+            FitnessModel::Fp32 { vs, .. } => vs,
+            FitnessModel::Bf16(shadow) => shadow.var_store(),
+        };
+        snapshot.load_into(vs)
+    }
+
+    /// The fitness of `individual` of generation `generation` with the weights last loaded.
+    pub fn measure(
+        &self,
+        generation: usize,
+        individual: &PlannedIndividual,
         stop: &StopFlag,
-        mut on_done: impl FnMut(usize),
-    ) -> Result<Vec<MeasuredFitness>, SearchError> {
-        let g = plan.generation;
-        let train_mode_bn = self.train_mode_bn;
-        let mut measured = Vec::with_capacity(plan.individuals.len());
-        let measured_of = |id: u64, tally: &Tally| MeasuredFitness {
-            id,
+    ) -> Result<MeasuredFitness, SearchError> {
+        let model: &dyn OneShotModel = match &self.model {
+            FitnessModel::Fp32 { model, .. } => model.as_ref(),
+            FitnessModel::Bf16(shadow) => shadow,
+        };
+        let started = Instant::now();
+        let mut batches =
+            Timed { inner: self.valid.batches(generation, individual.position)?, waited: Duration::ZERO };
+        let tally =
+            evaluate_individual(model, &individual.architecture, batches.by_ref(), self.train_mode_bn, stop)?;
+        Ok(MeasuredFitness {
+            id: individual.id,
             fitness: Fitness { top1: tally.top1(), top5: tally.top5(), loss: tally.mean_loss() },
             images: tally.images,
-        };
-        if self.replicas.is_empty() {
-            let evaluator: &dyn OneShotModel = match &mut self.shadow {
-                Some(shadow) => {
-                    shadow
-                        .refresh_from(trainer.var_store())
-                        .map_err(|e| SearchError::Model(e.to_string()))?;
-                    shadow
-                }
-                None => trainer.model(),
-            };
-            for ind in &plan.individuals {
-                let tally = match data.valid_batches(g, ind.position)? {
-                    ValidBatches::Fixed(batches) => {
-                        let batches = batches.iter().map(Ok::<_, DataError>);
-                        evaluate_individual(evaluator, &ind.architecture, batches, train_mode_bn, stop)?
-                    }
-                    ValidBatches::Fresh(batches) => {
-                        evaluate_individual(evaluator, &ind.architecture, batches, train_mode_bn, stop)?
-                    }
-                };
-                measured.push(measured_of(ind.id, &tally));
-                on_done(measured.len());
-            }
-        } else {
-            for replica in &mut self.replicas {
-                replica.vs.copy(trainer.var_store()).map_err(|e| SearchError::Model(e.to_string()))?;
-            }
-            // Batches by position (the augmented option draws per position), results by id.
-            let jobs = plan.individuals.iter().map(|ind| {
-                Ok::<_, SearchError>(FitnessJob {
-                    id: ind.id,
-                    architecture: ind.architecture.clone(),
-                    batches: data.valid_batches(g, ind.position)?.into_owned(),
-                })
-            });
-            evaluate_in_parallel(&mut self.replicas, jobs, train_mode_bn, stop, |id, tally| {
-                measured.push(measured_of(id, tally));
-                on_done(measured.len());
-                Ok(())
-            })?;
-        }
-        Ok(measured)
+            seconds: started.elapsed().as_secs_f64(),
+            data_wait_seconds: batches.waited.as_secs_f64(),
+        })
+    }
+}
+
+/// Batches with the time spent waiting for each added up.
+struct Timed<I> {
+    inner: I,
+    waited: Duration,
+}
+
+impl<I: Iterator> Iterator for Timed<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let started = Instant::now();
+        let next = self.inner.next();
+        self.waited += started.elapsed();
+        next
     }
 }

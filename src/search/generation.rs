@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Strategy};
-use crate::evolution::{self, Fitness, GaParams};
+use crate::evolution::{self, Fitness, GaParams, Population};
 use crate::model::ArchWeights;
 use crate::train::schedule::cosine_lr;
 
@@ -58,12 +58,24 @@ impl GenerationPlan {
     }
 }
 
+/// How the next generation is bred.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breeding {
+    /// 0-based generation the children are born in.
+    pub generation: u32,
+    pub params: GaParams,
+    pub strategy: Strategy,
+}
+
 /// One individual's measured fitness, by id.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MeasuredFitness {
     pub id: u64,
     pub fitness: Fitness,
     pub images: u64,
+    /// Time the measurement took, and the part of it spent waiting for batches.
+    pub seconds: f64,
+    pub data_wait_seconds: f64,
 }
 
 impl SearchState {
@@ -135,24 +147,44 @@ impl SearchState {
         Ok(record)
     }
 
-    /// Breeds the next generation (the last generation's population is kept as the result) and
-    /// moves to the next generation boundary.
-    pub fn breed(&mut self, cfg: &Config) -> Result<(), SearchError> {
-        let g = self.next_generation;
-        if g + 1 < cfg.search.generations {
-            let params = GaParams {
+    /// What breeding the next generation takes; `None` after the last generation (its
+    /// population stays as the search's result).
+    pub fn breeding(&self, cfg: &Config) -> Option<Breeding> {
+        let next = self.next_generation + 1;
+        (next < cfg.search.generations).then_some(Breeding {
+            generation: next as u32,
+            params: GaParams {
                 population: cfg.search.population,
                 tournament_size: cfg.search.tournament_size,
                 elites: cfg.search.elites,
                 mutation_rate: cfg.search.mutation_rate,
-            };
-            let breed = match cfg.search.strategy {
-                Strategy::Evolution => evolution::next_generation,
-                Strategy::Random => evolution::random_generation,
-            };
-            self.population = breed(&self.population, &params, (g + 1) as u32, &mut self.ga_rng)?;
+            },
+            strategy: cfg.search.strategy,
+        })
+    }
+
+    /// Moves to the next generation boundary with the bred population (`None` after the last).
+    pub fn advance(&mut self, bred: Option<Population>) {
+        if let Some(population) = bred {
+            self.population = population;
         }
-        self.next_generation = g + 1;
+        self.next_generation += 1;
+    }
+
+    /// Breeds the next generation in a row, in this thread (what the GA actors do stage by
+    /// stage), and moves to the next boundary.
+    pub fn breed(&mut self, cfg: &Config) -> Result<(), SearchError> {
+        let bred = match self.breeding(cfg) {
+            Some(b) => {
+                let breed = match b.strategy {
+                    Strategy::Evolution => evolution::next_generation,
+                    Strategy::Random => evolution::random_generation,
+                };
+                Some(breed(&self.population, &b.params, b.generation, &super::engine::child_streams(cfg))?)
+            }
+            None => None,
+        };
+        self.advance(bred);
         Ok(())
     }
 }

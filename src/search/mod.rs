@@ -1,8 +1,7 @@
-//! The EvNAS search as plain library code: the engine that `evnas search` runs in the foreground
-//! and that the daemon's actors will drive.
+//! The EvNAS search as plain library code: building a search, the generation's transitions, the
+//! trainer and fitness evaluators; the actor pipeline (`crate::actors`) drives them.
 
-mod checkpoint_writer;
-mod checkpointing;
+pub mod checkpointing;
 pub mod data;
 pub mod engine;
 pub mod evaluator;
@@ -12,15 +11,26 @@ pub mod observer;
 pub mod record;
 pub mod run_dir;
 pub mod seeds;
+pub mod snapshot;
 mod space;
+pub mod timings;
 pub mod trainer;
 
 use std::path::PathBuf;
 
-pub use engine::{fitness_workers, resolve_device, SearchEngine, SearchResult, SearchState};
+pub use checkpointing::CapturedCheckpoint;
+pub use data::{SearchData, TrainBatches, ValidSource};
+pub use engine::{
+    child_streams, evaluator_count, fitness_workers, resolve_device, SearchEngine, SearchParts, SearchResult,
+    SearchState,
+};
+pub use evaluator::{FitnessEvaluator, FitnessModel};
 pub use generation::{GenerationPhase, GenerationPlan, MeasuredFitness, PlannedIndividual};
 pub use observer::{Phase, SearchObserver, Silent};
 pub use record::{GenerationRecord, IndividualRecord};
+pub use snapshot::WeightsSnapshot;
+pub use timings::GenerationTimings;
+pub use trainer::SupernetTrainer;
 
 /// Errors of a search. Each message names its own problem; a wrapped error is the `source`,
 /// never repeated in the message (the printer at the edge joins the chain).

@@ -4,6 +4,7 @@
 //! ```text
 //! RUN_DIR/config.json          resolved configuration (what --resume reads back)
 //! RUN_DIR/generations.jsonl    one line per generation: every individual, stats, best
+//! RUN_DIR/timings.jsonl        one line per generation: where its time went (appended)
 //! RUN_DIR/fitness.svg          best / mean / worst top-1 per generation
 //! RUN_DIR/best/                best-so-far: genotype.json, genotype.txt, alpha.json, cell pictures
 //! RUN_DIR/genotype.json        the result, once the last generation is done
@@ -54,6 +55,20 @@ impl RunDir {
 
     pub fn checkpoints_dir(&self) -> PathBuf {
         self.root.join("checkpoints")
+    }
+
+    /// Appends one generation's timings to `timings.jsonl`.
+    pub fn append_timings(&self, timings: &super::timings::GenerationTimings) -> Result<(), SearchError> {
+        use std::io::Write;
+        let path = self.root.join("timings.jsonl");
+        let mut line = serde_json::to_string(timings).map_err(|e| SearchError::Decode(e.to_string()))?;
+        line.push('\n');
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| io_err(&path, e))
     }
 
     pub fn write_config(&self, cfg: &Config) -> Result<(), SearchError> {

@@ -14,6 +14,7 @@ use super::checkpointing::{self, CapturedCheckpoint};
 use super::engine::SearchState;
 use super::generation::GenerationPlan;
 use super::record::TrainSummary;
+use super::snapshot::WeightsSnapshot;
 use super::SearchError;
 
 pub struct SupernetTrainer {
@@ -61,11 +62,9 @@ impl SupernetTrainer {
         checkpointing::capture(&self.vs, &self.opt, state)
     }
 
-    pub fn var_store(&self) -> &VarStore {
-        &self.vs
-    }
-
-    pub fn model(&self) -> &dyn OneShotModel {
-        self.model.as_ref()
+    /// A deep copy of the weights for fitness evaluators, after generation `generation`'s
+    /// training.
+    pub fn snapshot(&self, generation: usize) -> WeightsSnapshot {
+        WeightsSnapshot::capture(&self.vs, generation)
     }
 }

@@ -150,7 +150,7 @@ impl Genotype {
 }
 
 fn validate_cell(cell: CellKind, genes: &[Gene], concat: &[usize]) -> Result<(), InvalidGenotype> {
-    if genes.is_empty() || genes.len() % 2 != 0 {
+    if genes.is_empty() || !genes.len().is_multiple_of(2) {
         return Err(InvalidGenotype::BadGeneCount { cell, count: genes.len() });
     }
     for (gene, &(_, input)) in genes.iter().enumerate() {

@@ -104,14 +104,13 @@ where
 {
     assert!(!replicas.is_empty(), "parallel fitness needs at least one replica");
     let workers = replicas.len();
-    let intra_op_threads = tch::get_num_threads();
     let (job_tx, job_rx) = crossbeam_channel::unbounded::<FitnessJob>();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<(u64, Result<Tally, TrainError>)>();
     let outcome = std::thread::scope(|scope| {
         for replica in replicas.iter_mut() {
             let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
             scope.spawn(move || {
-                tch::set_num_threads(1);
+                crate::threads::set_this_thread_threads(1);
                 for job in job_rx {
                     let result = evaluate_individual(
                         replica.model.as_ref(),
@@ -171,6 +170,5 @@ where
         }
         first_error.map_or(Ok(()), Err)
     });
-    tch::set_num_threads(intra_op_threads);
     outcome
 }

@@ -74,7 +74,7 @@ where
         let logits = model.forward_arch(&batch.images, &settings.architectures[who], true)?;
         let loss = logits.cross_entropy_for_logits(&batch.labels);
         // Checked before the step, so that a diverged batch never reaches the weights.
-        let loss_value = loss.double_value(&[]);
+        let loss_value = if crate::fault::corrupts("train.loss") { f64::NAN } else { loss.double_value(&[]) };
         if !loss_value.is_finite() {
             return Err(TrainError::NonFiniteLoss { batch: step, individual: who });
         }

@@ -340,7 +340,7 @@ fn int_tuple(value: &Value) -> Option<Vec<i64>> {
 /// Raw storage bytes in the file's byte order -> a 1-D tensor (native order).
 pub(crate) fn bytes_to_tensor(mut bytes: Vec<u8>, kind: Kind, big_endian: bool) -> Result<Tensor, String> {
     let elem = kind.elt_size_in_bytes();
-    if bytes.len() % elem != 0 {
+    if !bytes.len().is_multiple_of(elem) {
         return Err(format!("{} storage bytes are not a multiple of the {elem}-byte element", bytes.len()));
     }
     if big_endian != cfg!(target_endian = "big") {

@@ -47,7 +47,7 @@ pub(crate) struct CellGraph {
 
 impl CellGraph {
     pub fn new(genes: &[Gene], concat: &[usize]) -> Result<Self, RenderError> {
-        if genes.is_empty() || genes.len() % 2 != 0 {
+        if genes.is_empty() || !genes.len().is_multiple_of(2) {
             return Err(RenderError::GeneCount { count: genes.len() });
         }
         let steps = genes.len() / 2;

@@ -1,0 +1,626 @@
+//! The search controller actor: owns the generation state machine, the population and the run
+//! directory, and is the only writer of search state. Every other actor gets owned data in a
+//! message and answers with owned data:
+//!
+//! ```text
+//! TrainGeneration{plan} ─→ trainer ─Trained{snapshot}─→ controller
+//! EvaluateGeneration{snapshot, queue} ─→ evaluators ─Measured{id}─→ controller   (record, write)
+//! BreedGeneration{ranked} ─→ selection ─CrossParents─→ crossover ─MutateChild─→ mutation ─ChildBred─→ controller
+//! CaptureCheckpoint{state} ─→ trainer ─Captured─→ controller ─WriteCheckpoint─→ writer ─CheckpointWritten─→ controller
+//! ```
+//!
+//! The next generation trains while the checkpoint of its boundary is written; the boundary
+//! after it waits until that checkpoint is durable, so at most one generation's work is at stake.
+//! Supervision: every actor is linked to the controller; an actor that fails (an error it
+//! reports, a panic, a libtorch exception) stops the pipeline: the stop flag is raised, the
+//! checkpoint in flight is let finish, and the run's outcome is the failure, naming the actor.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use kameo::actor::Spawn;
+use kameo::error::{ActorStopReason, Infallible};
+use kameo::message::{Context, Message};
+use kameo::prelude::{ActorId, ActorRef, WeakActorRef};
+use kameo::Actor;
+
+use crate::checkpoint::CheckpointStore;
+use crate::config::Config;
+use crate::evolution::{self, ChildSlot, GaParams, Individual, Population};
+use crate::search::record::TrainSummary;
+use crate::search::run_dir::RunDir;
+use crate::search::{
+    child_streams, CapturedCheckpoint, GenerationPlan, GenerationRecord, GenerationTimings, MeasuredFitness,
+    Phase, SearchError, SearchParts, SearchResult, SearchState, WeightsSnapshot,
+};
+use crate::stop::StopFlag;
+
+use super::checkpoint_writer::{self, CheckpointWriterActor, CheckpointWriterArgs, WriteCheckpoint};
+use super::crossover::{self, CrossoverActor, CrossoverArgs};
+use super::evaluator::{EvaluateGeneration, EvaluatorActor, EvaluatorArgs};
+use super::events::{Events, PipelineEvent};
+use super::mutation::{self, MutationActor};
+use super::selection::{self, BreedGeneration, SelectionActor, SelectionArgs};
+use super::trainer::{self, CaptureCheckpoint, TrainGeneration, TrainerActor, TrainerArgs};
+use super::PipelineError;
+
+/// How a search run by the pipeline ended.
+pub type Outcome = Result<SearchResult, PipelineError>;
+
+pub struct ControllerArgs {
+    pub parts: SearchParts,
+    pub events: Events,
+    pub stop: StopFlag,
+    /// Gets the outcome, once; dropped unsent only if the controller itself dies.
+    pub done: Sender<Outcome>,
+}
+
+#[derive(Clone)]
+struct Workers {
+    trainer: ActorRef<TrainerActor>,
+    evaluators: Vec<ActorRef<EvaluatorActor>>,
+    selection: ActorRef<SelectionActor>,
+    crossover: ActorRef<CrossoverActor>,
+    mutation: ActorRef<MutationActor>,
+    writer: ActorRef<CheckpointWriterActor>,
+}
+
+impl Workers {
+    /// Asks every actor to stop after the message it is handling, and waits until all have.
+    async fn stop_all(&self) {
+        let _ = self.trainer.stop_gracefully().await;
+        let _ = self.writer.stop_gracefully().await;
+        let _ = self.selection.stop_gracefully().await;
+        let _ = self.crossover.stop_gracefully().await;
+        let _ = self.mutation.stop_gracefully().await;
+        for evaluator in &self.evaluators {
+            let _ = evaluator.stop_gracefully().await;
+        }
+        self.trainer.wait_for_shutdown().await;
+        self.writer.wait_for_shutdown().await;
+        self.selection.wait_for_shutdown().await;
+        self.crossover.wait_for_shutdown().await;
+        self.mutation.wait_for_shutdown().await;
+        for evaluator in &self.evaluators {
+            evaluator.wait_for_shutdown().await;
+        }
+    }
+}
+
+/// Where the current generation stands.
+enum Step {
+    /// Before [`Start`].
+    Idle,
+    Training {
+        plan: GenerationPlan,
+    },
+    Evaluating {
+        plan: GenerationPlan,
+        train: TrainSummary,
+        measured: Vec<MeasuredFitness>,
+        started: Instant,
+    },
+    Breeding {
+        record: GenerationRecord,
+        parents: Arc<Population>,
+        params: GaParams,
+        children: Vec<(ChildSlot, Individual)>,
+    },
+    /// The next boundary is reached; the previous checkpoint is not durable yet.
+    AwaitingCheckpoint {
+        record: GenerationRecord,
+    },
+    /// Every generation ran; the last checkpoint is being written.
+    Finishing,
+    /// An actor failed; the checkpoint in flight is being let finish.
+    Failing,
+    Done,
+}
+
+pub struct SearchController {
+    me: WeakActorRef<Self>,
+    cfg: Config,
+    state: SearchState,
+    run: RunDir,
+    store: CheckpointStore,
+    workers: Workers,
+    /// Training batches per generation (the progress bar's length).
+    train_batches: u64,
+    names: HashMap<ActorId, String>,
+    events: Events,
+    stop: StopFlag,
+    step: Step,
+    /// The boundary whose checkpoint the trainer is capturing.
+    capturing: Option<u32>,
+    /// The boundary whose checkpoint the writer has and has not made durable yet.
+    unwritten: Option<u32>,
+    failure: Option<PipelineError>,
+    done: Option<Sender<Outcome>>,
+    /// The running generation's timings, and when each of its phases started.
+    timings: GenerationTimings,
+    clock: PhaseClock,
+    /// The timings of the generation whose checkpoint is in flight, and when it started.
+    closing: Option<(GenerationTimings, Instant)>,
+}
+
+/// When the running generation and its current phase started.
+struct PhaseClock {
+    generation: Instant,
+    phase: Instant,
+}
+
+impl PhaseClock {
+    fn now() -> Self {
+        let now = Instant::now();
+        Self { generation: now, phase: now }
+    }
+
+    /// Seconds since the phase started; the next phase starts now.
+    fn lap(&mut self) -> f64 {
+        let now = Instant::now();
+        let seconds = (now - self.phase).as_secs_f64();
+        self.phase = now;
+        seconds
+    }
+}
+
+impl Actor for SearchController {
+    type Args = ControllerArgs;
+    type Error = Infallible;
+
+    /// Spawns and links the pipeline's actors: libtorch ones on threads of their own.
+    async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let ControllerArgs { parts, events, stop, done } = args;
+        let SearchParts { cfg, device, trainer, evaluators, data, state, run, store } = parts;
+        let mut names = HashMap::new();
+        let train_batches = data.num_train_batches() as u64;
+
+        let writer = CheckpointWriterActor::spawn_in_thread(CheckpointWriterArgs {
+            store: store.clone(),
+            config_digest: cfg.digest(),
+            controller: me.clone(),
+        });
+        names.insert(writer.id(), checkpoint_writer::NAME.to_string());
+        let mutation = MutationActor::spawn(me.clone());
+        names.insert(mutation.id(), mutation::NAME.to_string());
+        let crossover =
+            CrossoverActor::spawn(CrossoverArgs { mutation: mutation.clone(), controller: me.clone() });
+        names.insert(crossover.id(), crossover::NAME.to_string());
+        let selection =
+            SelectionActor::spawn(SelectionArgs { crossover: crossover.clone(), controller: me.clone() });
+        names.insert(selection.id(), selection::NAME.to_string());
+        let trainer = TrainerActor::spawn_in_thread(TrainerArgs {
+            trainer,
+            data,
+            generations: cfg.search.generations,
+            controller: me.clone(),
+            events: events.clone(),
+            stop: stop.clone(),
+        });
+        names.insert(trainer.id(), trainer::NAME.to_string());
+        let count = evaluators.len();
+        let threads = if count > 1 && device == tch::Device::Cpu { 1 } else { 0 };
+        let evaluators: Vec<_> = evaluators
+            .into_iter()
+            .enumerate()
+            .map(|(i, evaluator)| {
+                let name = if count > 1 {
+                    format!("fitness evaluator {}", i + 1)
+                } else {
+                    "fitness evaluator".into()
+                };
+                let actor = EvaluatorActor::spawn_in_thread(EvaluatorArgs {
+                    name: name.clone(),
+                    evaluator,
+                    threads,
+                    controller: me.clone(),
+                    stop: stop.clone(),
+                });
+                names.insert(actor.id(), name);
+                actor
+            })
+            .collect();
+        let workers = Workers { trainer, evaluators, selection, crossover, mutation, writer };
+        me.link(&workers.trainer).await;
+        me.link(&workers.writer).await;
+        me.link(&workers.selection).await;
+        me.link(&workers.crossover).await;
+        me.link(&workers.mutation).await;
+        for evaluator in &workers.evaluators {
+            me.link(evaluator).await;
+        }
+        Ok(Self {
+            me: me.downgrade(),
+            cfg,
+            state,
+            run,
+            store,
+            workers,
+            train_batches,
+            names,
+            events,
+            stop,
+            step: Step::Idle,
+            capturing: None,
+            unwritten: None,
+            failure: None,
+            done: Some(done),
+            timings: GenerationTimings::default(),
+            clock: PhaseClock::now(),
+            closing: None,
+        })
+    }
+
+    async fn on_link_died(
+        &mut self,
+        _: WeakActorRef<Self>,
+        id: ActorId,
+        reason: ActorStopReason,
+    ) -> Result<ControlFlow<ActorStopReason>, Self::Error> {
+        if !matches!(reason, ActorStopReason::Normal | ActorStopReason::SupervisorRestart) {
+            let actor = self.names.get(&id).cloned().unwrap_or_else(|| format!("actor {id}"));
+            // What a dead actor had in hand will never arrive.
+            if id == self.workers.writer.id() {
+                self.unwritten = None;
+            }
+            if id == self.workers.trainer.id() {
+                self.capturing = None;
+            }
+            self.fail(PipelineError::Died { actor, reason: reason.to_string() }).await;
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+impl SearchController {
+    /// Plans and starts the next generation, or finishes when every generation ran.
+    async fn begin_generation(&mut self) {
+        if self.state.is_finished(&self.cfg) {
+            self.step = Step::Finishing;
+            if !self.checkpoint_in_flight() {
+                self.finish().await;
+            }
+            return;
+        }
+        let plan = match self.state.plan(&self.cfg) {
+            Ok(plan) => plan,
+            Err(error) => return self.fail_own(error).await,
+        };
+        self.clock = PhaseClock::now();
+        self.timings = GenerationTimings { generation: plan.generation + 1, ..Default::default() };
+        if let Some((previous, started)) = &mut self.closing {
+            previous.seconds = (self.clock.generation - *started).as_secs_f64();
+        }
+        self.events.send(PipelineEvent::PhaseStarted {
+            generation: plan.generation + 1,
+            phase: Phase::Train,
+            total: self.train_batches,
+        });
+        let message = TrainGeneration { plan: plan.clone() };
+        self.step = Step::Training { plan };
+        if self.workers.trainer.tell(message).send().await.is_err() {
+            self.fail(PipelineError::Died {
+                actor: trainer::NAME.into(),
+                reason: "its mailbox is closed".into(),
+            })
+            .await;
+        }
+    }
+
+    /// A capture asked of the trainer or a checkpoint handed to the writer is not durable yet.
+    fn checkpoint_in_flight(&self) -> bool {
+        self.unwritten.is_some() || self.capturing.is_some()
+    }
+
+    async fn trained(&mut self, msg: Trained) {
+        let Step::Training { plan } = std::mem::replace(&mut self.step, Step::Idle) else { return };
+        if plan.generation != msg.generation {
+            self.step = Step::Training { plan };
+            return;
+        }
+        self.events.send(PipelineEvent::PhaseStarted {
+            generation: plan.generation + 1,
+            phase: Phase::Evaluate,
+            total: plan.individuals.len() as u64,
+        });
+        let (queue_in, queue) = crossbeam_channel::unbounded();
+        for individual in &plan.individuals {
+            let _ = queue_in.send(individual.clone());
+        }
+        drop(queue_in);
+        let generation = plan.generation;
+        self.clock.lap();
+        self.timings.train_seconds = msg.summary.seconds;
+        self.timings.train_data_wait_seconds = msg.summary.data_wait_seconds;
+        self.step =
+            Step::Evaluating { plan, train: msg.summary, measured: Vec::new(), started: Instant::now() };
+        for evaluator in &self.workers.evaluators {
+            let message =
+                EvaluateGeneration { generation, snapshot: Arc::clone(&msg.snapshot), queue: queue.clone() };
+            let _ = evaluator.tell(message).send().await;
+        }
+    }
+
+    async fn measured(&mut self, msg: Measured) {
+        let Step::Evaluating { plan, measured, .. } = &mut self.step else { return };
+        if plan.generation != msg.generation {
+            return;
+        }
+        self.timings.fitness_busy_seconds += msg.fitness.seconds;
+        self.timings.fitness_data_wait_seconds += msg.fitness.data_wait_seconds;
+        measured.push(msg.fitness);
+        let (done, total) = (measured.len(), plan.individuals.len());
+        self.events.send(PipelineEvent::Advanced { phase: Phase::Evaluate, done: done as u64 });
+        if done < total {
+            return;
+        }
+        let Step::Evaluating { plan, train, measured, started } =
+            std::mem::replace(&mut self.step, Step::Idle)
+        else {
+            return;
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        self.timings.fitness_seconds = self.clock.lap();
+        let recorded = self
+            .state
+            .record(&self.cfg, &plan, train, &measured, seconds)
+            .and_then(|record| self.state.write_progress(&self.cfg, &self.run).map(|()| record));
+        let record = match recorded {
+            Ok(record) => record,
+            Err(error) => return self.fail_own(error).await,
+        };
+        match self.state.breeding(&self.cfg) {
+            Some(breeding) => {
+                let parents = Arc::new(self.state.population.clone());
+                let message = BreedGeneration {
+                    generation: breeding.generation,
+                    parents: Arc::clone(&parents),
+                    params: breeding.params,
+                    strategy: breeding.strategy,
+                    streams: child_streams(&self.cfg),
+                };
+                self.step = Step::Breeding { record, parents, params: breeding.params, children: Vec::new() };
+                let _ = self.workers.selection.tell(message).send().await;
+            }
+            None => {
+                self.state.advance(None);
+                self.boundary(record).await;
+            }
+        }
+    }
+
+    async fn child_bred(&mut self, msg: ChildBred) {
+        let Step::Breeding { params, children, .. } = &mut self.step else { return };
+        children.push((msg.slot, msg.child));
+        if params.elites + children.len() < params.population {
+            return;
+        }
+        let Step::Breeding { record, parents, params, children } =
+            std::mem::replace(&mut self.step, Step::Idle)
+        else {
+            return;
+        };
+        self.timings.ga_seconds = self.clock.lap();
+        let generation = (self.state.next_generation + 1) as u32;
+        match evolution::assemble_generation(&parents, &params, generation, children) {
+            Ok(population) => {
+                self.state.advance(Some(population));
+                self.boundary(record).await;
+            }
+            Err(error) => self.fail_own(error.into()).await,
+        }
+    }
+
+    /// At a generation boundary: the checkpoint captured (once the previous one is durable),
+    /// and the next generation started while it is written.
+    async fn boundary(&mut self, record: GenerationRecord) {
+        if self.checkpoint_in_flight() {
+            self.step = Step::AwaitingCheckpoint { record };
+            return;
+        }
+        self.timings.checkpoint_wait_seconds = self.clock.lap();
+        self.closing = Some((std::mem::take(&mut self.timings), self.clock.generation));
+        let generation = self.state.next_generation as u32;
+        self.capturing = Some(generation);
+        let capture = CaptureCheckpoint { state: Box::new(self.state.clone()) };
+        if self.workers.trainer.tell(capture).send().await.is_err() {
+            self.capturing = None;
+        }
+        let checkpoint = self.store.dir_of(generation);
+        self.events.send(PipelineEvent::GenerationFinished { record: Box::new(record), checkpoint });
+        self.begin_generation().await;
+    }
+
+    async fn captured(&mut self, captured: CapturedCheckpoint, seconds: f64) {
+        self.capturing = None;
+        if let Some((timings, _)) = &mut self.closing {
+            timings.checkpoint_capture_seconds = seconds;
+        }
+        if matches!(self.step, Step::Done) {
+            return;
+        }
+        self.unwritten = Some(captured.generation);
+        let _ = self.workers.writer.tell(WriteCheckpoint { captured }).send().await;
+    }
+
+    async fn checkpoint_written(&mut self, msg: CheckpointWritten) {
+        self.unwritten = None;
+        if let Some((mut timings, started)) = self.closing.take() {
+            timings.checkpoint_write_seconds = msg.seconds;
+            if timings.seconds == 0.0 {
+                timings.seconds = started.elapsed().as_secs_f64();
+            }
+            if let Err(e) = self.run.append_timings(&timings) {
+                tracing::warn!("cannot record generation {}'s timings: {e}", timings.generation);
+            }
+        }
+        self.events.send(PipelineEvent::CheckpointWritten { generation: msg.generation, dir: msg.dir });
+        match std::mem::replace(&mut self.step, Step::Idle) {
+            Step::AwaitingCheckpoint { record } => self.boundary(record).await,
+            Step::Finishing | Step::Failing if !self.checkpoint_in_flight() => self.finish().await,
+            other => self.step = other,
+        }
+    }
+
+    async fn fail_own(&mut self, error: SearchError) {
+        self.fail(PipelineError::Failed { actor: "search controller".into(), error }).await;
+    }
+
+    /// Stops the pipeline for `failure`, after the checkpoint in flight (if its writer lives).
+    async fn fail(&mut self, failure: PipelineError) {
+        if matches!(self.step, Step::Done) {
+            return;
+        }
+        self.stop.stop();
+        if self.failure.is_none() {
+            self.failure = Some(failure);
+        }
+        if self.checkpoint_in_flight() {
+            self.step = Step::Failing;
+        } else {
+            self.finish().await;
+        }
+    }
+
+    /// Stops every actor and, once they all have stopped (a libtorch thread still busy must
+    /// never outlive the process's exit), sends the outcome and stops the controller.
+    async fn finish(&mut self) {
+        self.step = Step::Done;
+        let outcome = match self.failure.take() {
+            Some(failure) => Err(failure),
+            None => self.result(),
+        };
+        self.stop.stop();
+        let workers = self.workers.clone();
+        let done = self.done.take();
+        let me = self.me.clone();
+        // On a task of its own: the workers may still be sending to this controller's mailbox.
+        tokio::spawn(async move {
+            workers.stop_all().await;
+            if let Some(done) = done {
+                let _ = done.send(outcome);
+            }
+            if let Some(me) = me.upgrade() {
+                let _ = me.stop_gracefully().await;
+            }
+        });
+    }
+
+    fn result(&self) -> Outcome {
+        let own = |error| PipelineError::Failed { actor: "search controller".into(), error };
+        crate::fault::point("search.finished").map_err(|e| own(crate::train::TrainError::from(e).into()))?;
+        self.state.result(&self.cfg, &self.run).map_err(own)
+    }
+}
+
+/// Run the search: from the first unrun generation to the last.
+pub struct Start;
+
+impl Message<Start> for SearchController {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Start, _: &mut Context<Self, Self::Reply>) {
+        if matches!(self.step, Step::Idle) {
+            self.begin_generation().await;
+        }
+    }
+}
+
+/// From the trainer: generation `generation` is trained; `snapshot` holds its weights.
+pub struct Trained {
+    pub generation: usize,
+    pub summary: TrainSummary,
+    pub snapshot: Arc<WeightsSnapshot>,
+}
+
+impl Message<Trained> for SearchController {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Trained, _: &mut Context<Self, Self::Reply>) {
+        self.trained(msg).await;
+    }
+}
+
+/// From an evaluator: one individual's fitness.
+pub struct Measured {
+    pub generation: usize,
+    pub fitness: MeasuredFitness,
+}
+
+impl Message<Measured> for SearchController {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Measured, _: &mut Context<Self, Self::Reply>) {
+        self.measured(msg).await;
+    }
+}
+
+/// From mutation (or selection, for random search): the child of `slot`.
+pub struct ChildBred {
+    pub slot: ChildSlot,
+    pub child: Individual,
+}
+
+impl Message<ChildBred> for SearchController {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ChildBred, _: &mut Context<Self, Self::Reply>) {
+        self.child_bred(msg).await;
+    }
+}
+
+/// From the trainer: a boundary's checkpoint as host bytes.
+pub struct Captured {
+    pub captured: CapturedCheckpoint,
+    /// Time the capture took.
+    pub seconds: f64,
+}
+
+impl Message<Captured> for SearchController {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Captured, _: &mut Context<Self, Self::Reply>) {
+        self.captured(msg.captured, msg.seconds).await;
+    }
+}
+
+/// From the writer: the checkpoint of boundary `generation` is durable in `dir`.
+pub struct CheckpointWritten {
+    pub generation: u32,
+    pub dir: PathBuf,
+    /// Time the write took.
+    pub seconds: f64,
+}
+
+impl Message<CheckpointWritten> for SearchController {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: CheckpointWritten, _: &mut Context<Self, Self::Reply>) {
+        self.checkpoint_written(msg).await;
+    }
+}
+
+/// From any actor: it could not do what it was told.
+pub struct ActorFailed {
+    pub actor: String,
+    pub error: SearchError,
+}
+
+impl Message<ActorFailed> for SearchController {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ActorFailed, _: &mut Context<Self, Self::Reply>) {
+        // A failure report comes after anything the actor sent before it: a trainer that fails
+        // has no capture left to send, a writer no checkpoint left to write.
+        match msg.actor.as_str() {
+            checkpoint_writer::NAME => self.unwritten = None,
+            trainer::NAME => self.capturing = None,
+            _ => {}
+        }
+        self.fail(PipelineError::Failed { actor: msg.actor, error: msg.error }).await;
+    }
+}

@@ -1,0 +1,22 @@
+//! `evnas serve --config FILE`: the search as a long-running service (see `evnas::daemon`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use evnas::daemon::serve::ServeExit;
+use evnas::daemon::ServeOptions;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Config file (TOML) of the search to serve.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    match evnas::daemon::serve(&ServeOptions { config: args.config.clone() })? {
+        ServeExit::Stopped => Ok(ExitCode::SUCCESS),
+        ServeExit::Forced => evnas::daemon::exit_now(super::failure::code::INTERRUPTED.into()),
+    }
+}

@@ -1,0 +1,15 @@
+//! The daemon's edge: `evnas serve` start-up, signals, the search's life and shutdown.
+
+pub mod serve;
+
+pub use serve::{serve, ServeOptions};
+
+/// Ends the process now with `code`, running no exit handler: for a second signal while a
+/// search stops. libtorch's static destructors must not run while one of its threads still
+/// computes (that crashes); nothing evnas keeps needs them, and every file is written atomically.
+pub fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit only ends the process.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,72 @@
+//! libtorch's CPU threads: the process-wide intra-op count, set once at start, and a per-thread
+//! count for threads that run whole individuals side by side.
+//!
+//! Why not `tch::set_num_threads` on a worker: besides the calling thread's OpenMP team size it
+//! stores a process-global default that every thread started later picks up, so one worker
+//! asking for one thread would quietly make the trainer single-threaded.
+
+use std::ffi::{c_int, CStr};
+use std::sync::OnceLock;
+
+/// Sets the process's intra-op thread count (`threads > 0`; 0 keeps libtorch's default, one per
+/// core). Call once, before any libtorch work, from the main thread.
+pub fn set_process_threads(threads: usize) {
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    }
+}
+
+/// The intra-op thread count of the calling thread.
+pub fn current_threads() -> usize {
+    tch::get_num_threads().max(1) as usize
+}
+
+/// Makes libtorch run the calling thread's ops on `threads` intra-op threads, leaving every
+/// other thread and the process default as they are. Returns false when libtorch's OpenMP
+/// runtime is not found (then the thread keeps the process count).
+pub fn set_this_thread_threads(threads: usize) -> bool {
+    let Some(set) = omp_set_num_threads() else { return false };
+    // Let libtorch initialise this thread's count from the process default first, so that its
+    // lazy initialisation cannot overwrite ours on the first parallel op.
+    let _ = tch::get_num_threads();
+    // SAFETY: omp_set_num_threads only sets the calling thread's OpenMP team size.
+    unsafe { set(threads.max(1) as c_int) };
+    true
+}
+
+type OmpSetNumThreads = unsafe extern "C" fn(c_int);
+
+/// libtorch's OpenMP runtime (libgomp, loaded with libtorch_cpu) entry point, looked up once.
+fn omp_set_num_threads() -> Option<OmpSetNumThreads> {
+    static SYMBOL: OnceLock<Option<usize>> = OnceLock::new();
+    let address = *SYMBOL.get_or_init(|| {
+        const NAME: &CStr = c"omp_set_num_threads";
+        // SAFETY: dlsym with RTLD_DEFAULT searches the libraries already loaded; the name is a
+        // valid C string.
+        let ptr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, NAME.as_ptr()) };
+        (!ptr.is_null()).then_some(ptr as usize)
+    });
+    // SAFETY: the symbol is OpenMP's `void omp_set_num_threads(int)`.
+    address.map(|a| unsafe { std::mem::transmute::<usize, OmpSetNumThreads>(a) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_count_of_its_own_leaves_other_threads_alone() {
+        let process = current_threads();
+        let (own, later) = std::thread::spawn(|| {
+            assert!(set_this_thread_threads(1), "libtorch's OpenMP runtime not found");
+            let own = current_threads();
+            let later = std::thread::spawn(current_threads).join().unwrap();
+            (own, later)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(own, 1);
+        assert_eq!(later, process, "a thread started afterwards must get the process count");
+        assert_eq!(current_threads(), process);
+    }
+}
