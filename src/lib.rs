@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod report;
 pub mod runtime;
 pub mod search;
+pub mod seeds;
 pub mod space;
 pub mod stop;
 pub mod threads;

@@ -226,3 +226,43 @@ fn a_failing_actor_ends_serve_naming_it_and_a_restart_resumes() {
         assert_checkpoints_intact(&served);
     }
 }
+
+#[test]
+fn sigterm_in_training_or_fitness_checkpoints_where_it_stopped_and_serve_resumes_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 3);
+    let reference = tmp.path().join("reference");
+    run_ok(&mut search_command(&config, &reference, &[]));
+
+    let stops = [
+        // Generation 2's third batch (6 batches a generation).
+        ("training", "train.batch=8*off->1*return(sigterm)", "stopped after training batch"),
+        // Generation 2's second individual (4 a generation).
+        ("fitness", "fitness.individual=5*off->1*return(sigterm)", "stopped in fitness"),
+    ];
+    for (case, failpoints, resumed) in stops {
+        let runs = tmp.path().join(format!("runs-{case}"));
+        let own_config = runs.join("tiny.toml");
+        std::fs::create_dir_all(&runs).unwrap();
+        let text = std::fs::read_to_string(&config).unwrap();
+        let original_dir = format!("dir = \"{}\"", tmp.path().join("runs").display());
+        std::fs::write(&own_config, text.replace(&original_dir, &format!("dir = \"{}\"", runs.display())))
+            .unwrap();
+
+        let mut served = Served::start(&own_config, Some(failpoints));
+        let Some((status, log)) = served.wait(SEARCH_DEADLINE) else {
+            panic!("{case}: serve did not stop on SIGTERM:\n{}", served.log());
+        };
+        assert!(status.success(), "{case}: {status}\n{log}");
+        assert!(log.contains("stop checkpoint written"), "{case}:\n{log}");
+        let dir = search_dir(&runs);
+        assert!(
+            dir.join("stop-checkpoint").join("gen-000001").join("manifest.json").is_file(),
+            "{case}:\n{log}"
+        );
+        let log = serve_to_the_end(&own_config);
+        assert!(log.contains(resumed), "{case}: expected {resumed:?}:\n{log}");
+        assert_same_search(&dir, &reference);
+        assert_checkpoints_intact(&dir);
+    }
+}

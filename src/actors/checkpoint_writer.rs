@@ -11,18 +11,22 @@ use kameo::Actor;
 use crate::checkpoint::CheckpointStore;
 use crate::search::{CapturedCheckpoint, SearchError};
 
-use super::controller::{ActorFailed, CheckpointWritten, SearchController};
+use super::controller::{ActorFailed, CheckpointKind, CheckpointWritten, SearchController};
 
 pub const NAME: &str = "checkpoint writer";
 
 pub struct CheckpointWriterActor {
     store: CheckpointStore,
+    stop_store: CheckpointStore,
     config_digest: String,
     controller: ActorRef<SearchController>,
 }
 
 pub struct CheckpointWriterArgs {
+    /// Generation-boundary checkpoints.
     pub store: CheckpointStore,
+    /// The checkpoint of a search stopped mid-generation.
+    pub stop_store: CheckpointStore,
     pub config_digest: String,
     pub controller: ActorRef<SearchController>,
 }
@@ -32,14 +36,15 @@ impl Actor for CheckpointWriterActor {
     type Error = Infallible;
 
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
-        let CheckpointWriterArgs { store, config_digest, controller } = args;
-        Ok(Self { store, config_digest, controller })
+        let CheckpointWriterArgs { store, stop_store, config_digest, controller } = args;
+        Ok(Self { store, stop_store, config_digest, controller })
     }
 }
 
 /// Make `captured` durable; the controller gets [`CheckpointWritten`] or [`ActorFailed`].
 pub struct WriteCheckpoint {
     pub captured: CapturedCheckpoint,
+    pub kind: CheckpointKind,
 }
 
 impl Message<WriteCheckpoint> for CheckpointWriterActor {
@@ -48,10 +53,14 @@ impl Message<WriteCheckpoint> for CheckpointWriterActor {
     async fn handle(&mut self, msg: WriteCheckpoint, _: &mut Context<Self, Self::Reply>) {
         let generation = msg.captured.generation;
         let started = std::time::Instant::now();
-        match self.store.save(generation, &self.config_digest, &msg.captured.files) {
+        let store = match msg.kind {
+            CheckpointKind::Boundary => &self.store,
+            CheckpointKind::Stop => &self.stop_store,
+        };
+        match store.save(generation, &self.config_digest, &msg.captured.files) {
             Ok(saved) => {
                 let seconds = started.elapsed().as_secs_f64();
-                let written = CheckpointWritten { generation, dir: saved.dir, seconds };
+                let written = CheckpointWritten { generation, dir: saved.dir, seconds, kind: msg.kind };
                 let _ = self.controller.tell(written).send().await;
             }
             Err(e) => {

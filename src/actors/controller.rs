@@ -35,9 +35,10 @@ use crate::search::record::TrainSummary;
 use crate::search::run_dir::RunDir;
 use crate::search::{
     child_streams, CapturedCheckpoint, GenerationPlan, GenerationRecord, GenerationTimings, MeasuredFitness,
-    Phase, SearchError, SearchParts, SearchResult, SearchState, WeightsSnapshot,
+    Phase, SearchError, SearchParts, SearchResult, SearchState, StoppedGeneration, WeightsSnapshot,
 };
 use crate::stop::StopFlag;
+use crate::train::supernet_epoch::EpochReport;
 
 use super::checkpoint_writer::{self, CheckpointWriterActor, CheckpointWriterArgs, WriteCheckpoint};
 use super::crossover::{self, CrossoverActor, CrossoverArgs};
@@ -45,7 +46,7 @@ use super::evaluator::{EvaluateGeneration, EvaluatorActor, EvaluatorArgs};
 use super::events::{Events, PipelineEvent};
 use super::mutation::{self, MutationActor};
 use super::selection::{self, BreedGeneration, SelectionActor, SelectionArgs};
-use super::trainer::{self, CaptureCheckpoint, TrainGeneration, TrainerActor, TrainerArgs};
+use super::trainer::{self, CaptureCheckpoint, TrainGeneration, TrainStart, TrainerActor, TrainerArgs};
 use super::PipelineError;
 
 /// How a search run by the pipeline ended.
@@ -95,8 +96,10 @@ impl Workers {
 enum Step {
     /// Before [`Start`].
     Idle,
+    /// `measured`: fitness measured before the search was stopped in this generation.
     Training {
         plan: GenerationPlan,
+        measured: Vec<MeasuredFitness>,
     },
     Evaluating {
         plan: GenerationPlan,
@@ -134,10 +137,10 @@ pub struct SearchController {
     events: Events,
     stop: StopFlag,
     step: Step,
-    /// The boundary whose checkpoint the trainer is capturing.
-    capturing: Option<u32>,
+    /// Checkpoints the trainer has been asked to capture and has not sent yet.
+    capturing: usize,
     /// The boundary whose checkpoint the writer has and has not made durable yet.
-    unwritten: Option<u32>,
+    unwritten: usize,
     failure: Option<PipelineError>,
     done: Option<Sender<Outcome>>,
     /// The running generation's timings, and when each of its phases started.
@@ -175,12 +178,13 @@ impl Actor for SearchController {
     /// Spawns and links the pipeline's actors: libtorch ones on threads of their own.
     async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
         let ControllerArgs { parts, events, stop, done } = args;
-        let SearchParts { cfg, device, trainer, evaluators, data, state, run, store } = parts;
+        let SearchParts { cfg, device, trainer, evaluators, data, state, run, store, stop_store } = parts;
         let mut names = HashMap::new();
         let train_batches = data.num_train_batches() as u64;
 
         let writer = CheckpointWriterActor::spawn_in_thread(CheckpointWriterArgs {
             store: store.clone(),
+            stop_store,
             config_digest: cfg.digest(),
             controller: me.clone(),
         });
@@ -245,8 +249,8 @@ impl Actor for SearchController {
             events,
             stop,
             step: Step::Idle,
-            capturing: None,
-            unwritten: None,
+            capturing: 0,
+            unwritten: 0,
             failure: None,
             done: Some(done),
             timings: GenerationTimings::default(),
@@ -265,10 +269,10 @@ impl Actor for SearchController {
             let actor = self.names.get(&id).cloned().unwrap_or_else(|| format!("actor {id}"));
             // What a dead actor had in hand will never arrive.
             if id == self.workers.writer.id() {
-                self.unwritten = None;
+                self.unwritten = 0;
             }
             if id == self.workers.trainer.id() {
-                self.capturing = None;
+                self.capturing = 0;
             }
             self.fail(PipelineError::Died { actor, reason: reason.to_string() }).await;
         }
@@ -300,8 +304,14 @@ impl SearchController {
             phase: Phase::Train,
             total: self.train_batches,
         });
-        let message = TrainGeneration { plan: plan.clone() };
-        self.step = Step::Training { plan };
+        // A generation the search was stopped in continues where it stopped.
+        let (start, measured) = match self.state.stopped.take() {
+            None => (TrainStart::Fresh, Vec::new()),
+            Some(StoppedGeneration::Training { report }) => (TrainStart::Continue(report), Vec::new()),
+            Some(StoppedGeneration::Fitness { train, measured }) => (TrainStart::Trained(train), measured),
+        };
+        let message = TrainGeneration { plan: plan.clone(), start };
+        self.step = Step::Training { plan, measured };
         if self.workers.trainer.tell(message).send().await.is_err() {
             self.fail(PipelineError::Died {
                 actor: trainer::NAME.into(),
@@ -313,22 +323,24 @@ impl SearchController {
 
     /// A capture asked of the trainer or a checkpoint handed to the writer is not durable yet.
     fn checkpoint_in_flight(&self) -> bool {
-        self.unwritten.is_some() || self.capturing.is_some()
+        self.unwritten > 0 || self.capturing > 0
     }
 
     async fn trained(&mut self, msg: Trained) {
-        let Step::Training { plan } = std::mem::replace(&mut self.step, Step::Idle) else { return };
+        let Step::Training { plan, measured } = std::mem::replace(&mut self.step, Step::Idle) else { return };
         if plan.generation != msg.generation {
-            self.step = Step::Training { plan };
+            self.step = Step::Training { plan, measured };
             return;
         }
+        self.events.send(PipelineEvent::Advanced { phase: Phase::Evaluate, done: measured.len() as u64 });
         self.events.send(PipelineEvent::PhaseStarted {
             generation: plan.generation + 1,
             phase: Phase::Evaluate,
             total: plan.individuals.len() as u64,
         });
+        // Only those not measured before a stop.
         let (queue_in, queue) = crossbeam_channel::unbounded();
-        for individual in &plan.individuals {
+        for individual in plan.individuals.iter().filter(|i| measured.iter().all(|m| m.id != i.id)) {
             let _ = queue_in.send(individual.clone());
         }
         drop(queue_in);
@@ -336,8 +348,11 @@ impl SearchController {
         self.clock.lap();
         self.timings.train_seconds = msg.summary.seconds;
         self.timings.train_data_wait_seconds = msg.summary.data_wait_seconds;
-        self.step =
-            Step::Evaluating { plan, train: msg.summary, measured: Vec::new(), started: Instant::now() };
+        let all_measured = measured.len() == plan.individuals.len();
+        self.step = Step::Evaluating { plan, train: msg.summary, measured, started: Instant::now() };
+        if all_measured {
+            return self.fitness_done().await;
+        }
         for evaluator in &self.workers.evaluators {
             let message =
                 EvaluateGeneration { generation, snapshot: Arc::clone(&msg.snapshot), queue: queue.clone() };
@@ -355,9 +370,13 @@ impl SearchController {
         measured.push(msg.fitness);
         let (done, total) = (measured.len(), plan.individuals.len());
         self.events.send(PipelineEvent::Advanced { phase: Phase::Evaluate, done: done as u64 });
-        if done < total {
-            return;
+        if done == total {
+            self.fitness_done().await;
         }
+    }
+
+    /// Every individual is measured: record the generation, then breed the next one.
+    async fn fitness_done(&mut self) {
         let Step::Evaluating { plan, train, measured, started } =
             std::mem::replace(&mut self.step, Step::Idle)
         else {
@@ -425,31 +444,59 @@ impl SearchController {
         self.timings.checkpoint_wait_seconds = self.clock.lap();
         self.closing = Some((std::mem::take(&mut self.timings), self.clock.generation));
         let generation = self.state.next_generation as u32;
-        self.capturing = Some(generation);
-        let capture = CaptureCheckpoint { state: Box::new(self.state.clone()) };
-        if self.workers.trainer.tell(capture).send().await.is_err() {
-            self.capturing = None;
-        }
+        self.capture(CheckpointKind::Boundary).await;
         let checkpoint = self.store.dir_of(generation);
         self.events.send(PipelineEvent::GenerationFinished { record: Box::new(record), checkpoint });
         self.begin_generation().await;
     }
 
-    async fn captured(&mut self, captured: CapturedCheckpoint, seconds: f64) {
-        self.capturing = None;
-        if let Some((timings, _)) = &mut self.closing {
-            timings.checkpoint_capture_seconds = seconds;
+    /// Asks the trainer to capture the current state as a checkpoint of `kind`.
+    async fn capture(&mut self, kind: CheckpointKind) {
+        let capture = CaptureCheckpoint { state: Box::new(self.state.clone()), kind };
+        if self.workers.trainer.tell(capture).send().await.is_ok() {
+            self.capturing += 1;
+        }
+    }
+
+    async fn captured(&mut self, msg: Captured) {
+        self.capturing = self.capturing.saturating_sub(1);
+        if msg.kind == CheckpointKind::Boundary {
+            if let Some((timings, _)) = &mut self.closing {
+                timings.checkpoint_capture_seconds = msg.seconds;
+            }
         }
         if matches!(self.step, Step::Done) {
             return;
         }
-        self.unwritten = Some(captured.generation);
-        let _ = self.workers.writer.tell(WriteCheckpoint { captured }).send().await;
+        let write = WriteCheckpoint { captured: msg.captured, kind: msg.kind };
+        if self.workers.writer.tell(write).send().await.is_ok() {
+            self.unwritten += 1;
+        }
+        // A capture that was the last thing in flight may end a stop.
+        if matches!(self.step, Step::Failing) && !self.checkpoint_in_flight() {
+            self.finish().await;
+        }
+    }
+
+    /// Stopped on request in the middle of a generation: the checkpoint of where it got to
+    /// (unless nothing happened since the boundary checkpoint), then the end of the run.
+    async fn stopped_in_generation(&mut self, actor: String, stopped: Option<StoppedGeneration>) {
+        if self.failure.is_none() && !matches!(self.step, Step::Done) {
+            if let Some(stopped) = stopped {
+                self.state.stopped = Some(stopped);
+                self.capture(CheckpointKind::Stop).await;
+                self.state.stopped = None;
+            }
+        }
+        let error = SearchError::Train(crate::train::TrainError::Interrupted);
+        self.fail(PipelineError::Failed { actor, error }).await;
     }
 
     async fn checkpoint_written(&mut self, msg: CheckpointWritten) {
-        self.unwritten = None;
-        if let Some((mut timings, started)) = self.closing.take() {
+        self.unwritten = self.unwritten.saturating_sub(1);
+        if msg.kind == CheckpointKind::Stop {
+            tracing::info!(dir = %msg.dir.display(), "stop checkpoint written");
+        } else if let Some((mut timings, started)) = self.closing.take() {
             timings.checkpoint_write_seconds = msg.seconds;
             if timings.seconds == 0.0 {
                 timings.seconds = started.elapsed().as_secs_f64();
@@ -578,22 +625,49 @@ pub struct Captured {
     pub captured: CapturedCheckpoint,
     /// Time the capture took.
     pub seconds: f64,
+    pub kind: CheckpointKind,
 }
 
 impl Message<Captured> for SearchController {
     type Reply = ();
 
     async fn handle(&mut self, msg: Captured, _: &mut Context<Self, Self::Reply>) {
-        self.captured(msg.captured, msg.seconds).await;
+        self.captured(msg).await;
     }
 }
 
-/// From the writer: the checkpoint of boundary `generation` is durable in `dir`.
+/// What a checkpoint is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointKind {
+    /// A generation boundary (`checkpoints/`).
+    Boundary,
+    /// A search stopped in the middle of a generation (`stop-checkpoint/`).
+    Stop,
+}
+
+/// From the trainer: stopped by the stop flag after `report.batches` batches of `generation`.
+pub struct TrainingStopped {
+    pub generation: usize,
+    pub report: EpochReport,
+}
+
+impl Message<TrainingStopped> for SearchController {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: TrainingStopped, _: &mut Context<Self, Self::Reply>) {
+        let progressed = msg.report.batches > 0 && msg.generation == self.state.next_generation;
+        let stopped = progressed.then_some(StoppedGeneration::Training { report: msg.report });
+        self.stopped_in_generation(trainer::NAME.into(), stopped).await;
+    }
+}
+
+/// From the writer: the checkpoint of `generation` is durable in `dir`.
 pub struct CheckpointWritten {
     pub generation: u32,
     pub dir: PathBuf,
     /// Time the write took.
     pub seconds: f64,
+    pub kind: CheckpointKind,
 }
 
 impl Message<CheckpointWritten> for SearchController {
@@ -617,9 +691,20 @@ impl Message<ActorFailed> for SearchController {
         // A failure report comes after anything the actor sent before it: a trainer that fails
         // has no capture left to send, a writer no checkpoint left to write.
         match msg.actor.as_str() {
-            checkpoint_writer::NAME => self.unwritten = None,
-            trainer::NAME => self.capturing = None,
+            checkpoint_writer::NAME => self.unwritten = 0,
+            trainer::NAME => self.capturing = 0,
             _ => {}
+        }
+        let interrupted = matches!(msg.error, SearchError::Train(crate::train::TrainError::Interrupted));
+        if interrupted {
+            // An evaluator stopped by the stop flag: keep the fitness measured so far.
+            let stopped = match &self.step {
+                Step::Evaluating { train, measured, .. } => {
+                    Some(StoppedGeneration::Fitness { train: train.clone(), measured: measured.clone() })
+                }
+                _ => None,
+            };
+            return self.stopped_in_generation(msg.actor, stopped).await;
         }
         self.fail(PipelineError::Failed { actor: msg.actor, error: msg.error }).await;
     }

@@ -11,11 +11,14 @@ use kameo::message::{Context, Message};
 use kameo::prelude::ActorRef;
 use kameo::Actor;
 
-use crate::search::Phase;
-use crate::search::{GenerationPlan, SearchData, SearchError, SearchState, SupernetTrainer, TrainBatches};
+use crate::search::record::TrainSummary;
+use crate::search::{
+    GenerationPlan, Phase, SearchData, SearchError, SearchState, SupernetTrainer, TrainBatches, Training,
+};
 use crate::stop::StopFlag;
+use crate::train::supernet_epoch::EpochReport;
 
-use super::controller::{ActorFailed, Captured, SearchController, Trained};
+use super::controller::{ActorFailed, Captured, CheckpointKind, SearchController, Trained, TrainingStopped};
 use super::events::{Events, PipelineEvent};
 
 pub const NAME: &str = "trainer";
@@ -58,39 +61,64 @@ impl TrainerActor {
         }
     }
 
-    fn train(&mut self, plan: &GenerationPlan) -> Result<Trained, SearchError> {
+    async fn train(&mut self, plan: &GenerationPlan, start: TrainStart) -> Result<(), SearchError> {
         let g = plan.generation;
-        let batches = self.batches_of(g)?;
-        let events = self.events.clone();
-        let summary = self.trainer.train(plan, batches, &self.stop, |i| {
-            events.send(PipelineEvent::Advanced { phase: Phase::Train, done: i as u64 + 1 })
-        })?;
+        let summary = match start {
+            TrainStart::Trained(summary) => summary,
+            TrainStart::Fresh | TrainStart::Continue(_) => {
+                let (batches, done) = match start {
+                    TrainStart::Continue(done) => {
+                        self.ahead = None;
+                        (self.data.train_batches_from(g, done.batches)?, Some(done))
+                    }
+                    _ => (self.batches_of(g)?, None),
+                };
+                let events = self.events.clone();
+                let training = self.trainer.train(plan, batches, done, &self.stop, |i| {
+                    events.send(PipelineEvent::Advanced { phase: Phase::Train, done: i as u64 + 1 })
+                })?;
+                match training {
+                    Training::Finished(summary) => summary,
+                    Training::Stopped(report) => {
+                        let _ = self.controller.tell(TrainingStopped { generation: g, report }).send().await;
+                        return Ok(());
+                    }
+                }
+            }
+        };
         // The next generation's order is known now: its first batches load while fitness runs.
         if g + 1 < self.generations {
             self.ahead = Some((g + 1, self.data.train_batches(g + 1)?));
         }
-        Ok(Trained { generation: g, summary, snapshot: Arc::new(self.trainer.snapshot(g)) })
+        let trained = Trained { generation: g, summary, snapshot: Arc::new(self.trainer.snapshot(g)) };
+        let _ = self.controller.tell(trained).send().await;
+        Ok(())
     }
 }
 
-/// Train one generation; the controller gets [`Trained`] or [`ActorFailed`].
+/// Where a generation's training starts.
+pub enum TrainStart {
+    Fresh,
+    /// Continue a pass stopped after `report.batches` batches.
+    Continue(EpochReport),
+    /// Already trained before the search was stopped in fitness: only hand out the weights.
+    Trained(TrainSummary),
+}
+
+/// Train one generation; the controller gets [`Trained`], [`TrainingStopped`] (the stop flag
+/// was raised) or [`ActorFailed`].
 pub struct TrainGeneration {
     pub plan: GenerationPlan,
+    pub start: TrainStart,
 }
 
 impl Message<TrainGeneration> for TrainerActor {
     type Reply = ();
 
     async fn handle(&mut self, msg: TrainGeneration, _: &mut Context<Self, Self::Reply>) {
-        let outcome = self.train(&msg.plan);
-        match outcome {
-            Ok(trained) => {
-                let _ = self.controller.tell(trained).send().await;
-            }
-            Err(error) => {
-                self.ahead = None;
-                let _ = self.controller.tell(ActorFailed { actor: NAME.into(), error }).send().await;
-            }
+        if let Err(error) = self.train(&msg.plan, msg.start).await {
+            self.ahead = None;
+            let _ = self.controller.tell(ActorFailed { actor: NAME.into(), error }).send().await;
         }
     }
 }
@@ -100,6 +128,7 @@ impl Message<TrainGeneration> for TrainerActor {
 /// the boundary.
 pub struct CaptureCheckpoint {
     pub state: Box<SearchState>,
+    pub kind: CheckpointKind,
 }
 
 impl Message<CaptureCheckpoint> for TrainerActor {
@@ -110,7 +139,7 @@ impl Message<CaptureCheckpoint> for TrainerActor {
         match self.trainer.capture(&msg.state) {
             Ok(captured) => {
                 let seconds = started.elapsed().as_secs_f64();
-                let _ = self.controller.tell(Captured { captured, seconds }).send().await;
+                let _ = self.controller.tell(Captured { captured, seconds, kind: msg.kind }).send().await;
             }
             Err(error) => {
                 let _ = self.controller.tell(ActorFailed { actor: NAME.into(), error }).send().await;

@@ -59,11 +59,13 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
             for why in skipped {
                 eprintln!("warning: {why}");
             }
+            let stopped = engine.state().stopped.as_ref().map(|s| format!(", stopped {}", s.describe()));
             eprintln!(
-                "resuming {} at generation {}/{}",
+                "resuming {} at generation {}/{}{}",
                 dir.display(),
                 engine.state().next_generation + 1,
-                engine.config().search.generations
+                engine.config().search.generations,
+                stopped.unwrap_or_default()
             );
             engine
         }

@@ -121,7 +121,7 @@ async fn run(cfg: Config) -> anyhow::Result<ServeExit> {
             Ok(ServeExit::Stopped)
         }
         Err(e) if e.is_interrupted() => {
-            tracing::info!(dir = %dir.display(), "search stopped at its last checkpoint; the next start resumes it");
+            tracing::info!(dir = %dir.display(), "search stopped; the next start continues it");
             Ok(ServeExit::Stopped)
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!("search {id} stopped"))),
@@ -136,7 +136,13 @@ fn open_search(cfg: Config, dir: &Path) -> anyhow::Result<SearchEngine> {
         for note in notes {
             tracing::warn!("{note}");
         }
-        tracing::info!(dir = %dir.display(), generation = engine.state().next_generation + 1, "resuming");
+        let generation = engine.state().next_generation + 1;
+        match &engine.state().stopped {
+            Some(stopped) => {
+                tracing::info!(dir = %dir.display(), generation, "resuming, stopped {}", stopped.describe())
+            }
+            None => tracing::info!(dir = %dir.display(), generation, "resuming"),
+        }
         Ok(engine)
     } else {
         SearchEngine::create(cfg, Some(dir))

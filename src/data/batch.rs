@@ -6,7 +6,7 @@ use rand::seq::SliceRandom;
 use tch::{Device, Kind, Tensor};
 
 use super::error::DataError;
-use super::rng::{derive_seed, stream_rng, Stream};
+use super::rng::{batch_seed, stream_rng, Stream};
 
 /// One ready batch.
 ///
@@ -115,6 +115,6 @@ impl EpochPlan {
 
     /// The seed of batch `index`'s augmentation: a function of `(seed, epoch, index)` only.
     pub fn augment_seed(&self, index: usize) -> u64 {
-        derive_seed(self.seed, Stream::Augment, self.epoch as u64, index as u64)
+        batch_seed(self.seed, Stream::Augment, self.epoch as u64, index as u64)
     }
 }

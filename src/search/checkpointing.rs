@@ -31,8 +31,15 @@ pub struct CapturedCheckpoint {
     pub files: Vec<CheckpointFile>,
 }
 
+/// The generation-boundary checkpoints.
 pub(super) fn store(run: &RunDir, cfg: &Config) -> Result<CheckpointStore, SearchError> {
     Ok(CheckpointStore::open(run.checkpoints_dir(), cfg.run.keep_checkpoints)?)
+}
+
+/// The checkpoint of a search stopped in the middle of a generation (the newest only). It is
+/// kept apart from the boundary checkpoints so that writing it never displaces one of them.
+pub fn stop_store(run: &RunDir) -> Result<CheckpointStore, SearchError> {
+    Ok(CheckpointStore::open(run.stop_checkpoint_dir(), 1)?)
 }
 
 /// Copies the supernet, the momentum and the search state into host bytes.
@@ -56,16 +63,43 @@ pub fn capture(vs: &VarStore, opt: &Sgd, state: &SearchState) -> Result<Captured
 }
 
 /// Restores the newest intact checkpoint into `vs` and `opt` (each tensor keeps the memory
-/// layout of the variable it is copied into); returns its state and a line per newer checkpoint
-/// that was skipped as corrupt. `None` when the run has no checkpoint yet.
+/// layout of the variable it is copied into): a stop checkpoint when it is at least as new as
+/// the newest boundary checkpoint, else that one. Returns its state and a line per newer
+/// checkpoint that was skipped as corrupt. `None` when the run has no checkpoint yet.
 pub fn load_latest(
     run: &RunDir,
     cfg: &Config,
     vs: &mut VarStore,
     opt: &mut Sgd,
 ) -> Result<Option<(SearchState, Vec<String>)>, SearchError> {
-    let store = store(run, cfg)?;
-    let Some(loaded) = store.load_latest(&cfg.digest())? else {
+    let digest = cfg.digest();
+    let boundaries = store(run, cfg)?;
+    let stops = stop_store(run)?;
+    let newest_boundary = boundaries.checkpoints()?.last().map(|(g, _)| *g);
+    let newest_stop = stops.checkpoints()?.last().map(|(g, _)| *g);
+    let mut notes = Vec::new();
+    if newest_stop.is_some() && newest_stop >= newest_boundary {
+        if let Some((state, skipped)) = load_from(&stops, &digest, vs, opt)? {
+            return Ok(Some((state, skipped)));
+        }
+        notes.push(format!(
+            "the stop checkpoint in {} is unusable; using the generation checkpoints",
+            stops.root().display()
+        ));
+    }
+    Ok(load_from(&boundaries, &digest, vs, opt)?.map(|(state, skipped)| {
+        notes.extend(skipped);
+        (state, notes)
+    }))
+}
+
+fn load_from(
+    store: &CheckpointStore,
+    digest: &str,
+    vs: &mut VarStore,
+    opt: &mut Sgd,
+) -> Result<Option<(SearchState, Vec<String>)>, SearchError> {
+    let Some(loaded) = store.load_latest(digest)? else {
         return Ok(None);
     };
     let skipped = loaded

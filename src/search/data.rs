@@ -17,8 +17,8 @@ use crate::data::{
 };
 use crate::train::fitness::{EvalBatch, OwnedBatches};
 
-use super::seeds::{derive_seed, streams};
 use super::SearchError;
+use crate::seeds::{derive_seed, streams};
 
 pub struct SearchData {
     loaders: Arc<SplitLoaders>,
@@ -84,14 +84,14 @@ impl SearchData {
         let split_cfg = SplitConfig {
             train_portion: cfg.data.train_portion,
             shuffle: true,
-            seed: derive_seed(seed, streams::SPLIT),
+            seed: derive_seed(seed, &[streams::SPLIT]),
         };
         let mut split = split_cfg.split(dataset.len())?;
         if cfg.data.train_subset > 0 {
             split.train.truncate(cfg.data.train_subset);
         }
         if cfg.fitness.subset > 0 && cfg.fitness.subset < split.valid.len() {
-            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, streams::FITNESS_SUBSET));
+            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[streams::FITNESS_SUBSET]));
             split.valid.shuffle(&mut rng);
             split.valid.truncate(cfg.fitness.subset);
             split.valid.sort_unstable();
@@ -99,7 +99,7 @@ impl SearchData {
         let loader_cfg = LoaderConfig {
             batch_size: cfg.train.batch_size,
             valid_batch_size: cfg.fitness.batch_size,
-            seed: derive_seed(seed, streams::DATA),
+            seed: derive_seed(seed, &[streams::DATA]),
             padding: 4,
             flip: true,
             cutout: cfg.data.cutout.then_some(cfg.data.cutout_length),
@@ -142,7 +142,13 @@ impl SearchData {
     /// The trainer checks the run's stop flag between batches; dropping the batches stops the
     /// producer.
     pub fn train_batches(&self, generation: usize) -> Result<TrainBatches, SearchError> {
-        let stream = self.loaders.train_epoch(generation, 0, StopFlag::new())?;
+        self.train_batches_from(generation, 0)
+    }
+
+    /// The training batches of generation `generation` from batch `first` on (continuing a
+    /// stopped pass: the same batches an uninterrupted pass sees from there).
+    pub fn train_batches_from(&self, generation: usize, first: usize) -> Result<TrainBatches, SearchError> {
+        let stream = self.loaders.train_epoch(generation, first, StopFlag::new())?;
         Ok(TrainBatches { stream, device: self.device })
     }
 

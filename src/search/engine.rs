@@ -20,11 +20,12 @@ use crate::train::sgd::{Sgd, SgdConfig};
 use super::checkpointing;
 use super::data::SearchData;
 use super::evaluator::{FitnessEvaluator, FitnessModel};
+use super::generation::StoppedGeneration;
 use super::record::GenerationRecord;
 use super::run_dir::RunDir;
-use super::seeds::{derive_seed, streams};
 use super::trainer::SupernetTrainer;
 use super::SearchError;
+use crate::seeds::{derive_seed, streams};
 
 /// Everything that evolves during a search besides the supernet weights and momentum.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +35,10 @@ pub struct SearchState {
     /// The population of `next_generation` (unevaluated), or the final one once done.
     pub population: Population,
     pub history: Vec<GenerationRecord>,
+    /// How far generation `next_generation` got when the search was stopped in its middle
+    /// (a stop checkpoint); it continues from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<StoppedGeneration>,
 }
 
 /// The search's answer: the best individual of the last generation.
@@ -57,6 +62,7 @@ pub struct SearchEngine {
     state: SearchState,
     run: RunDir,
     store: CheckpointStore,
+    stop_store: CheckpointStore,
 }
 
 /// The parts of a [`SearchEngine`], each to be owned by whoever drives it.
@@ -68,7 +74,10 @@ pub struct SearchParts {
     pub data: SearchData,
     pub state: SearchState,
     pub run: RunDir,
+    /// Generation-boundary checkpoints.
     pub store: CheckpointStore,
+    /// The checkpoint of a search stopped mid-generation.
+    pub stop_store: CheckpointStore,
 }
 
 /// Which device a config asks for.
@@ -165,12 +174,13 @@ impl SearchEngine {
         let trainer = SupernetTrainer::new(vs, model, opt, cfg.train.grad_clip);
         let evaluators = build_evaluators(&cfg, &data, device)?;
         let store = checkpointing::store(&run, &cfg)?;
-        Ok(Self { cfg, device, trainer, evaluators, data, state, run, store })
+        let stop_store = checkpointing::stop_store(&run)?;
+        Ok(Self { cfg, device, trainer, evaluators, data, state, run, store, stop_store })
     }
 
     pub fn into_parts(self) -> SearchParts {
-        let Self { cfg, device, trainer, evaluators, data, state, run, store } = self;
-        SearchParts { cfg, device, trainer, evaluators, data, state, run, store }
+        let Self { cfg, device, trainer, evaluators, data, state, run, store, stop_store } = self;
+        SearchParts { cfg, device, trainer, evaluators, data, state, run, store, stop_store }
     }
 
     pub fn config(&self) -> &Config {
@@ -306,20 +316,20 @@ fn build_initial_model(
     data: &SearchData,
     device: Device,
 ) -> Result<(VarStore, Box<dyn OneShotModel>), SearchError> {
-    tch::manual_seed(derive_seed(cfg.search.seed, streams::WEIGHTS) as i64);
+    tch::manual_seed(derive_seed(cfg.search.seed, &[streams::WEIGHTS]) as i64);
     build_model(cfg, data, device)
 }
 
 /// The GA's per-child random streams of a run.
 pub fn child_streams(cfg: &Config) -> ChildStreams {
-    ChildStreams::new(derive_seed(cfg.search.seed, streams::GA))
+    ChildStreams::new(derive_seed(cfg.search.seed, &[streams::GA]))
 }
 
 /// The state before the first generation: a random population from the GA's streams.
 fn initial_state(cfg: &Config) -> SearchState {
     let population =
         Population::fresh(cfg.search.population, cfg.search.space.genome_shape(), &child_streams(cfg));
-    SearchState { next_generation: 0, population, history: Vec::new() }
+    SearchState { next_generation: 0, population, history: Vec::new(), stopped: None }
 }
 
 fn build_model(

@@ -10,6 +10,7 @@ use crate::config::{Config, Strategy};
 use crate::evolution::{self, Fitness, GaParams, Population};
 use crate::model::ArchWeights;
 use crate::train::schedule::cosine_lr;
+use crate::train::supernet_epoch::EpochReport;
 
 use super::engine::SearchState;
 use super::record::{GenerationRecord, IndividualRecord, TrainSummary};
@@ -67,8 +68,30 @@ pub struct Breeding {
     pub strategy: Strategy,
 }
 
+/// How far a generation got before the search was stopped in its middle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoppedGeneration {
+    /// In training, after `report.batches` batches.
+    Training { report: EpochReport },
+    /// In fitness: training done, these individuals measured.
+    Fitness { train: TrainSummary, measured: Vec<MeasuredFitness> },
+}
+
+impl StoppedGeneration {
+    /// Where it stopped, for people: "batch 3 of training", "fitness, 2 individuals measured".
+    pub fn describe(&self) -> String {
+        match self {
+            StoppedGeneration::Training { report } => format!("after training batch {}", report.batches),
+            StoppedGeneration::Fitness { measured, .. } => {
+                format!("in fitness, {} individual(s) measured", measured.len())
+            }
+        }
+    }
+}
+
 /// One individual's measured fitness, by id.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MeasuredFitness {
     pub id: u64,
     pub fitness: Fitness,

@@ -10,7 +10,6 @@ mod model_factory;
 pub mod observer;
 pub mod record;
 pub mod run_dir;
-pub mod seeds;
 pub mod snapshot;
 mod space;
 pub mod timings;
@@ -25,12 +24,14 @@ pub use engine::{
     SearchState,
 };
 pub use evaluator::{FitnessEvaluator, FitnessModel};
-pub use generation::{GenerationPhase, GenerationPlan, MeasuredFitness, PlannedIndividual};
+pub use generation::{
+    GenerationPhase, GenerationPlan, MeasuredFitness, PlannedIndividual, StoppedGeneration,
+};
 pub use observer::{Phase, SearchObserver, Silent};
 pub use record::{GenerationRecord, IndividualRecord};
 pub use snapshot::WeightsSnapshot;
 pub use timings::GenerationTimings;
-pub use trainer::SupernetTrainer;
+pub use trainer::{SupernetTrainer, Training};
 
 /// Errors of a search. Each message names its own problem; a wrapped error is the `source`,
 /// never repeated in the message (the printer at the edge joins the chain).

@@ -9,6 +9,7 @@
 //! RUN_DIR/best/                best-so-far: genotype.json, genotype.txt, alpha.json, cell pictures
 //! RUN_DIR/genotype.json        the result, once the last generation is done
 //! RUN_DIR/checkpoints/         generation checkpoints (last N kept)
+//! RUN_DIR/stop-checkpoint/     the checkpoint of a search stopped mid-generation (newest only)
 //! ```
 
 use std::fs;
@@ -55,6 +56,11 @@ impl RunDir {
 
     pub fn checkpoints_dir(&self) -> PathBuf {
         self.root.join("checkpoints")
+    }
+
+    /// Where the checkpoint of a search stopped mid-generation goes.
+    pub fn stop_checkpoint_dir(&self) -> PathBuf {
+        self.root.join("stop-checkpoint")
     }
 
     /// Appends one generation's timings to `timings.jsonl`.

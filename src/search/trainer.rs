@@ -8,7 +8,7 @@ use crate::data::{Batch, DataError};
 use crate::model::OneShotModel;
 use crate::stop::StopFlag;
 use crate::train::sgd::Sgd;
-use crate::train::supernet_epoch::{train_epoch, EpochSettings};
+use crate::train::supernet_epoch::{continue_epoch, EpochEnd, EpochReport, EpochSettings};
 
 use super::checkpointing::{self, CapturedCheckpoint};
 use super::engine::SearchState;
@@ -16,6 +16,13 @@ use super::generation::GenerationPlan;
 use super::record::TrainSummary;
 use super::snapshot::WeightsSnapshot;
 use super::SearchError;
+
+/// How a generation's training ended.
+pub enum Training {
+    Finished(TrainSummary),
+    /// Stopped on request after `report.batches` batches.
+    Stopped(EpochReport),
+}
 
 pub struct SupernetTrainer {
     vs: VarStore,
@@ -30,14 +37,16 @@ impl SupernetTrainer {
     }
 
     /// One pass over `batches`, batch i through individual i mod P of `plan`; `on_batch(i)`
-    /// after each.
+    /// after each. `done` continues a pass stopped earlier (`batches` then starts after its
+    /// last batch); stopped by `stop`, it returns what to continue from.
     pub fn train(
         &mut self,
         plan: &GenerationPlan,
         batches: impl IntoIterator<Item = Result<Batch, DataError>>,
+        done: Option<EpochReport>,
         stop: &StopFlag,
         on_batch: impl FnMut(usize),
-    ) -> Result<TrainSummary, SearchError> {
+    ) -> Result<Training, SearchError> {
         let architectures = plan.architectures();
         let settings = EpochSettings {
             lr: plan.learning_rate,
@@ -45,16 +54,21 @@ impl SupernetTrainer {
             architectures: &architectures,
             stop,
         };
-        let report = train_epoch(self.model.as_ref(), &mut self.opt, &settings, batches, on_batch)?;
-        let total = report.total();
-        Ok(TrainSummary {
-            batches: report.batches,
-            images: total.images,
-            loss: total.mean_loss(),
-            top1: total.top1(),
-            seconds: report.elapsed.as_secs_f64(),
-            data_wait_seconds: report.data_wait.as_secs_f64(),
-        })
+        let done = done.unwrap_or_default();
+        match continue_epoch(self.model.as_ref(), &mut self.opt, &settings, batches, done, on_batch)? {
+            EpochEnd::Finished(report) => {
+                let total = report.total();
+                Ok(Training::Finished(TrainSummary {
+                    batches: report.batches,
+                    images: total.images,
+                    loss: total.mean_loss(),
+                    top1: total.top1(),
+                    seconds: report.elapsed.as_secs_f64(),
+                    data_wait_seconds: report.data_wait.as_secs_f64(),
+                }))
+            }
+            EpochEnd::Stopped(report) => Ok(Training::Stopped(report)),
+        }
     }
 
     /// The checkpoint of `state` with this supernet and momentum, as host bytes.

@@ -3,7 +3,7 @@
 use tch::{Kind, Tensor};
 
 /// Sums over the batches seen so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     pub images: u64,
     pub correct_top1: u64,

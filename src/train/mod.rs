@@ -16,6 +16,10 @@ pub enum TrainError {
     EmptyPopulation,
     #[error("stopped on request")]
     Interrupted,
+    #[error(
+        "the stopped training pass being continued has {saved} individuals, the population {population}"
+    )]
+    ResumeMismatch { population: usize, saved: usize },
     #[error("a fitness worker thread ended without a result")]
     WorkerLost,
     #[error("data pipeline failed: {reason}")]

@@ -10,8 +10,8 @@ use crate::data::Batch;
 use crate::model::{ArchWeights, OneShotModel};
 use crate::stop::StopFlag;
 
-/// What one generation's training did.
-#[derive(Debug, Clone, Default)]
+/// What one generation's training did (so far, when it was stopped).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochReport {
     /// Per individual: the batches it was trained on.
     pub per_individual: Vec<Tally>,
@@ -40,14 +40,43 @@ pub struct EpochSettings<'a> {
     pub stop: &'a StopFlag,
 }
 
+/// How a training pass ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EpochEnd {
+    Finished(EpochReport),
+    /// The stop flag was raised; the report covers the batches trained until then.
+    Stopped(EpochReport),
+}
+
 /// Trains `model` on every batch of `batches`; `on_batch` is called after each with its index.
 pub fn train_epoch<I, E>(
     model: &dyn OneShotModel,
     opt: &mut Sgd,
     settings: &EpochSettings<'_>,
     batches: I,
-    mut on_batch: impl FnMut(usize),
+    on_batch: impl FnMut(usize),
 ) -> Result<EpochReport, TrainError>
+where
+    I: IntoIterator<Item = Result<Batch, E>>,
+    E: std::fmt::Display,
+{
+    match continue_epoch(model, opt, settings, batches, EpochReport::default(), on_batch)? {
+        EpochEnd::Finished(report) => Ok(report),
+        EpochEnd::Stopped(_) => Err(TrainError::Interrupted),
+    }
+}
+
+/// Continues a pass of which `done` trained the first `done.batches` batches (empty: a new
+/// pass); `batches` starts at the next one. Batch i still goes to individual i mod P, and the
+/// report adds up over both parts, as one uninterrupted pass would.
+pub fn continue_epoch<I, E>(
+    model: &dyn OneShotModel,
+    opt: &mut Sgd,
+    settings: &EpochSettings<'_>,
+    batches: I,
+    done: EpochReport,
+    mut on_batch: impl FnMut(usize),
+) -> Result<EpochEnd, TrainError>
 where
     I: IntoIterator<Item = Result<Batch, E>>,
     E: std::fmt::Display,
@@ -57,11 +86,19 @@ where
         return Err(TrainError::EmptyPopulation);
     }
     let started = Instant::now();
-    let mut report = EpochReport { per_individual: vec![Tally::default(); population], ..Default::default() };
+    let mut report = done;
+    if report.per_individual.len() != population {
+        if report.batches > 0 {
+            return Err(TrainError::ResumeMismatch { population, saved: report.per_individual.len() });
+        }
+        report.per_individual = vec![Tally::default(); population];
+    }
+    let earlier = report.elapsed;
     let mut iter = batches.into_iter();
     loop {
         if settings.stop.is_stopped() {
-            return Err(TrainError::Interrupted);
+            report.elapsed = earlier + started.elapsed();
+            return Ok(EpochEnd::Stopped(report));
         }
         let wait_start = Instant::now();
         let Some(next) = iter.next() else { break };
@@ -85,6 +122,6 @@ where
         report.batches += 1;
         on_batch(step);
     }
-    report.elapsed = started.elapsed();
-    Ok(report)
+    report.elapsed = earlier + started.elapsed();
+    Ok(EpochEnd::Finished(report))
 }
