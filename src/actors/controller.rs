@@ -35,7 +35,8 @@ use crate::search::record::TrainSummary;
 use crate::search::run_dir::RunDir;
 use crate::search::{
     child_streams, CapturedCheckpoint, GenerationPlan, GenerationRecord, GenerationTimings, MeasuredFitness,
-    Phase, SearchError, SearchParts, SearchResult, SearchState, StoppedGeneration, WeightsSnapshot,
+    Phase, SearchError, SearchParts, SearchResult, SearchState, StoppedGeneration, TrainPrefetch,
+    WeightsSnapshot,
 };
 use crate::stop::StopFlag;
 use crate::train::supernet_epoch::EpochReport;
@@ -45,6 +46,7 @@ use super::crossover::{self, CrossoverActor, CrossoverArgs};
 use super::evaluator::{EvaluateGeneration, EvaluatorActor, EvaluatorArgs};
 use super::events::{Events, PipelineEvent};
 use super::mutation::{self, MutationActor};
+use super::prefetch::{self, BatchOrder, PrefetchActor, StopAll};
 use super::selection::{self, BreedGeneration, SelectionActor, SelectionArgs};
 use super::trainer::{self, CaptureCheckpoint, TrainGeneration, TrainStart, TrainerActor, TrainerArgs};
 use super::PipelineError;
@@ -62,6 +64,7 @@ pub struct ControllerArgs {
 
 #[derive(Clone)]
 struct Workers {
+    prefetch: ActorRef<PrefetchActor>,
     trainer: ActorRef<TrainerActor>,
     evaluators: Vec<ActorRef<EvaluatorActor>>,
     selection: ActorRef<SelectionActor>,
@@ -74,6 +77,8 @@ impl Workers {
     /// Asks every actor to stop after the message it is handling, and waits until all have.
     async fn stop_all(&self) {
         let _ = self.trainer.stop_gracefully().await;
+        let _ = self.prefetch.tell(StopAll).send().await;
+        let _ = self.prefetch.stop_gracefully().await;
         let _ = self.writer.stop_gracefully().await;
         let _ = self.selection.stop_gracefully().await;
         let _ = self.crossover.stop_gracefully().await;
@@ -82,6 +87,7 @@ impl Workers {
             let _ = evaluator.stop_gracefully().await;
         }
         self.trainer.wait_for_shutdown().await;
+        self.prefetch.wait_for_shutdown().await;
         self.writer.wait_for_shutdown().await;
         self.selection.wait_for_shutdown().await;
         self.crossover.wait_for_shutdown().await;
@@ -197,9 +203,20 @@ impl Actor for SearchController {
         let selection =
             SelectionActor::spawn(SelectionArgs { crossover: crossover.clone(), controller: me.clone() });
         names.insert(selection.id(), selection::NAME.to_string());
+        let TrainPrefetch { producer, indices, batch_size, seed, device: data_device } =
+            data.train_prefetch();
+        let prefetch = PrefetchActor::spawn(PrefetchActor::new(
+            producer,
+            indices,
+            batch_size,
+            seed,
+            BatchOrder::Shuffled,
+        ));
+        names.insert(prefetch.id(), prefetch::NAME.to_string());
         let trainer = TrainerActor::spawn_in_thread(TrainerArgs {
             trainer,
-            data,
+            prefetch: prefetch.clone(),
+            device: data_device,
             generations: cfg.search.generations,
             controller: me.clone(),
             events: events.clone(),
@@ -228,7 +245,8 @@ impl Actor for SearchController {
                 actor
             })
             .collect();
-        let workers = Workers { trainer, evaluators, selection, crossover, mutation, writer };
+        let workers = Workers { prefetch, trainer, evaluators, selection, crossover, mutation, writer };
+        me.link(&workers.prefetch).await;
         me.link(&workers.trainer).await;
         me.link(&workers.writer).await;
         me.link(&workers.selection).await;

@@ -48,7 +48,7 @@ impl CrossoverActor {
         let child = evolution::cross_parents(&msg.first, &msg.second, msg.slot, &msg.streams)?;
         let mutate = MutateChild { slot: msg.slot, child, rate: msg.mutation_rate, streams: msg.streams };
         if self.mutation.tell(mutate).send().await.is_err() {
-            return Err(SearchError::Model("the mutation actor is gone".into()));
+            return Err(SearchError::ActorGone { actor: super::mutation::NAME.into() });
         }
         Ok(())
     }

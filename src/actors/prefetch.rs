@@ -10,6 +10,8 @@ use kameo::Actor;
 
 use crate::data::{BatchStream, DataError, EpochPlan, Producer, StopFlag};
 
+pub const NAME: &str = "prefetch";
+
 /// In what order an epoch visits its split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOrder {

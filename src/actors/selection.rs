@@ -61,7 +61,7 @@ impl SelectionActor {
                     let cross =
                         CrossParents { slot, first, second, mutation_rate: params.mutation_rate, streams };
                     if self.crossover.tell(cross).send().await.is_err() {
-                        return Err(SearchError::Model("the crossover actor is gone".into()));
+                        return Err(SearchError::ActorGone { actor: super::crossover::NAME.into() });
                     }
                 }
                 Strategy::Random => {

@@ -1,31 +1,36 @@
 //! The supernet trainer actor: owns the supernet, its momentum and the training data on a
 //! thread of its own (libtorch never runs on tokio workers). Trains a generation when told,
 //! hands the controller a weight snapshot for the evaluators, and captures checkpoints as host
-//! bytes (the controller passes them to the writer). Starts the next generation's training
-//! batches while fitness runs.
+//! bytes (the controller passes them to the writer). Its batches come from the prefetch actor,
+//! asked for the next generation's as soon as this one is trained, so they load while fitness
+//! runs.
 
 use std::sync::Arc;
 
 use kameo::error::Infallible;
+use kameo::error::SendError;
 use kameo::message::{Context, Message};
 use kameo::prelude::ActorRef;
 use kameo::Actor;
 
 use crate::search::record::TrainSummary;
 use crate::search::{
-    GenerationPlan, Phase, SearchData, SearchError, SearchState, SupernetTrainer, TrainBatches, Training,
+    GenerationPlan, Phase, SearchError, SearchState, SupernetTrainer, TrainBatches, Training,
 };
 use crate::stop::StopFlag;
 use crate::train::supernet_epoch::EpochReport;
+use tch::Device;
 
 use super::controller::{ActorFailed, Captured, CheckpointKind, SearchController, Trained, TrainingStopped};
 use super::events::{Events, PipelineEvent};
+use super::prefetch::{PrefetchActor, StartEpoch, NAME as PREFETCH_NAME};
 
 pub const NAME: &str = "trainer";
 
 pub struct TrainerActor {
     trainer: SupernetTrainer,
-    data: SearchData,
+    prefetch: ActorRef<PrefetchActor>,
+    device: Device,
     generations: usize,
     controller: ActorRef<SearchController>,
     events: Events,
@@ -36,7 +41,10 @@ pub struct TrainerActor {
 
 pub struct TrainerArgs {
     pub trainer: SupernetTrainer,
-    pub data: SearchData,
+    /// Hands out the training epochs.
+    pub prefetch: ActorRef<PrefetchActor>,
+    /// Where batches go.
+    pub device: Device,
     pub generations: usize,
     pub controller: ActorRef<SearchController>,
     pub events: Events,
@@ -48,16 +56,28 @@ impl Actor for TrainerActor {
     type Error = Infallible;
 
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
-        let TrainerArgs { trainer, data, generations, controller, events, stop } = args;
-        Ok(Self { trainer, data, generations, controller, events, stop, ahead: None })
+        let TrainerArgs { trainer, prefetch, device, generations, controller, events, stop } = args;
+        Ok(Self { trainer, prefetch, device, generations, controller, events, stop, ahead: None })
     }
 }
 
 impl TrainerActor {
-    fn batches_of(&mut self, generation: usize) -> Result<TrainBatches, SearchError> {
+    /// Generation `generation`'s batches from batch `first` on, from the prefetch actor.
+    async fn batches(&mut self, generation: usize, first: usize) -> Result<TrainBatches, SearchError> {
+        let (prefetch, device) = (self.prefetch.clone(), self.device);
+        let stream = prefetch.ask(StartEpoch { epoch: generation, first_batch: first }).await.map_err(
+            |e| match e {
+                SendError::HandlerError(error) => SearchError::Data(error),
+                _ => SearchError::ActorGone { actor: PREFETCH_NAME.into() },
+            },
+        )?;
+        Ok(TrainBatches::new(stream, device))
+    }
+
+    async fn batches_of(&mut self, generation: usize) -> Result<TrainBatches, SearchError> {
         match self.ahead.take() {
             Some((g, batches)) if g == generation => Ok(batches),
-            _ => self.data.train_batches(generation),
+            _ => self.batches(generation, 0).await,
         }
     }
 
@@ -69,9 +89,9 @@ impl TrainerActor {
                 let (batches, done) = match start {
                     TrainStart::Continue(done) => {
                         self.ahead = None;
-                        (self.data.train_batches_from(g, done.batches)?, Some(done))
+                        (self.batches(g, done.batches).await?, Some(done))
                     }
-                    _ => (self.batches_of(g)?, None),
+                    _ => (self.batches_of(g).await?, None),
                 };
                 let events = self.events.clone();
                 let training = self.trainer.train(plan, batches, done, &self.stop, |i| {
@@ -88,7 +108,7 @@ impl TrainerActor {
         };
         // The next generation's order is known now: its first batches load while fitness runs.
         if g + 1 < self.generations {
-            self.ahead = Some((g + 1, self.data.train_batches(g + 1)?));
+            self.ahead = Some((g + 1, self.batches(g + 1, 0).await?));
         }
         let trained = Trained { generation: g, summary, snapshot: Arc::new(self.trainer.snapshot(g)) };
         let _ = self.controller.tell(trained).send().await;

@@ -87,6 +87,11 @@ impl SplitLoaders {
         &self.config
     }
 
+    /// The producer of training batches (for a prefetch actor that hands out its epochs).
+    pub fn train_producer(&self) -> &Producer {
+        &self.train
+    }
+
     /// The plan of training epoch `epoch` (a fresh permutation of the train part).
     pub fn train_plan(&self, epoch: usize) -> Result<EpochPlan, DataError> {
         EpochPlan::shuffled(&self.split.train, self.config.batch_size, self.config.seed, epoch)

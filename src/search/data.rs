@@ -12,8 +12,8 @@ use tch::Device;
 
 use crate::config::Config;
 use crate::data::{
-    load_split, Batch, BatchStream, DataError, DatasetKind, LoaderConfig, PrefetchConfig, SplitConfig,
-    SplitLoaders, SplitName, StopFlag,
+    load_split, Batch, BatchStream, DataError, DatasetKind, LoaderConfig, PrefetchConfig, Producer,
+    SplitConfig, SplitLoaders, SplitName, StopFlag,
 };
 use crate::train::fitness::{EvalBatch, OwnedBatches};
 
@@ -35,6 +35,23 @@ pub struct SearchData {
 pub struct TrainBatches {
     stream: BatchStream,
     device: Device,
+}
+
+impl TrainBatches {
+    /// `stream` moved to `device` batch by batch.
+    pub fn new(stream: BatchStream, device: Device) -> Self {
+        Self { stream, device }
+    }
+}
+
+/// What a prefetch actor needs to hand out the training epochs: the producer, the training
+/// part's indices and how they are batched and shuffled.
+pub struct TrainPrefetch {
+    pub producer: Producer,
+    pub indices: Vec<usize>,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub device: Device,
 }
 
 impl Iterator for TrainBatches {
@@ -138,18 +155,15 @@ impl SearchData {
         self.loaders.split().valid.len()
     }
 
-    /// The training batches of generation `generation` (0-based); their producer starts now.
-    /// The trainer checks the run's stop flag between batches; dropping the batches stops the
-    /// producer.
-    pub fn train_batches(&self, generation: usize) -> Result<TrainBatches, SearchError> {
-        self.train_batches_from(generation, 0)
-    }
-
-    /// The training batches of generation `generation` from batch `first` on (continuing a
-    /// stopped pass: the same batches an uninterrupted pass sees from there).
-    pub fn train_batches_from(&self, generation: usize, first: usize) -> Result<TrainBatches, SearchError> {
-        let stream = self.loaders.train_epoch(generation, first, StopFlag::new())?;
-        Ok(TrainBatches { stream, device: self.device })
+    /// The training epochs' producer and plan, for the prefetch actor that hands them out.
+    pub fn train_prefetch(&self) -> TrainPrefetch {
+        TrainPrefetch {
+            producer: self.loaders.train_producer().clone(),
+            indices: self.loaders.split().train.clone(),
+            batch_size: self.loaders.config().batch_size,
+            seed: self.loaders.config().seed,
+            device: self.device,
+        }
     }
 
     /// A validation source for one fitness evaluator.

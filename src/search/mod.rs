@@ -18,7 +18,7 @@ pub mod trainer;
 use std::path::PathBuf;
 
 pub use checkpointing::CapturedCheckpoint;
-pub use data::{SearchData, TrainBatches, ValidSource};
+pub use data::{SearchData, TrainBatches, TrainPrefetch, ValidSource};
 pub use engine::{
     child_streams, evaluator_count, fitness_workers, resolve_device, SearchEngine, SearchParts, SearchResult,
     SearchState,
@@ -53,10 +53,8 @@ pub enum SearchError {
     CheckpointEncode { name: String, reason: String },
     #[error("checkpoint file {path} cannot be restored: {reason}", path = path.display())]
     CheckpointDecode { path: PathBuf, reason: String },
-    #[error("the checkpoint writer thread is gone")]
-    WriterGone,
-    #[error("cannot start the checkpoint writer thread: {reason}")]
-    WriterStart { reason: String },
+    #[error("the {actor} actor is gone")]
+    ActorGone { actor: String },
     #[error("the search has not finished")]
     NotFinished,
     #[error("decoding an architecture: {0}")]
