@@ -49,14 +49,17 @@ settings() {
 
 echo "$(lscpu | grep 'Model name' | sed 's/ \+/ /g'); $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 results=$work/results.jsonl
+# The sequential engine predates search.id (and refuses unknown keys); the pipeline defaults it.
+grep -v '^id = ' "$root/config/evnas.toml" >"$work/evnas.toml"
 for config in $configs; do
     for impl in sequential pipeline; do
         run=$work/runs/$config-$impl
-        args=(search --quiet --config "$root/config/evnas.toml" --run-dir "$run" --set "data.path=$data"
+        args=(search --quiet --config "$work/evnas.toml" --run-dir "$run" --set "data.path=$data"
               --set run.device=cpu)
         for s in $(settings "$config"); do args+=(--set "$s"); done
-        /usr/bin/time -f '%e %M' -o "$work/time" "$work/evnas-$impl" "${args[@]}" >/dev/null 2>"$work/stderr" ||
-            { cat "$work/stderr" >&2; exit 1; }
+        log=$work/stderr-$config-$impl
+        /usr/bin/time -f '%e %M' -o "$work/time" "$work/evnas-$impl" "${args[@]}" >/dev/null 2>"$log" ||
+            { cat "$log" >&2; exit 1; }
         read -r wall rss_kb <"$work/time"
         python3 - "$config" "$impl" "$wall" "$rss_kb" "$run" >>"$results" <<'PY'
 import json, os, sys
@@ -116,3 +119,7 @@ for r in rows:
             print(f"{r['config']:<15} {'pipeline / sequential':<22} generation time {per_gen / b[0]:.3f}x, peak RSS {r['rss_gb'] / b[1]:.3f}x")
 print("s/gen: wall time / generations, start-up included; rest: start-up, recording, waiting.")
 PY
+for config in $configs; do
+    echo "--- $config, pipeline: what evnas search printed"
+    grep '^gen' "$work/stderr-$config-pipeline" || true
+done

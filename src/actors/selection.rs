@@ -10,7 +10,7 @@ use kameo::message::{Context, Message};
 use kameo::prelude::ActorRef;
 use kameo::Actor;
 
-use crate::config::Strategy;
+use crate::evolution::Strategy;
 use crate::evolution::{self, ChildStreams, GaParams, Population};
 use crate::search::SearchError;
 

@@ -7,6 +7,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+// The domain's enums live with the code they steer; the config names them here.
+pub use crate::evolution::Strategy;
+pub use crate::space::SpaceKind;
+pub use crate::train::{BnMode, Precision};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -16,27 +21,6 @@ pub struct Config {
     pub fitness: FitnessSection,
     pub data: DataSection,
     pub run: RunSection,
-}
-
-/// Which architecture space is searched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SpaceKind {
-    /// DARTS cells (S1): normal + reduce cell, 14 edges x 8 ops.
-    Darts,
-    /// NAS-Bench-201 cells (S2): one cell, 6 edges x 5 ops. Beyond the paper's main results.
-    #[serde(rename = "nas-bench-201")]
-    NasBench201,
-}
-
-/// How each generation's population is formed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// The paper's genetic algorithm: elitism, tournament selection, crossover, mutation.
-    Evolution,
-    /// Baseline (beyond the paper): fresh random individuals each generation, same budget.
-    Random,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,13 +50,6 @@ pub struct SupernetSection {
     pub channels_last: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Precision {
-    Fp32,
-    Bf16,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSection {
@@ -82,16 +59,6 @@ pub struct TrainSection {
     pub momentum: f64,
     pub weight_decay: f64,
     pub grad_clip: f64,
-}
-
-/// How BatchNorm behaves while fitness is measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BnMode {
-    /// Batch statistics, as the reference (it never calls `model.eval()`).
-    Batch,
-    /// Running statistics (`model.eval()`).
-    Running,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

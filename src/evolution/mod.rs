@@ -15,6 +15,7 @@ pub mod individual;
 pub mod mutation;
 pub mod population;
 pub mod selection;
+pub mod strategy;
 pub mod streams;
 
 pub use crossover::crossover;
@@ -26,6 +27,7 @@ pub use individual::{CellShape, Fitness, Individual, DARTS_GENOME_SHAPE, NB201_G
 pub use mutation::mutate;
 pub use population::{FitnessStats, Population};
 pub use selection::{tournament_sample, tournament_select, tournament_winner};
+pub use strategy::Strategy;
 pub use streams::{ChildStreams, GaStage};
 
 /// What can go wrong when evolving a population.

@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device};
 
 use crate::checkpoint::CheckpointStore;
-use crate::config::{BnMode, Config, Precision, Strategy};
+use crate::config::Config;
+use crate::evolution::Strategy;
 use crate::evolution::{ChildStreams, Fitness, Population};
 use crate::model::OneShotModel;
 use crate::train::reduced_precision::Bf16Shadow;
 use crate::train::sgd::{Sgd, SgdConfig};
+use crate::train::{BnMode, Precision};
 
 use super::checkpointing;
 use super::data::SearchData;

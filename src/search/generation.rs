@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Strategy};
+use crate::config::Config;
+use crate::evolution::Strategy;
 use crate::evolution::{self, Fitness, GaParams, Population};
 use crate::model::ArchWeights;
 use crate::train::schedule::cosine_lr;

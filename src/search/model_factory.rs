@@ -2,8 +2,9 @@
 
 use tch::nn::VarStore;
 
-use crate::config::{Config, SpaceKind};
+use crate::config::Config;
 use crate::model::{Nb201Config, Nb201Supernet, OneShotModel, Supernet, SupernetConfig};
+use crate::space::SpaceKind;
 
 use super::SearchError;
 

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::SpaceKind;
 use crate::evolution::{CellShape, DARTS_GENOME_SHAPE, NB201_GENOME_SHAPE};
+use crate::space::SpaceKind;
 use crate::space::{decode, AlphaMatrix};
 
 use super::SearchError;

@@ -2,6 +2,7 @@
 
 pub mod accuracy;
 pub mod fitness;
+pub mod fitness_mode;
 pub mod reduced_precision;
 pub mod schedule;
 pub mod sgd;
@@ -9,6 +10,7 @@ pub mod supernet_epoch;
 pub mod test_set;
 
 pub use accuracy::Tally;
+pub use fitness_mode::{BnMode, Precision};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
