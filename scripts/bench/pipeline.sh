@@ -34,14 +34,18 @@ ln -s "$(readlink -f "$root/.libtorch")" "$work/baseline-src/.libtorch"
 echo "building the sequential engine ($baseline) in $baseline_target ..." >&2
 (cd "$work/baseline-src" && CARGO_TARGET_DIR=$baseline_target cargo build --release --quiet)
 cp "$baseline_target/release/evnas" "$work/evnas-sequential"
+# Its rpath points into the worktree, which goes at exit; the pipeline's libtorch is the same.
+export LD_LIBRARY_PATH="$(readlink -f "$root/.libtorch")/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 settings() {
     case $1 in
     default) ;;
-    memory) echo "supernet.init_channels=8 supernet.layers=5 data.train_subset=2048 fitness.subset=2048 \
-        fitness.batch_size=1024 search.generations=2" ;;
+    # Peak RSS is set by the fitness forward of batch 1024 (one per evaluator), not by P or the
+    # number of generations: kept small so that the script runs in minutes.
+    memory) echo "supernet.init_channels=8 supernet.layers=5 search.population=4 search.tournament_size=2 \
+        data.train_subset=256 fitness.subset=2048 fitness.batch_size=1024 search.generations=1" ;;
     paper-supernet) echo "supernet.init_channels=16 supernet.layers=8 search.population=4 \
-        search.tournament_size=2 data.train_subset=512 fitness.subset=512 fitness.batch_size=256 \
+        search.tournament_size=2 data.train_subset=256 fitness.subset=256 fitness.batch_size=256 \
         search.generations=2" ;;
     *) echo "unknown config $1" >&2; exit 2 ;;
     esac
