@@ -104,6 +104,17 @@ fn search_dir(runs: &Path) -> PathBuf {
     dirs.into_iter().next().unwrap()
 }
 
+/// A copy of `tiny_setup`'s config (made under `root`) whose searches go under `runs`, written there.
+fn config_with_runs(config: &Path, root: &Path, runs: &Path) -> PathBuf {
+    std::fs::create_dir_all(runs).unwrap();
+    let text = std::fs::read_to_string(config).unwrap();
+    let original = format!("dir = \"{}\"", root.join("runs").display());
+    assert!(text.contains(&original), "{} has no {original}", config.display());
+    let own = runs.join("tiny.toml");
+    std::fs::write(&own, text.replace(&original, &format!("dir = \"{}\"", runs.display()))).unwrap();
+    own
+}
+
 /// Serves until the search is finished, checks that serve stays up, stops it with SIGTERM and
 /// expects exit 0; returns its stderr.
 fn serve_to_the_end(config: &Path) -> String {
@@ -198,12 +209,7 @@ fn a_failing_actor_ends_serve_naming_it_and_a_restart_resumes() {
     ];
     for (case, (failpoints, actor, error)) in faults.into_iter().enumerate() {
         let runs = tmp.path().join(format!("runs-{case}"));
-        std::fs::create_dir_all(&runs).unwrap();
-        let at_runs = format!("dir = \"{}\"", runs.display());
-        let text = std::fs::read_to_string(&config).unwrap();
-        let own_config = runs.join("tiny.toml");
-        let original_dir = format!("dir = \"{}\"", tmp.path().join("runs").display());
-        std::fs::write(&own_config, text.replace(&original_dir, &at_runs)).unwrap();
+        let own_config = config_with_runs(&config, tmp.path(), &runs);
 
         let started = Instant::now();
         let mut served = Served::start(&own_config, Some(failpoints));
@@ -242,12 +248,7 @@ fn sigterm_in_training_or_fitness_checkpoints_where_it_stopped_and_serve_resumes
     ];
     for (case, failpoints, resumed) in stops {
         let runs = tmp.path().join(format!("runs-{case}"));
-        let own_config = runs.join("tiny.toml");
-        std::fs::create_dir_all(&runs).unwrap();
-        let text = std::fs::read_to_string(&config).unwrap();
-        let original_dir = format!("dir = \"{}\"", tmp.path().join("runs").display());
-        std::fs::write(&own_config, text.replace(&original_dir, &format!("dir = \"{}\"", runs.display())))
-            .unwrap();
+        let own_config = config_with_runs(&config, tmp.path(), &runs);
 
         let mut served = Served::start(&own_config, Some(failpoints));
         let Some((status, log)) = served.wait(SEARCH_DEADLINE) else {

@@ -111,7 +111,6 @@ enum Step {
         plan: GenerationPlan,
         train: TrainSummary,
         measured: Vec<MeasuredFitness>,
-        started: Instant,
     },
     Breeding {
         record: GenerationRecord,
@@ -367,7 +366,7 @@ impl SearchController {
         self.timings.train_seconds = msg.summary.seconds;
         self.timings.train_data_wait_seconds = msg.summary.data_wait_seconds;
         let all_measured = measured.len() == plan.individuals.len();
-        self.step = Step::Evaluating { plan, train: msg.summary, measured, started: Instant::now() };
+        self.step = Step::Evaluating { plan, train: msg.summary, measured };
         if all_measured {
             return self.fitness_done().await;
         }
@@ -395,13 +394,12 @@ impl SearchController {
 
     /// Every individual is measured: record the generation, then breed the next one.
     async fn fitness_done(&mut self) {
-        let Step::Evaluating { plan, train, measured, started } =
-            std::mem::replace(&mut self.step, Step::Idle)
-        else {
+        let Step::Evaluating { plan, train, measured } = std::mem::replace(&mut self.step, Step::Idle) else {
             return;
         };
-        let seconds = started.elapsed().as_secs_f64();
-        self.timings.fitness_seconds = self.clock.lap();
+        // The fitness phase's wall time: since the clock's lap when training ended.
+        let seconds = self.clock.lap();
+        self.timings.fitness_seconds = seconds;
         let recorded = self
             .state
             .record(&self.cfg, &plan, train, &measured, seconds)

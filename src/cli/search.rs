@@ -194,18 +194,6 @@ impl SearchObserver for ProgressObserver {
 
     fn generation_finished(&mut self, r: &GenerationRecord, _checkpoint: &Path) {
         self.clear();
-        eprintln!(
-            "gen {:>3}/{}  lr {:.4}  train loss {:.3} top-1 {:5.2}% ({:.0} img/s)  fitness best {:5.2}% mean {:5.2}% worst {:5.2}% ({:.0} img/s)",
-            r.generation,
-            self.generations,
-            r.learning_rate,
-            r.train.loss,
-            r.train.top1,
-            r.train.images as f64 / r.train.seconds.max(1e-9),
-            r.fitness.best,
-            r.fitness.mean,
-            r.fitness.worst,
-            r.evaluated_images as f64 / r.evaluation_seconds.max(1e-9),
-        );
+        eprintln!("gen {:>3}/{}  {}", r.generation, self.generations, r.summary());
     }
 }

@@ -158,18 +158,11 @@ struct LogLines {
 impl SearchObserver for LogLines {
     fn generation_finished(&mut self, r: &GenerationRecord, checkpoint: &Path) {
         tracing::info!(
-            "generation {}/{}: lr {:.4}, train loss {:.3} top-1 {:.2}% ({:.0} img/s), fitness best {:.2}% mean {:.2}% worst {:.2}% ({:.0} img/s), checkpoint {}",
+            "generation {}/{}: {}  checkpoint {}",
             r.generation,
             self.generations,
-            r.learning_rate,
-            r.train.loss,
-            r.train.top1,
-            r.train.images as f64 / r.train.seconds.max(1e-9),
-            r.fitness.best,
-            r.fitness.mean,
-            r.fitness.worst,
-            r.evaluated_images as f64 / r.evaluation_seconds.max(1e-9),
-            checkpoint.display(),
+            r.summary(),
+            checkpoint.display()
         );
     }
 }

@@ -40,3 +40,21 @@ pub struct GenerationRecord {
     pub best: IndividualRecord,
     pub individuals: Vec<IndividualRecord>,
 }
+
+impl GenerationRecord {
+    /// Its numbers in one line: learning rate; training loss, top-1 and speed; fitness best,
+    /// mean, worst and speed.
+    pub fn summary(&self) -> String {
+        format!(
+            "lr {:.4}  train loss {:.3} top-1 {:5.2}% ({:.0} img/s)  fitness best {:5.2}% mean {:5.2}% worst {:5.2}% ({:.0} img/s)",
+            self.learning_rate,
+            self.train.loss,
+            self.train.top1,
+            self.train.images as f64 / self.train.seconds.max(1e-9),
+            self.fitness.best,
+            self.fitness.mean,
+            self.fitness.worst,
+            self.evaluated_images as f64 / self.evaluation_seconds.max(1e-9),
+        )
+    }
+}
