@@ -209,8 +209,8 @@ fn train_throughput(model: &dyn OneShotModel, vs: &VarStore, setup: &Setup, iter
             })
         })
     };
-    train_epoch(model, &mut opt, &settings, batches(1), |_| {})?;
-    let report = train_epoch(model, &mut opt, &settings, batches(iters), |_| {})?;
+    train_epoch(model, &mut opt, &settings, batches(1), |_: &_| {})?;
+    let report = train_epoch(model, &mut opt, &settings, batches(iters), |_: &_| {})?;
     Ok((setup.train_batch as usize * iters) as f64 / report.elapsed.as_secs_f64())
 }
 
@@ -310,7 +310,7 @@ fn fitness_tau(setup: &Setup, channels_last: bool, args: &Args) -> Result<TauRes
             index: i,
         })
     });
-    train_epoch(&net, &mut opt, &settings, batches, |_| {})?;
+    train_epoch(&net, &mut opt, &settings, batches, |_: &_| {})?;
     let held_out = x.size()[0] - train_images;
     let valid: Vec<EvalBatch> = (0..held_out)
         .step_by(setup.eval_batch as usize)

@@ -34,13 +34,15 @@ enum Command {
     /// Run the configured search as a service: resumes it on start, stops at a checkpoint on
     /// SIGTERM, stays up once it is finished.
     Serve(cli::serve::ServeArgs),
+    /// Check a config file as `evnas serve` would load it: exit 0, or 2 with every problem.
+    Validate(cli::validate::ValidateArgs),
 }
 
 fn main() -> ExitCode {
     evnas::runtime::keep_freed_memory();
     let _faults = evnas::fault::setup();
     let cli = Cli::parse();
-    init_tracing();
+    evnas::daemon::logging::init();
     let result = match (cli.version, cli.command) {
         (true, _) => cli::version::run(),
         (false, Some(Command::Doctor(args))) => cli::doctor::run(&args),
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         (false, Some(Command::Eval(args))) => cli::eval::run(&args),
         (false, Some(Command::Search(args))) => cli::search::run(&args),
         (false, Some(Command::Serve(args))) => cli::serve::run(&args),
+        (false, Some(Command::Validate(args))) => cli::validate::run(&args),
         (false, Some(Command::Compare(args))) => cli::compare::run(&args),
         (false, None) => {
             use clap::CommandFactory;
@@ -63,12 +66,4 @@ fn main() -> ExitCode {
             cli::failure::exit_code(&err)
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EVNAS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kameo=warn"));
-    // Colours only on a terminal: under systemd the lines go to the journal as they are.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }

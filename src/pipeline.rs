@@ -35,19 +35,58 @@ pub async fn start(engine: SearchEngine, stop: StopFlag) -> RunningSearch {
     RunningSearch { events, done, controller }
 }
 
+/// Whoever hears a running search's events.
+pub trait EventSink {
+    fn event(&mut self, event: &PipelineEvent);
+}
+
+/// The events a [`SearchObserver`] (the foreground search's progress bars) follows.
+pub struct ToObserver<'a>(pub &'a mut dyn SearchObserver);
+
+impl EventSink for ToObserver<'_> {
+    fn event(&mut self, event: &PipelineEvent) {
+        match event {
+            PipelineEvent::PhaseStarted { generation, phase, total } => {
+                self.0.phase_started(*generation, *phase, *total)
+            }
+            PipelineEvent::Advanced { phase, done } => self.0.advanced(*phase, *done),
+            PipelineEvent::GenerationFinished { record, checkpoint, .. } => {
+                self.0.generation_finished(record, checkpoint)
+            }
+            PipelineEvent::GenerationStarted { .. }
+            | PipelineEvent::CheckpointWritten { .. }
+            | PipelineEvent::SettingsApplied { .. } => {}
+        }
+    }
+}
+
+/// Two sinks hearing the same events.
+impl<A: EventSink, B: EventSink> EventSink for (A, B) {
+    fn event(&mut self, event: &PipelineEvent) {
+        self.0.event(event);
+        self.1.event(event);
+    }
+}
+
+impl<S: EventSink + ?Sized> EventSink for &mut S {
+    fn event(&mut self, event: &PipelineEvent) {
+        (**self).event(event);
+    }
+}
+
 impl RunningSearch {
-    /// Blocks until the search ends, passing every event to `observer` on this thread.
-    pub fn wait(self, observer: &mut dyn SearchObserver) -> Outcome {
+    /// Blocks until the search ends, passing every event to `sink` on this thread.
+    pub fn wait(self, sink: &mut dyn EventSink) -> Outcome {
         loop {
             select! {
                 recv(self.events) -> event => {
                     if let Ok(event) = event {
-                        relay(observer, event);
+                        sink.event(&event);
                     }
                 }
                 recv(self.done) -> outcome => {
                     for event in self.events.try_iter() {
-                        relay(observer, event);
+                        sink.event(&event);
                     }
                     return outcome.unwrap_or(Err(PipelineError::ControllerLost));
                 }
@@ -56,21 +95,8 @@ impl RunningSearch {
     }
 }
 
-fn relay(observer: &mut dyn SearchObserver, event: PipelineEvent) {
-    match event {
-        PipelineEvent::PhaseStarted { generation, phase, total } => {
-            observer.phase_started(generation, phase, total)
-        }
-        PipelineEvent::Advanced { phase, done } => observer.advanced(phase, done),
-        PipelineEvent::GenerationFinished { record, checkpoint } => {
-            observer.generation_finished(&record, &checkpoint)
-        }
-        PipelineEvent::CheckpointWritten { .. } => {}
-    }
-}
-
 /// Runs `engine`'s search to its end on a runtime of its own (the foreground `evnas search`).
-pub fn run(engine: SearchEngine, observer: &mut dyn SearchObserver, stop: &StopFlag) -> Outcome {
+pub fn run(engine: SearchEngine, sink: &mut dyn EventSink, stop: &StopFlag) -> Outcome {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("evnas-pipeline")
@@ -81,7 +107,7 @@ pub fn run(engine: SearchEngine, observer: &mut dyn SearchObserver, stop: &StopF
             error: crate::search::SearchError::Model(format!("cannot start the tokio runtime: {e}")),
         })?;
     let running = runtime.block_on(start(engine, stop.clone()));
-    let outcome = running.wait(observer);
+    let outcome = running.wait(sink);
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     outcome
 }

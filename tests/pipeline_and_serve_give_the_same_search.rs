@@ -7,113 +7,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::search::{
-    assert_checkpoints_intact, assert_same_search, evnas, run_ok, search_command, tiny_setup,
-};
+use common::search::{assert_checkpoints_intact, assert_same_search, run_ok, search_command, tiny_setup};
+use common::served::{config_with_runs, search_dir, Served};
 
 /// Generous bound for a tiny search (a few seconds here) on a slow, shared machine.
 const SEARCH_DEADLINE: Duration = Duration::from_secs(180);
-
-/// A running `evnas serve`, its stderr collected as it comes.
-struct Served {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Served {
-    fn start(config: &Path, failpoints: Option<&str>) -> Self {
-        let mut cmd: Command = evnas();
-        cmd.args(["serve", "--config"]).arg(config).stdout(Stdio::null()).stderr(Stdio::piped());
-        if let Some(f) = failpoints {
-            cmd.env("FAILPOINTS", f);
-        }
-        let mut child = cmd.spawn().expect("start evnas serve");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Self { child, log, reader: Some(reader) }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits up to `within` for the process to exit; then its whole stderr.
-    fn wait(&mut self, within: Duration) -> Option<(ExitStatus, String)> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                if let Some(reader) = self.reader.take() {
-                    reader.join().unwrap();
-                }
-                return Some((status, self.log()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    /// Waits until the log holds `text`; fails if the process exits first or time runs out.
-    fn wait_for_log(&mut self, text: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.log().contains(text) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                panic!("serve exited ({status}) before logging {text:?}:\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "serve did not log {text:?} in time:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn sigterm(&self) {
-        // SAFETY: kill has no preconditions.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The only search directory under `runs` (serve names it after the config's digest).
-fn search_dir(runs: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(runs)
-        .expect("runs dir")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("search-"))
-        .collect();
-    assert_eq!(dirs.len(), 1, "expected one search directory in {}: {dirs:?}", runs.display());
-    dirs.into_iter().next().unwrap()
-}
-
-/// A copy of `tiny_setup`'s config (made under `root`) whose searches go under `runs`, written there.
-fn config_with_runs(config: &Path, root: &Path, runs: &Path) -> PathBuf {
-    std::fs::create_dir_all(runs).unwrap();
-    let text = std::fs::read_to_string(config).unwrap();
-    let original = format!("dir = \"{}\"", root.join("runs").display());
-    assert!(text.contains(&original), "{} has no {original}", config.display());
-    let own = runs.join("tiny.toml");
-    std::fs::write(&own, text.replace(&original, &format!("dir = \"{}\"", runs.display()))).unwrap();
-    own
-}
 
 /// Serves until the search is finished, checks that serve stays up, stops it with SIGTERM and
 /// expects exit 0; returns its stderr.

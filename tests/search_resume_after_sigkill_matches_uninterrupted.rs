@@ -129,11 +129,39 @@ fn resume_refuses_a_different_config() {
     let run = tmp.path().join("run");
     run_ok(&mut search_command(&config, &run, &[]));
     let other = tmp.path().join("other.toml");
-    common::search::write_tiny_config(&other, &data, &tmp.path().join("runs"), 2);
+    common::search::write_tiny_config(&other, &data, &tmp.path().join("runs"), 1);
+    let text = std::fs::read_to_string(&other).unwrap();
+    std::fs::write(&other, text.replace("seed = 7", "seed = 8")).unwrap();
     let out = evnas().args(["search", "--resume"]).arg(&run).arg("--config").arg(&other).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("config differs"), "{stderr}");
+}
+
+/// A budget is a value a reload may change: a finished search resumed with a larger one goes
+/// on, its final population bred first, and ends as a search that had the larger budget from
+/// the start (the first generation's learning rate is the schedule's first either way); only
+/// the budget its first generation records differs.
+#[test]
+fn a_finished_search_given_a_larger_budget_continues_as_if_it_had_had_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, data) = tiny_setup(tmp.path(), 1);
+    let run = tmp.path().join("run");
+    run_ok(&mut search_command(&config, &run, &[]));
+    let longer = tmp.path().join("longer.toml");
+    common::search::write_tiny_config(&longer, &data, &tmp.path().join("runs"), 2);
+    let out = run_ok(evnas().args(["search", "--quiet", "--resume"]).arg(&run).arg("--config").arg(&longer));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("search.generations = 2 (was 1) in force from generation 2"), "{stderr}");
+
+    let reference = tmp.path().join("reference");
+    run_ok(&mut search_command(&longer, &reference, &[]));
+    let mut extended = history_without_timings(&run);
+    assert_eq!(extended[0]["settings"]["generations"], 1);
+    extended[0]["settings"]["generations"] = 2.into();
+    assert_eq!(extended, history_without_timings(&reference));
+    let genotype = |r: &std::path::Path| std::fs::read_to_string(r.join("genotype.json")).unwrap();
+    assert_eq!(genotype(&run), genotype(&reference));
 }
 
 #[test]

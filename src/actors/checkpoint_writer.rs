@@ -60,7 +60,9 @@ impl Message<WriteCheckpoint> for CheckpointWriterActor {
         match store.save(generation, &self.config_digest, &msg.captured.files) {
             Ok(saved) => {
                 let seconds = started.elapsed().as_secs_f64();
-                let written = CheckpointWritten { generation, dir: saved.dir, seconds, kind: msg.kind };
+                let bytes = msg.captured.files.iter().map(|f| f.bytes.len() as u64).sum();
+                let written =
+                    CheckpointWritten { generation, dir: saved.dir, seconds, bytes, kind: msg.kind };
                 let _ = self.controller.tell(written).send().await;
             }
             Err(e) => {

@@ -34,9 +34,9 @@ use crate::evolution::{self, ChildSlot, GaParams, Individual, Population};
 use crate::search::record::TrainSummary;
 use crate::search::run_dir::RunDir;
 use crate::search::{
-    child_streams, CapturedCheckpoint, GenerationPlan, GenerationRecord, GenerationTimings, MeasuredFitness,
-    Phase, SearchError, SearchParts, SearchResult, SearchState, StoppedGeneration, TrainPrefetch,
-    WeightsSnapshot,
+    child_streams, CapturedCheckpoint, GenerationPlan, GenerationRecord, GenerationTimings, HotSettings,
+    MeasuredFitness, Phase, SearchError, SearchParts, SearchResult, SearchState, StoppedGeneration,
+    TrainPrefetch, WeightsSnapshot,
 };
 use crate::stop::StopFlag;
 use crate::train::supernet_epoch::EpochReport;
@@ -112,15 +112,18 @@ enum Step {
         train: TrainSummary,
         measured: Vec<MeasuredFitness>,
     },
+    /// `record`: of the generation just measured (none when a finished search is reopened);
+    /// `fresh`: random individuals added after the bred ones.
     Breeding {
-        record: GenerationRecord,
+        record: Option<GenerationRecord>,
         parents: Arc<Population>,
         params: GaParams,
+        fresh: usize,
         children: Vec<(ChildSlot, Individual)>,
     },
     /// The next boundary is reached; the previous checkpoint is not durable yet.
     AwaitingCheckpoint {
-        record: GenerationRecord,
+        record: Option<GenerationRecord>,
     },
     /// Every generation ran; the last checkpoint is being written.
     Finishing,
@@ -153,6 +156,8 @@ pub struct SearchController {
     clock: PhaseClock,
     /// The timings of the generation whose checkpoint is in flight, and when it started.
     closing: Option<(GenerationTimings, Instant)>,
+    /// Settings a reload asked for, put in force at the next generation boundary.
+    pending: Option<HotSettings>,
 }
 
 /// When the running generation and its current phase started.
@@ -184,6 +189,9 @@ impl Actor for SearchController {
     async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
         let ControllerArgs { parts, events, stop, done } = args;
         let SearchParts { cfg, device, trainer, evaluators, data, state, run, store, stop_store } = parts;
+        // The config's hot values differ from those in force when a search resumes after a
+        // reload (or with a changed config): they apply at its next boundary.
+        let cfg_settings = cfg.hot_settings();
         let mut names = HashMap::new();
         let train_batches = data.num_train_batches() as u64;
 
@@ -216,7 +224,6 @@ impl Actor for SearchController {
             trainer,
             prefetch: prefetch.clone(),
             device: data_device,
-            generations: cfg.search.generations,
             controller: me.clone(),
             events: events.clone(),
             stop: stop.clone(),
@@ -273,7 +280,9 @@ impl Actor for SearchController {
             timings: GenerationTimings::default(),
             clock: PhaseClock::now(),
             closing: None,
-        })
+            pending: None,
+        }
+        .with_pending(cfg_settings))
     }
 
     async fn on_link_died(
@@ -298,9 +307,36 @@ impl Actor for SearchController {
 }
 
 impl SearchController {
+    fn with_pending(mut self, settings: HotSettings) -> Self {
+        self.set_pending(settings);
+        self
+    }
+
+    /// Settings to put in force at the next boundary (none when they are those in force).
+    fn set_pending(&mut self, settings: HotSettings) {
+        self.pending = (settings != self.state.settings).then_some(settings);
+    }
+
+    /// Puts the pending settings in force from generation `first` (1-based) on, telling whoever
+    /// watches what changed.
+    fn apply_pending(&mut self, first: usize) {
+        let Some(settings) = self.pending.take() else { return };
+        let changes = settings.changes_from(&self.state.settings);
+        self.state.apply_settings(settings);
+        self.events.send(PipelineEvent::SettingsApplied { generation: first, settings, changes });
+    }
+
     /// Plans and starts the next generation, or finishes when every generation ran.
     async fn begin_generation(&mut self) {
-        if self.state.is_finished(&self.cfg) {
+        // A finished search is at its boundary: a budget raised meanwhile reopens it.
+        if self.state.is_finished() && self.pending.is_some() {
+            self.apply_pending(self.state.next_generation + 1);
+            if self.state.reopen() {
+                // (Boxed: breeding leads to the next boundary, which begins a generation.)
+                return Box::pin(self.breed(None)).await;
+            }
+        }
+        if self.state.is_finished() {
             self.step = Step::Finishing;
             if !self.checkpoint_in_flight() {
                 self.finish().await;
@@ -327,6 +363,11 @@ impl SearchController {
             Some(StoppedGeneration::Training { report }) => (TrainStart::Continue(report), Vec::new()),
             Some(StoppedGeneration::Fitness { train, measured }) => (TrainStart::Trained(train), measured),
         };
+        self.events.send(PipelineEvent::GenerationStarted {
+            generation: plan.generation + 1,
+            learning_rate: plan.learning_rate,
+            settings: self.state.settings,
+        });
         let message = TrainGeneration { plan: plan.clone(), start };
         self.step = Step::Training { plan, measured };
         if self.workers.trainer.tell(message).send().await.is_err() {
@@ -361,7 +402,7 @@ impl SearchController {
             let _ = queue_in.send(individual.clone());
         }
         drop(queue_in);
-        let generation = plan.generation;
+        let (generation, subset) = (plan.generation, plan.fitness_subset);
         self.clock.lap();
         self.timings.train_seconds = msg.summary.seconds;
         self.timings.train_data_wait_seconds = msg.summary.data_wait_seconds;
@@ -371,8 +412,12 @@ impl SearchController {
             return self.fitness_done().await;
         }
         for evaluator in &self.workers.evaluators {
-            let message =
-                EvaluateGeneration { generation, snapshot: Arc::clone(&msg.snapshot), queue: queue.clone() };
+            let message = EvaluateGeneration {
+                generation,
+                subset,
+                snapshot: Arc::clone(&msg.snapshot),
+                queue: queue.clone(),
+            };
             let _ = evaluator.tell(message).send().await;
         }
     }
@@ -408,7 +453,14 @@ impl SearchController {
             Ok(record) => record,
             Err(error) => return self.fail_own(error).await,
         };
-        match self.state.breeding(&self.cfg) {
+        self.apply_pending(plan.generation + 2);
+        self.breed(Some(record)).await;
+    }
+
+    /// Breeds the next generation from the ranked population with the settings in force, or
+    /// moves to the final boundary when the budget is spent.
+    async fn breed(&mut self, record: Option<GenerationRecord>) {
+        match self.state.prepare_breeding(self.cfg.search.strategy) {
             Some(breeding) => {
                 let parents = Arc::new(self.state.population.clone());
                 let message = BreedGeneration {
@@ -418,7 +470,13 @@ impl SearchController {
                     strategy: breeding.strategy,
                     streams: child_streams(&self.cfg),
                 };
-                self.step = Step::Breeding { record, parents, params: breeding.params, children: Vec::new() };
+                self.step = Step::Breeding {
+                    record,
+                    parents,
+                    params: breeding.params,
+                    fresh: breeding.fresh,
+                    children: Vec::new(),
+                };
                 let _ = self.workers.selection.tell(message).send().await;
             }
             None => {
@@ -434,14 +492,20 @@ impl SearchController {
         if params.elites + children.len() < params.population {
             return;
         }
-        let Step::Breeding { record, parents, params, children } =
+        let Step::Breeding { record, parents, params, fresh, children } =
             std::mem::replace(&mut self.step, Step::Idle)
         else {
             return;
         };
         self.timings.ga_seconds = self.clock.lap();
         let generation = (self.state.next_generation + 1) as u32;
-        match evolution::assemble_generation(&parents, &params, generation, children) {
+        let streams = child_streams(&self.cfg);
+        let bred =
+            evolution::assemble_generation(&parents, &params, generation, children).and_then(|mut p| {
+                evolution::add_fresh(&mut p, fresh, generation, &streams)?;
+                Ok(p)
+            });
+        match bred {
             Ok(population) => {
                 self.state.advance(Some(population));
                 self.boundary(record).await;
@@ -452,17 +516,24 @@ impl SearchController {
 
     /// At a generation boundary: the checkpoint captured (once the previous one is durable),
     /// and the next generation started while it is written.
-    async fn boundary(&mut self, record: GenerationRecord) {
+    async fn boundary(&mut self, record: Option<GenerationRecord>) {
         if self.checkpoint_in_flight() {
             self.step = Step::AwaitingCheckpoint { record };
             return;
         }
         self.timings.checkpoint_wait_seconds = self.clock.lap();
+        let timings = Box::new(self.timings.clone());
         self.closing = Some((std::mem::take(&mut self.timings), self.clock.generation));
         let generation = self.state.next_generation as u32;
         self.capture(CheckpointKind::Boundary).await;
         let checkpoint = self.store.dir_of(generation);
-        self.events.send(PipelineEvent::GenerationFinished { record: Box::new(record), checkpoint });
+        if let Some(record) = record {
+            self.events.send(PipelineEvent::GenerationFinished {
+                record: Box::new(record),
+                timings,
+                checkpoint,
+            });
+        }
         self.begin_generation().await;
     }
 
@@ -521,7 +592,13 @@ impl SearchController {
                 tracing::warn!("cannot record generation {}'s timings: {e}", timings.generation);
             }
         }
-        self.events.send(PipelineEvent::CheckpointWritten { generation: msg.generation, dir: msg.dir });
+        self.events.send(PipelineEvent::CheckpointWritten {
+            generation: msg.generation,
+            dir: msg.dir,
+            kind: msg.kind,
+            seconds: msg.seconds,
+            bytes: msg.bytes,
+        });
         match std::mem::replace(&mut self.step, Step::Idle) {
             Step::AwaitingCheckpoint { record } => self.boundary(record).await,
             Step::Finishing | Step::Failing if !self.checkpoint_in_flight() => self.finish().await,
@@ -590,6 +667,20 @@ impl Message<Start> for SearchController {
         if matches!(self.step, Step::Idle) {
             self.begin_generation().await;
         }
+    }
+}
+
+/// From a reload: put `settings` in force at the next generation boundary (replacing any
+/// earlier request not yet in force).
+pub struct ApplySettings {
+    pub settings: HotSettings,
+}
+
+impl Message<ApplySettings> for SearchController {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: ApplySettings, _: &mut Context<Self, Self::Reply>) {
+        self.set_pending(msg.settings);
     }
 }
 
@@ -681,8 +772,9 @@ impl Message<TrainingStopped> for SearchController {
 pub struct CheckpointWritten {
     pub generation: u32,
     pub dir: PathBuf,
-    /// Time the write took.
+    /// Time the write took, and the checkpoint's size.
     pub seconds: f64,
+    pub bytes: u64,
     pub kind: CheckpointKind,
 }
 

@@ -51,12 +51,15 @@ impl Actor for EvaluatorActor {
 /// Measure individuals of generation `generation` from `queue` with `snapshot`'s weights.
 pub struct EvaluateGeneration {
     pub generation: usize,
+    /// Validation images per fitness (0: all): the generation's fitness subset.
+    pub subset: usize,
     pub snapshot: Arc<WeightsSnapshot>,
     pub queue: Receiver<PlannedIndividual>,
 }
 
 impl EvaluatorActor {
     async fn evaluate(&mut self, msg: EvaluateGeneration) -> Result<(), SearchError> {
+        self.evaluator.set_subset(msg.subset)?;
         self.evaluator.load(&msg.snapshot)?;
         drop(msg.snapshot);
         while let Ok(individual) = msg.queue.try_recv() {

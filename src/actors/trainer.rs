@@ -18,6 +18,7 @@ use crate::search::{
     GenerationPlan, Phase, SearchError, SearchState, SupernetTrainer, TrainBatches, Training,
 };
 use crate::stop::StopFlag;
+use crate::telemetry;
 use crate::train::supernet_epoch::EpochReport;
 use tch::Device;
 
@@ -31,7 +32,6 @@ pub struct TrainerActor {
     trainer: SupernetTrainer,
     prefetch: ActorRef<PrefetchActor>,
     device: Device,
-    generations: usize,
     controller: ActorRef<SearchController>,
     events: Events,
     stop: StopFlag,
@@ -45,7 +45,6 @@ pub struct TrainerArgs {
     pub prefetch: ActorRef<PrefetchActor>,
     /// Where batches go.
     pub device: Device,
-    pub generations: usize,
     pub controller: ActorRef<SearchController>,
     pub events: Events,
     pub stop: StopFlag,
@@ -56,8 +55,8 @@ impl Actor for TrainerActor {
     type Error = Infallible;
 
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
-        let TrainerArgs { trainer, prefetch, device, generations, controller, events, stop } = args;
-        Ok(Self { trainer, prefetch, device, generations, controller, events, stop, ahead: None })
+        let TrainerArgs { trainer, prefetch, device, controller, events, stop } = args;
+        Ok(Self { trainer, prefetch, device, controller, events, stop, ahead: None })
     }
 }
 
@@ -94,8 +93,9 @@ impl TrainerActor {
                     _ => (self.batches_of(g).await?, None),
                 };
                 let events = self.events.clone();
-                let training = self.trainer.train(plan, batches, done, &self.stop, |i| {
-                    events.send(PipelineEvent::Advanced { phase: Phase::Train, done: i as u64 + 1 })
+                let training = self.trainer.train(plan, batches, done, &self.stop, |step| {
+                    telemetry::TrainStep(step).emit();
+                    events.send(PipelineEvent::Advanced { phase: Phase::Train, done: step.step as u64 + 1 })
                 })?;
                 match training {
                     Training::Finished(summary) => summary,
@@ -107,7 +107,8 @@ impl TrainerActor {
             }
         };
         // The next generation's order is known now: its first batches load while fitness runs.
-        if g + 1 < self.generations {
+        // (A budget a reload shortens makes this the odd stream loaded for nothing.)
+        if g + 1 < plan.generations {
             self.ahead = Some((g + 1, self.batches(g + 1, 0).await?));
         }
         let trained = Trained { generation: g, summary, snapshot: Arc::new(self.trainer.snapshot(g)) };

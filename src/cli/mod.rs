@@ -9,4 +9,5 @@ pub mod genotype;
 pub mod info;
 pub mod search;
 pub mod serve;
+pub mod validate;
 pub mod version;

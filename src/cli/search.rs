@@ -8,8 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use evnas::pipeline::ToObserver;
 use evnas::search::{GenerationRecord, Phase, SearchEngine, SearchObserver};
 use evnas::stop::StopFlag;
+use evnas::telemetry::{self, MetricsExporter, Telemetry};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args)]
@@ -32,9 +34,19 @@ pub struct SearchArgs {
     /// No progress bars (log lines only).
     #[arg(long)]
     quiet: bool,
+    /// Serve Prometheus metrics on this address while the search runs, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = args.metrics_listen {
+        let libtorch = evnas::runtime::TorchRuntime::detect().libtorch_version;
+        MetricsExporter::start(addr, &libtorch)?;
+    }
+    // Settings changes and checkpoints as log lines, and metrics when they are served; the
+    // progress bars print the generations.
+    let mut telemetry = Telemetry::new(false);
     let stop = StopFlag::new();
     {
         let stop = stop.clone();
@@ -64,7 +76,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
                 "resuming {} at generation {}/{}{}",
                 dir.display(),
                 engine.state().next_generation + 1,
-                engine.config().search.generations,
+                engine.state().settings.generations,
                 stopped.unwrap_or_default()
             );
             engine
@@ -88,9 +100,16 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
         engine.device(),
         engine.run_dir().display()
     );
-    let mut observer = ProgressObserver::new(args.quiet, cfg.search.generations);
+    let mut observer = ProgressObserver::new(args.quiet, engine.state().settings.generations);
     let run_dir = engine.run_dir().to_path_buf();
-    let result = match evnas::pipeline::run(engine, &mut observer, &stop) {
+    telemetry::SearchStateChanged("running").emit();
+    telemetry::SettingsInForce(engine.state().settings).emit();
+    if let tch::Device::Cuda(i) = engine.device() {
+        telemetry::exporter::watch_cuda_devices(&[i]);
+    }
+    let mut sink = (ToObserver(&mut observer), &mut telemetry);
+    let outcome = evnas::pipeline::run(engine, &mut sink, &stop);
+    let result = match outcome {
         Ok(r) => r,
         Err(e) if e.is_interrupted() => {
             observer.clear();

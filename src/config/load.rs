@@ -43,18 +43,60 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
         .map_err(|e| ConfigError::Parse { source_name: describe(file, overrides), reason: e.to_string() })?;
     // Through a JSON tree so that serde_path_to_error can name the key at fault, unknown keys
     // included (the config crate names only the section, and enums by their Rust type name).
-    let tree: serde_json::Value = merged
+    let mut tree: serde_json::Value = merged
         .try_deserialize()
         .map_err(|e| ConfigError::Parse { source_name: describe(file, overrides), reason: e.to_string() })?;
+    // Unknown keys are all listed, with the problems of the rest; not just the first one.
+    let unknown = take_unknown_keys(&mut tree);
     let cfg: Config = serde_path_to_error::deserialize(&tree).map_err(|e| {
         let key = e.path().to_string();
         ConfigError::Field { place: place_of(&key, file, overrides), reason: e.into_inner().to_string(), key }
     })?;
-    let problems = validate(&cfg);
+    let mut problems: Vec<String> = unknown
+        .iter()
+        .map(|key| {
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            format!("{}: key `{key}`: unknown field `{leaf}`", place_of(key, file, overrides))
+        })
+        .collect();
+    problems.extend(validate(&cfg));
     if !problems.is_empty() {
         return Err(ConfigError::Invalid { source_name: describe(file, overrides), problems });
     }
     Ok(cfg)
+}
+
+/// Removes from `tree` every section and key the built-in default does not have; returns them
+/// as `section.key`.
+fn take_unknown_keys(tree: &mut serde_json::Value) -> Vec<String> {
+    let Ok(default) = toml_tree(DEFAULT_TOML) else { return Vec::new() };
+    let mut unknown = Vec::new();
+    let Some(sections) = tree.as_object_mut() else { return unknown };
+    sections.retain(|section, body| match (default.get(section), body.as_object_mut()) {
+        (Some(known), Some(keys)) => {
+            keys.retain(|key, _| {
+                let ok = known.get(key).is_some();
+                if !ok {
+                    unknown.push(format!("{section}.{key}"));
+                }
+                ok
+            });
+            true
+        }
+        (Some(_), None) => true,
+        (None, _) => {
+            unknown.push(section.clone());
+            false
+        }
+    });
+    unknown
+}
+
+fn toml_tree(text: &str) -> Result<serde_json::Value, config::ConfigError> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()?
+        .try_deserialize()
 }
 
 fn describe(file: Option<&Path>, overrides: &[String]) -> String {

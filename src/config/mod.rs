@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use crate::search::HotSettings;
+
 pub use load::{load, DEFAULT_TOML};
 pub use schema::*;
 pub use validate::validate;
@@ -33,9 +35,19 @@ impl Config {
     /// Digest of everything that shapes a search's results; a run resumes only under the same one.
     ///
     /// The search id, run directory, device, thread count and prefetch settings are left out: they change
-    /// where and how fast a run goes, not what it computes.
+    /// where and how fast a run goes, not what it computes. So are the values a reload may change
+    /// while the search runs ([`Config::hot_settings`]): the state records those in force.
     pub fn digest(&self) -> String {
         let mut relevant = self.clone();
+        relevant.search.population = 0;
+        relevant.search.generations = 0;
+        relevant.search.tournament_size = 0;
+        relevant.search.elites = 0;
+        relevant.search.mutation_rate = 0.0;
+        relevant.fitness.subset = 0;
+        relevant.search.state = SearchStateSetting::Running;
+        relevant.run.log_level = String::new();
+        relevant.metrics.listen = String::new();
         relevant.search.id = String::new();
         relevant.run.dir = PathBuf::new();
         relevant.run.device = String::new();
@@ -48,6 +60,29 @@ impl Config {
         let json = serde_json::to_vec(&relevant).expect("config serialises to JSON");
         let hash = Sha256::digest(&json);
         hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The values of this config that a reload may change while a search runs.
+    pub fn hot_settings(&self) -> HotSettings {
+        HotSettings {
+            population: self.search.population,
+            generations: self.search.generations,
+            tournament_size: self.search.tournament_size,
+            elites: self.search.elites,
+            mutation_rate: self.search.mutation_rate,
+            fitness_subset: self.fitness.subset,
+        }
+    }
+
+    /// This config with `settings` as its hot values.
+    pub fn with_hot_settings(mut self, settings: &HotSettings) -> Self {
+        self.search.population = settings.population;
+        self.search.generations = settings.generations;
+        self.search.tournament_size = settings.tournament_size;
+        self.search.elites = settings.elites;
+        self.search.mutation_rate = settings.mutation_rate;
+        self.fitness.subset = settings.fitness_subset;
+        self
     }
 
     /// The search's name: `search.id`, or one derived from the digest (same results, same name).

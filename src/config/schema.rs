@@ -21,6 +21,7 @@ pub struct Config {
     pub fitness: FitnessSection,
     pub data: DataSection,
     pub run: RunSection,
+    pub metrics: MetricsSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,29 @@ pub struct SearchSection {
     /// start; empty: derived from the config (`search-` and its digest's first 16 digits).
     #[serde(default)]
     pub id: String,
+    /// What `evnas serve` does with the search: run it, pause it (checkpoint, idle, resumable)
+    /// or stop it (checkpoint, idle, best so far in the run directory). Changed by a reload.
+    #[serde(default)]
+    pub state: SearchStateSetting,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchStateSetting {
+    #[default]
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl SearchStateSetting {
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchStateSetting::Running => "running",
+            SearchStateSetting::Paused => "paused",
+            SearchStateSetting::Stopped => "stopped",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,4 +129,19 @@ pub struct RunSection {
     pub threads: usize,
     /// Individuals measured at once on the CPU, one thread each; 0 = `threads`; 1 = one at a time.
     pub fitness_workers: usize,
+    /// Log filter of `evnas serve`, e.g. "info" or "info,evnas=debug" (tracing's EnvFilter
+    /// syntax); changed by a reload. The EVNAS_LOG variable, when set, wins at start.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where `evnas serve` serves Prometheus metrics (`/metrics`); empty: nowhere.
+    pub listen: String,
 }

@@ -104,6 +104,15 @@ pub fn validate(cfg: &Config) -> Vec<String> {
     if !is_device(&r.device) {
         p.push(format!("run.device = {:?}: must be cpu, cuda, cuda:N or auto", r.device));
     }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&r.log_level) {
+        p.push(format!("run.log_level = {:?}: not a log filter ({e})", r.log_level));
+    }
+    let listen = &cfg.metrics.listen;
+    if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+        p.push(format!(
+            "metrics.listen = {listen:?}: must be IP:PORT (e.g. 127.0.0.1:9464), or empty for none"
+        ));
+    }
     p
 }
 

@@ -1,5 +1,9 @@
-//! The daemon's edge: `evnas serve` start-up, signals, the search's life and shutdown.
+//! The daemon's edge: `evnas serve` start-up, signals, reloads, the search's life and shutdown,
+//! systemd's notify protocol, and logging.
 
+pub mod logging;
+pub mod notify;
+pub mod search_task;
 pub mod serve;
 
 pub use serve::{serve, ServeOptions};

@@ -1,17 +1,22 @@
-//! `evnas serve`: runs the configured search through the actor pipeline as a long-running
-//! service. On start, the search's run directory (`run.dir`/`search id`) is resumed from its
-//! newest checkpoint when it holds one, else created. SIGTERM or SIGINT stop it at the next
-//! batch (the last generation checkpoint is kept; a second signal exits at once). A finished
-//! search writes its results and the service stays up until it is stopped.
+//! `evnas serve`: the configured search as a long-running service. On start, the search's run
+//! directory (`run.dir`/`search id`) is resumed from its newest checkpoint when it holds one,
+//! else created. It is steered by editing its config (or SIGHUP): hot values apply at the next
+//! generation boundary, `search.state` pauses, stops or resumes it, a new `search.id` switches
+//! to another search; anything else is refused until a restart. SIGTERM or SIGINT stop it at
+//! the next batch (a second signal exits at once). A finished search stays served until it is
+//! stopped; raising its budget continues it.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::config::Config;
-use crate::search::{GenerationRecord, SearchEngine, SearchObserver};
-use crate::stop::StopFlag;
+use crate::config::{Config, SearchStateSetting};
+use crate::reload::{self, ConfigWatch, Trigger};
+use crate::telemetry::{self, MetricsExporter};
+
+use super::notify::{self, Heartbeat};
+use super::search_task::{SearchTask, TaskEnd};
 
 pub struct ServeOptions {
     pub config: PathBuf,
@@ -20,7 +25,7 @@ pub struct ServeOptions {
 /// How `serve` ended (an error is returned instead when the search failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServeExit {
-    /// Stopped by a signal, after the search finished or at a checkpoint it resumes from.
+    /// Stopped by a signal, at a checkpoint the next start resumes from.
     Stopped,
     /// A second signal arrived while stopping.
     Forced,
@@ -35,8 +40,8 @@ pub fn serve(options: &ServeOptions) -> anyhow::Result<ServeExit> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let exit = runtime.block_on(run(cfg));
-    // A forced exit leaves the search's event task blocked; nothing else is left running.
+    let exit = runtime.block_on(run(cfg, &options.config));
+    // A forced exit leaves the search's task blocked; nothing else is left running.
     runtime.shutdown_background();
     exit
 }
@@ -61,108 +66,212 @@ impl Signals {
     }
 }
 
-async fn run(cfg: Config) -> anyhow::Result<ServeExit> {
+/// Where the served search stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Running,
+    Paused,
+    Stopped,
+    Finished,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Running => "running",
+            Mode::Paused => "paused",
+            Mode::Stopped => "stopped",
+            Mode::Finished => "finished",
+        }
+    }
+}
+
+struct Service {
+    path: PathBuf,
+    /// The config last accepted.
+    cfg: Config,
+    task: Option<SearchTask>,
+    mode: Mode,
+    heartbeat: Heartbeat,
+}
+
+async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
     let mut signals = Signals::install()?;
-    let stop = StopFlag::new();
-    let id = cfg.search_id();
-    let dir = cfg.run.dir.join(&id);
-    tracing::info!(search = %id, dir = %dir.display(), "evnas serve starting");
-
-    // Building the search loads data and models: off the runtime's workers, while signals are
-    // still heard.
-    let open = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || open_search(cfg, &dir)
-    });
-    tokio::pin!(open);
-    let engine = tokio::select! {
-        opened = &mut open => opened.context("the start-up task failed")??,
-        name = signals.next() => {
-            tracing::info!("{name} during start-up; exiting");
-            return Ok(ServeExit::Stopped);
+    if !super::logging::set_by_environment() {
+        if let Err(e) = super::logging::set_level(&cfg.run.log_level) {
+            tracing::warn!("run.log_level = {:?}: {e}", cfg.run.log_level);
         }
-    };
-    let generations = engine.config().search.generations;
-    tracing::info!(
-        search = %id,
-        next_generation = engine.state().next_generation + 1,
-        generations,
-        fitness_evaluators = engine.evaluator_count(),
-        device = ?engine.device(),
-        "search running"
-    );
+    }
+    if !cfg.metrics.listen.is_empty() {
+        let addr = cfg.metrics.listen.parse().context("metrics.listen")?;
+        let libtorch = crate::runtime::TorchRuntime::detect().libtorch_version;
+        MetricsExporter::start(addr, &libtorch)?;
+    }
+    let mut watch = ConfigWatch::new(path)?;
+    let heartbeat = Heartbeat::default();
+    tokio::spawn(notify::watchdog(heartbeat.clone()));
+    tracing::info!(search = %cfg.search_id(), dir = %cfg.run.dir.join(cfg.search_id()).display(), "evnas serve starting");
+    let mut service = Service { path: path.to_path_buf(), cfg, task: None, mode: Mode::Paused, heartbeat };
+    service.enter_configured_state();
+    notify::ready();
 
-    let running = crate::pipeline::start(engine, stop.clone()).await;
-    let waiting = tokio::task::spawn_blocking(move || running.wait(&mut LogLines { generations }));
-    tokio::pin!(waiting);
-    let outcome = tokio::select! {
-        outcome = &mut waiting => outcome.context("the search's event task failed")?,
-        name = signals.next() => {
-            tracing::info!("{name}: stopping after the current batch (signal again to exit now)");
-            stop.stop();
-            tokio::select! {
-                outcome = &mut waiting => outcome.context("the search's event task failed")?,
-                name = signals.next() => {
-                    tracing::warn!("{name} again: exiting without waiting for the search");
-                    return Ok(ServeExit::Forced);
+    loop {
+        tokio::select! {
+            end = async { service.task.as_mut().expect("guarded").end().await }, if service.task.is_some() => {
+                service.task = None;
+                service.task_ended(end)?;
+            }
+            trigger = watch.next() => service.reload(trigger).await,
+            name = signals.next() => return service.shut_down(name, &mut signals).await,
+        }
+    }
+}
+
+impl Service {
+    /// Starts the search, or stays idle, as `search.state` says.
+    fn enter_configured_state(&mut self) {
+        match self.cfg.search.state {
+            SearchStateSetting::Running => self.start_search(),
+            SearchStateSetting::Paused => self.set_mode(Mode::Paused),
+            SearchStateSetting::Stopped => self.set_mode(Mode::Stopped),
+        }
+    }
+
+    fn start_search(&mut self) {
+        let task = SearchTask::start(self.cfg.clone(), self.heartbeat.clone());
+        tracing::info!(search = %task.id, dir = %task.dir.display(), "opening the search");
+        self.task = Some(task);
+        self.set_mode(Mode::Running);
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+        telemetry::SearchStateChanged(mode.name()).emit();
+        let id = self.cfg.search_id();
+        match mode {
+            Mode::Running => notify::status(&format!("search {id} running")),
+            Mode::Paused => {
+                notify::status(&format!("search {id} paused (set search.state = \"running\" to continue)"))
+            }
+            Mode::Stopped => notify::status(&format!("search {id} stopped (best so far in its best/)")),
+            Mode::Finished => notify::status(&format!("search {id} finished")),
+        }
+    }
+
+    /// The search task ended: by finishing, by being stopped (for a pause, a stop or another
+    /// search), or by failing (the service then exits non-zero, for systemd to restart it).
+    fn task_ended(&mut self, end: TaskEnd) -> anyhow::Result<()> {
+        match end {
+            TaskEnd::Finished(result) => {
+                tracing::info!(
+                    top1 = result.fitness.top1,
+                    genotype = %result.genotype_path.display(),
+                    "search finished; serving until stopped"
+                );
+                self.set_mode(Mode::Finished);
+                Ok(())
+            }
+            TaskEnd::Stopped => {
+                let dir = self.cfg.run.dir.join(self.cfg.search_id());
+                match self.cfg.search.state {
+                    SearchStateSetting::Running => {
+                        // Stopped to switch to another search (a new search.id).
+                        self.start_search();
+                    }
+                    SearchStateSetting::Paused => {
+                        tracing::info!(dir = %dir.display(), "search paused; set search.state = \"running\" to continue");
+                        self.set_mode(Mode::Paused);
+                    }
+                    SearchStateSetting::Stopped => {
+                        tracing::info!(
+                            dir = %dir.display(),
+                            "search stopped; the best individual so far is in its best/ (search.state = \"running\" continues it)"
+                        );
+                        self.set_mode(Mode::Stopped);
+                    }
                 }
+                Ok(())
+            }
+            TaskEnd::Failed(e) => Err(e),
+        }
+    }
+
+    /// Load → validate → diff → apply or refuse, as one step.
+    async fn reload(&mut self, trigger: Trigger) {
+        notify::reloading();
+        self.reload_config(trigger.name()).await;
+        notify::ready();
+    }
+
+    async fn reload_config(&mut self, source: &str) {
+        let new = match crate::config::load(Some(&self.path), &[]) {
+            Ok(new) => new,
+            Err(e) => {
+                let problem = e.to_string();
+                return telemetry::ReloadInvalid { source, problem: &problem }.emit();
+            }
+        };
+        let diff = reload::diff(&self.cfg, &new);
+        if !diff.restart_only.is_empty() {
+            return telemetry::ReloadRefused { source, reasons: &diff.restart_only }.emit();
+        }
+        telemetry::ReloadAccepted { source, changes: &diff.changes }.emit();
+        let old = std::mem::replace(&mut self.cfg, new);
+        if old.run.log_level != self.cfg.run.log_level {
+            if let Err(e) = super::logging::set_level(&self.cfg.run.log_level) {
+                tracing::warn!("run.log_level = {:?}: {e}", self.cfg.run.log_level);
             }
         }
-    };
-    match outcome {
-        Ok(result) => {
-            tracing::info!(
-                top1 = result.fitness.top1,
-                genotype = %result.genotype_path.display(),
-                "search finished; serving until stopped"
-            );
-            let name = signals.next().await;
+        if diff.new_search {
+            tracing::info!(from = %old.search_id(), to = %self.cfg.search_id(), "switching searches");
+            match &self.task {
+                // Its end starts the new one (or idles, as the new config's state says).
+                Some(task) => task.stop(),
+                None => self.enter_configured_state(),
+            }
+            return;
+        }
+        if let Some(task) = &self.task {
+            task.apply(self.cfg.hot_settings()).await;
+        }
+        let budget_raised = self.cfg.search.generations > old.search.generations;
+        match (self.cfg.search.state, &self.task) {
+            (SearchStateSetting::Running, None) if self.mode != Mode::Finished || budget_raised => {
+                self.start_search()
+            }
+            (SearchStateSetting::Paused | SearchStateSetting::Stopped, Some(task)) => {
+                tracing::info!("{}: checkpointing after the current batch", self.cfg.search.state.name());
+                task.stop();
+            }
+            (SearchStateSetting::Paused, None) if self.mode == Mode::Stopped => self.set_mode(Mode::Paused),
+            (SearchStateSetting::Stopped, None) if self.mode == Mode::Paused => self.set_mode(Mode::Stopped),
+            _ => {}
+        }
+    }
+
+    /// SIGTERM/SIGINT: the search checkpoints after its current batch and the service exits;
+    /// a second signal exits at once.
+    async fn shut_down(&mut self, name: &str, signals: &mut Signals) -> anyhow::Result<ServeExit> {
+        notify::stopping();
+        let Some(mut task) = self.task.take() else {
             tracing::info!("{name}: exiting");
-            Ok(ServeExit::Stopped)
-        }
-        Err(e) if e.is_interrupted() => {
-            tracing::info!(dir = %dir.display(), "search stopped; the next start continues it");
-            Ok(ServeExit::Stopped)
-        }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("search {id} stopped"))),
-    }
-}
-
-/// The search of `dir`: resumed when it exists, created otherwise.
-fn open_search(cfg: Config, dir: &Path) -> anyhow::Result<SearchEngine> {
-    if dir.join("config.json").is_file() {
-        let (engine, notes) = SearchEngine::resume(dir, Some(cfg), None)
-            .with_context(|| format!("cannot resume the search in {}", dir.display()))?;
-        for note in notes {
-            tracing::warn!("{note}");
-        }
-        let generation = engine.state().next_generation + 1;
-        match &engine.state().stopped {
-            Some(stopped) => {
-                tracing::info!(dir = %dir.display(), generation, "resuming, stopped {}", stopped.describe())
+            return Ok(ServeExit::Stopped);
+        };
+        tracing::info!("{name}: stopping after the current batch (signal again to exit now)");
+        task.stop();
+        let dir = task.dir.clone();
+        tokio::select! {
+            end = task.end() => match end {
+                TaskEnd::Failed(e) => Err(e),
+                TaskEnd::Finished(_) | TaskEnd::Stopped => {
+                    tracing::info!(dir = %dir.display(), "search stopped; the next start continues it");
+                    Ok(ServeExit::Stopped)
+                }
+            },
+            name = signals.next() => {
+                tracing::warn!("{name} again: exiting without waiting for the search");
+                Ok(ServeExit::Forced)
             }
-            None => tracing::info!(dir = %dir.display(), generation, "resuming"),
         }
-        Ok(engine)
-    } else {
-        SearchEngine::create(cfg, Some(dir))
-            .with_context(|| format!("cannot start a search in {}", dir.display()))
-    }
-}
-
-/// One log line per generation.
-struct LogLines {
-    generations: usize,
-}
-
-impl SearchObserver for LogLines {
-    fn generation_finished(&mut self, r: &GenerationRecord, checkpoint: &Path) {
-        tracing::info!(
-            "generation {}/{}: {}  checkpoint {}",
-            r.generation,
-            self.generations,
-            r.summary(),
-            checkpoint.display()
-        );
     }
 }

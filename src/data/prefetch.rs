@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{Batch, EpochPlan};
 use super::error::DataError;
-use super::metric_names::{PREFETCH_IMAGES_TOTAL, PREFETCH_QUEUE_DEPTH, TRAINER_DATA_WAIT_SECONDS_TOTAL};
+use super::metric_names::{PREFETCH_IMAGES_TOTAL, PREFETCH_QUEUE_DEPTH};
 use super::source::{make_batch, BatchSource};
 
 /// How often a producer blocked on a full queue looks at the stop flag.
@@ -187,8 +187,6 @@ impl Iterator for BatchStream {
                 let item = receiver.recv().ok();
                 let waited = started.elapsed();
                 self.wait += waited;
-                // metrics 0.24 counters are integers; a gauge that only grows carries fractional seconds.
-                metrics::gauge!(TRAINER_DATA_WAIT_SECONDS_TOTAL).increment(waited.as_secs_f64());
                 item
             }
         };

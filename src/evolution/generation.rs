@@ -172,6 +172,24 @@ pub fn assemble_generation(
     Ok(next)
 }
 
+/// Grows `population`, just bred for generation `generation`, by `count` fresh U[0, 1)
+/// individuals in the slots after its last (a population enlarged by a reload). Their streams
+/// are those of their slots, so they never repeat a bred child's draws.
+pub fn add_fresh(
+    population: &mut Population,
+    count: usize,
+    generation: u32,
+    streams: &ChildStreams,
+) -> Result<(), EvolutionError> {
+    let shapes = population.individuals.first().ok_or(EvolutionError::EmptyPopulation)?.shapes();
+    for _ in 0..count {
+        let slot = ChildSlot { generation, position: population.len(), id: population.next_id };
+        population.individuals.push(fresh_child(&shapes, slot, streams));
+        population.next_id += 1;
+    }
+    Ok(())
+}
+
 /// Builds generation `generation` from the evaluated, best-first population of the previous one:
 /// elites carried over, every other slot a crossover child of two tournament winners, mutated.
 /// Each slot draws from its own streams (see [`ChildStreams`]).

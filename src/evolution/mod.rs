@@ -20,7 +20,7 @@ pub mod streams;
 
 pub use crossover::crossover;
 pub use generation::{
-    assemble_generation, child_slots, cross_parents, fresh_child, mutate_child, next_generation,
+    add_fresh, assemble_generation, child_slots, cross_parents, fresh_child, mutate_child, next_generation,
     random_generation, select_parents, ChildSlot, GaParams,
 };
 pub use individual::{CellShape, Fitness, Individual, DARTS_GENOME_SHAPE, NB201_GENOME_SHAPE};

@@ -12,8 +12,8 @@ use tch::Device;
 
 use crate::config::Config;
 use crate::data::{
-    load_split, Batch, BatchStream, DataError, DatasetKind, LoaderConfig, PrefetchConfig, Producer,
-    SplitConfig, SplitLoaders, SplitName, StopFlag,
+    load_split, Batch, BatchStream, DataError, DatasetKind, InMemoryDataset, LoaderConfig, Normalization,
+    PrefetchConfig, Producer, SplitConfig, SplitLoaders, SplitName, StopFlag, TrainValidSplit,
 };
 use crate::train::fitness::{EvalBatch, OwnedBatches};
 
@@ -28,6 +28,49 @@ pub struct SearchData {
     /// The validation part on the model's device, when its images are not augmented.
     fixed_valid: Option<Vec<EvalBatch>>,
     population: usize,
+    /// What a validation source of another subset size is made from.
+    recipe: Arc<ValidRecipe>,
+    /// The validation images of `loaders` and `fixed_valid` (0: all).
+    subset: usize,
+}
+
+/// What the validation sources of every fitness subset size are made from: the training set,
+/// the whole validation part, and the order subsets are drawn in (a subset of n images is the
+/// first n of that order, sorted; so a larger subset contains a smaller one).
+struct ValidRecipe {
+    dataset: Arc<InMemoryDataset>,
+    norm: Normalization,
+    split: TrainValidSplit,
+    subset_order: Vec<usize>,
+    config: LoaderConfig,
+    device: Device,
+}
+
+impl ValidRecipe {
+    /// The validation images of a subset of `subset` (0, or at least the whole part: all).
+    fn indices(&self, subset: usize) -> Vec<usize> {
+        if subset == 0 || subset >= self.split.valid.len() {
+            return self.split.valid.clone();
+        }
+        let mut indices = self.subset_order[..subset].to_vec();
+        indices.sort_unstable();
+        indices
+    }
+
+    /// Loaders of the validation subset `subset`, and its batches on the device when they are
+    /// not augmented.
+    fn build(&self, subset: usize) -> Result<(Arc<SplitLoaders>, Option<Vec<EvalBatch>>), SearchError> {
+        let split = TrainValidSplit { train: self.split.train.clone(), valid: self.indices(subset) };
+        let loaders =
+            SplitLoaders::new(Arc::clone(&self.dataset), self.norm.clone(), split, self.config.clone())?;
+        let fixed = loaders.valid_on_device(self.device)?.map(|split| {
+            split
+                .batches(self.config.valid_batch_size)
+                .map(|(images, labels)| EvalBatch { images, labels })
+                .collect()
+        });
+        Ok((Arc::new(loaders), fixed))
+    }
 }
 
 /// One generation's training batches, prefetched on the loader's threads and moved to the
@@ -69,9 +112,24 @@ pub struct ValidSource {
     device: Device,
     fixed: Option<Vec<EvalBatch>>,
     population: usize,
+    recipe: Arc<ValidRecipe>,
+    subset: usize,
 }
 
 impl ValidSource {
+    /// Measures on a fitness subset of `subset` images (0: all) from now on: rebuilt (on the
+    /// caller's thread, the evaluator's) only when the size changes.
+    pub fn set_subset(&mut self, subset: usize) -> Result<(), SearchError> {
+        let all = self.recipe.split.valid.len();
+        let normal = |n: usize| if n == 0 || n >= all { 0 } else { n };
+        if normal(subset) == normal(self.subset) {
+            return Ok(());
+        }
+        let (loaders, fixed) = self.recipe.build(subset)?;
+        (self.loaders, self.fixed, self.subset) = (loaders, fixed, subset);
+        Ok(())
+    }
+
     /// Validation batches for the individual at `position` of generation `generation`.
     pub fn batches(&self, generation: usize, position: usize) -> Result<OwnedBatches, SearchError> {
         if let Some(fixed) = &self.fixed {
@@ -107,13 +165,9 @@ impl SearchData {
         if cfg.data.train_subset > 0 {
             split.train.truncate(cfg.data.train_subset);
         }
-        if cfg.fitness.subset > 0 && cfg.fitness.subset < split.valid.len() {
-            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[streams::FITNESS_SUBSET]));
-            split.valid.shuffle(&mut rng);
-            split.valid.truncate(cfg.fitness.subset);
-            split.valid.sort_unstable();
-        }
-        let loader_cfg = LoaderConfig {
+        let mut subset_order = split.valid.clone();
+        subset_order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(seed, &[streams::FITNESS_SUBSET])));
+        let config = LoaderConfig {
             batch_size: cfg.train.batch_size,
             valid_batch_size: cfg.fitness.batch_size,
             seed: derive_seed(seed, &[streams::DATA]),
@@ -129,14 +183,26 @@ impl SearchData {
         };
         let input_shape = dataset.shape();
         let num_classes = dataset.num_classes();
-        let loaders = Arc::new(SplitLoaders::new(dataset, kind.normalization(), split, loader_cfg)?);
-        let fixed_valid = loaders.valid_on_device(device)?.map(|split| {
-            split
-                .batches(cfg.fitness.batch_size)
-                .map(|(images, labels)| EvalBatch { images, labels })
-                .collect()
+        let recipe = Arc::new(ValidRecipe {
+            dataset,
+            norm: kind.normalization(),
+            split,
+            subset_order,
+            config,
+            device,
         });
-        Ok(Self { loaders, device, input_shape, num_classes, fixed_valid, population: cfg.search.population })
+        let subset = cfg.fitness.subset;
+        let (loaders, fixed_valid) = recipe.build(subset)?;
+        Ok(Self {
+            loaders,
+            device,
+            input_shape,
+            num_classes,
+            fixed_valid,
+            population: cfg.search.population,
+            recipe,
+            subset,
+        })
     }
 
     pub fn input_shape(&self) -> [usize; 3] {
@@ -173,6 +239,8 @@ impl SearchData {
             device: self.device,
             fixed: self.fixed_valid.as_ref().map(|f| f.iter().map(EvalBatch::shallow_clone).collect()),
             population: self.population,
+            recipe: Arc::clone(&self.recipe),
+            subset: self.subset,
         }
     }
 }

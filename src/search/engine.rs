@@ -25,6 +25,7 @@ use super::evaluator::{FitnessEvaluator, FitnessModel};
 use super::generation::StoppedGeneration;
 use super::record::GenerationRecord;
 use super::run_dir::RunDir;
+use super::settings::HotSettings;
 use super::trainer::SupernetTrainer;
 use super::SearchError;
 use crate::seeds::{derive_seed, streams};
@@ -41,6 +42,8 @@ pub struct SearchState {
     /// (a stop checkpoint); it continues from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<StoppedGeneration>,
+    /// The settings generation `next_generation` runs with.
+    pub settings: HotSettings,
 }
 
 /// The search's answer: the best individual of the last generation.
@@ -123,7 +126,9 @@ impl SearchEngine {
 
     /// Continues the run in `run_dir` from its newest intact checkpoint, or from its start when
     /// it was stopped before its first checkpoint. `cfg`, when given (the `--config` of the
-    /// resuming command), must have the run's digest; otherwise the run's own config is used.
+    /// resuming command), must have the run's digest; its hot values (a reload's) then apply
+    /// from the next generation boundary on. Otherwise the run's own config is used, with the
+    /// settings in force when it stopped.
     /// Device and threads may differ from the original run. Also returns a line for each thing
     /// the user should know (checkpoints passed over as corrupt, a restart from the beginning).
     pub fn resume(
@@ -133,6 +138,7 @@ impl SearchEngine {
     ) -> Result<(Self, Vec<String>), SearchError> {
         let run = RunDir::open(run_dir)?;
         let original = run.read_config()?;
+        let given = cfg.is_some();
         let mut cfg = match cfg {
             Some(c) if c.digest() != original.digest() => {
                 return Err(SearchError::ConfigChanged { run: run_dir.to_path_buf() })
@@ -160,6 +166,9 @@ impl SearchEngine {
                 )],
             ),
         };
+        if !given {
+            cfg = cfg.with_hot_settings(&state.settings);
+        }
         run.write_history(&state.history, baseline_label(&cfg))?;
         Ok((Self::assemble(cfg, device, data, run, (vs, model, opt), state)?, notes))
     }
@@ -212,14 +221,14 @@ impl SearchEngine {
 }
 
 impl SearchState {
-    pub fn is_finished(&self, cfg: &Config) -> bool {
-        self.next_generation >= cfg.search.generations
+    pub fn is_finished(&self) -> bool {
+        self.next_generation >= self.settings.generations
     }
 
     /// The result of a finished search, its genotype written into `run`.
     pub fn result(&self, cfg: &Config, run: &RunDir) -> Result<SearchResult, SearchError> {
         let last = self.history.last().ok_or(SearchError::NotFinished)?;
-        if !self.is_finished(cfg) {
+        if !self.is_finished() {
             return Err(SearchError::NotFinished);
         }
         let best = &last.best;
@@ -331,7 +340,13 @@ pub fn child_streams(cfg: &Config) -> ChildStreams {
 fn initial_state(cfg: &Config) -> SearchState {
     let population =
         Population::fresh(cfg.search.population, cfg.search.space.genome_shape(), &child_streams(cfg));
-    SearchState { next_generation: 0, population, history: Vec::new(), stopped: None }
+    SearchState {
+        next_generation: 0,
+        population,
+        history: Vec::new(),
+        stopped: None,
+        settings: cfg.hot_settings(),
+    }
 }
 
 fn build_model(

@@ -7,10 +7,13 @@ use std::time::{Duration, Instant};
 
 use tch::nn::VarStore;
 
+use crate::data::DataError;
 use crate::evolution::Fitness;
 use crate::model::OneShotModel;
 use crate::stop::StopFlag;
+use crate::telemetry;
 use crate::train::fitness::evaluate_individual;
+use crate::train::fitness::EvalBatch;
 use crate::train::reduced_precision::Bf16Shadow;
 
 use super::data::ValidSource;
@@ -36,6 +39,11 @@ impl FitnessEvaluator {
         Self { model, valid, train_mode_bn }
     }
 
+    /// Measures on a fitness subset of `subset` validation images (0: all) from now on.
+    pub fn set_subset(&mut self, subset: usize) -> Result<(), SearchError> {
+        self.valid.set_subset(subset)
+    }
+
     /// Makes the evaluator's model hold `snapshot`'s weights.
     pub fn load(&mut self, snapshot: &WeightsSnapshot) -> Result<(), SearchError> {
         let vs = match &self.model {
@@ -57,8 +65,11 @@ impl FitnessEvaluator {
             FitnessModel::Bf16(shadow) => shadow,
         };
         let started = Instant::now();
-        let mut batches =
-            Timed { inner: self.valid.batches(generation, individual.position)?, waited: Duration::ZERO };
+        let mut batches = Timed {
+            inner: self.valid.batches(generation, individual.position)?,
+            waited: Duration::ZERO,
+            previous: None,
+        };
         let tally =
             evaluate_individual(model, &individual.architecture, batches.by_ref(), self.train_mode_bn, stop)?;
         Ok(MeasuredFitness {
@@ -71,19 +82,30 @@ impl FitnessEvaluator {
     }
 }
 
-/// Batches with the time spent waiting for each added up.
+/// Validation batches with the time spent waiting for each added up; each batch's wait and
+/// compute (the time until the next is asked for) go to the metrics.
 struct Timed<I> {
     inner: I,
     waited: Duration,
+    /// The batch handed out last: its images, its wait, and when it was handed out.
+    previous: Option<(usize, Duration, Instant)>,
 }
 
-impl<I: Iterator> Iterator for Timed<I> {
+impl<I: Iterator<Item = Result<EvalBatch, DataError>>> Iterator for Timed<I> {
     type Item = I::Item;
 
     fn next(&mut self) -> Option<I::Item> {
         let started = Instant::now();
+        if let Some((images, data_wait, handed_out)) = self.previous.take() {
+            telemetry::FitnessBatch { images, compute: started - handed_out, data_wait }.emit();
+        }
         let next = self.inner.next();
-        self.waited += started.elapsed();
+        let waited = started.elapsed();
+        self.waited += waited;
+        if let Some(Ok(batch)) = &next {
+            let images = batch.labels.size().first().map_or(0, |&n| n as usize);
+            self.previous = Some((images, waited, Instant::now()));
+        }
         next
     }
 }

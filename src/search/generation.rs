@@ -15,6 +15,7 @@ use crate::train::supernet_epoch::EpochReport;
 
 use super::engine::SearchState;
 use super::record::{GenerationRecord, IndividualRecord, TrainSummary};
+use super::settings::HotSettings;
 use super::SearchError;
 
 /// The phases of one generation, in order.
@@ -49,6 +50,10 @@ pub struct PlannedIndividual {
 pub struct GenerationPlan {
     /// 0-based.
     pub generation: usize,
+    /// The budget in force: generations the search runs.
+    pub generations: usize,
+    /// Validation images each fitness is measured on (0: all).
+    pub fitness_subset: usize,
     pub learning_rate: f64,
     pub individuals: Vec<PlannedIndividual>,
 }
@@ -65,8 +70,12 @@ impl GenerationPlan {
 pub struct Breeding {
     /// 0-based generation the children are born in.
     pub generation: u32,
+    /// `params.population`: the parents bred from (and the bred population's size before
+    /// `fresh` are added).
     pub params: GaParams,
     pub strategy: Strategy,
+    /// Fresh random individuals added after the bred ones: a population grown by a reload.
+    pub fresh: usize,
 }
 
 /// How far a generation got before the search was stopped in its middle.
@@ -106,10 +115,14 @@ impl SearchState {
     /// The plan of generation `next_generation`: its learning rate (cosine over the configured
     /// generations, as the reference's scheduler steps once per generation) and each individual's
     /// decoded architecture.
+    ///
+    /// The cosine runs over the budget in force (`settings.generations`): a budget changed by a
+    /// reload reshapes the rest of the schedule so that it still ends at `learning_rate_min` in
+    /// the last generation (from the generation it applies to; earlier ones keep their rates).
     pub fn plan(&self, cfg: &Config) -> Result<GenerationPlan, SearchError> {
         let g = self.next_generation;
-        let learning_rate =
-            cosine_lr(cfg.train.learning_rate, cfg.train.learning_rate_min, g, cfg.search.generations);
+        let budget = self.settings.generations;
+        let learning_rate = cosine_lr(cfg.train.learning_rate, cfg.train.learning_rate_min, g, budget);
         let individuals = self
             .population
             .individuals
@@ -122,7 +135,13 @@ impl SearchState {
                 Ok(PlannedIndividual { id: ind.id, position, architecture })
             })
             .collect::<Result<Vec<_>, SearchError>>()?;
-        Ok(GenerationPlan { generation: g, learning_rate, individuals })
+        Ok(GenerationPlan {
+            generation: g,
+            generations: budget,
+            fitness_subset: self.settings.fitness_subset,
+            learning_rate,
+            individuals,
+        })
     }
 
     /// Records the measured generation: fitness by id (in any order), the population ranked best
@@ -157,13 +176,17 @@ impl SearchState {
                 })
             })
             .collect::<Result<Vec<_>, SearchError>>()?;
+        let genomes: Vec<_> = self.population.individuals.iter().map(|i| i.genome.as_slice()).collect();
+        let diversity = space.diversity(&genomes)?;
         let record = GenerationRecord {
             generation: plan.generation + 1,
+            settings: self.settings,
             learning_rate: plan.learning_rate,
             train,
             evaluation_seconds,
             evaluated_images: fitness.iter().map(|m| m.images).sum(),
             fitness: self.population.fitness_stats()?,
+            diversity,
             best: individuals[0].clone(),
             individuals,
         };
@@ -171,20 +194,44 @@ impl SearchState {
         Ok(record)
     }
 
-    /// What breeding the next generation takes; `None` after the last generation (its
-    /// population stays as the search's result).
-    pub fn breeding(&self, cfg: &Config) -> Option<Breeding> {
+    /// Puts `settings` in force from the next generation on (a reload): its population is
+    /// bred with them and it runs with them. Call between [`Self::record`] and
+    /// [`Self::prepare_breeding`].
+    pub fn apply_settings(&mut self, settings: HotSettings) {
+        self.settings = settings;
+    }
+
+    /// What breeding the next generation takes, with the settings in force; `None` after the
+    /// last generation (its population stays as the search's result). A population shrunk by a
+    /// reload keeps its fittest as the parents; a grown one breeds as many children as before
+    /// and adds fresh random individuals.
+    pub fn prepare_breeding(&mut self, strategy: Strategy) -> Option<Breeding> {
         let next = self.next_generation + 1;
-        (next < cfg.search.generations).then_some(Breeding {
-            generation: next as u32,
-            params: GaParams {
-                population: cfg.search.population,
-                tournament_size: cfg.search.tournament_size,
-                elites: cfg.search.elites,
-                mutation_rate: cfg.search.mutation_rate,
-            },
-            strategy: cfg.search.strategy,
-        })
+        if next >= self.settings.generations {
+            return None;
+        }
+        let wanted = self.settings.population;
+        let parents = wanted.min(self.population.len());
+        self.population.individuals.truncate(parents);
+        let mut params = self.settings.ga_params();
+        params.population = parents;
+        // Selection and elitism can only draw on the parents there are.
+        params.tournament_size = params.tournament_size.min(parents);
+        params.elites = params.elites.min(parents.saturating_sub(1));
+        Some(Breeding { generation: next as u32, params, strategy, fresh: wanted - parents })
+    }
+
+    /// A finished search whose budget a reload raised: steps back to the boundary of its last
+    /// generation, so that [`Self::prepare_breeding`] breeds its final (ranked) population into
+    /// the next one, as it would have been bred had the budget been larger from the start.
+    /// False (and nothing changed) when the search is not such a one.
+    pub fn reopen(&mut self) -> bool {
+        let at_final = self.next_generation > 0 && self.history.len() == self.next_generation;
+        if !at_final || self.is_finished() || self.population.check_sorted().is_err() {
+            return false;
+        }
+        self.next_generation -= 1;
+        true
     }
 
     /// Moves to the next generation boundary with the bred population (`None` after the last).
@@ -193,22 +240,5 @@ impl SearchState {
             self.population = population;
         }
         self.next_generation += 1;
-    }
-
-    /// Breeds the next generation in a row, in this thread (what the GA actors do stage by
-    /// stage), and moves to the next boundary.
-    pub fn breed(&mut self, cfg: &Config) -> Result<(), SearchError> {
-        let bred = match self.breeding(cfg) {
-            Some(b) => {
-                let breed = match b.strategy {
-                    Strategy::Evolution => evolution::next_generation,
-                    Strategy::Random => evolution::random_generation,
-                };
-                Some(breed(&self.population, &b.params, b.generation, &super::engine::child_streams(cfg))?)
-            }
-            None => None,
-        };
-        self.advance(bred);
-        Ok(())
     }
 }

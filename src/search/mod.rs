@@ -10,6 +10,7 @@ mod model_factory;
 pub mod observer;
 pub mod record;
 pub mod run_dir;
+pub mod settings;
 pub mod snapshot;
 mod space;
 pub mod timings;
@@ -29,6 +30,7 @@ pub use generation::{
 };
 pub use observer::{Phase, SearchObserver, Silent};
 pub use record::{GenerationRecord, IndividualRecord};
+pub use settings::HotSettings;
 pub use snapshot::WeightsSnapshot;
 pub use timings::GenerationTimings;
 pub use trainer::{SupernetTrainer, Training};

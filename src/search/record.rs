@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::evolution::{Fitness, FitnessStats};
 
+use super::settings::HotSettings;
+
 /// One evaluated individual.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndividualRecord {
@@ -32,11 +34,15 @@ pub struct TrainSummary {
 pub struct GenerationRecord {
     /// 1-based, as the reference logs generations.
     pub generation: usize,
+    /// The settings it was bred and run with (changed by reloads).
+    pub settings: HotSettings,
     pub learning_rate: f64,
     pub train: TrainSummary,
     pub evaluation_seconds: f64,
     pub evaluated_images: u64,
     pub fitness: FitnessStats,
+    /// Mean pairwise Hamming distance of the decoded genotypes, 0..1 (0: all alike).
+    pub diversity: f64,
     pub best: IndividualRecord,
     pub individuals: Vec<IndividualRecord>,
 }

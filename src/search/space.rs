@@ -71,6 +71,25 @@ impl SpaceKind {
         }
     }
 
+    /// Mean pairwise Hamming distance of the decoded genotypes of `genomes`, as a fraction of
+    /// their edges (0: all alike, 1: no two agree on any edge). An edge's gene is the operation
+    /// α^d keeps on it, or none when the edge is dropped.
+    pub fn diversity(self, genomes: &[&[AlphaMatrix]]) -> Result<f64, SearchError> {
+        let genes = genomes
+            .iter()
+            .map(|genome| Ok(self.decode(genome)?.iter().flat_map(kept_ops).collect::<Vec<_>>()))
+            .collect::<Result<Vec<_>, SearchError>>()?;
+        let (mut distance, mut pairs) = (0.0, 0usize);
+        for (i, a) in genes.iter().enumerate() {
+            for b in &genes[i + 1..] {
+                let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
+                distance += differ as f64 / a.len().max(1) as f64;
+                pairs += 1;
+            }
+        }
+        Ok(if pairs == 0 { 0.0 } else { distance / pairs as f64 })
+    }
+
     /// Writes the cell pictures of a genome into `dir` (DARTS only; NAS-Bench-201 has none).
     pub fn write_pictures(self, genome: &[AlphaMatrix], dir: &Path) -> Result<Vec<PathBuf>, SearchError> {
         match self {
@@ -83,5 +102,44 @@ impl SpaceKind {
             }
             SpaceKind::NasBench201 => Ok(Vec::new()),
         }
+    }
+}
+
+/// The operation each edge of a decoded α^d keeps (its largest weight), or `None` where every
+/// weight is zero (a dropped edge).
+fn kept_ops(decoded: &AlphaMatrix) -> Vec<Option<usize>> {
+    (0..decoded.edges())
+        .map(|edge| {
+            let row = decoded.row(edge);
+            let (op, weight) =
+                row.iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |best, (i, &w)| if w > best.1 { (i, w) } else { best });
+            (weight > 0.0).then_some(op)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evolution::Individual;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn diversity_is_zero_for_clones_and_positive_for_strangers() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let space = SpaceKind::Darts;
+        let a = Individual::random(0, 0, space.genome_shape(), &mut rng);
+        let b = Individual::random(1, 0, space.genome_shape(), &mut rng);
+        let same = space.diversity(&[&a.genome, &a.genome, &a.genome]).unwrap();
+        assert_eq!(same, 0.0);
+        let mixed = space.diversity(&[&a.genome, &b.genome]).unwrap();
+        assert!(mixed > 0.0 && mixed <= 1.0, "{mixed}");
+        // Of three genomes, two alike: one pair in three agrees everywhere.
+        let three = space.diversity(&[&a.genome, &a.genome, &b.genome]).unwrap();
+        assert!((three - mixed * 2.0 / 3.0).abs() < 1e-12, "{three} vs {mixed}");
+        assert_eq!(space.diversity(&[&a.genome]).unwrap(), 0.0);
     }
 }

@@ -8,7 +8,7 @@ use crate::data::{Batch, DataError};
 use crate::model::OneShotModel;
 use crate::stop::StopFlag;
 use crate::train::sgd::Sgd;
-use crate::train::supernet_epoch::{continue_epoch, EpochEnd, EpochReport, EpochSettings};
+use crate::train::supernet_epoch::{continue_epoch, EpochEnd, EpochReport, EpochSettings, StepReport};
 
 use super::checkpointing::{self, CapturedCheckpoint};
 use super::engine::SearchState;
@@ -36,8 +36,8 @@ impl SupernetTrainer {
         Self { vs, model, opt, grad_clip }
     }
 
-    /// One pass over `batches`, batch i through individual i mod P of `plan`; `on_batch(i)`
-    /// after each. `done` continues a pass stopped earlier (`batches` then starts after its
+    /// One pass over `batches`, batch i through individual i mod P of `plan`; `on_batch` after
+    /// each. `done` continues a pass stopped earlier (`batches` then starts after its
     /// last batch); stopped by `stop`, it returns what to continue from.
     pub fn train(
         &mut self,
@@ -45,7 +45,7 @@ impl SupernetTrainer {
         batches: impl IntoIterator<Item = Result<Batch, DataError>>,
         done: Option<EpochReport>,
         stop: &StopFlag,
-        on_batch: impl FnMut(usize),
+        on_batch: impl FnMut(&StepReport),
     ) -> Result<Training, SearchError> {
         let architectures = plan.architectures();
         let settings = EpochSettings {

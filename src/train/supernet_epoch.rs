@@ -31,6 +31,17 @@ impl EpochReport {
     }
 }
 
+/// One training step, as `on_batch` hears of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// 0-based index of the batch in the pass.
+    pub step: usize,
+    pub images: usize,
+    /// Waiting for the batch, then forward, backward and update.
+    pub data_wait: Duration,
+    pub compute: Duration,
+}
+
 /// Settings of one training pass.
 pub struct EpochSettings<'a> {
     pub lr: f64,
@@ -48,13 +59,13 @@ pub enum EpochEnd {
     Stopped(EpochReport),
 }
 
-/// Trains `model` on every batch of `batches`; `on_batch` is called after each with its index.
+/// Trains `model` on every batch of `batches`; `on_batch` is called after each.
 pub fn train_epoch<I, E>(
     model: &dyn OneShotModel,
     opt: &mut Sgd,
     settings: &EpochSettings<'_>,
     batches: I,
-    on_batch: impl FnMut(usize),
+    on_batch: impl FnMut(&StepReport),
 ) -> Result<EpochReport, TrainError>
 where
     I: IntoIterator<Item = Result<Batch, E>>,
@@ -75,7 +86,7 @@ pub fn continue_epoch<I, E>(
     settings: &EpochSettings<'_>,
     batches: I,
     done: EpochReport,
-    mut on_batch: impl FnMut(usize),
+    mut on_batch: impl FnMut(&StepReport),
 ) -> Result<EpochEnd, TrainError>
 where
     I: IntoIterator<Item = Result<Batch, E>>,
@@ -102,7 +113,9 @@ where
         }
         let wait_start = Instant::now();
         let Some(next) = iter.next() else { break };
-        report.data_wait += wait_start.elapsed();
+        let data_wait = wait_start.elapsed();
+        report.data_wait += data_wait;
+        let compute_start = Instant::now();
         let batch = next.map_err(|e| TrainError::Data { reason: e.to_string() })?;
         crate::fault::point("train.batch")?;
         let step = report.batches;
@@ -120,7 +133,8 @@ where
         opt.step(settings.lr);
         tch::no_grad(|| report.per_individual[who].add(&logits, &batch.labels, loss_value));
         report.batches += 1;
-        on_batch(step);
+        let images = batch.labels.size().first().map_or(0, |&n| n as usize);
+        on_batch(&StepReport { step, images, data_wait, compute: compute_start.elapsed() });
     }
     report.elapsed = earlier + started.elapsed();
     Ok(EpochEnd::Finished(report))

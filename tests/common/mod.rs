@@ -51,3 +51,4 @@ pub mod genotypes;
 #[allow(unused_imports)]
 pub use genotypes::*;
 pub mod search;
+pub mod served;

@@ -97,6 +97,9 @@ workers = 1
 dir = "{runs}"
 device = "cpu"
 threads = 1
+
+[metrics]
+listen = ""
 "#,
             data = data.display(),
             runs = runs.display()

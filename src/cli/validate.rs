@@ -1,0 +1,30 @@
+//! `evnas validate --config FILE`: checks a config as `evnas serve` would load it (layers,
+//! types, unknown keys, values), for systemd's ExecStartPre and ExecReload. Exit 0 with one
+//! line naming the search, or 2 with every problem.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Config file (TOML) to check.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let cfg = evnas::config::load(Some(&args.config), &[])?;
+    println!(
+        "{}: valid; search {} in {} ({} individuals x {} generations on {}, state {})",
+        args.config.display(),
+        cfg.search_id(),
+        cfg.run.dir.join(cfg.search_id()).display(),
+        cfg.search.population,
+        cfg.search.generations,
+        cfg.data.dataset,
+        cfg.search.state.name(),
+    );
+    Ok(ExitCode::SUCCESS)
+}

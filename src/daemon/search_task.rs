@@ -1,0 +1,175 @@
+//! One search as `evnas serve` runs it: opened (resumed from its run directory, or created) and
+//! driven through the actor pipeline on a blocking thread of its own, its events turned into
+//! telemetry, until it finishes, is stopped or fails. The service talks to it through its stop
+//! flag and, once the pipeline runs, its controller.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use kameo::prelude::ActorRef;
+use tokio::task::JoinHandle;
+
+use crate::actors::controller::{ApplySettings, SearchController};
+use crate::config::Config;
+use crate::search::{HotSettings, SearchEngine, SearchResult};
+use crate::stop::StopFlag;
+use crate::telemetry::{self, Telemetry};
+
+use super::notify::{self, Heartbeat};
+
+/// How a search task ended.
+pub enum TaskEnd {
+    Finished(SearchResult),
+    /// Stopped by its stop flag (at a checkpoint it resumes from).
+    Stopped,
+    Failed(anyhow::Error),
+}
+
+pub struct SearchTask {
+    pub id: String,
+    pub dir: PathBuf,
+    stop: StopFlag,
+    /// The settings the service wants in force; read by the task once its controller runs.
+    settings: Arc<Mutex<HotSettings>>,
+    controller: Arc<Mutex<Option<ActorRef<SearchController>>>>,
+    join: JoinHandle<TaskEnd>,
+}
+
+impl SearchTask {
+    /// Starts the search of `cfg` in `cfg.run.dir`/`cfg.search_id()`. Call on a tokio runtime.
+    pub fn start(cfg: Config, heartbeat: Heartbeat) -> Self {
+        let id = cfg.search_id();
+        let dir = cfg.run.dir.join(&id);
+        let stop = StopFlag::new();
+        let settings = Arc::new(Mutex::new(cfg.hot_settings()));
+        let controller = Arc::new(Mutex::new(None));
+        let runtime = tokio::runtime::Handle::current();
+        let job = Job {
+            cfg,
+            id: id.clone(),
+            dir: dir.clone(),
+            stop: stop.clone(),
+            settings: Arc::clone(&settings),
+            controller: Arc::clone(&controller),
+            heartbeat,
+        };
+        let join = tokio::task::spawn_blocking(move || job.run(&runtime));
+        Self { id, dir, stop, settings, controller, join }
+    }
+
+    /// Stops the search at its next batch (a stop checkpoint); [`Self::end`] then says
+    /// [`TaskEnd::Stopped`].
+    pub fn stop(&self) {
+        self.stop.stop();
+    }
+
+    /// Puts `settings` in force at the search's next generation boundary.
+    pub async fn apply(&self, settings: HotSettings) {
+        // The wish first, then the controller: a task that publishes its controller meanwhile
+        // reads the wish after publishing, so one of the two sends the new settings.
+        if let Ok(mut wanted) = self.settings.lock() {
+            *wanted = settings;
+        }
+        let controller = self.controller.lock().ok().and_then(|c| c.clone());
+        if let Some(controller) = controller {
+            let _ = controller.tell(ApplySettings { settings }).send().await;
+        }
+    }
+
+    /// Waits for the search to end.
+    pub async fn end(&mut self) -> TaskEnd {
+        match (&mut self.join).await {
+            Ok(end) => end,
+            Err(e) => TaskEnd::Failed(anyhow::anyhow!("the search's task failed: {e}")),
+        }
+    }
+}
+
+struct Job {
+    cfg: Config,
+    id: String,
+    dir: PathBuf,
+    stop: StopFlag,
+    settings: Arc<Mutex<HotSettings>>,
+    controller: Arc<Mutex<Option<ActorRef<SearchController>>>>,
+    heartbeat: Heartbeat,
+}
+
+impl Job {
+    fn run(self, runtime: &tokio::runtime::Handle) -> TaskEnd {
+        let Job { cfg, id, dir, stop, settings, controller, heartbeat } = self;
+        let engine = match open_search(cfg, &dir) {
+            Ok(engine) => engine,
+            Err(e) => return TaskEnd::Failed(e),
+        };
+        if stop.is_stopped() {
+            return TaskEnd::Stopped;
+        }
+        let state = engine.state();
+        tracing::info!(
+            search = %id,
+            next_generation = state.next_generation + 1,
+            generations = state.settings.generations,
+            fitness_evaluators = engine.evaluator_count(),
+            device = ?engine.device(),
+            "search running"
+        );
+        telemetry::SettingsInForce(state.settings).emit();
+        if let tch::Device::Cuda(i) = engine.device() {
+            telemetry::exporter::watch_cuda_devices(&[i]);
+        }
+        heartbeat.set_idle(false);
+        let running = runtime.block_on(crate::pipeline::start(engine, stop));
+        if let Ok(mut published) = controller.lock() {
+            *published = Some(running.controller.clone());
+        }
+        let wanted = settings.lock().map(|s| *s).ok();
+        if let Some(settings) = wanted {
+            let _ = runtime.block_on(running.controller.tell(ApplySettings { settings }).send());
+        }
+        let beat = heartbeat.clone();
+        let mut sink = Telemetry::new(true).on_progress(move || beat.beat()).on_generation(|r| {
+            notify::status(&format!(
+                "generation {}/{}: best {:.2}%, mean {:.2}%",
+                r.generation, r.settings.generations, r.fitness.best, r.fitness.mean
+            ))
+        });
+        let outcome = running.wait(&mut sink);
+        heartbeat.set_idle(true);
+        if let Ok(mut published) = controller.lock() {
+            *published = None;
+        }
+        match outcome {
+            Ok(result) => TaskEnd::Finished(result),
+            Err(e) if e.is_interrupted() => TaskEnd::Stopped,
+            Err(e) => {
+                let actor = e.actor().unwrap_or("pipeline").to_string();
+                telemetry::ActorFailed { actor: &actor, error: &e.to_string() }.emit();
+                TaskEnd::Failed(anyhow::Error::new(e).context(format!("search {id} stopped")))
+            }
+        }
+    }
+}
+
+/// The search of `dir`: resumed when it exists, created otherwise.
+fn open_search(cfg: Config, dir: &Path) -> anyhow::Result<SearchEngine> {
+    if dir.join("config.json").is_file() {
+        let (engine, notes) = SearchEngine::resume(dir, Some(cfg), None)
+            .with_context(|| format!("cannot resume the search in {}", dir.display()))?;
+        for note in notes {
+            tracing::warn!("{note}");
+        }
+        let generation = engine.state().next_generation + 1;
+        match &engine.state().stopped {
+            Some(stopped) => {
+                tracing::info!(dir = %dir.display(), generation, "resuming, stopped {}", stopped.describe())
+            }
+            None => tracing::info!(dir = %dir.display(), generation, "resuming"),
+        }
+        Ok(engine)
+    } else {
+        SearchEngine::create(cfg, Some(dir))
+            .with_context(|| format!("cannot start a search in {}", dir.display()))
+    }
+}

@@ -1,0 +1,434 @@
+//! Operating `evnas serve` as an operator does, with the real tools: its /metrics hold every
+//! documented name and pass `promtool check metrics`; a real Prometheus scrapes it and every
+//! expression of the Grafana dashboard returns data; reloads (SIGHUP, a file replaced by
+//! rename) apply at the next generation boundary, invalid files and restart-only changes are
+//! refused; pause, resume, stop and a new search.id work; a reload during training, a burst of
+//! SIGHUPs and a kill -9 right after a reload end as the uninterrupted run with the same
+//! reload; systemd's notify protocol (READY, STATUS, WATCHDOG, RELOADING, STOPPING).
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::search::{assert_same_search, tiny_setup};
+use common::served::{config_with_runs, free_port, http_get, search_dir_named, url_encode, Served};
+
+/// Generous bound for a tiny search on a slow, shared machine.
+const DEADLINE: Duration = Duration::from_secs(240);
+
+/// `tiny_setup`'s config under `root`, with search `id`, its runs under `root/<id>`, metrics on
+/// `port` (0: none), and `extra` lines appended to its [search] section.
+fn served_config(root: &Path, generations: usize, id: &str, port: u16, extra: &str) -> PathBuf {
+    let (config, _) = tiny_setup(root, generations);
+    let runs = root.join(format!("runs-{id}"));
+    let own = config_with_runs(&config, root, &runs);
+    let listen = if port == 0 { String::new() } else { format!("127.0.0.1:{port}") };
+    let text = std::fs::read_to_string(&own)
+        .unwrap()
+        .replace("[search]\n", &format!("[search]\nid = \"{id}\"\n{extra}"))
+        .replace("listen = \"\"", &format!("listen = \"{listen}\""));
+    std::fs::write(&own, text).unwrap();
+    own
+}
+
+/// Replaces `key = …` of `config` by `key = value` the way editors save: a new file renamed
+/// over the old one.
+fn set_by_rename(config: &Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let mut found = false;
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.split('=').next().map(str::trim) == Some(key) {
+                found = true;
+                format!("{key} = {value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        let at = lines.iter().position(|l| l == "[search]").unwrap() + 1;
+        lines.insert(at, format!("{key} = {value}"));
+    }
+    let tmp = config.with_extension("toml.new");
+    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(&tmp, config).unwrap();
+}
+
+fn metrics_text(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(body) = http_get(port, "/metrics") {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "nothing serves metrics on port {port}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The value of the first sample of `series` (a name with or without labels) on /metrics.
+fn sample(port: u16, series: &str) -> Option<f64> {
+    metrics_text(port)
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The settings each generation of `run` records.
+fn recorded(run: &Path, key: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(run.join("generations.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["settings"][key].as_f64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_hold_every_documented_name_and_promtool_accepts_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = served_config(tmp.path(), 2, "metrics", port, "");
+    let mut served = Served::start(&config, None);
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    let text = metrics_text(port);
+    for name in evnas::telemetry::names::exposed() {
+        assert!(
+            text.lines().any(|l| l.starts_with(&name) && l[name.len()..].starts_with([' ', '{'])),
+            "{name} is not on /metrics:\n{text}"
+        );
+    }
+    assert!(text.contains("# TYPE evnas_train_step_duration_seconds histogram"), "{text}");
+    assert_eq!(sample(port, "evnas_generations_total"), Some(2.0));
+    assert_eq!(sample(port, "evnas_search_state{state=\"finished\"}"), Some(1.0));
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus, installed by scripts/setup.sh)");
+    use std::io::Write;
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
+    served.sigterm();
+    let (status, log) = served.wait(Duration::from_secs(30)).expect("serve did not exit on SIGTERM");
+    assert!(status.success(), "{status}\n{log}");
+}
+
+/// A Prometheus server on loopback, its data in a temporary directory; killed when dropped.
+struct Prometheus {
+    child: Child,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, target: u16) -> Self {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: evnas\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus, installed by scripts/setup.sh)");
+        Self { child, port }
+    }
+
+    /// The result of an instant query.
+    fn query(&self, expr: &str) -> Vec<serde_json::Value> {
+        let path = format!("/api/v1/query?query={}", url_encode(expr));
+        let Some(body) = http_get(self.port, &path) else { return Vec::new() };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every PromQL expression of config/grafana/evnas.json, variables substituted.
+fn dashboard_expressions() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(root.join("scripts/dashboard-queries.py"))
+        .arg(root.join("config/grafana/evnas.json"))
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "dashboard-queries.py: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn prometheus_scrapes_serve_and_every_dashboard_query_returns_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = served_config(tmp.path(), 3, "scraped", port, "");
+    let mut served = Served::start(&config, None);
+    let prometheus = Prometheus::start(tmp.path(), port);
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    let expressions = dashboard_expressions();
+    assert!(expressions.len() > 20, "{expressions:?}");
+    // A few scrapes after the end, so that every series has its final samples.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let empty: Vec<&String> = expressions
+            .iter()
+            .filter(|e| !e.contains("cuda")) // CUDA memory exists only on CUDA devices.
+            .filter(|e| prometheus.query(e).is_empty())
+            .collect();
+        if empty.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dashboard expressions without data: {empty:#?}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let best = prometheus.query("evnas_fitness_top1_ratio{stat=\"best\"}");
+    let value: f64 = best[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(value > 0.0 && value <= 1.0, "{best:?}");
+    served.sigterm();
+    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+}
+
+#[test]
+fn reloads_apply_at_the_next_boundary_and_bad_ones_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = served_config(tmp.path(), 4, "reloaded", port, "");
+    // The first batches of generations 2 and 3 (6 batches a generation) take 4 s more: reloads
+    // sent after generation 1 is logged arrive while generation 2 trains, those sent once the
+    // first reload is in force while generation 3 trains.
+    let mut served =
+        Served::start(&config, Some("train.batch=6*off->1*sleep(4000)->5*off->1*sleep(4000)->off"));
+    served.wait_for_log("generation 1/4", DEADLINE);
+
+    // SIGHUP with a new mutation rate: in force from generation 3.
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace("elites = 1", "elites = 1\nmutation_rate = 0.5");
+    std::fs::write(&config, text).unwrap();
+    served.signal(libc::SIGHUP);
+    served.wait_for_log("search.mutation_rate = 0.5 (was 0.1) in force from generation 3", DEADLINE);
+    assert_eq!(sample(port, "evnas_config_mutation_rate"), Some(0.5));
+
+    // An invalid file and a restart-only change (seen by the file watch alone): refused, the
+    // old values stay.
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, good.replace("elites = 1", "elites = 1\nmutation_rat = 0.7")).unwrap();
+    served.wait_for_log("refused, invalid config", DEADLINE);
+    assert!(served.log().contains("unknown field `mutation_rat`"), "{}", served.log());
+    std::fs::write(
+        &config,
+        good.replace("layers = 3", "layers = 4").replace("mutation_rate = 0.5", "mutation_rate = 0.9"),
+    )
+    .unwrap();
+    served.wait_for_log("supernet.layers: 3 -> 4: the supernet is built", DEADLINE);
+    served.wait_for_log("the running config is unchanged", DEADLINE);
+    std::fs::write(&config, &good).unwrap();
+    served.wait_for_log("nothing changed", DEADLINE);
+
+    // A file replaced by rename, without a signal, while generation 3 trains: from generation 4.
+    set_by_rename(&config, "tournament_size", "3");
+    served.wait_for_log("reload (config file changed): search.tournament_size: 2 -> 3", DEADLINE);
+    served.wait_for_log("search.tournament_size = 3 (was 2) in force from generation 4", DEADLINE);
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    let run = tmp.path().join("runs-reloaded").join("reloaded");
+    assert_eq!(recorded(&run, "mutation_rate"), [0.1, 0.1, 0.5, 0.5]);
+    assert_eq!(recorded(&run, "tournament_size"), [2.0, 2.0, 2.0, 3.0]);
+    let text = metrics_text(port);
+    assert!(text.contains("evnas_reloads_total{outcome=\"invalid\"} 1"), "{text}");
+    assert!(text.contains("evnas_reloads_total{outcome=\"refused\"} 1"), "{text}");
+    assert_eq!(sample(port, "evnas_config_tournament_size"), Some(3.0));
+    served.sigterm();
+    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+}
+
+/// Serves `config` with generation 2's first batch delayed, sets the mutation rate to 0.5 once
+/// generation 1 is logged (`during` runs right after), and returns the search's directory once
+/// it is finished (`serve` then stopped).
+fn serve_with_a_reload(config: &Path, during: impl FnOnce(&mut Served)) -> PathBuf {
+    let mut served = Served::start(config, Some("train.batch=6*off->1*sleep(3000)->off"));
+    served.wait_for_log("generation 1/3", DEADLINE);
+    set_by_rename(config, "mutation_rate", "0.5");
+    during(&mut served);
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    served.sigterm();
+    let (status, log) = served.wait(Duration::from_secs(30)).expect("serve did not exit");
+    assert!(status.success(), "{status}\n{log}");
+    let runs = config.parent().unwrap();
+    search_dir_named(runs, "same")
+}
+
+#[test]
+fn a_reload_in_training_a_sighup_burst_and_a_kill_after_a_reload_end_as_one_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let setup = |name: &str| {
+        let root = tmp.path().join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        served_config(&root, 3, "same", 0, "")
+    };
+    // Uninterrupted: the reload arrives while generation 2 trains.
+    let reference = serve_with_a_reload(&setup("reference"), |served| {
+        served.wait_for_log("in force from generation 3", DEADLINE);
+    });
+    assert_eq!(recorded(&reference, "mutation_rate"), [0.1, 0.1, 0.5]);
+
+    // The same, with 50 SIGHUPs on top.
+    let burst = serve_with_a_reload(&setup("burst"), |served| {
+        for _ in 0..50 {
+            served.signal(libc::SIGHUP);
+        }
+        served.wait_for_log("in force from generation 3", DEADLINE);
+    });
+    assert_same_search(&burst, &reference);
+
+    // Killed right after the reload is accepted; the restart takes the file as it is.
+    let config = setup("killed");
+    let mut served = Served::start(&config, Some("train.batch=6*off->1*sleep(3000)->off"));
+    served.wait_for_log("generation 1/3", DEADLINE);
+    set_by_rename(&config, "mutation_rate", "0.5");
+    served.wait_for_log("search.mutation_rate: 0.1 -> 0.5", DEADLINE);
+    served.signal(libc::SIGKILL);
+    let _ = served.wait(Duration::from_secs(30)).expect("serve was not killed");
+    let mut restarted = Served::start(&config, None);
+    restarted.wait_for_log("search finished; serving until stopped", DEADLINE);
+    restarted.sigterm();
+    assert!(restarted.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+    let killed = search_dir_named(config.parent().unwrap(), "same");
+    assert_same_search(&killed, &reference);
+}
+
+#[test]
+fn pause_resume_stop_and_a_new_search_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = served_config(tmp.path(), 4, "first", port, "");
+    let runs = tmp.path().join("runs-first");
+    let mut served = Served::start(&config, None);
+    served.wait_for_log("generation 1/4", DEADLINE);
+
+    set_by_rename(&config, "state", "\"paused\"");
+    served.wait_for_log("search paused;", DEADLINE);
+    assert_eq!(sample(port, "evnas_search_state{state=\"paused\"}"), Some(1.0));
+    assert!(runs.join("first").join("stop-checkpoint").is_dir());
+    let trained = sample(port, "evnas_train_batches_total");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sample(port, "evnas_train_batches_total"), trained, "a paused search trains on");
+
+    set_by_rename(&config, "state", "\"running\"");
+    served.wait_for_log("resuming, stopped", DEADLINE);
+    set_by_rename(&config, "state", "\"stopped\"");
+    served.wait_for_log("search stopped; the best individual so far", DEADLINE);
+    assert_eq!(sample(port, "evnas_search_state{state=\"stopped\"}"), Some(1.0));
+    assert!(runs.join("first").join("best").join("genotype.json").is_file());
+
+    // A new search.id (and state running): a new search in its own run directory; the old
+    // one keeps its checkpoints.
+    set_by_rename(&config, "state", "\"running\"");
+    served.wait_for_log_n("resuming, stopped", 2, DEADLINE);
+    set_by_rename(&config, "id", "\"second\"");
+    served.wait_for_log("switching searches", DEADLINE);
+    served.wait_for_log("search=second", DEADLINE);
+    served.wait_for_log_n("generation 1/4", 2, DEADLINE);
+    assert!(runs.join("second").join("config.json").is_file());
+    assert!(runs.join("first").join("stop-checkpoint").is_dir());
+    served.sigterm();
+    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+}
+
+/// The NOTIFY_SOCKET a service manager would give: a thread reads every datagram as it comes,
+/// with its arrival time.
+struct NotifySocket {
+    path: PathBuf,
+    got: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> Self {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&got);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                sink.lock().unwrap().push((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned()));
+            }
+        });
+        Self { path, got }
+    }
+
+    /// Waits until a datagram holds `text`.
+    fn wait_for(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.messages().iter().any(|m| m.contains(text)) {
+            assert!(Instant::now() < deadline, "no {text:?} on the notify socket: {:?}", self.messages());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.got.lock().unwrap().iter().map(|(_, m)| m.clone()).collect()
+    }
+
+    fn times_of(&self, text: &str) -> Vec<Instant> {
+        self.got.lock().unwrap().iter().filter(|(_, m)| m.contains(text)).map(|(t, _)| *t).collect()
+    }
+}
+
+#[test]
+fn sd_notify_ready_status_reloading_stopping_and_a_watchdog_that_stops_on_a_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = served_config(tmp.path(), 3, "notified", 0, "");
+    let socket = NotifySocket::bind(tmp.path());
+    let path = socket.path.display().to_string();
+    // Generation 2's third batch hangs for 8 s; the watchdog interval is 2 s.
+    let mut served = Served::start_with(
+        &config,
+        Some("train.batch=8*off->1*sleep(8000)->off"),
+        &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "2000000")],
+    );
+    socket.wait_for("READY=1", DEADLINE);
+    socket.wait_for("WATCHDOG=1", Duration::from_secs(10));
+    socket.wait_for("STATUS=generation 1/3", DEADLINE);
+    served.wait_for_log("not pinging the watchdog", DEADLINE);
+    served.signal(libc::SIGHUP);
+    socket.wait_for("RELOADING=1", Duration::from_secs(20));
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    served.sigterm();
+    socket.wait_for("STOPPING=1", Duration::from_secs(20));
+    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+
+    let messages = socket.messages();
+    let reloading = messages.iter().position(|m| m.contains("RELOADING=1")).unwrap();
+    assert!(messages[reloading].contains("MONOTONIC_USEC="), "{messages:?}");
+    assert!(
+        messages[reloading + 1..].iter().any(|m| m.contains("READY=1")),
+        "no READY after RELOADING: {messages:?}"
+    );
+    // While the trainer hung, no ping for longer than the interval; pings before and after.
+    let pings = socket.times_of("WATCHDOG=1");
+    let longest = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(longest >= Duration::from_secs(4), "the watchdog was pinged through the hang: {pings:?}");
+    assert!(pings.len() >= 4, "{pings:?}");
+}
