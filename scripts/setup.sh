@@ -64,3 +64,15 @@ else
   log "or point [data] path in your config at a directory holding its IDX files"
   exit 1
 fi
+
+# --- 3. Prometheus ----------------------------------------------------------------------------
+# The daemon's tests scrape `evnas serve` with a real Prometheus server and check its /metrics
+# with promtool (Debian package prometheus; the tests start their own server on loopback).
+if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+  log "Prometheus present: $(prometheus --version 2>&1 | head -1)"
+elif apt_install prometheus; then
+  log "installed Prometheus (the tests start their own server; the packaged service is not needed)"
+else
+  log "Prometheus is missing: install the Debian package prometheus as root"
+  exit 1
+fi
