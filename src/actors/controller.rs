@@ -522,7 +522,11 @@ impl SearchController {
             return;
         }
         self.timings.checkpoint_wait_seconds = self.clock.lap();
-        let timings = Box::new(self.timings.clone());
+        // (Its `seconds` so far: the final figure, to the next generation's start, comes later.)
+        let timings = Box::new(GenerationTimings {
+            seconds: self.clock.generation.elapsed().as_secs_f64(),
+            ..self.timings.clone()
+        });
         self.closing = Some((std::mem::take(&mut self.timings), self.clock.generation));
         let generation = self.state.next_generation as u32;
         self.capture(CheckpointKind::Boundary).await;
