@@ -432,3 +432,49 @@ fn sd_notify_ready_status_reloading_stopping_and_a_watchdog_that_stops_on_a_hang
     assert!(longest >= Duration::from_secs(4), "the watchdog was pinged through the hang: {pings:?}");
     assert!(pings.len() >= 4, "{pings:?}");
 }
+
+/// A finished search stays served; a budget raised while it is paused continues it once it
+/// runs again (from its final population, bred first).
+#[test]
+fn a_finished_search_given_more_generations_while_paused_continues_when_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = served_config(tmp.path(), 2, "longer", 0, "");
+    let mut served = Served::start(&config, None);
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    set_by_rename(&config, "state", "\"paused\"");
+    served.wait_for_log("search.state: \"running\" -> \"paused\"", DEADLINE);
+    set_by_rename(&config, "generations", "3");
+    served.wait_for_log("search.generations: 2 -> 3", DEADLINE);
+    set_by_rename(&config, "state", "\"running\"");
+    served.wait_for_log("search.generations = 3 (was 2) in force from generation 3", DEADLINE);
+    served.wait_for_log_n("search finished; serving until stopped", 2, DEADLINE);
+    let run = tmp.path().join("runs-longer").join("longer");
+    assert_eq!(recorded(&run, "generations"), [2.0, 2.0, 3.0]);
+    served.sigterm();
+    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+}
+
+/// `evnas search --metrics-listen` serves the same metrics while it runs in the foreground.
+#[test]
+fn search_serves_metrics_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    let port = free_port();
+    let mut search = common::search::search_command(&config, &tmp.path().join("run"), &[])
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if sample(port, "evnas_train_batches_total").is_some_and(|n| n > 0.0) {
+            break;
+        }
+        assert!(search.try_wait().unwrap().is_none(), "the search ended before its metrics were seen");
+        assert!(Instant::now() < deadline, "no training batches on /metrics");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(search.wait().unwrap().success());
+}

@@ -158,6 +158,8 @@ pub struct SearchController {
     closing: Option<(GenerationTimings, Instant)>,
     /// Settings a reload asked for, put in force at the next generation boundary.
     pending: Option<HotSettings>,
+    /// The newest reload whose settings `pending` holds (older ones arriving late are dropped).
+    revision: u64,
 }
 
 /// When the running generation and its current phase started.
@@ -281,6 +283,7 @@ impl Actor for SearchController {
             clock: PhaseClock::now(),
             closing: None,
             pending: None,
+            revision: 0,
         }
         .with_pending(cfg_settings))
     }
@@ -390,12 +393,13 @@ impl SearchController {
             self.step = Step::Training { plan, measured };
             return;
         }
-        self.events.send(PipelineEvent::Advanced { phase: Phase::Evaluate, done: measured.len() as u64 });
         self.events.send(PipelineEvent::PhaseStarted {
             generation: plan.generation + 1,
             phase: Phase::Evaluate,
             total: plan.individuals.len() as u64,
         });
+        // Those measured before the search was stopped in this generation.
+        self.events.send(PipelineEvent::Advanced { phase: Phase::Evaluate, done: measured.len() as u64 });
         // Only those not measured before a stop.
         let (queue_in, queue) = crossbeam_channel::unbounded();
         for individual in plan.individuals.iter().filter(|i| measured.iter().all(|m| m.id != i.id)) {
@@ -427,6 +431,7 @@ impl SearchController {
         if plan.generation != msg.generation {
             return;
         }
+        crate::telemetry::IndividualMeasured.emit();
         self.timings.fitness_busy_seconds += msg.fitness.seconds;
         self.timings.fitness_data_wait_seconds += msg.fitness.data_wait_seconds;
         measured.push(msg.fitness);
@@ -522,6 +527,12 @@ impl SearchController {
             return;
         }
         self.timings.checkpoint_wait_seconds = self.clock.lap();
+        // A reopened search's boundary ran no generation: no timings line for it.
+        if record.is_none() {
+            self.timings = GenerationTimings::default();
+            self.capture(CheckpointKind::Boundary).await;
+            return self.begin_generation().await;
+        }
         // (Its `seconds` so far: the final figure, to the next generation's start, comes later.)
         let timings = Box::new(GenerationTimings {
             seconds: self.clock.generation.elapsed().as_secs_f64(),
@@ -678,13 +689,18 @@ impl Message<Start> for SearchController {
 /// earlier request not yet in force).
 pub struct ApplySettings {
     pub settings: HotSettings,
+    /// Numbers the reloads: a request older than one already taken is dropped.
+    pub revision: u64,
 }
 
 impl Message<ApplySettings> for SearchController {
     type Reply = ();
 
     async fn handle(&mut self, msg: ApplySettings, _: &mut Context<Self, Self::Reply>) {
-        self.set_pending(msg.settings);
+        if msg.revision >= self.revision {
+            self.revision = msg.revision;
+            self.set_pending(msg.settings);
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Config {
     pub fitness: FitnessSection,
     pub data: DataSection,
     pub run: RunSection,
+    /// (Absent from the config.json of runs started before evnas served metrics.)
+    #[serde(default)]
     pub metrics: MetricsSection,
 }
 
@@ -139,7 +141,7 @@ fn default_log_level() -> String {
     "info".into()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Where `evnas serve` serves Prometheus metrics (`/metrics`); empty: nowhere.

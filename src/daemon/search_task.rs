@@ -30,8 +30,9 @@ pub struct SearchTask {
     pub id: String,
     pub dir: PathBuf,
     stop: StopFlag,
-    /// The settings the service wants in force; read by the task once its controller runs.
-    settings: Arc<Mutex<HotSettings>>,
+    /// The settings the service wants in force, numbered by reload; read by the task once its
+    /// controller runs.
+    settings: Arc<Mutex<(u64, HotSettings)>>,
     controller: Arc<Mutex<Option<ActorRef<SearchController>>>>,
     join: JoinHandle<TaskEnd>,
 }
@@ -42,7 +43,7 @@ impl SearchTask {
         let id = cfg.search_id();
         let dir = cfg.run.dir.join(&id);
         let stop = StopFlag::new();
-        let settings = Arc::new(Mutex::new(cfg.hot_settings()));
+        let settings = Arc::new(Mutex::new((0, cfg.hot_settings())));
         let controller = Arc::new(Mutex::new(None));
         let runtime = tokio::runtime::Handle::current();
         let job = Job {
@@ -67,13 +68,18 @@ impl SearchTask {
     /// Puts `settings` in force at the search's next generation boundary.
     pub async fn apply(&self, settings: HotSettings) {
         // The wish first, then the controller: a task that publishes its controller meanwhile
-        // reads the wish after publishing, so one of the two sends the new settings.
-        if let Ok(mut wanted) = self.settings.lock() {
-            *wanted = settings;
-        }
+        // reads the wish after publishing, so one of the two sends the new settings; the
+        // revision lets the controller drop whichever of them is older.
+        let revision = match self.settings.lock() {
+            Ok(mut wanted) => {
+                *wanted = (wanted.0 + 1, settings);
+                wanted.0
+            }
+            Err(_) => return,
+        };
         let controller = self.controller.lock().ok().and_then(|c| c.clone());
         if let Some(controller) = controller {
-            let _ = controller.tell(ApplySettings { settings }).send().await;
+            let _ = controller.tell(ApplySettings { settings, revision }).send().await;
         }
     }
 
@@ -91,7 +97,7 @@ struct Job {
     id: String,
     dir: PathBuf,
     stop: StopFlag,
-    settings: Arc<Mutex<HotSettings>>,
+    settings: Arc<Mutex<(u64, HotSettings)>>,
     controller: Arc<Mutex<Option<ActorRef<SearchController>>>>,
     heartbeat: Heartbeat,
 }
@@ -99,7 +105,12 @@ struct Job {
 impl Job {
     fn run(self, runtime: &tokio::runtime::Handle) -> TaskEnd {
         let Job { cfg, id, dir, stop, settings, controller, heartbeat } = self;
-        let engine = match open_search(cfg, &dir) {
+        // Opening (loading data, building models) is expected to finish within the watchdog
+        // interval too: a load that hangs is restarted like a trainer that hangs.
+        heartbeat.set_idle(false);
+        let opened = open_search(cfg, &dir);
+        heartbeat.set_idle(true);
+        let engine = match opened {
             Ok(engine) => engine,
             Err(e) => return TaskEnd::Failed(e),
         };
@@ -125,8 +136,8 @@ impl Job {
             *published = Some(running.controller.clone());
         }
         let wanted = settings.lock().map(|s| *s).ok();
-        if let Some(settings) = wanted {
-            let _ = runtime.block_on(running.controller.tell(ApplySettings { settings }).send());
+        if let Some((revision, settings)) = wanted {
+            let _ = runtime.block_on(running.controller.tell(ApplySettings { settings, revision }).send());
         }
         let beat = heartbeat.clone();
         let mut sink = Telemetry::new(true).on_progress(move || beat.beat()).on_generation(|r| {

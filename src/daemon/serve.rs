@@ -92,6 +92,8 @@ struct Service {
     cfg: Config,
     task: Option<SearchTask>,
     mode: Mode,
+    /// The budget the finished search ran to (a larger one continues it).
+    finished_at: Option<usize>,
     heartbeat: Heartbeat,
 }
 
@@ -111,15 +113,22 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
     let heartbeat = Heartbeat::default();
     tokio::spawn(notify::watchdog(heartbeat.clone()));
     tracing::info!(search = %cfg.search_id(), dir = %cfg.run.dir.join(cfg.search_id()).display(), "evnas serve starting");
-    let mut service = Service { path: path.to_path_buf(), cfg, task: None, mode: Mode::Paused, heartbeat };
+    let mut service = Service {
+        path: path.to_path_buf(),
+        cfg,
+        task: None,
+        mode: Mode::Paused,
+        finished_at: None,
+        heartbeat,
+    };
     service.enter_configured_state();
     notify::ready();
 
     loop {
         tokio::select! {
             end = async { service.task.as_mut().expect("guarded").end().await }, if service.task.is_some() => {
-                service.task = None;
-                service.task_ended(end)?;
+                let ended = service.task.take().map(|t| t.id).unwrap_or_default();
+                service.task_ended(&ended, end)?;
             }
             trigger = watch.next() => service.reload(trigger).await,
             name = signals.next() => return service.shut_down(name, &mut signals).await,
@@ -158,9 +167,11 @@ impl Service {
         }
     }
 
-    /// The search task ended: by finishing, by being stopped (for a pause, a stop or another
-    /// search), or by failing (the service then exits non-zero, for systemd to restart it).
-    fn task_ended(&mut self, end: TaskEnd) -> anyhow::Result<()> {
+    /// The search task of search `ended` ended: by finishing, by being stopped (for a pause, a
+    /// stop or another search), or by failing (the service then exits non-zero, for systemd to
+    /// restart it). Then the search the config asks for runs, if it is not this one as it ended:
+    /// another search (a new search.id), or this one with a budget raised past its end.
+    fn task_ended(&mut self, ended: &str, end: TaskEnd) -> anyhow::Result<()> {
         match end {
             TaskEnd::Finished(result) => {
                 tracing::info!(
@@ -168,16 +179,14 @@ impl Service {
                     genotype = %result.genotype_path.display(),
                     "search finished; serving until stopped"
                 );
+                self.finished_at = Some(result.generations);
                 self.set_mode(Mode::Finished);
-                Ok(())
             }
             TaskEnd::Stopped => {
-                let dir = self.cfg.run.dir.join(self.cfg.search_id());
+                let dir = self.cfg.run.dir.join(ended);
                 match self.cfg.search.state {
-                    SearchStateSetting::Running => {
-                        // Stopped to switch to another search (a new search.id).
-                        self.start_search();
-                    }
+                    // Stopped to switch searches, or asked to run again before it had stopped.
+                    SearchStateSetting::Running => {}
                     SearchStateSetting::Paused => {
                         tracing::info!(dir = %dir.display(), "search paused; set search.state = \"running\" to continue");
                         self.set_mode(Mode::Paused);
@@ -190,10 +199,21 @@ impl Service {
                         self.set_mode(Mode::Stopped);
                     }
                 }
-                Ok(())
             }
-            TaskEnd::Failed(e) => Err(e),
+            TaskEnd::Failed(e) => return Err(e),
         }
+        let another = ended != self.cfg.search_id();
+        if self.cfg.search.state == SearchStateSetting::Running && (another || self.wants_more_generations())
+        {
+            self.start_search();
+        }
+        Ok(())
+    }
+
+    /// Whether the search should run on: it is not finished, or its budget was raised past
+    /// the one it finished with.
+    fn wants_more_generations(&self) -> bool {
+        self.mode != Mode::Finished || self.finished_at.is_some_and(|done| self.cfg.search.generations > done)
     }
 
     /// Load → validate → diff → apply or refuse, as one step.
@@ -234,11 +254,8 @@ impl Service {
         if let Some(task) = &self.task {
             task.apply(self.cfg.hot_settings()).await;
         }
-        let budget_raised = self.cfg.search.generations > old.search.generations;
         match (self.cfg.search.state, &self.task) {
-            (SearchStateSetting::Running, None) if self.mode != Mode::Finished || budget_raised => {
-                self.start_search()
-            }
+            (SearchStateSetting::Running, None) if self.wants_more_generations() => self.start_search(),
             (SearchStateSetting::Paused | SearchStateSetting::Stopped, Some(task)) => {
                 tracing::info!("{}: checkpointing after the current batch", self.cfg.search.state.name());
                 task.stop();

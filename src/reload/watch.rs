@@ -41,6 +41,9 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 pub struct ConfigWatch {
     hup: Signal,
     files: mpsc::UnboundedReceiver<()>,
+    /// A file event was taken and its reload not yet handed out (kept across a `next` that
+    /// was cancelled while debouncing).
+    dirty: bool,
     /// Kept alive for as long as the watch is.
     _watcher: RecommendedWatcher,
 }
@@ -66,18 +69,21 @@ impl ConfigWatch {
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(|source| WatchError::Watch { dir, source })?;
-        Ok(Self { hup, files, _watcher: watcher })
+        Ok(Self { hup, files, dirty: false, _watcher: watcher })
     }
 
-    /// The next trigger; file events are debounced.
+    /// The next trigger; file events are debounced. Cancel-safe: a file event taken by a
+    /// call that is dropped while it debounces is handed out by the next call.
     pub async fn next(&mut self) -> Trigger {
-        tokio::select! {
-            _ = self.hup.recv() => Trigger::Sighup,
-            Some(()) = self.files.recv() => {
-                // Until the directory has been quiet for DEBOUNCE.
-                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.files.recv()).await {}
-                Trigger::FileChanged
+        if !self.dirty {
+            tokio::select! {
+                _ = self.hup.recv() => return Trigger::Sighup,
+                Some(()) = self.files.recv() => self.dirty = true,
             }
         }
+        // Until the directory has been quiet for DEBOUNCE.
+        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.files.recv()).await {}
+        self.dirty = false;
+        Trigger::FileChanged
     }
 }

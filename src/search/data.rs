@@ -20,6 +20,10 @@ use crate::train::fitness::{EvalBatch, OwnedBatches};
 use super::SearchError;
 use crate::seeds::{derive_seed, streams};
 
+/// Augmentation epochs of the validation part a generation may use (one per position); far
+/// above any population.
+const POSITIONS_PER_GENERATION: usize = 1 << 20;
+
 pub struct SearchData {
     loaders: Arc<SplitLoaders>,
     device: Device,
@@ -27,7 +31,6 @@ pub struct SearchData {
     num_classes: usize,
     /// The validation part on the model's device, when its images are not augmented.
     fixed_valid: Option<Vec<EvalBatch>>,
-    population: usize,
     /// What a validation source of another subset size is made from.
     recipe: Arc<ValidRecipe>,
     /// The validation images of `loaders` and `fixed_valid` (0: all).
@@ -111,7 +114,6 @@ pub struct ValidSource {
     loaders: Arc<SplitLoaders>,
     device: Device,
     fixed: Option<Vec<EvalBatch>>,
-    population: usize,
     recipe: Arc<ValidRecipe>,
     subset: usize,
 }
@@ -137,8 +139,9 @@ impl ValidSource {
             return Ok(Box::new(batches.into_iter()));
         }
         // A distinct augmentation draw per (generation, individual), as each reference
-        // individual iterates the augmenting valid_queue anew.
-        let epoch = generation * self.population + position;
+        // individual iterates the augmenting valid_queue anew; keyed on the position alone, so
+        // that a population resized by a reload never shifts (or repeats) another's draws.
+        let epoch = generation * POSITIONS_PER_GENERATION + position;
         let stream = self.loaders.valid_epoch(epoch, StopFlag::new())?;
         let device = self.device;
         Ok(Box::new(stream.map(move |b| {
@@ -193,16 +196,7 @@ impl SearchData {
         });
         let subset = cfg.fitness.subset;
         let (loaders, fixed_valid) = recipe.build(subset)?;
-        Ok(Self {
-            loaders,
-            device,
-            input_shape,
-            num_classes,
-            fixed_valid,
-            population: cfg.search.population,
-            recipe,
-            subset,
-        })
+        Ok(Self { loaders, device, input_shape, num_classes, fixed_valid, recipe, subset })
     }
 
     pub fn input_shape(&self) -> [usize; 3] {
@@ -238,7 +232,6 @@ impl SearchData {
             loaders: Arc::clone(&self.loaders),
             device: self.device,
             fixed: self.fixed_valid.as_ref().map(|f| f.iter().map(EvalBatch::shallow_clone).collect()),
-            population: self.population,
             recipe: Arc::clone(&self.recipe),
             subset: self.subset,
         }

@@ -53,6 +53,8 @@ pub struct SearchResult {
     pub genotype_json: serde_json::Value,
     pub fitness: Fitness,
     pub genotype_path: PathBuf,
+    /// The budget it ran to.
+    pub generations: usize,
 }
 
 /// A search ready to run: the supernet with its trainer, the fitness evaluators, the data, the
@@ -139,6 +141,9 @@ impl SearchEngine {
         let run = RunDir::open(run_dir)?;
         let original = run.read_config()?;
         let given = cfg.is_some();
+        // A run without a checkpoint starts again as it started: with its own settings (those
+        // of a config given now apply from its first boundary, as a reload's would).
+        let started_with = original.hot_settings();
         let mut cfg = match cfg {
             Some(c) if c.digest() != original.digest() => {
                 return Err(SearchError::ConfigChanged { run: run_dir.to_path_buf() })
@@ -159,7 +164,7 @@ impl SearchEngine {
         let (state, notes) = match checkpointing::load_latest(&run, &cfg, &mut vs, &mut opt)? {
             Some(loaded) => loaded,
             None => (
-                initial_state(&cfg),
+                initial_state(&cfg.clone().with_hot_settings(&started_with)),
                 vec![format!(
                     "run {} was stopped before its first checkpoint; starting it again from its saved config",
                     run_dir.display()
@@ -241,6 +246,7 @@ impl SearchState {
             genotype_json: arch.json,
             fitness: best.fitness,
             genotype_path,
+            generations: self.settings.generations,
         })
     }
 

@@ -34,14 +34,17 @@ pub struct TrainSummary {
 pub struct GenerationRecord {
     /// 1-based, as the reference logs generations.
     pub generation: usize,
-    /// The settings it was bred and run with (changed by reloads).
+    /// The settings it was bred and run with (changed by reloads); zeros in older histories.
+    #[serde(default)]
     pub settings: HotSettings,
     pub learning_rate: f64,
     pub train: TrainSummary,
     pub evaluation_seconds: f64,
     pub evaluated_images: u64,
     pub fitness: FitnessStats,
-    /// Mean pairwise Hamming distance of the decoded genotypes, 0..1 (0: all alike).
+    /// Mean pairwise Hamming distance of the decoded genotypes, 0..1 (0: all alike; also in
+    /// older histories, which did not record it).
+    #[serde(default)]
     pub diversity: f64,
     pub best: IndividualRecord,
     pub individuals: Vec<IndividualRecord>,

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::evolution::GaParams;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// (`Default`, all zeros, stands for "not recorded": histories written before evnas recorded them.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct HotSettings {
     pub population: usize,
     /// The budget: the search ends after this many generations.

@@ -7,16 +7,14 @@ use crate::pipeline::EventSink;
 use crate::search::Phase;
 
 use super::events::{
-    CheckpointWritten, GenerationFinished, GenerationStarted, IndividualMeasured, PhaseEntered,
-    SettingsApplied,
+    CheckpointWritten, GenerationFinished, GenerationStarted, PhaseEntered, SettingsApplied,
 };
 
 pub struct Telemetry {
     /// Log a line per generation (the daemon); the foreground search prints its own.
     log_generations: bool,
-    /// Steps of the running phase, and how many are done.
+    /// Steps of the running phase.
     total: u64,
-    done: u64,
     /// Called with every generation that finishes (sd_notify STATUS, …).
     on_generation: Box<dyn FnMut(&crate::search::GenerationRecord) + Send>,
     /// Called on every step of progress (the watchdog's heartbeat).
@@ -25,13 +23,7 @@ pub struct Telemetry {
 
 impl Telemetry {
     pub fn new(log_generations: bool) -> Self {
-        Self {
-            log_generations,
-            total: 0,
-            done: 0,
-            on_generation: Box::new(|_| {}),
-            on_progress: Box::new(|| {}),
-        }
+        Self { log_generations, total: 0, on_generation: Box::new(|_| {}), on_progress: Box::new(|| {}) }
     }
 
     pub fn on_generation(mut self, f: impl FnMut(&crate::search::GenerationRecord) + Send + 'static) -> Self {
@@ -58,7 +50,7 @@ impl EventSink for Telemetry {
                 (self.on_progress)();
             }
             PipelineEvent::PhaseStarted { phase, total, .. } => {
-                (self.total, self.done) = (*total, 0);
+                self.total = *total;
                 PhaseEntered(match phase {
                     Phase::Train => "train",
                     Phase::Evaluate => "evaluate",
@@ -67,15 +59,9 @@ impl EventSink for Telemetry {
                 (self.on_progress)();
             }
             PipelineEvent::Advanced { phase, done } => {
-                if *phase == Phase::Evaluate {
-                    for _ in self.done..*done {
-                        IndividualMeasured.emit();
-                    }
-                    if *done == self.total {
-                        PhaseEntered("breed").emit();
-                    }
+                if *phase == Phase::Evaluate && *done == self.total {
+                    PhaseEntered("breed").emit();
                 }
-                self.done = *done;
                 (self.on_progress)();
             }
             PipelineEvent::GenerationFinished { record, timings, checkpoint } => {
