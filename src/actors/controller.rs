@@ -527,25 +527,20 @@ impl SearchController {
             return;
         }
         self.timings.checkpoint_wait_seconds = self.clock.lap();
-        // A reopened search's boundary ran no generation: no timings line for it.
-        if record.is_none() {
-            self.timings = GenerationTimings::default();
-            self.capture(CheckpointKind::Boundary).await;
-            return self.begin_generation().await;
-        }
-        // (Its `seconds` so far: the final figure, to the next generation's start, comes later.)
-        let timings = Box::new(GenerationTimings {
-            seconds: self.clock.generation.elapsed().as_secs_f64(),
-            ..self.timings.clone()
-        });
-        self.closing = Some((std::mem::take(&mut self.timings), self.clock.generation));
-        let generation = self.state.next_generation as u32;
+        let timings = std::mem::take(&mut self.timings);
         self.capture(CheckpointKind::Boundary).await;
-        let checkpoint = self.store.dir_of(generation);
+        // A reopened search's boundary ran no generation: no record, no timings line.
         if let Some(record) = record {
+            // (Its `seconds` so far: the final figure, to the next generation's start, comes later.)
+            let so_far = GenerationTimings {
+                seconds: self.clock.generation.elapsed().as_secs_f64(),
+                ..timings.clone()
+            };
+            self.closing = Some((timings, self.clock.generation));
+            let checkpoint = self.store.dir_of(self.state.next_generation as u32);
             self.events.send(PipelineEvent::GenerationFinished {
                 record: Box::new(record),
-                timings,
+                timings: Box::new(so_far),
                 checkpoint,
             });
         }

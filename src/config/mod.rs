@@ -38,13 +38,7 @@ impl Config {
     /// where and how fast a run goes, not what it computes. So are the values a reload may change
     /// while the search runs ([`Config::hot_settings`]): the state records those in force.
     pub fn digest(&self) -> String {
-        let mut relevant = self.clone();
-        relevant.search.population = 0;
-        relevant.search.generations = 0;
-        relevant.search.tournament_size = 0;
-        relevant.search.elites = 0;
-        relevant.search.mutation_rate = 0.0;
-        relevant.fitness.subset = 0;
+        let mut relevant = self.clone().with_hot_settings(&HotSettings::default());
         relevant.search.state = SearchStateSetting::Running;
         relevant.run.log_level = String::new();
         relevant.metrics.listen = String::new();

@@ -103,14 +103,20 @@ struct Job {
 }
 
 impl Job {
+    /// Opens and runs the search; the watchdog expects progress all the while (opening, that is
+    /// loading data and building models, too: a load that hangs is restarted like a trainer
+    /// that hangs), and nothing once it has ended.
     fn run(self, runtime: &tokio::runtime::Handle) -> TaskEnd {
-        let Job { cfg, id, dir, stop, settings, controller, heartbeat } = self;
-        // Opening (loading data, building models) is expected to finish within the watchdog
-        // interval too: a load that hangs is restarted like a trainer that hangs.
+        let heartbeat = self.heartbeat.clone();
         heartbeat.set_idle(false);
-        let opened = open_search(cfg, &dir);
+        let end = self.open_and_run(runtime);
         heartbeat.set_idle(true);
-        let engine = match opened {
+        end
+    }
+
+    fn open_and_run(self, runtime: &tokio::runtime::Handle) -> TaskEnd {
+        let Job { cfg, id, dir, stop, settings, controller, heartbeat } = self;
+        let engine = match open_search(cfg, &dir) {
             Ok(engine) => engine,
             Err(e) => return TaskEnd::Failed(e),
         };
@@ -130,7 +136,6 @@ impl Job {
         if let tch::Device::Cuda(i) = engine.device() {
             telemetry::exporter::watch_cuda_devices(&[i]);
         }
-        heartbeat.set_idle(false);
         let running = runtime.block_on(crate::pipeline::start(engine, stop));
         if let Ok(mut published) = controller.lock() {
             *published = Some(running.controller.clone());
@@ -147,7 +152,6 @@ impl Job {
             ))
         });
         let outcome = running.wait(&mut sink);
-        heartbeat.set_idle(true);
         if let Ok(mut published) = controller.lock() {
             *published = None;
         }

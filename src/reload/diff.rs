@@ -170,6 +170,29 @@ mod tests {
         assert_eq!(d.restart_only.len(), 1, "{:?}", d.restart_only);
     }
 
+    /// `HOT` names exactly the fields `Config::hot_settings` carries.
+    #[test]
+    fn the_hot_keys_are_the_hot_settings() {
+        let running = default();
+        let changed = running.clone().with_hot_settings(&crate::search::HotSettings {
+            population: 97,
+            generations: 98,
+            tournament_size: 99,
+            elites: 96,
+            mutation_rate: 0.95,
+            fitness_subset: 94,
+        });
+        let mut keys: Vec<String> = diff(&running, &changed)
+            .changes
+            .iter()
+            .map(|c| c.split(':').next().unwrap().to_string())
+            .collect();
+        keys.sort();
+        let mut hot: Vec<&str> = HOT.to_vec();
+        hot.sort();
+        assert_eq!(keys, hot);
+    }
+
     #[test]
     fn the_same_config_is_no_change() {
         assert!(diff(&default(), &default()).is_empty());
