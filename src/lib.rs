@@ -11,6 +11,7 @@ pub mod data;
 pub mod evolution;
 pub mod fault;
 pub mod fs_atomic;
+pub mod launch;
 pub mod model;
 pub mod pipeline;
 pub mod reload;

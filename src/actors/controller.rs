@@ -29,14 +29,13 @@ use kameo::prelude::{ActorId, ActorRef, WeakActorRef};
 use kameo::Actor;
 
 use crate::checkpoint::CheckpointStore;
-use crate::config::Config;
 use crate::evolution::{self, ChildSlot, GaParams, Individual, Population};
 use crate::search::record::TrainSummary;
 use crate::search::run_dir::RunDir;
 use crate::search::{
     child_streams, CapturedCheckpoint, GenerationPlan, GenerationRecord, GenerationTimings, HotSettings,
-    MeasuredFitness, Phase, SearchError, SearchParts, SearchResult, SearchState, StoppedGeneration,
-    TrainPrefetch, WeightsSnapshot,
+    MeasuredFitness, Phase, SearchError, SearchParts, SearchResult, SearchSettings, SearchState,
+    StoppedGeneration, TrainPrefetch, WeightsSnapshot,
 };
 use crate::stop::StopFlag;
 use crate::train::supernet_epoch::EpochReport;
@@ -134,7 +133,7 @@ enum Step {
 
 pub struct SearchController {
     me: WeakActorRef<Self>,
-    cfg: Config,
+    settings: SearchSettings,
     state: SearchState,
     run: RunDir,
     store: CheckpointStore,
@@ -190,17 +189,18 @@ impl Actor for SearchController {
     /// Spawns and links the pipeline's actors: libtorch ones on threads of their own.
     async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
         let ControllerArgs { parts, events, stop, done } = args;
-        let SearchParts { cfg, device, trainer, evaluators, data, state, run, store, stop_store } = parts;
-        // The config's hot values differ from those in force when a search resumes after a
+        let SearchParts { settings, device, trainer, evaluators, data, state, run, store, stop_store } =
+            parts;
+        // The hot values asked for differ from those in force when a search resumes after a
         // reload (or with a changed config): they apply at its next boundary.
-        let cfg_settings = cfg.hot_settings();
+        let wanted = settings.hot;
         let mut names = HashMap::new();
         let train_batches = data.num_train_batches() as u64;
 
         let writer = CheckpointWriterActor::spawn_in_thread(CheckpointWriterArgs {
             store: store.clone(),
             stop_store,
-            config_digest: cfg.digest(),
+            config_digest: settings.identity.clone(),
             controller: me.clone(),
         });
         names.insert(writer.id(), checkpoint_writer::NAME.to_string());
@@ -265,7 +265,7 @@ impl Actor for SearchController {
         }
         Ok(Self {
             me: me.downgrade(),
-            cfg,
+            settings,
             state,
             run,
             store,
@@ -285,7 +285,7 @@ impl Actor for SearchController {
             pending: None,
             revision: 0,
         }
-        .with_pending(cfg_settings))
+        .with_pending(wanted))
     }
 
     async fn on_link_died(
@@ -346,7 +346,7 @@ impl SearchController {
             }
             return;
         }
-        let plan = match self.state.plan(&self.cfg) {
+        let plan = match self.state.plan(&self.settings) {
             Ok(plan) => plan,
             Err(error) => return self.fail_own(error).await,
         };
@@ -452,8 +452,8 @@ impl SearchController {
         self.timings.fitness_seconds = seconds;
         let recorded = self
             .state
-            .record(&self.cfg, &plan, train, &measured, seconds)
-            .and_then(|record| self.state.write_progress(&self.cfg, &self.run).map(|()| record));
+            .record(&self.settings, &plan, train, &measured, seconds)
+            .and_then(|record| self.state.write_progress(&self.settings, &self.run).map(|()| record));
         let record = match recorded {
             Ok(record) => record,
             Err(error) => return self.fail_own(error).await,
@@ -465,7 +465,7 @@ impl SearchController {
     /// Breeds the next generation from the ranked population with the settings in force, or
     /// moves to the final boundary when the budget is spent.
     async fn breed(&mut self, record: Option<GenerationRecord>) {
-        match self.state.prepare_breeding(self.cfg.search.strategy) {
+        match self.state.prepare_breeding(self.settings.strategy) {
             Some(breeding) => {
                 let parents = Arc::new(self.state.population.clone());
                 let message = BreedGeneration {
@@ -473,7 +473,7 @@ impl SearchController {
                     parents: Arc::clone(&parents),
                     params: breeding.params,
                     strategy: breeding.strategy,
-                    streams: child_streams(&self.cfg),
+                    streams: child_streams(self.settings.seed),
                 };
                 self.step = Step::Breeding {
                     record,
@@ -504,7 +504,7 @@ impl SearchController {
         };
         self.timings.ga_seconds = self.clock.lap();
         let generation = (self.state.next_generation + 1) as u32;
-        let streams = child_streams(&self.cfg);
+        let streams = child_streams(self.settings.seed);
         let bred =
             evolution::assemble_generation(&parents, &params, generation, children).and_then(|mut p| {
                 evolution::add_fresh(&mut p, fresh, generation, &streams)?;
@@ -663,7 +663,7 @@ impl SearchController {
     fn result(&self) -> Outcome {
         let own = |error| PipelineError::Failed { actor: "search controller".into(), error };
         crate::fault::point("search.finished").map_err(|e| own(crate::train::TrainError::from(e).into()))?;
-        self.state.result(&self.cfg, &self.run).map_err(own)
+        self.state.result(&self.settings, &self.run).map_err(own)
     }
 }
 

@@ -26,7 +26,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     for (i, dir) in args.runs.iter().enumerate() {
         let read = || -> Result<_, evnas::search::SearchError> {
             let run = RunDir::open(dir)?;
-            Ok((run.read_config()?, run.read_history()?))
+            Ok((run.read_config::<evnas::config::Config>()?, run.read_history()?))
         };
         let (cfg, history) = read().with_context(|| format!("cannot compare {}", dir.display()))?;
         let label = format!(

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use evnas::pipeline::ToObserver;
-use evnas::search::{GenerationRecord, Phase, SearchEngine, SearchObserver};
+use evnas::search::{GenerationRecord, Phase, SearchObserver};
 use evnas::stop::StopFlag;
 use evnas::telemetry::{self, MetricsExporter, Telemetry};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -53,20 +53,18 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
         ctrlc_like_handler(move || stop.stop());
     }
 
-    let engine = match &args.resume {
+    let (engine, cfg) = match &args.resume {
         Some(dir) => {
             let cfg = match &args.config {
                 Some(path) => Some(evnas::config::load(Some(path), &[])?),
                 None => None,
             };
-            let (engine, skipped) =
-                SearchEngine::resume(dir, cfg, args.device.as_deref()).with_context(|| {
-                    match &args.config {
-                        Some(config) => {
-                            format!("cannot resume {} with --config {}", dir.display(), config.display())
-                        }
-                        None => format!("cannot resume {}", dir.display()),
+            let (engine, cfg, skipped) = evnas::launch::resume(dir, cfg, args.device.as_deref())
+                .with_context(|| match &args.config {
+                    Some(config) => {
+                        format!("cannot resume {} with --config {}", dir.display(), config.display())
                     }
+                    None => format!("cannot resume {}", dir.display()),
                 })?;
             for why in skipped {
                 eprintln!("warning: {why}");
@@ -79,7 +77,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
                 engine.state().settings.generations,
                 stopped.unwrap_or_default()
             );
-            engine
+            (engine, cfg)
         }
         None => {
             let mut overrides = args.set.clone();
@@ -87,11 +85,12 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
                 overrides.push(format!("run.device={d}"));
             }
             let cfg = evnas::config::load(args.config.as_deref(), &overrides)?;
-            SearchEngine::create(cfg, args.run_dir.as_deref()).context("cannot start the search")?
+            let engine =
+                evnas::launch::create(&cfg, args.run_dir.as_deref()).context("cannot start the search")?;
+            (engine, cfg)
         }
     };
 
-    let cfg = engine.config();
     eprintln!(
         "evnas search: {} individuals x {} generations on {} ({:?}), run directory {}",
         cfg.search.population,

@@ -12,12 +12,12 @@ use tch::nn::VarStore;
 use tch::Tensor;
 
 use crate::checkpoint::{CheckpointFile, CheckpointStore};
-use crate::config::Config;
 use crate::train::sgd::Sgd;
 use crate::weights;
 
 use super::engine::SearchState;
 use super::run_dir::RunDir;
+use super::settings::SearchSettings;
 use super::SearchError;
 
 const STATE: &str = "state.json";
@@ -32,8 +32,8 @@ pub struct CapturedCheckpoint {
 }
 
 /// The generation-boundary checkpoints.
-pub(super) fn store(run: &RunDir, cfg: &Config) -> Result<CheckpointStore, SearchError> {
-    Ok(CheckpointStore::open(run.checkpoints_dir(), cfg.run.keep_checkpoints)?)
+pub(super) fn store(run: &RunDir, settings: &SearchSettings) -> Result<CheckpointStore, SearchError> {
+    Ok(CheckpointStore::open(run.checkpoints_dir(), settings.runtime.keep_checkpoints)?)
 }
 
 /// The checkpoint of a search stopped in the middle of a generation (the newest only). It is
@@ -68,18 +68,18 @@ pub fn capture(vs: &VarStore, opt: &Sgd, state: &SearchState) -> Result<Captured
 /// checkpoint that was skipped as corrupt. `None` when the run has no checkpoint yet.
 pub fn load_latest(
     run: &RunDir,
-    cfg: &Config,
+    settings: &SearchSettings,
     vs: &mut VarStore,
     opt: &mut Sgd,
 ) -> Result<Option<(SearchState, Vec<String>)>, SearchError> {
-    let digest = cfg.digest();
-    let boundaries = store(run, cfg)?;
+    let digest = &settings.identity;
+    let boundaries = store(run, settings)?;
     let stops = stop_store(run)?;
     let newest_boundary = boundaries.checkpoints()?.last().map(|(g, _)| *g);
     let newest_stop = stops.checkpoints()?.last().map(|(g, _)| *g);
     let mut notes = Vec::new();
     if newest_stop.is_some() && newest_stop >= newest_boundary {
-        if let Some((state, skipped)) = load_from(&stops, &digest, vs, opt)? {
+        if let Some((state, skipped)) = load_from(&stops, digest, vs, opt)? {
             return Ok(Some((state, skipped)));
         }
         notes.push(format!(
@@ -87,7 +87,7 @@ pub fn load_latest(
             stops.root().display()
         ));
     }
-    Ok(load_from(&boundaries, &digest, vs, opt)?.map(|(state, skipped)| {
+    Ok(load_from(&boundaries, digest, vs, opt)?.map(|(state, skipped)| {
         notes.extend(skipped);
         (state, notes)
     }))

@@ -2,7 +2,6 @@
 //! the validation part that measures fitness, with batches prefetched ahead of the trainer and
 //! of each fitness evaluator.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use rand::seq::SliceRandom;
@@ -10,13 +9,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::Device;
 
-use crate::config::Config;
 use crate::data::{
-    load_split, Batch, BatchStream, DataError, DatasetKind, InMemoryDataset, LoaderConfig, Normalization,
-    PrefetchConfig, Producer, SplitConfig, SplitLoaders, SplitName, StopFlag, TrainValidSplit,
+    load_split, Batch, BatchStream, DataError, InMemoryDataset, LoaderConfig, Normalization, PrefetchConfig,
+    Producer, SplitConfig, SplitLoaders, SplitName, StopFlag, TrainValidSplit,
 };
 use crate::train::fitness::{EvalBatch, OwnedBatches};
 
+use super::settings::SearchSettings;
 use super::SearchError;
 use crate::seeds::{derive_seed, streams};
 
@@ -152,35 +151,36 @@ impl ValidSource {
 }
 
 impl SearchData {
-    pub fn load(cfg: &Config, device: Device) -> Result<Self, SearchError> {
-        let kind = DatasetKind::from_str(&cfg.data.dataset)?;
+    pub fn load(settings: &SearchSettings, device: Device) -> Result<Self, SearchError> {
+        let data = &settings.data;
+        let kind = data.dataset;
         if !kind.is_in_memory() {
             return Err(SearchError::Data(DataError::NotInMemory { dataset: kind.name() }));
         }
-        let dataset = Arc::new(load_split(kind, &cfg.data.path, SplitName::Train)?);
-        let seed = cfg.search.seed;
+        let dataset = Arc::new(load_split(kind, &data.path, SplitName::Train)?);
+        let seed = settings.seed;
         let split_cfg = SplitConfig {
-            train_portion: cfg.data.train_portion,
+            train_portion: data.train_portion,
             shuffle: true,
             seed: derive_seed(seed, &[streams::SPLIT]),
         };
         let mut split = split_cfg.split(dataset.len())?;
-        if cfg.data.train_subset > 0 {
-            split.train.truncate(cfg.data.train_subset);
+        if data.train_subset > 0 {
+            split.train.truncate(data.train_subset);
         }
         let mut subset_order = split.valid.clone();
         subset_order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(seed, &[streams::FITNESS_SUBSET])));
         let config = LoaderConfig {
-            batch_size: cfg.train.batch_size,
-            valid_batch_size: cfg.fitness.batch_size,
+            batch_size: settings.training.batch_size,
+            valid_batch_size: settings.fitness.batch_size,
             seed: derive_seed(seed, &[streams::DATA]),
             padding: 4,
             flip: true,
-            cutout: cfg.data.cutout.then_some(cfg.data.cutout_length),
-            augment_validation: cfg.fitness.augment,
+            cutout: data.cutout,
+            augment_validation: settings.fitness.augment,
             prefetch: PrefetchConfig {
-                depth: cfg.data.prefetch_depth,
-                threads: cfg.data.workers,
+                depth: data.prefetch_depth,
+                threads: data.workers,
                 pin_memory: device.is_cuda(),
             },
         };
@@ -194,7 +194,7 @@ impl SearchData {
             config,
             device,
         });
-        let subset = cfg.fitness.subset;
+        let subset = settings.hot.fitness_subset;
         let (loaders, fixed_valid) = recipe.build(subset)?;
         Ok(Self { loaders, device, input_shape, num_classes, fixed_valid, recipe, subset })
     }

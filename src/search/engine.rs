@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device};
 
 use crate::checkpoint::CheckpointStore;
-use crate::config::Config;
 use crate::evolution::Strategy;
 use crate::evolution::{ChildStreams, Fitness, Population};
 use crate::model::OneShotModel;
@@ -25,7 +24,7 @@ use super::evaluator::{FitnessEvaluator, FitnessModel};
 use super::generation::StoppedGeneration;
 use super::record::GenerationRecord;
 use super::run_dir::RunDir;
-use super::settings::HotSettings;
+use super::settings::{HotSettings, SearchSettings};
 use super::trainer::SupernetTrainer;
 use super::SearchError;
 use crate::seeds::{derive_seed, streams};
@@ -61,7 +60,7 @@ pub struct SearchResult {
 /// state at the generation boundary it starts from and its run directory. The daemon's pipeline
 /// takes it apart ([`SearchEngine::into_parts`]) and drives it generation by generation.
 pub struct SearchEngine {
-    cfg: Config,
+    settings: SearchSettings,
     device: Device,
     trainer: SupernetTrainer,
     evaluators: Vec<FitnessEvaluator>,
@@ -74,7 +73,7 @@ pub struct SearchEngine {
 
 /// The parts of a [`SearchEngine`], each to be owned by whoever drives it.
 pub struct SearchParts {
-    pub cfg: Config,
+    pub settings: SearchSettings,
     pub device: Device,
     pub trainer: SupernetTrainer,
     pub evaluators: Vec<FitnessEvaluator>,
@@ -87,7 +86,7 @@ pub struct SearchParts {
     pub stop_store: CheckpointStore,
 }
 
-/// Which device a config asks for.
+/// The device a name ("cpu", "cuda", "cuda:N", "auto") stands for.
 pub fn resolve_device(name: &str) -> Result<Device, SearchError> {
     match name {
         "cpu" => Ok(Device::Cpu),
@@ -113,94 +112,75 @@ fn cuda_device(index: usize) -> Result<Device, SearchError> {
 }
 
 impl SearchEngine {
-    /// Starts a new search in a fresh run directory (`run_dir`, or one under `cfg.run.dir`).
-    pub fn create(cfg: Config, run_dir: Option<&Path>) -> Result<Self, SearchError> {
-        let device = resolve_device(&cfg.run.device)?;
-        apply_threads(&cfg);
-        let data = SearchData::load(&cfg, device)?;
-        let run = RunDir::create(&cfg.run.dir, cfg.search.seed, run_dir)?;
-        run.write_config(&cfg)?;
-        let (vs, model) = build_initial_model(&cfg, &data, device)?;
-        let opt = Sgd::new(&vs, sgd_config(&cfg));
-        let state = initial_state(&cfg);
-        Self::assemble(cfg, device, data, run, (vs, model, opt), state)
+    /// Starts a new search in `run`, a fresh run directory.
+    pub fn create(settings: SearchSettings, run: RunDir) -> Result<Self, SearchError> {
+        let device = settings.runtime.device;
+        apply_threads(&settings);
+        let data = SearchData::load(&settings, device)?;
+        let (vs, model) = build_initial_model(&settings, &data, device)?;
+        let opt = Sgd::new(&vs, sgd_config(&settings));
+        let state = initial_state(&settings, settings.hot);
+        Self::assemble(settings, data, run, (vs, model, opt), state)
     }
 
-    /// Continues the run in `run_dir` from its newest intact checkpoint, or from its start when
-    /// it was stopped before its first checkpoint. `cfg`, when given (the `--config` of the
-    /// resuming command), must have the run's digest; its hot values (a reload's) then apply
-    /// from the next generation boundary on. Otherwise the run's own config is used, with the
-    /// settings in force when it stopped.
-    /// Device and threads may differ from the original run. Also returns a line for each thing
-    /// the user should know (checkpoints passed over as corrupt, a restart from the beginning).
+    /// Continues the search in `run` from its newest intact checkpoint of `settings.identity`,
+    /// or from its start (with `started_with`, its original hot values) when it was stopped
+    /// before its first checkpoint. `wanted`: hot values that apply from its next generation
+    /// boundary on (a reload's, or a config's given now); `None`: it goes on with those in
+    /// force when it stopped. Device and threads may differ from the original run. Also
+    /// returns a line for each thing the user should know (checkpoints passed over as corrupt,
+    /// a restart from the beginning).
     pub fn resume(
-        run_dir: &Path,
-        cfg: Option<Config>,
-        device_override: Option<&str>,
+        mut settings: SearchSettings,
+        run: RunDir,
+        started_with: HotSettings,
+        wanted: Option<HotSettings>,
     ) -> Result<(Self, Vec<String>), SearchError> {
-        let run = RunDir::open(run_dir)?;
-        let original = run.read_config()?;
-        let given = cfg.is_some();
-        // A run without a checkpoint starts again as it started: with its own settings (those
-        // of a config given now apply from its first boundary, as a reload's would).
-        let started_with = original.hot_settings();
-        let mut cfg = match cfg {
-            Some(c) if c.digest() != original.digest() => {
-                return Err(SearchError::ConfigChanged { run: run_dir.to_path_buf() })
-            }
-            Some(c) => c,
-            None => original,
-        };
-        if let Some(d) = device_override {
-            cfg.run.device = d.to_string();
-        }
-        let device = resolve_device(&cfg.run.device)?;
-        apply_threads(&cfg);
-        let data = SearchData::load(&cfg, device)?;
+        let device = settings.runtime.device;
+        apply_threads(&settings);
+        let data = SearchData::load(&settings, device)?;
         // Initialised exactly as `create` does, so that a run without a checkpoint starts again
         // from the very same weights; a checkpoint then overwrites them.
-        let (mut vs, model) = build_initial_model(&cfg, &data, device)?;
-        let mut opt = Sgd::new(&vs, sgd_config(&cfg));
-        let (state, notes) = match checkpointing::load_latest(&run, &cfg, &mut vs, &mut opt)? {
+        let (mut vs, model) = build_initial_model(&settings, &data, device)?;
+        let mut opt = Sgd::new(&vs, sgd_config(&settings));
+        let (state, notes) = match checkpointing::load_latest(&run, &settings, &mut vs, &mut opt)? {
             Some(loaded) => loaded,
             None => (
-                initial_state(&cfg.clone().with_hot_settings(&started_with)),
+                initial_state(&settings, started_with),
                 vec![format!(
                     "run {} was stopped before its first checkpoint; starting it again from its saved config",
-                    run_dir.display()
+                    run.path().display()
                 )],
             ),
         };
-        if !given {
-            cfg = cfg.with_hot_settings(&state.settings);
-        }
-        run.write_history(&state.history, baseline_label(&cfg))?;
-        Ok((Self::assemble(cfg, device, data, run, (vs, model, opt), state)?, notes))
+        settings.hot = wanted.unwrap_or(state.settings);
+        run.write_history(&state.history, baseline_label(&settings))?;
+        Ok((Self::assemble(settings, data, run, (vs, model, opt), state)?, notes))
     }
 
-    /// The engine around a supernet and a state, with the fitness evaluators the config asks for.
+    /// The engine around a supernet and a state, with the fitness evaluators the settings ask for.
     fn assemble(
-        cfg: Config,
-        device: Device,
+        settings: SearchSettings,
         data: SearchData,
         run: RunDir,
         (vs, model, opt): (VarStore, Box<dyn OneShotModel>, Sgd),
         state: SearchState,
     ) -> Result<Self, SearchError> {
-        let trainer = SupernetTrainer::new(vs, model, opt, cfg.train.grad_clip);
-        let evaluators = build_evaluators(&cfg, &data, device)?;
-        let store = checkpointing::store(&run, &cfg)?;
+        let device = settings.runtime.device;
+        let trainer = SupernetTrainer::new(vs, model, opt, settings.training.grad_clip);
+        let evaluators = build_evaluators(&settings, &data, device)?;
+        let store = checkpointing::store(&run, &settings)?;
         let stop_store = checkpointing::stop_store(&run)?;
-        Ok(Self { cfg, device, trainer, evaluators, data, state, run, store, stop_store })
+        Ok(Self { settings, device, trainer, evaluators, data, state, run, store, stop_store })
     }
 
     pub fn into_parts(self) -> SearchParts {
-        let Self { cfg, device, trainer, evaluators, data, state, run, store, stop_store } = self;
-        SearchParts { cfg, device, trainer, evaluators, data, state, run, store, stop_store }
+        let Self { settings, device, trainer, evaluators, data, state, run, store, stop_store } = self;
+        SearchParts { settings, device, trainer, evaluators, data, state, run, store, stop_store }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.cfg
+    pub fn settings(&self) -> &SearchSettings {
+        &self.settings
     }
 
     pub fn run_dir(&self) -> &Path {
@@ -231,7 +211,7 @@ impl SearchState {
     }
 
     /// The result of a finished search, its genotype written into `run`.
-    pub fn result(&self, cfg: &Config, run: &RunDir) -> Result<SearchResult, SearchError> {
+    pub fn result(&self, settings: &SearchSettings, run: &RunDir) -> Result<SearchResult, SearchError> {
         let last = self.history.last().ok_or(SearchError::NotFinished)?;
         if !self.is_finished() {
             return Err(SearchError::NotFinished);
@@ -239,7 +219,7 @@ impl SearchState {
         let best = &last.best;
         let genome =
             self.population.get(best.id).map(|i| i.genome.clone()).ok_or(SearchError::NotFinished)?;
-        let arch = cfg.search.space.describe(&genome)?;
+        let arch = settings.space.describe(&genome)?;
         let genotype_path = run.write_result(&arch.text, &arch.json)?;
         Ok(SearchResult {
             architecture: best.architecture.clone(),
@@ -252,19 +232,19 @@ impl SearchState {
 
     /// Writes the best individual of the just-recorded generation (text, genotype, α, cells'
     /// pictures) and the history so far into `run`.
-    pub fn write_progress(&self, cfg: &Config, run: &RunDir) -> Result<(), SearchError> {
-        let space = cfg.search.space;
+    pub fn write_progress(&self, settings: &SearchSettings, run: &RunDir) -> Result<(), SearchError> {
+        let space = settings.space;
         let best = self.population.individuals.first().ok_or(SearchError::NotFinished)?;
         let arch = space.describe(&best.genome)?;
         let alpha = serde_json::to_value(&best.genome).map_err(|e| SearchError::Decode(e.to_string()))?;
         run.write_best(&arch.text, &arch.json, &alpha)?;
         space.write_pictures(&best.genome, &run.best_dir())?;
-        run.write_history(&self.history, baseline_label(cfg))
+        run.write_history(&self.history, baseline_label(settings))
     }
 }
 
-fn baseline_label(cfg: &Config) -> Option<&'static str> {
-    match cfg.search.strategy {
+fn baseline_label(settings: &SearchSettings) -> Option<&'static str> {
+    match settings.strategy {
         Strategy::Evolution => None,
         Strategy::Random => Some("Random search"),
     }
@@ -285,30 +265,30 @@ pub fn fitness_workers(requested: usize, init_channels: usize, threads: usize) -
     }
 }
 
-/// How many fitness evaluators a config gets on `device`: on the CPU with fp32 fitness,
-/// [`fitness_workers`]; otherwise `run.fitness_workers` (automatic: one). Never more than the
-/// population.
-pub fn evaluator_count(cfg: &Config, device: Device) -> usize {
-    let requested = cfg.run.fitness_workers;
-    let count = if device == Device::Cpu && cfg.fitness.precision == Precision::Fp32 {
-        fitness_workers(requested, cfg.supernet.init_channels, crate::threads::current_threads())
+/// How many fitness evaluators a search gets on `device`: on the CPU with fp32 fitness,
+/// [`fitness_workers`]; otherwise `fitness_workers` as asked (automatic: one). Never more than
+/// the population.
+pub fn evaluator_count(settings: &SearchSettings, device: Device) -> usize {
+    let requested = settings.runtime.fitness_workers;
+    let count = if device == Device::Cpu && settings.fitness.precision == Precision::Fp32 {
+        fitness_workers(requested, settings.supernet.init_channels, crate::threads::current_threads())
     } else {
         requested.max(1)
     };
-    count.clamp(1, cfg.search.population.max(1))
+    count.clamp(1, settings.hot.population.max(1))
 }
 
 /// The fitness evaluators, each with a supernet of its own in the configured precision.
 fn build_evaluators(
-    cfg: &Config,
+    settings: &SearchSettings,
     data: &SearchData,
     device: Device,
 ) -> Result<Vec<FitnessEvaluator>, SearchError> {
-    let train_mode_bn = cfg.fitness.batchnorm == BnMode::Batch;
-    (0..evaluator_count(cfg, device))
+    let train_mode_bn = settings.fitness.batchnorm == BnMode::Batch;
+    (0..evaluator_count(settings, device))
         .map(|_| {
-            let (vs, model) = build_model(cfg, data, device)?;
-            let model = match cfg.fitness.precision {
+            let (vs, model) = build_model(settings, data, device)?;
+            let model = match settings.fitness.precision {
                 Precision::Fp32 => FitnessModel::Fp32 { vs, model },
                 Precision::Bf16 => FitnessModel::Bf16(Bf16Shadow::new(vs, model)),
             };
@@ -317,51 +297,46 @@ fn build_evaluators(
         .collect()
 }
 
-fn sgd_config(cfg: &Config) -> SgdConfig {
-    SgdConfig { momentum: cfg.train.momentum, weight_decay: cfg.train.weight_decay }
+fn sgd_config(settings: &SearchSettings) -> SgdConfig {
+    SgdConfig { momentum: settings.training.momentum, weight_decay: settings.training.weight_decay }
 }
 
 /// libtorch's process-wide thread count, set here on the thread that builds the search, before
 /// any actor thread exists.
-fn apply_threads(cfg: &Config) {
-    crate::threads::set_process_threads(cfg.run.threads);
+fn apply_threads(settings: &SearchSettings) {
+    crate::threads::set_process_threads(settings.runtime.threads);
 }
 
 /// The supernet of a new run: libtorch's generator seeded from the run's seed first.
 fn build_initial_model(
-    cfg: &Config,
+    settings: &SearchSettings,
     data: &SearchData,
     device: Device,
 ) -> Result<(VarStore, Box<dyn OneShotModel>), SearchError> {
-    tch::manual_seed(derive_seed(cfg.search.seed, &[streams::WEIGHTS]) as i64);
-    build_model(cfg, data, device)
+    tch::manual_seed(derive_seed(settings.seed, &[streams::WEIGHTS]) as i64);
+    build_model(settings, data, device)
 }
 
 /// The GA's per-child random streams of a run.
-pub fn child_streams(cfg: &Config) -> ChildStreams {
-    ChildStreams::new(derive_seed(cfg.search.seed, &[streams::GA]))
+pub fn child_streams(seed: u64) -> ChildStreams {
+    ChildStreams::new(derive_seed(seed, &[streams::GA]))
 }
 
-/// The state before the first generation: a random population from the GA's streams.
-fn initial_state(cfg: &Config) -> SearchState {
+/// The state before the first generation, run with `hot`: a random population from the GA's
+/// streams.
+fn initial_state(settings: &SearchSettings, hot: HotSettings) -> SearchState {
     let population =
-        Population::fresh(cfg.search.population, cfg.search.space.genome_shape(), &child_streams(cfg));
-    SearchState {
-        next_generation: 0,
-        population,
-        history: Vec::new(),
-        stopped: None,
-        settings: cfg.hot_settings(),
-    }
+        Population::fresh(hot.population, settings.space.genome_shape(), &child_streams(settings.seed));
+    SearchState { next_generation: 0, population, history: Vec::new(), stopped: None, settings: hot }
 }
 
 fn build_model(
-    cfg: &Config,
+    settings: &SearchSettings,
     data: &SearchData,
     device: Device,
 ) -> Result<(VarStore, Box<dyn OneShotModel>), SearchError> {
     let vs = VarStore::new(device);
     let [channels, _, _] = data.input_shape();
-    let model = super::model_factory::build(cfg, &vs, channels as i64, data.num_classes() as i64)?;
+    let model = super::model_factory::build(settings, &vs, channels as i64, data.num_classes() as i64)?;
     Ok((vs, model))
 }

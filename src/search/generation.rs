@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::evolution::Strategy;
 use crate::evolution::{self, Fitness, GaParams, Population};
 use crate::model::ArchWeights;
@@ -15,7 +14,7 @@ use crate::train::supernet_epoch::EpochReport;
 
 use super::engine::SearchState;
 use super::record::{GenerationRecord, IndividualRecord, TrainSummary};
-use super::settings::HotSettings;
+use super::settings::{HotSettings, SearchSettings};
 use super::SearchError;
 
 /// The phases of one generation, in order.
@@ -119,17 +118,18 @@ impl SearchState {
     /// The cosine runs over the budget in force (`settings.generations`): a budget changed by a
     /// reload reshapes the rest of the schedule so that it still ends at `learning_rate_min` in
     /// the last generation (from the generation it applies to; earlier ones keep their rates).
-    pub fn plan(&self, cfg: &Config) -> Result<GenerationPlan, SearchError> {
+    pub fn plan(&self, settings: &SearchSettings) -> Result<GenerationPlan, SearchError> {
         let g = self.next_generation;
         let budget = self.settings.generations;
-        let learning_rate = cosine_lr(cfg.train.learning_rate, cfg.train.learning_rate_min, g, budget);
+        let learning_rate =
+            cosine_lr(settings.training.learning_rate, settings.training.learning_rate_min, g, budget);
         let individuals = self
             .population
             .individuals
             .iter()
             .enumerate()
             .map(|(position, ind)| {
-                let decoded = cfg.search.space.decode(&ind.genome)?;
+                let decoded = settings.space.decode(&ind.genome)?;
                 let architecture =
                     ArchWeights::from_matrices(&decoded).map_err(|e| SearchError::Model(e.to_string()))?;
                 Ok(PlannedIndividual { id: ind.id, position, architecture })
@@ -148,7 +148,7 @@ impl SearchState {
     /// first, the generation appended to the history.
     pub fn record(
         &mut self,
-        cfg: &Config,
+        settings: &SearchSettings,
         plan: &GenerationPlan,
         train: TrainSummary,
         fitness: &[MeasuredFitness],
@@ -158,7 +158,7 @@ impl SearchState {
             self.population.set_fitness(measured.id, measured.fitness)?;
         }
         self.population.sort_by_fitness()?;
-        let space = cfg.search.space;
+        let space = settings.space;
         let individuals = self
             .population
             .individuals

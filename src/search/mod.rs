@@ -30,7 +30,10 @@ pub use generation::{
 };
 pub use observer::{Phase, SearchObserver, Silent};
 pub use record::{GenerationRecord, IndividualRecord};
-pub use settings::HotSettings;
+pub use settings::{
+    DataSettings, FitnessSettings, HotSettings, RuntimeSettings, SearchSettings, SupernetSettings,
+    TrainingSettings,
+};
 pub use snapshot::WeightsSnapshot;
 pub use timings::GenerationTimings;
 pub use trainer::{SupernetTrainer, Training};

@@ -2,28 +2,30 @@
 
 use tch::nn::VarStore;
 
-use crate::config::Config;
 use crate::model::{Nb201Config, Nb201Supernet, OneShotModel, Supernet, SupernetConfig};
 use crate::space::SpaceKind;
 
+use super::settings::SearchSettings;
 use super::SearchError;
 
-/// The supernet for `cfg`, its variables registered in `vs` under the reference's names.
+/// The supernet of `settings`, its variables registered in `vs` under the reference's names.
 ///
-/// For NAS-Bench-201, `supernet.layers` is the number of search cells per stage (N).
+/// For NAS-Bench-201, `settings.supernet.layers` is the number of search cells per stage (N).
 pub fn build(
-    cfg: &Config,
+    settings: &SearchSettings,
     vs: &VarStore,
     in_channels: i64,
     num_classes: i64,
 ) -> Result<Box<dyn OneShotModel>, SearchError> {
     let root = vs.root();
-    let c = cfg.supernet.init_channels as i64;
-    match cfg.search.space {
+    let c = settings.supernet.init_channels as i64;
+    match settings.space {
         SpaceKind::Darts => {
-            let mut net =
-                Supernet::new(&root, SupernetConfig::new(c, cfg.supernet.layers, in_channels, num_classes));
-            if cfg.supernet.channels_last {
+            let mut net = Supernet::new(
+                &root,
+                SupernetConfig::new(c, settings.supernet.layers, in_channels, num_classes),
+            );
+            if settings.supernet.channels_last {
                 net.use_channels_last();
             }
             Ok(Box::new(net))
@@ -31,7 +33,7 @@ pub fn build(
         SpaceKind::NasBench201 => {
             let mut nb = Nb201Config::new(in_channels, num_classes);
             nb.init_channels = c;
-            nb.cells_per_stage = cfg.supernet.layers;
+            nb.cells_per_stage = settings.supernet.layers;
             Ok(Box::new(Nb201Supernet::new(&root, nb)))
         }
     }

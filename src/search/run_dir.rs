@@ -12,10 +12,11 @@
 //! RUN_DIR/stop-checkpoint/     the checkpoint of a search stopped mid-generation (newest only)
 //! ```
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
 use crate::report::plot::{fitness_plot_svg, GenerationFitness, PlotSeries};
 
 use super::record::GenerationRecord;
@@ -77,12 +78,13 @@ impl RunDir {
             .map_err(|e| io_err(&path, e))
     }
 
-    pub fn write_config(&self, cfg: &Config) -> Result<(), SearchError> {
+    /// Keeps the config the run was started with (the edge's own type: the core only stores it).
+    pub fn write_config<C: Serialize>(&self, cfg: &C) -> Result<(), SearchError> {
         let text = serde_json::to_string_pretty(cfg).map_err(|e| SearchError::Decode(e.to_string()))?;
         write_atomic(&self.root.join("config.json"), text.as_bytes())
     }
 
-    pub fn read_config(&self) -> Result<Config, SearchError> {
+    pub fn read_config<C: DeserializeOwned>(&self) -> Result<C, SearchError> {
         let path = self.root.join("config.json");
         let text = fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
         serde_json::from_str(&text).map_err(|e| SearchError::Io { path, reason: e.to_string() })

@@ -1,12 +1,94 @@
-//! The settings an operator may change while a search runs (a config reload): the GA's
-//! hyper-parameters, the generation budget and the fitness subset. A generation runs with the
+//! The settings of a search, in the core's own types: the config file maps onto them at the edge
+//! (`crate::launch`), so the core never sees `config::Config`.
+//!
+//! [`HotSettings`] are those an operator may change while a search runs (a config reload): the
+//! GA's hyper-parameters, the generation budget and the fitness subset. A generation runs with the
 //! settings in force when it starts; its population was bred with them. They are kept in the
 //! search state and in each generation's record, so a resumed search goes on with the values in
 //! force, not with those it was started with.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
-use crate::evolution::GaParams;
+use crate::data::DatasetKind;
+use crate::evolution::{GaParams, Strategy};
+use crate::space::SpaceKind;
+use crate::train::{BnMode, Precision};
+
+/// Everything a search is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchSettings {
+    pub space: SpaceKind,
+    pub strategy: Strategy,
+    /// Master seed: every random stream of the run derives from it.
+    pub seed: u64,
+    /// The hot values asked for: a new search starts with them.
+    pub hot: HotSettings,
+    pub supernet: SupernetSettings,
+    pub training: TrainingSettings,
+    pub fitness: FitnessSettings,
+    pub data: DataSettings,
+    pub runtime: RuntimeSettings,
+    /// What the run's checkpoints belong to (the config's digest): a checkpoint of another
+    /// identity is never restored.
+    pub identity: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupernetSettings {
+    pub init_channels: usize,
+    /// Cells (DARTS), or cells per stage (NAS-Bench-201).
+    pub layers: usize,
+    /// Activations laid out channels-last (NHWC).
+    pub channels_last: bool,
+}
+
+/// The supernet's SGD: cosine learning rate from `learning_rate` to `learning_rate_min`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainingSettings {
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub learning_rate_min: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitnessSettings {
+    pub batch_size: usize,
+    pub batchnorm: BnMode,
+    /// Validation images pass through the training augmentation.
+    pub augment: bool,
+    pub precision: Precision,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataSettings {
+    pub dataset: DatasetKind,
+    pub path: PathBuf,
+    /// Fraction of the training set the supernet trains on; the rest measures fitness.
+    pub train_portion: f64,
+    /// Only the first N images of the training part; 0: all.
+    pub train_subset: usize,
+    /// Cutout's square side, when cutout is on.
+    pub cutout: Option<usize>,
+    pub prefetch_depth: usize,
+    pub workers: usize,
+}
+
+/// Where and how the search computes; none of it changes its results.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuntimeSettings {
+    pub device: tch::Device,
+    /// Generation checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// libtorch's CPU threads; 0: its default.
+    pub threads: usize,
+    /// Individuals measured side by side on the CPU; 0: automatic.
+    pub fitness_workers: usize,
+}
 
 /// (`Default`, all zeros, stands for "not recorded": histories written before evnas recorded them.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
