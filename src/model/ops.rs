@@ -78,7 +78,11 @@ impl DilConv {
 
     /// The op on an input already passed through ReLU, times `scale` when given.
     pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool, scale: Option<f64>) -> Tensor {
-        finish(&self.bn, &self.pointwise.forward(&self.depthwise.forward(relu_x)), train, scale)
+        // Step by step, each result replacing the last: a temporary would live to the end of its
+        // statement, and without gradients nothing else keeps it.
+        let mut step = self.depthwise.forward(relu_x);
+        step = self.pointwise.forward(&step);
+        finish(&self.bn, &step, train, scale)
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {
@@ -123,17 +127,14 @@ impl SepConv {
 
     /// The op on an input already passed through ReLU, times `scale` when given.
     pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool, scale: Option<f64>) -> Tensor {
-        let mid = self
-            .first
-            .bn
-            .forward_t(&self.first.pointwise.forward(&self.first.depthwise.forward(relu_x)), train);
-        let mid = mid.relu();
-        finish(
-            &self.second.bn,
-            &self.second.pointwise.forward(&self.second.depthwise.forward(&mid)),
-            train,
-            scale,
-        )
+        // Step by step, each result replacing the last (see DilConv).
+        let mut step = self.first.depthwise.forward(relu_x);
+        step = self.first.pointwise.forward(&step);
+        step = self.first.bn.forward_t(&step, train);
+        step = step.relu();
+        step = self.second.depthwise.forward(&step);
+        step = self.second.pointwise.forward(&step);
+        finish(&self.second.bn, &step, train, scale)
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {
@@ -221,7 +222,9 @@ impl Conv7x1x1x7 {
 
     /// The op on an input already passed through ReLU, times `scale` when given.
     pub fn forward_relu_applied(&self, relu_x: &Tensor, train: bool, scale: Option<f64>) -> Tensor {
-        finish(&self.bn, &self.conv_7x1.forward(&self.conv_1x7.forward(relu_x)), train, scale)
+        let mut step = self.conv_1x7.forward(relu_x);
+        step = self.conv_7x1.forward(&step);
+        finish(&self.bn, &step, train, scale)
     }
 
     pub fn macs(&self, hw: Hw) -> (u64, Hw) {

@@ -229,21 +229,25 @@ impl SearchCell {
     /// Index of the first edge that reads state `state` (0, 1: the cell inputs; 2..: nodes):
     /// edges are ordered node by node, and node i reads states 0..2+i.
     fn first_edge_from(&self, state: usize) -> usize {
-        let node = state.max(1) - 1;
-        (0..node).map(|i| 2 + i).sum::<usize>() + state
+        Self::first_edge_of_node(state.max(1) - 1) + state
     }
 
     /// `weights`: softmax(α) rows, one per edge.
+    ///
+    /// Goes state by state rather than node by node: each state's [`EdgeInput`] (its ReLU and
+    /// pools, three state-sized tensors) is made when the state is complete, added into every
+    /// node that reads it, and dropped, so that one is alive at a time instead of one per state.
+    /// Each node still sums its inputs in the reference's order (state 0, 1, 2, ...).
     fn forward(&self, s0: &Tensor, s1: &Tensor, weights: &CellWeights, train: bool) -> Tensor {
         let mut states = vec![self.preprocess0.forward_t(s0, train), self.preprocess1.forward_t(s1, train)];
-        let mut inputs: Vec<EdgeInput> =
-            (0..2).map(|j| self.ops[self.first_edge_from(j)].edge_input(&states[j], train)).collect();
-        let mut edge = 0;
-        for node in 0..self.steps {
-            let mut sum: Option<Tensor> = None;
-            for (j, input) in inputs.iter().enumerate() {
-                let y = self.ops[edge + j].forward(input, weights.edge(edge + j), train);
-                sum = Some(match sum {
+        let mut nodes: Vec<Option<Tensor>> = (0..self.steps).map(|_| None).collect();
+        // Node k reads states 0..=k+1; the last node's output is read by none.
+        for j in 0..=self.steps {
+            let input = self.ops[self.first_edge_from(j)].edge_input(&states[j], train);
+            for (node, sum) in nodes.iter_mut().enumerate().skip(j.max(1) - 1) {
+                let edge = Self::first_edge_of_node(node) + j;
+                let y = self.ops[edge].forward(&input, weights.edge(edge), train);
+                *sum = Some(match sum.take() {
                     None => y,
                     Some(mut n) => {
                         n += &y;
@@ -251,18 +255,25 @@ impl SearchCell {
                     }
                 });
             }
-            edge += inputs.len();
-            let node_out = sum.expect("every node has at least two inputs");
-            if node + 1 < self.steps {
-                let j = states.len();
-                inputs.push(self.ops[self.first_edge_from(j)].edge_input(&node_out, train));
+            drop(input);
+            // Only the last `multiplier` states make the cell's output.
+            if j + self.multiplier < 2 + self.steps {
+                states[j] = Tensor::new();
             }
-            states.push(node_out);
+            // Node j-1 has all its inputs now: it is state j+1.
+            if j >= 1 {
+                states.push(nodes[j - 1].take().expect("every node has at least two inputs"));
+            }
         }
         if train {
             self.sync_pool_stats();
         }
         Tensor::cat(&states[states.len() - self.multiplier..], 1)
+    }
+
+    /// Index of node `node`'s first edge (edges are ordered node by node, node i has 2+i).
+    fn first_edge_of_node(node: usize) -> usize {
+        (0..node).map(|i| 2 + i).sum()
     }
 
     /// Gives every edge's pool BatchNorms the running statistics of the first edge leaving the
