@@ -27,6 +27,8 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Test top-1/top-5 of an evaluation network from a genotype and trained weights.
     Eval(cli::eval::EvalArgs),
+    /// Write an evaluation network with its weights as TorchScript or safetensors.
+    Export(cli::export::ExportArgs),
     /// Compare the fitness history of several run directories (table and SVG plot).
     Compare(cli::compare::CompareArgs),
     /// Run one EvNAS search in the foreground (resumable with --resume RUN_DIR).
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         (false, Some(Command::Genotype(args))) => cli::genotype::run(&args),
         (false, Some(Command::Info(args))) => cli::info::run(&args),
         (false, Some(Command::Eval(args))) => cli::eval::run(&args),
+        (false, Some(Command::Export(args))) => cli::export::run(&args),
         (false, Some(Command::Search(args))) => cli::search::run(&args),
         (false, Some(Command::Serve(args))) => cli::serve::run(&args),
         (false, Some(Command::Validate(args))) => cli::validate::run(&args),

@@ -5,7 +5,32 @@
 //! tch's own layers lack `num_batches_tracked` and initialise BatchNorm weights from U[0,1), so
 //! a state_dict written by evnas would not load strictly into the reference modules; these do.
 
+use std::cell::Cell;
+
 use tch::{nn, Kind, Tensor};
+
+thread_local! {
+    static PORTABLE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the layers computing only through ops whose shapes follow their input: none of
+/// the CPU layout tricks (phase-split dilated convolutions, channel-major BatchNorm), which read
+/// the batch size into reshapes. A trace taken inside (TorchScript export) then runs on any
+/// batch size, on any device. Same numbers either way.
+pub fn portable<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PORTABLE.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(PORTABLE.with(|p| p.replace(true)));
+    f()
+}
+
+fn is_portable() -> bool {
+    PORTABLE.with(Cell::get)
+}
 
 /// Spatial size (height, width) of a feature map, tracked when counting multiply-accumulates.
 pub type Hw = (i64, i64);
@@ -80,7 +105,7 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if let Some(padding) = self.dilated_depthwise_same_padding(x) {
+        if let Some(padding) = self.dilated_depthwise_same_padding(x).filter(|_| !is_portable()) {
             return self.forward_dilation_2_by_phases(x, padding);
         }
         x.conv2d(&self.weight, None::<&Tensor>, self.stride, self.padding, self.dilation, self.groups)
@@ -239,7 +264,7 @@ impl BatchNorm2d {
     }
 
     fn normalize(&self, x: &Tensor, train: bool, weight: Option<&Tensor>) -> Tensor {
-        if prefers_channel_major(x) {
+        if prefers_channel_major(x) && !is_portable() {
             // (N, C, H, W) channels-last -> (1, C, N*H*W, 1) contiguous, normalised, and back.
             let size = x.size();
             let (n, c, h, w) = (size[0], size[1], size[2], size[3]);
