@@ -40,6 +40,9 @@ impl BatchSource for CountingSource {
     fn len(&self) -> usize {
         self.inner.len()
     }
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
     fn fill(
         &self,
         items: &[usize],
@@ -233,6 +236,9 @@ impl BatchSource for GatedSource {
     }
     fn len(&self) -> usize {
         self.inner.len()
+    }
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
     }
     fn fill(
         &self,

@@ -31,10 +31,10 @@ pub struct EvalArgs {
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let kind = args.network.dataset;
     let device = resolve_device(&args.device)?;
-    let network = super::network::load(&args.network, device)?;
+    let source = test_source(kind, &args.data)?;
+    let network = super::network::load(&args.network, Some(source.num_classes()), device)?;
     let forward = network.forward;
 
-    let source = test_source(kind, &args.data)?;
     let plan = test_plan(source.as_ref(), args.batch_size)?;
     let producer =
         Producer::new(source, PrefetchConfig { pin_memory: device.is_cuda(), ..PrefetchConfig::default() })?;

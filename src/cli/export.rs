@@ -38,7 +38,7 @@ pub struct ExportArgs {
 
 pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let device = resolve_device(&args.device)?;
-    let mut network = super::network::load(&args.network, device)?;
+    let mut network = super::network::load(&args.network, None, device)?;
     let what = format!("cannot write {}", args.out.display());
     match args.format {
         Format::Safetensors => save_safetensors(&network.vs, &args.out).context(what)?,

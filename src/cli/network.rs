@@ -42,7 +42,10 @@ pub struct LoadedNetwork {
     pub input_shape: [i64; 3],
 }
 
-pub fn load(args: &NetworkArgs, device: Device) -> anyhow::Result<LoadedNetwork> {
+/// The network of `args` on `device`, with `classes` outputs: those of the test data when it is
+/// known, else those its weights' classifier has (an image folder may hold any number of
+/// classes), else the dataset's.
+pub fn load(args: &NetworkArgs, classes: Option<usize>, device: Device) -> anyhow::Result<LoadedNetwork> {
     let kind = args.dataset;
     let genotype = Genotype::load(&args.genotype)?;
     let tensors = read_weights(&args.weights)?;
@@ -55,7 +58,12 @@ pub fn load(args: &NetworkArgs, device: Device) -> anyhow::Result<LoadedNetwork>
         DatasetKind::Cifar10 | DatasetKind::FashionMnist => EvalDataset::Cifar10,
     };
     let mut config: EvalNetConfig = base.default_config();
-    config.num_classes = kind.num_classes() as i64;
+    let classifier_rows = tensors.iter().find(|(k, _)| k == "classifier.weight").map(|(_, t)| t.size()[0]);
+    config.num_classes = match (classes, classifier_rows) {
+        (Some(n), _) => n as i64,
+        (None, Some(rows)) => rows,
+        (None, None) => kind.num_classes() as i64,
+    };
     config.in_channels = kind.input_shape()[0] as i64;
     config.auxiliary = auxiliary;
     if let Some(c) = args.init_channels {

@@ -24,6 +24,8 @@ pub trait BatchSource: Send + Sync {
     fn image_shape(&self) -> [usize; 3];
     /// Number of items the indices may address.
     fn len(&self) -> usize;
+    /// Classes its labels name (those of the dataset; of an image folder, its subfolders).
+    fn num_classes(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -84,6 +86,10 @@ impl BatchSource for InMemorySource {
 
     fn len(&self) -> usize {
         self.dataset.len()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.dataset.num_classes()
     }
 
     fn fill(
@@ -155,6 +161,10 @@ impl BatchSource for ImageFolderSource {
 
     fn len(&self) -> usize {
         self.folder.len()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.folder.classes().len()
     }
 
     fn fill(

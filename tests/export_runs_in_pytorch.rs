@@ -1,0 +1,120 @@
+//! `evnas export`: the TorchScript file runs in PyTorch without evnas and gives evnas's logits,
+//! on a batch size other than the one it was traced with; the safetensors file holds exactly
+//! the state_dict PyTorch saved (the reference's NetworkCIFAR, tests/fixtures/eval); weights
+//! that do not fit are refused with the file named.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::search::{evnas, run_ok};
+use evnas::model::{EvalDataset, NetworkCifar};
+use evnas::space::Genotype;
+use evnas::weights::{load_into, read_weights, save_tensors_safetensors, LoadOptions};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+const WEIGHTS: &str = "tests/fixtures/eval/evnas_a_c4_l5_legacy.pt";
+
+fn export(format: &str, out: &Path) -> Command {
+    let mut cmd = evnas();
+    cmd.args(["export", "--genotype", "EvNAS-A", "--dataset", "cifar10", "--init-channels", "4"])
+        .args(["--layers", "5", "--format", format, "--weights", WEIGHTS, "--out"])
+        .arg(out);
+    cmd
+}
+
+/// evnas's own logits of the fixture network (eval mode) on a batch of three images.
+fn evnas_logits() -> (Tensor, Tensor) {
+    let mut config = EvalDataset::Cifar10.default_config();
+    config.init_channels = 4;
+    config.layers = 5;
+    config.auxiliary = false;
+    let mut vs = VarStore::new(Device::Cpu);
+    let net = NetworkCifar::new(&vs.root(), config, &Genotype::load("EvNAS-A").unwrap());
+    load_into(&mut vs, read_weights(WEIGHTS).unwrap(), &LoadOptions::default()).unwrap();
+    tch::manual_seed(3);
+    let x = Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let logits = tch::no_grad(|| net.forward_t(&x, false).0);
+    (x, logits)
+}
+
+/// The directory holding the `torch` package that LIBTORCH points at (and `safetensors`).
+fn python_site_dir() -> PathBuf {
+    let libtorch = std::env::var_os("LIBTORCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".libtorch"));
+    let torch_dir = libtorch.canonicalize().expect("LIBTORCH points at a PyTorch `torch` package dir");
+    torch_dir.parent().map(Path::to_path_buf).expect("LIBTORCH has a parent directory")
+}
+
+const PYTORCH_SIDE: &str = r#"
+import sys
+import torch
+from safetensors import safe_open
+
+def read(path):
+    with safe_open(path, framework="pt") as f:
+        return {name: f.get_tensor(name) for name in f.keys()}
+
+script, exported, original, case = sys.argv[1:]
+model = torch.jit.load(script)
+case = read(case)
+with torch.no_grad():
+    got = model(case["x"])
+diff = (got - case["logits"]).abs().max().item()
+assert got.shape == case["logits"].shape, (got.shape, case["logits"].shape)
+assert diff <= 1e-5, f"TorchScript logits differ from evnas's by {diff}"
+# The trace is not tied to its batch size.
+with torch.no_grad():
+    one = model(case["x"][:1])
+assert (one - case["logits"][:1]).abs().max().item() <= 1e-5
+
+state = torch.load(original, map_location="cpu")
+ours = read(exported)
+assert sorted(ours) == sorted(state), (sorted(set(ours) ^ set(state)))
+for key, want in state.items():
+    assert ours[key].dtype == want.dtype and ours[key].shape == want.shape, key
+    assert torch.equal(ours[key], want), key
+print(f"ok {len(ours)} tensors, max logit difference {diff:.2e}")
+"#;
+
+#[test]
+fn the_torchscript_export_runs_in_pytorch_with_evnas_logits_and_the_safetensors_are_the_state_dict() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("evnas_a.pt");
+    let exported = dir.path().join("evnas_a.safetensors");
+    let case = dir.path().join("case.safetensors");
+    run_ok(&mut export("torchscript", &script));
+    run_ok(&mut export("safetensors", &exported));
+    let (x, logits) = evnas_logits();
+    save_tensors_safetensors(&[("x".into(), x), ("logits".into(), logits)], &case).unwrap();
+
+    let python = std::env::var("EVNAS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(PYTORCH_SIDE)
+        .args([&script, &exported, Path::new(WEIGHTS), &case])
+        .env("PYTHONPATH", python_site_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} ({e}): install python3 or set EVNAS_PYTHON"));
+    assert!(out.status.success(), "PyTorch side failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok "));
+}
+
+#[test]
+fn weights_that_do_not_fit_the_network_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("model.pt");
+    let out = evnas()
+        .args(["export", "--genotype", "DARTS_V2", "--dataset", "cifar10", "--init-channels", "4"])
+        .args(["--layers", "5", "--format", "torchscript", "--weights", WEIGHTS, "--out"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("evnas_a_c4_l5_legacy.pt") && stderr.contains("DARTS_V2"), "{stderr}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "export left a file behind");
+}
