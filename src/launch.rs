@@ -60,10 +60,11 @@ pub fn settings(cfg: &Config) -> Result<SearchSettings, SearchError> {
 /// A new search of `cfg` in a fresh run directory (`run_dir`, or one under `run.dir`), its
 /// config saved there.
 pub fn create(cfg: &Config, run_dir: Option<&Path>) -> Result<SearchEngine, SearchError> {
-    let settings = settings(cfg)?;
-    let run = RunDir::create(&cfg.run.dir, cfg.search.seed, run_dir)?;
-    run.write_config(cfg)?;
-    SearchEngine::create(settings, run)
+    SearchEngine::create(settings(cfg)?, || {
+        let run = RunDir::create(&cfg.run.dir, cfg.search.seed, run_dir)?;
+        run.write_config(cfg)?;
+        Ok(run)
+    })
 }
 
 /// A search resumed in `run_dir` ([`SearchEngine::resume`]). `cfg`, when given (the `--config`

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::search::{evnas, run_ok};
@@ -38,15 +38,6 @@ fn evnas_logits() -> (Tensor, Tensor) {
     let x = Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu));
     let logits = tch::no_grad(|| net.forward_t(&x, false).0);
     (x, logits)
-}
-
-/// The directory holding the `torch` package that LIBTORCH points at (and `safetensors`).
-fn python_site_dir() -> PathBuf {
-    let libtorch = std::env::var_os("LIBTORCH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".libtorch"));
-    let torch_dir = libtorch.canonicalize().expect("LIBTORCH points at a PyTorch `torch` package dir");
-    torch_dir.parent().map(Path::to_path_buf).expect("LIBTORCH has a parent directory")
 }
 
 const PYTORCH_SIDE: &str = r#"
@@ -96,7 +87,7 @@ fn the_torchscript_export_runs_in_pytorch_with_evnas_logits_and_the_safetensors_
         .arg("-c")
         .arg(PYTORCH_SIDE)
         .args([&script, &exported, Path::new(WEIGHTS), &case])
-        .env("PYTHONPATH", python_site_dir())
+        .env("PYTHONPATH", common::python_site_dir())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python} ({e}): install python3 or set EVNAS_PYTHON"));
     assert!(out.status.success(), "PyTorch side failed:\n{}", String::from_utf8_lossy(&out.stderr));

@@ -5,6 +5,8 @@
 //! Expected values: each fixture `<name>_{zip,legacy}.pt` has `expected_<name>.pt`, the same
 //! tensors made contiguous and saved as a plain dict, which tch's own `Tensor::loadz_multi` reads.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -293,21 +295,6 @@ fn read_weights_dispatches_on_extension() {
     assert!(matches!(read_weights(&path), Err(WeightsError::UnknownExtension { .. })));
 }
 
-/// The directory holding the `torch` package that LIBTORCH points at (LIBTORCH is
-/// `<site-packages>/torch`); it also holds the `safetensors` Python package.
-fn python_site_dir() -> PathBuf {
-    let libtorch = std::env::var_os("LIBTORCH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".libtorch"));
-    let torch_dir = libtorch.canonicalize().unwrap_or_else(|e| {
-        panic!(
-            "LIBTORCH={} does not exist ({e}); point it at a PyTorch 2.11 `torch` package dir",
-            libtorch.display()
-        )
-    });
-    torch_dir.parent().map(Path::to_path_buf).expect("LIBTORCH has a parent directory")
-}
-
 const PYTORCH_FORWARD: &str = r#"
 import json, sys
 import torch, torch.nn as nn
@@ -343,7 +330,7 @@ fn pytorch_loads_our_safetensors_strictly_and_computes_the_same_outputs() {
     let ours = Vec::<f32>::try_from(tch::no_grad(|| model.forward_t(&x, false)).flatten(0, -1)).expect("f32");
 
     let python = std::env::var("EVNAS_PYTHON").unwrap_or_else(|_| "python3".into());
-    let site = python_site_dir();
+    let site = common::python_site_dir();
     let output = Command::new(&python)
         .arg("-c")
         .arg(PYTORCH_FORWARD)

@@ -112,11 +112,16 @@ fn cuda_device(index: usize) -> Result<Device, SearchError> {
 }
 
 impl SearchEngine {
-    /// Starts a new search in `run`, a fresh run directory.
-    pub fn create(settings: SearchSettings, run: RunDir) -> Result<Self, SearchError> {
+    /// Starts a new search in the fresh run directory `open_run` makes: called once the data
+    /// has loaded, so that bad data leaves nothing behind.
+    pub fn create(
+        settings: SearchSettings,
+        open_run: impl FnOnce() -> Result<RunDir, SearchError>,
+    ) -> Result<Self, SearchError> {
         let device = settings.runtime.device;
         apply_threads(&settings);
         let data = SearchData::load(&settings, device)?;
+        let run = open_run()?;
         let (vs, model) = build_initial_model(&settings, &data, device)?;
         let opt = Sgd::new(&vs, sgd_config(&settings));
         let state = initial_state(&settings, settings.hot);

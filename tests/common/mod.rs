@@ -47,6 +47,22 @@ pub fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
+/// The directory holding the `torch` package that LIBTORCH points at (LIBTORCH is
+/// `<site-packages>/torch`); it also holds the `safetensors` Python package. The PyTorch side of
+/// a test runs with it as PYTHONPATH.
+pub fn python_site_dir() -> std::path::PathBuf {
+    let libtorch = std::env::var_os("LIBTORCH")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".libtorch"));
+    let torch_dir = libtorch.canonicalize().unwrap_or_else(|e| {
+        panic!(
+            "LIBTORCH={} does not exist ({e}); point it at a PyTorch 2.11 `torch` package dir",
+            libtorch.display()
+        )
+    });
+    torch_dir.parent().map(Path::to_path_buf).expect("LIBTORCH has a parent directory")
+}
+
 pub mod genotypes;
 #[allow(unused_imports)]
 pub use genotypes::*;
