@@ -71,12 +71,12 @@ pub fn create(cfg: &Config, run_dir: Option<&Path>) -> Result<SearchEngine, Sear
 /// of the resuming command, or the daemon's), must have the digest of the run's own config; its
 /// hot values (a reload's) then apply from the next generation boundary on. Otherwise the run's
 /// own config is used, with the settings in force when it stopped. `device` overrides the
-/// config's. Also returns the config in use and the lines the user should read.
+/// config's. Also returns the lines the user should read.
 pub fn resume(
     run_dir: &Path,
     cfg: Option<Config>,
     device: Option<&str>,
-) -> Result<(SearchEngine, Config, Vec<String>), SearchError> {
+) -> Result<(SearchEngine, Vec<String>), SearchError> {
     let run = RunDir::open(run_dir)?;
     let original: Config = run.read_config()?;
     // A run without a checkpoint starts again as it started: with its own settings (those of a
@@ -95,9 +95,7 @@ pub fn resume(
     }
     let settings = settings(&cfg)?;
     let wanted = given.then_some(settings.hot);
-    let (engine, notes) = SearchEngine::resume(settings, run, started_with, wanted)?;
-    let cfg = cfg.with_hot_settings(&engine.settings().hot);
-    Ok((engine, cfg, notes))
+    SearchEngine::resume(settings, run, started_with, wanted)
 }
 
 #[cfg(test)]

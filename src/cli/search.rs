@@ -53,49 +53,48 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
         ctrlc_like_handler(move || stop.stop());
     }
 
-    let (engine, cfg) = match &args.resume {
-        Some(dir) => {
-            let cfg = match &args.config {
-                Some(path) => Some(evnas::config::load(Some(path), &[])?),
-                None => None,
-            };
-            let (engine, cfg, skipped) = evnas::launch::resume(dir, cfg, args.device.as_deref())
-                .with_context(|| match &args.config {
-                    Some(config) => {
-                        format!("cannot resume {} with --config {}", dir.display(), config.display())
-                    }
-                    None => format!("cannot resume {}", dir.display()),
-                })?;
-            for why in skipped {
-                eprintln!("warning: {why}");
+    let engine =
+        match &args.resume {
+            Some(dir) => {
+                let cfg = match &args.config {
+                    Some(path) => Some(evnas::config::load(Some(path), &[])?),
+                    None => None,
+                };
+                let (engine, skipped) = evnas::launch::resume(dir, cfg, args.device.as_deref())
+                    .with_context(|| match &args.config {
+                        Some(config) => {
+                            format!("cannot resume {} with --config {}", dir.display(), config.display())
+                        }
+                        None => format!("cannot resume {}", dir.display()),
+                    })?;
+                for why in skipped {
+                    eprintln!("warning: {why}");
+                }
+                let stopped = engine.state().stopped.as_ref().map(|s| format!(", stopped {}", s.describe()));
+                eprintln!(
+                    "resuming {} at generation {}/{}{}",
+                    dir.display(),
+                    engine.state().next_generation + 1,
+                    engine.state().settings.generations,
+                    stopped.unwrap_or_default()
+                );
+                engine
             }
-            let stopped = engine.state().stopped.as_ref().map(|s| format!(", stopped {}", s.describe()));
-            eprintln!(
-                "resuming {} at generation {}/{}{}",
-                dir.display(),
-                engine.state().next_generation + 1,
-                engine.state().settings.generations,
-                stopped.unwrap_or_default()
-            );
-            (engine, cfg)
-        }
-        None => {
-            let mut overrides = args.set.clone();
-            if let Some(d) = &args.device {
-                overrides.push(format!("run.device={d}"));
+            None => {
+                let mut overrides = args.set.clone();
+                if let Some(d) = &args.device {
+                    overrides.push(format!("run.device={d}"));
+                }
+                let cfg = evnas::config::load(args.config.as_deref(), &overrides)?;
+                evnas::launch::create(&cfg, args.run_dir.as_deref()).context("cannot start the search")?
             }
-            let cfg = evnas::config::load(args.config.as_deref(), &overrides)?;
-            let engine =
-                evnas::launch::create(&cfg, args.run_dir.as_deref()).context("cannot start the search")?;
-            (engine, cfg)
-        }
-    };
+        };
 
     eprintln!(
         "evnas search: {} individuals x {} generations on {} ({:?}), run directory {}",
-        cfg.search.population,
-        cfg.search.generations,
-        cfg.data.dataset,
+        engine.settings().hot.population,
+        engine.settings().hot.generations,
+        engine.settings().data.dataset.name(),
         engine.device(),
         engine.run_dir().display()
     );

@@ -170,7 +170,7 @@ impl Job {
 /// The search of `dir`: resumed when it exists, created otherwise.
 fn open_search(cfg: Config, dir: &Path) -> anyhow::Result<SearchEngine> {
     if dir.join("config.json").is_file() {
-        let (engine, _, notes) = crate::launch::resume(dir, Some(cfg), None)
+        let (engine, notes) = crate::launch::resume(dir, Some(cfg), None)
             .with_context(|| format!("cannot resume the search in {}", dir.display()))?;
         for note in notes {
             tracing::warn!("{note}");

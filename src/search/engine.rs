@@ -61,7 +61,6 @@ pub struct SearchResult {
 /// takes it apart ([`SearchEngine::into_parts`]) and drives it generation by generation.
 pub struct SearchEngine {
     settings: SearchSettings,
-    device: Device,
     trainer: SupernetTrainer,
     evaluators: Vec<FitnessEvaluator>,
     data: SearchData,
@@ -74,7 +73,6 @@ pub struct SearchEngine {
 /// The parts of a [`SearchEngine`], each to be owned by whoever drives it.
 pub struct SearchParts {
     pub settings: SearchSettings,
-    pub device: Device,
     pub trainer: SupernetTrainer,
     pub evaluators: Vec<FitnessEvaluator>,
     pub data: SearchData,
@@ -176,12 +174,12 @@ impl SearchEngine {
         let evaluators = build_evaluators(&settings, &data, device)?;
         let store = checkpointing::store(&run, &settings)?;
         let stop_store = checkpointing::stop_store(&run)?;
-        Ok(Self { settings, device, trainer, evaluators, data, state, run, store, stop_store })
+        Ok(Self { settings, trainer, evaluators, data, state, run, store, stop_store })
     }
 
     pub fn into_parts(self) -> SearchParts {
-        let Self { settings, device, trainer, evaluators, data, state, run, store, stop_store } = self;
-        SearchParts { settings, device, trainer, evaluators, data, state, run, store, stop_store }
+        let Self { settings, trainer, evaluators, data, state, run, store, stop_store } = self;
+        SearchParts { settings, trainer, evaluators, data, state, run, store, stop_store }
     }
 
     pub fn settings(&self) -> &SearchSettings {
@@ -193,7 +191,7 @@ impl SearchEngine {
     }
 
     pub fn device(&self) -> Device {
-        self.device
+        self.settings.runtime.device
     }
 
     pub fn state(&self) -> &SearchState {
