@@ -1,16 +1,20 @@
-//! Opening searches from config files: the edge where `config::Config` is mapped onto the core's
+//! Opening searches and training runs from config files: the edge where `config::Config` is mapped onto the core's
 //! [`SearchSettings`] and where a run directory's saved config decides how it resumes.
 
 use std::path::Path;
 use std::str::FromStr;
 
 use crate::config::Config;
-use crate::data::DatasetKind;
-use crate::search::run_dir::RunDir;
+use crate::data::{DatasetKind, PrefetchConfig};
+use crate::final_training::{FinalTrainingError, FinalTrainingSettings, TrainingRun, TrainingRunDir};
+use crate::model::EvalNetConfig;
+use crate::search::run_dir::{utc_stamp, RunDir};
 use crate::search::{
     resolve_device, DataSettings, FitnessSettings, RuntimeSettings, SearchEngine, SearchError,
     SearchSettings, SupernetSettings, TrainingSettings,
 };
+use crate::space::Genotype;
+use crate::train::sgd::SgdConfig;
 
 /// The core's settings of `cfg`, its device resolved.
 pub fn settings(cfg: &Config) -> Result<SearchSettings, SearchError> {
@@ -96,6 +100,103 @@ pub fn resume(
     let settings = settings(&cfg)?;
     let wanted = given.then_some(settings.hot);
     SearchEngine::resume(settings, run, started_with, wanted)
+}
+
+/// The genotype a training run trains, as `genotype.json` of its run directory holds it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainedGenotype {
+    pub name: String,
+    pub genotype: Genotype,
+}
+
+/// The core's settings of training `genotype` under `cfg` (`[final_training]`, the dataset of
+/// `[data]`, the device and prefetching of `[run]`/`[data]`).
+pub fn training_settings(
+    cfg: &Config,
+    genotype: &TrainedGenotype,
+) -> Result<FinalTrainingSettings, FinalTrainingError> {
+    let f = &cfg.final_training;
+    let dataset = DatasetKind::from_str(&cfg.data.dataset)?;
+    let device =
+        resolve_device(&cfg.run.device).map_err(|e| FinalTrainingError::Device { reason: e.to_string() })?;
+    Ok(FinalTrainingSettings {
+        genotype: genotype.genotype.clone(),
+        genotype_name: genotype.name.clone(),
+        dataset,
+        data_dir: cfg.data.path.clone(),
+        network: EvalNetConfig {
+            init_channels: f.init_channels,
+            layers: f.layers,
+            num_classes: dataset.num_classes() as i64,
+            auxiliary: f.auxiliary,
+            in_channels: dataset.input_shape()[0] as i64,
+        },
+        epochs: f.epochs,
+        batch_size: f.batch_size,
+        test_batch_size: f.test_batch_size,
+        learning_rate: f.learning_rate,
+        learning_rate_min: f.learning_rate_min,
+        sgd: SgdConfig { momentum: f.momentum, weight_decay: f.weight_decay },
+        grad_clip: f.grad_clip,
+        auxiliary_weight: f.auxiliary_weight,
+        drop_path_prob: f.drop_path_prob,
+        cutout: f.cutout.then_some(f.cutout_length),
+        train_subset: (f.train_subset > 0).then_some(f.train_subset),
+        test_every: f.test_every,
+        seed: f.seed,
+        device,
+        keep_checkpoints: f.keep_checkpoints,
+        prefetch: PrefetchConfig {
+            depth: cfg.data.prefetch_depth,
+            threads: cfg.data.workers,
+            pin_memory: device.is_cuda(),
+        },
+    })
+}
+
+/// A new training run of `genotype` under `cfg` in `run_dir`, or in a new directory under
+/// `run.dir` named after the genotype; its config and genotype saved there.
+pub fn create_training(
+    cfg: &Config,
+    genotype: &TrainedGenotype,
+    run_dir: Option<&Path>,
+) -> Result<TrainingRun, FinalTrainingError> {
+    let settings = training_settings(cfg, genotype)?;
+    let dir = match run_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => cfg.run.dir.join(format!("train-{}-{}", slug(&genotype.name), utc_stamp())),
+    };
+    let run = TrainingRunDir::create(&dir)?;
+    run.write_config(cfg)?;
+    run.write_genotype(genotype)?;
+    TrainingRun::create(settings, run)
+}
+
+/// The training run in `run_dir`, continued from its newest intact checkpoint with the config
+/// and genotype it started with; `device` overrides the saved device.
+pub fn resume_training(run_dir: &Path, device: Option<&str>) -> Result<TrainingRun, FinalTrainingError> {
+    let run = TrainingRunDir::open(run_dir)?;
+    let mut cfg: Config = run.read_config()?;
+    let genotype: TrainedGenotype = run.read_genotype()?;
+    if let Some(d) = device {
+        cfg.run.device = d.to_string();
+    }
+    let settings = training_settings(&cfg, &genotype)?;
+    TrainingRun::resume(settings, run)
+}
+
+/// A genotype's name as part of a directory name: a file's stem, letters, digits, '-' and '_'.
+fn slug(name: &str) -> String {
+    let stem = Path::new(name).file_stem().and_then(|s| s.to_str()).unwrap_or(name);
+    let text: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if text.is_empty() {
+        "genotype".into()
+    } else {
+        text
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod data;
 pub mod evolution;
 pub mod fault;
+pub mod final_training;
 pub mod fs_atomic;
 pub mod launch;
 pub mod model;

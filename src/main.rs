@@ -27,6 +27,8 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Test top-1/top-5 of an evaluation network from a genotype and trained weights.
     Eval(cli::eval::EvalArgs),
+    /// Train a genotype's evaluation network from scratch (the paper's second stage).
+    Train(cli::train::TrainArgs),
     /// Write an evaluation network with its weights as TorchScript or safetensors.
     Export(cli::export::ExportArgs),
     /// Compare the fitness history of several run directories (table and SVG plot).
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         (false, Some(Command::Info(args))) => cli::info::run(&args),
         (false, Some(Command::Eval(args))) => cli::eval::run(&args),
         (false, Some(Command::Export(args))) => cli::export::run(&args),
+        (false, Some(Command::Train(args))) => cli::train::run(&args),
         (false, Some(Command::Search(args))) => cli::search::run(&args),
         (false, Some(Command::Serve(args))) => cli::serve::run(&args),
         (false, Some(Command::Validate(args))) => cli::validate::run(&args),

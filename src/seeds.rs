@@ -31,6 +31,8 @@ pub mod streams {
     pub const SPLIT: u64 = 3;
     pub const DATA: u64 = 4;
     pub const FITNESS_SUBSET: u64 = 5;
+    /// Drop-path masks of a training run, reseeded per epoch so that a resumed run draws the same.
+    pub const DROP_PATH: u64 = 6;
 }
 
 #[cfg(test)]

@@ -11,5 +11,6 @@ pub mod info;
 pub mod network;
 pub mod search;
 pub mod serve;
+pub mod train;
 pub mod validate;
 pub mod version;

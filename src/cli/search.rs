@@ -142,7 +142,7 @@ fn print_pictures(run: &Path) {
 }
 
 /// SIGINT/SIGTERM raise the stop flag once; a second signal exits at once.
-fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
+pub(super) fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
     std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,

@@ -92,6 +92,12 @@ fn take_unknown_keys(tree: &mut serde_json::Value) -> Vec<String> {
     unknown
 }
 
+/// Section `name` of the built-in default, typed.
+pub(crate) fn default_section<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let tree = toml_tree(DEFAULT_TOML).expect("the built-in default config parses");
+    serde_json::from_value(tree[name].clone()).expect("the built-in default's sections fit the schema")
+}
+
 fn toml_tree(text: &str) -> Result<serde_json::Value, config::ConfigError> {
     config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))

@@ -51,7 +51,13 @@ impl Config {
         relevant.data.path = PathBuf::new();
         relevant.data.prefetch_depth = 0;
         relevant.data.workers = 0;
-        let json = serde_json::to_vec(&relevant).expect("config serialises to JSON");
+        let mut tree = serde_json::to_value(&relevant).expect("config serialises to JSON");
+        // Training the result afterwards changes nothing the search computes (and configs from
+        // before the section existed keep their digest).
+        if let Some(sections) = tree.as_object_mut() {
+            sections.remove("final_training");
+        }
+        let json = serde_json::to_vec(&tree).expect("config serialises to JSON");
         let hash = Sha256::digest(&json);
         hash.iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -24,6 +24,10 @@ pub struct Config {
     /// (Absent from the config.json of runs started before evnas served metrics.)
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Training the found cells from scratch (`evnas train`, or after a search). (Absent from
+    /// the config.json of runs started before evnas trained networks.)
+    #[serde(default)]
+    pub final_training: FinalTrainingSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,4 +150,39 @@ fn default_log_level() -> String {
 pub struct MetricsSection {
     /// Where `evnas serve` serves Prometheus metrics (`/metrics`); empty: nowhere.
     pub listen: String,
+}
+
+/// `[final_training]`: the reference's train.py protocol (see config/evnas.toml).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalTrainingSection {
+    /// Train the search's best genotype once the search has ended.
+    pub enabled: bool,
+    pub epochs: usize,
+    pub learning_rate: f64,
+    pub learning_rate_min: f64,
+    pub init_channels: i64,
+    pub layers: usize,
+    pub batch_size: usize,
+    pub test_batch_size: usize,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub auxiliary: bool,
+    pub auxiliary_weight: f64,
+    pub drop_path_prob: f64,
+    pub cutout: bool,
+    pub cutout_length: usize,
+    /// Use only the first N training images; 0 = all.
+    pub train_subset: usize,
+    pub test_every: usize,
+    pub seed: u64,
+    pub keep_checkpoints: usize,
+}
+
+impl Default for FinalTrainingSection {
+    /// The shipped default's section, so that the file stays the one place its values live.
+    fn default() -> Self {
+        super::load::default_section("final_training")
+    }
 }

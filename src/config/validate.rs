@@ -107,6 +107,7 @@ pub fn validate(cfg: &Config) -> Vec<String> {
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&r.log_level) {
         p.push(format!("run.log_level = {:?}: not a log filter ({e})", r.log_level));
     }
+    validate_final_training(&cfg.final_training, &mut p);
     let listen = &cfg.metrics.listen;
     if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
         p.push(format!(
@@ -114,6 +115,55 @@ pub fn validate(cfg: &Config) -> Vec<String> {
         ));
     }
     p
+}
+
+fn validate_final_training(f: &super::schema::FinalTrainingSection, p: &mut Vec<String>) {
+    let key = |name: &str| format!("final_training.{name}");
+    for (name, value) in [
+        ("epochs", f.epochs),
+        ("layers", f.layers),
+        ("batch_size", f.batch_size),
+        ("test_batch_size", f.test_batch_size),
+        ("test_every", f.test_every),
+        ("keep_checkpoints", f.keep_checkpoints),
+    ] {
+        if value == 0 {
+            p.push(format!("{} = 0: must be at least 1", key(name)));
+        }
+    }
+    if f.layers > 0 && f.layers < 3 {
+        p.push(format!("final_training.layers = {}: need at least 3 (two are reduction cells)", f.layers));
+    }
+    if f.init_channels <= 0 {
+        p.push(format!("final_training.init_channels = {}: must be positive", f.init_channels));
+    }
+    if !positive(f.learning_rate) {
+        p.push(format!("final_training.learning_rate = {}: must be positive", f.learning_rate));
+    }
+    if !(f.learning_rate_min >= 0.0 && f.learning_rate_min <= f.learning_rate) {
+        p.push(format!(
+            "final_training.learning_rate_min = {}: must lie in [0, final_training.learning_rate]",
+            f.learning_rate_min
+        ));
+    }
+    if !(0.0..1.0).contains(&f.momentum) {
+        p.push(format!("final_training.momentum = {}: must lie in [0, 1)", f.momentum));
+    }
+    if !(f.weight_decay.is_finite() && f.weight_decay >= 0.0) {
+        p.push(format!("final_training.weight_decay = {}: must not be negative", f.weight_decay));
+    }
+    if !positive(f.grad_clip) {
+        p.push(format!("final_training.grad_clip = {}: must be positive", f.grad_clip));
+    }
+    if !(f.auxiliary_weight.is_finite() && f.auxiliary_weight >= 0.0) {
+        p.push(format!("final_training.auxiliary_weight = {}: must not be negative", f.auxiliary_weight));
+    }
+    if !(0.0..1.0).contains(&f.drop_path_prob) {
+        p.push(format!("final_training.drop_path_prob = {}: must lie in [0, 1)", f.drop_path_prob));
+    }
+    if f.cutout && f.cutout_length == 0 {
+        p.push("final_training.cutout_length = 0: must be positive when final_training.cutout is on".into());
+    }
 }
 
 /// True for finite values above zero (NaN is not positive).

@@ -1,7 +1,9 @@
-//! Human-facing reports of a search run.
+//! Human-facing reports of search and training runs.
 
+pub mod learning_curve;
 pub mod plot;
 
+pub use learning_curve::learning_curve_svg;
 pub use plot::{fitness_plot_svg, GenerationFitness, PlotSeries};
 
 /// Text made safe inside SVG/XML text and attribute values.

@@ -36,14 +36,14 @@ pub struct PlotSeries {
     pub dashed: bool,
 }
 
-const WIDTH: f64 = 860.0;
-const HEIGHT: f64 = 500.0;
-const LEFT: f64 = 72.0;
-const RIGHT: f64 = 200.0;
-const TOP: f64 = 56.0;
-const BOTTOM: f64 = 62.0;
-const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
-const INK: &str = "#333333";
+pub(super) const WIDTH: f64 = 860.0;
+pub(super) const HEIGHT: f64 = 500.0;
+pub(super) const LEFT: f64 = 72.0;
+pub(super) const RIGHT: f64 = 200.0;
+pub(super) const TOP: f64 = 56.0;
+pub(super) const BOTTOM: f64 = 62.0;
+pub(super) const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
+pub(super) const INK: &str = "#333333";
 const GRID: &str = "#e3e3e3";
 /// Per metric: (name, colour, stroke width).
 const METRICS: [(&str, &str, f64); 3] =
@@ -87,7 +87,7 @@ pub fn fitness_plot_svg(series: &[PlotSeries], title: &str) -> String {
     let values: Vec<f64> =
         sorted.iter().flatten().flat_map(|p| [p.best, p.mean, p.worst]).filter(|v| v.is_finite()).collect();
 
-    let frame = Frame::new(&generations, &values);
+    let frame = Frame::new(&generations, &values, "generation");
     frame.draw_grid_and_axes(&mut svg);
     if values.is_empty() {
         let _ = writeln!(
@@ -106,29 +106,35 @@ pub fn fitness_plot_svg(series: &[PlotSeries], title: &str) -> String {
 }
 
 /// Data-to-pixel mapping and the tick positions of both axes.
-struct Frame {
+pub(super) struct Frame {
     x_ticks: Ticks,
     y_ticks: Ticks,
+    x_label: &'static str,
 }
 
 impl Frame {
-    fn new(generations: &[f64], values: &[f64]) -> Self {
-        let (gx_min, gx_max) = bounds(generations).unwrap_or((0.0, 1.0));
+    /// A frame for points at `xs` (integers: generations, epochs) with `values` in percent.
+    pub(super) fn new(xs: &[f64], values: &[f64], x_label: &'static str) -> Self {
+        let (gx_min, gx_max) = bounds(xs).unwrap_or((0.0, 1.0));
         let (vy_min, vy_max) = bounds(values).unwrap_or((0.0, 100.0));
-        Self { x_ticks: Ticks::nice(gx_min, gx_max, 8, true), y_ticks: Ticks::nice(vy_min, vy_max, 6, false) }
+        Self {
+            x_ticks: Ticks::nice(gx_min, gx_max, 8, true),
+            y_ticks: Ticks::nice(vy_min, vy_max, 6, false),
+            x_label,
+        }
     }
 
-    fn x(&self, generation: f64) -> f64 {
+    pub(super) fn x(&self, generation: f64) -> f64 {
         let t = &self.x_ticks;
         LEFT + (generation - t.min) / (t.max - t.min) * (WIDTH - LEFT - RIGHT)
     }
 
-    fn y(&self, value: f64) -> f64 {
+    pub(super) fn y(&self, value: f64) -> f64 {
         let t = &self.y_ticks;
         HEIGHT - BOTTOM - (value - t.min) / (t.max - t.min) * (HEIGHT - TOP - BOTTOM)
     }
 
-    fn draw_grid_and_axes(&self, svg: &mut String) {
+    pub(super) fn draw_grid_and_axes(&self, svg: &mut String) {
         let (x0, x1, y0, y1) = (LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM, TOP);
         svg.push_str("<g class=\"grid\">\n");
         for v in self.y_ticks.values() {
@@ -183,9 +189,10 @@ impl Frame {
         }
         let _ = writeln!(
             svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="14" fill="{INK}">generation</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="14" fill="{INK}">{}</text>"#,
             (x0 + x1) / 2.0,
-            HEIGHT - 16.0
+            HEIGHT - 16.0,
+            self.x_label
         );
         let (cx, cy) = (20.0, (y0 + y1) / 2.0);
         let _ = writeln!(
@@ -309,16 +316,16 @@ fn draw_legend(svg: &mut String, series: &[PlotSeries]) {
     svg.push_str("</g>\n");
 }
 
-fn point_list(points: impl Iterator<Item = (f64, f64)>) -> String {
+pub(super) fn point_list(points: impl Iterator<Item = (f64, f64)>) -> String {
     points.map(|(x, y)| format!("{x:.1},{y:.1}")).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Checks tag nesting and attribute quoting: enough to catch broken SVG text.
-    fn assert_well_formed(svg: &str) {
+    pub(in crate::report) fn assert_well_formed(svg: &str) {
         let mut stack: Vec<String> = Vec::new();
         let mut rest = svg;
         while let Some(start) = rest.find('<') {

@@ -168,7 +168,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SearchError> {
 }
 
 /// `YYYYmmdd-HHMMSS` in UTC, without a date crate.
-fn utc_stamp() -> String {
+pub(crate) fn utc_stamp() -> String {
     let secs =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);

@@ -283,3 +283,50 @@ impl Started<'_> {
         PhaseEntered("idle").emit();
     }
 }
+
+/// One training step of a network trained from scratch.
+pub struct FinalTrainingStep {
+    pub images: usize,
+    pub seconds: f64,
+}
+
+impl FinalTrainingStep {
+    pub fn emit(&self) {
+        counter!(FINAL_TRAINING_IMAGES_TOTAL).increment(self.images as u64);
+        histogram!(FINAL_TRAINING_STEP_DURATION_SECONDS).record(self.seconds);
+    }
+}
+
+/// An epoch of a network trained from scratch begins.
+pub struct FinalTrainingEpochStarted {
+    /// 0-based.
+    pub epoch: usize,
+    pub epochs: usize,
+    pub learning_rate: f64,
+}
+
+impl FinalTrainingEpochStarted {
+    pub fn emit(&self) {
+        gauge!(FINAL_TRAINING_EPOCH).set(self.epoch as f64);
+        gauge!(FINAL_TRAINING_EPOCHS).set(self.epochs as f64);
+        gauge!(FINAL_TRAINING_LEARNING_RATE).set(self.learning_rate);
+    }
+}
+
+/// An epoch of a network trained from scratch is recorded and checkpointed.
+pub struct FinalTrainingEpochFinished<'a>(pub &'a crate::final_training::EpochRecord);
+
+impl FinalTrainingEpochFinished<'_> {
+    pub fn emit(&self) {
+        let r = self.0;
+        gauge!(FINAL_TRAINING_EPOCH).set(r.epoch as f64);
+        gauge!(FINAL_TRAINING_LOSS).set(r.train_loss);
+        gauge!(FINAL_TRAINING_TOP1_RATIO, "split" => "train").set(r.train_top1 / 100.0);
+        gauge!(FINAL_TRAINING_TOP5_RATIO, "split" => "train").set(r.train_top5 / 100.0);
+        if let (Some(top1), Some(top5)) = (r.test_top1, r.test_top5) {
+            gauge!(FINAL_TRAINING_TOP1_RATIO, "split" => "test").set(top1 / 100.0);
+            gauge!(FINAL_TRAINING_TOP5_RATIO, "split" => "test").set(top5 / 100.0);
+        }
+        gauge!(FINAL_TRAINING_IMAGES_PER_SECOND).set(r.images_per_second);
+    }
+}

@@ -55,6 +55,19 @@ pub const CUDA_MEMORY_USED_BYTES: &str = "evnas_cuda_memory_used_bytes";
 /// Labels `version`, `libtorch`; always 1.
 pub const BUILD_INFO: &str = "evnas_build_info";
 
+// Training found cells from scratch (`evnas train`, final_training).
+pub const FINAL_TRAINING_IMAGES_TOTAL: &str = "evnas_final_training_images_total";
+pub const FINAL_TRAINING_STEP_DURATION_SECONDS: &str = "evnas_final_training_step_duration_seconds";
+pub const FINAL_TRAINING_EPOCH: &str = "evnas_final_training_epoch";
+pub const FINAL_TRAINING_EPOCHS: &str = "evnas_final_training_epochs";
+pub const FINAL_TRAINING_LEARNING_RATE: &str = "evnas_final_training_learning_rate";
+pub const FINAL_TRAINING_LOSS: &str = "evnas_final_training_loss";
+/// Label `split`: train | test.
+pub const FINAL_TRAINING_TOP1_RATIO: &str = "evnas_final_training_top1_ratio";
+/// Label `split`: train | test.
+pub const FINAL_TRAINING_TOP5_RATIO: &str = "evnas_final_training_top5_ratio";
+pub const FINAL_TRAINING_IMAGES_PER_SECOND: &str = "evnas_final_training_images_per_second";
+
 /// The phases of [`PHASE`], the states of [`SEARCH_STATE`], the outcomes of [`RELOADS_TOTAL`].
 pub const PHASES: [&str; 4] = ["train", "evaluate", "breed", "idle"];
 pub const SEARCH_STATES: [&str; 4] = ["running", "paused", "stopped", "finished"];
@@ -69,9 +82,10 @@ pub const PHASE_BUCKETS: &[f64] =
     &[0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0];
 
 /// Which histograms get which buckets.
-pub fn histogram_buckets() -> [(&'static str, &'static [f64]); 7] {
+pub fn histogram_buckets() -> [(&'static str, &'static [f64]); 8] {
     [
         (TRAIN_STEP_DURATION_SECONDS, STEP_BUCKETS),
+        (FINAL_TRAINING_STEP_DURATION_SECONDS, STEP_BUCKETS),
         (FITNESS_BATCH_DURATION_SECONDS, STEP_BUCKETS),
         (DATA_WAIT_SECONDS, WAIT_BUCKETS),
         (ACTOR_BUSY_SECONDS, PHASE_BUCKETS),
@@ -174,6 +188,35 @@ pub const METRICS: &[Metric] = &[
     metric(PROCESS_RESIDENT_MEMORY_BYTES, Gauge, BYTES, "Resident memory of the process."),
     metric(CUDA_MEMORY_USED_BYTES, Gauge, BYTES, "Memory in use on a CUDA device (all processes)."),
     metric(BUILD_INFO, Gauge, None, "Always 1; the labels name the evnas and libtorch versions."),
+    metric(FINAL_TRAINING_IMAGES_TOTAL, Counter, COUNT, "Training images through the network being trained."),
+    metric(
+        FINAL_TRAINING_STEP_DURATION_SECONDS,
+        Histogram,
+        SECONDS,
+        "One training step of the network being trained.",
+    ),
+    metric(FINAL_TRAINING_EPOCH, Gauge, COUNT, "Epochs of the network being trained that are done."),
+    metric(FINAL_TRAINING_EPOCHS, Gauge, COUNT, "Epochs the network being trained will be trained for."),
+    metric(FINAL_TRAINING_LEARNING_RATE, Gauge, None, "Learning rate of the epoch running."),
+    metric(FINAL_TRAINING_LOSS, Gauge, None, "Mean training loss of the last finished epoch."),
+    metric(
+        FINAL_TRAINING_TOP1_RATIO,
+        Gauge,
+        None,
+        "Top-1 of the last finished (train) or tested (test) epoch.",
+    ),
+    metric(
+        FINAL_TRAINING_TOP5_RATIO,
+        Gauge,
+        None,
+        "Top-5 of the last finished (train) or tested (test) epoch.",
+    ),
+    metric(
+        FINAL_TRAINING_IMAGES_PER_SECOND,
+        Gauge,
+        None,
+        "Training images per second of the last finished epoch.",
+    ),
 ];
 
 /// Registers every metric's unit and help text with the installed recorder.
@@ -191,11 +234,12 @@ pub fn describe() {
 }
 
 /// The documented names as they appear on /metrics of a CPU search that ran a generation
-/// (histograms by their `_count` series; CUDA memory only exists on CUDA).
+/// (histograms by their `_count` series; CUDA memory only exists on CUDA; training a network
+/// is not a search).
 pub fn exposed() -> Vec<String> {
     METRICS
         .iter()
-        .filter(|m| m.name != CUDA_MEMORY_USED_BYTES)
+        .filter(|m| m.name != CUDA_MEMORY_USED_BYTES && !m.name.starts_with("evnas_final_training_"))
         .map(|m| if m.kind == Histogram { format!("{}_count", m.name) } else { m.name.to_string() })
         .collect()
 }

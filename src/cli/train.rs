@@ -1,0 +1,274 @@
+//! `evnas train`: a genotype's evaluation network trained from scratch as the reference's
+//! train.py does, with a progress bar per epoch, one line per epoch, checkpoints every epoch,
+//! `--resume`, and the weights, records, plot and result in the run directory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use evnas::data::DatasetKind;
+use evnas::final_training::epoch::Step;
+use evnas::final_training::{EpochRecord, TrainingObserver, TrainingOutcome, TrainingRun};
+use evnas::launch::TrainedGenotype;
+use evnas::space::Genotype;
+use evnas::stop::StopFlag;
+use evnas::telemetry::{self, MetricsExporter};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Built-in genotype name (e.g. EvNAS-A, DARTS_V2) or genotype file (JSON or DARTS notation).
+    #[arg(long, required_unless_present = "resume")]
+    genotype: Option<String>,
+    /// cifar10, cifar100 or fashion-mnist (overrides data.dataset).
+    #[arg(long, value_parser = super::arg_values::dataset)]
+    dataset: Option<DatasetKind>,
+    /// Directory of the dataset's files (overrides data.path).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Config file (TOML) whose [final_training], [data] and [run] sections apply.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config value, e.g. --set final_training.drop_path_prob=0.3 (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    set: Vec<String>,
+    /// Continue the training run in this directory from its newest intact checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["genotype", "config", "set", "run_dir"])]
+    resume: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long, value_parser = super::arg_values::init_channels)]
+    init_channels: Option<i64>,
+    #[arg(long, value_parser = super::arg_values::layers)]
+    layers: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    train_subset: Option<usize>,
+    /// Train without the auxiliary head (needed for 28x28 images).
+    #[arg(long)]
+    no_auxiliary: bool,
+    /// Put the run in exactly this directory (default: a new one under run.dir).
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+    /// "cpu", "cuda", "cuda:N" or "auto"; overrides run.device.
+    #[arg(long)]
+    device: Option<String>,
+    /// No progress bars (one line per epoch only).
+    #[arg(long)]
+    quiet: bool,
+    /// Serve Prometheus metrics on this address while training, e.g. 127.0.0.1:9465.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl TrainArgs {
+    /// The flags as config overrides, after the user's own `--set`s so that flags win.
+    fn overrides(&self) -> Vec<String> {
+        let mut sets = self.set.clone();
+        let mut push = |key: &str, value: String| sets.push(format!("{key}={value}"));
+        if let Some(d) = self.dataset {
+            push("data.dataset", d.name().to_string());
+        }
+        if let Some(p) = &self.data {
+            push("data.path", p.display().to_string());
+        }
+        if let Some(n) = self.epochs {
+            push("final_training.epochs", n.to_string());
+        }
+        if let Some(c) = self.init_channels {
+            push("final_training.init_channels", c.to_string());
+        }
+        if let Some(l) = self.layers {
+            push("final_training.layers", l.to_string());
+        }
+        if let Some(b) = self.batch_size {
+            push("final_training.batch_size", b.to_string());
+        }
+        if let Some(n) = self.train_subset {
+            push("final_training.train_subset", n.to_string());
+        }
+        if self.no_auxiliary {
+            push("final_training.auxiliary", "false".into());
+        }
+        if let Some(d) = &self.device {
+            push("run.device", d.clone());
+        }
+        sets
+    }
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = args.metrics_listen {
+        let libtorch = evnas::runtime::TorchRuntime::detect().libtorch_version;
+        MetricsExporter::start(addr, &libtorch)?;
+    }
+    let stop = StopFlag::new();
+    {
+        let stop = stop.clone();
+        super::search::ctrlc_like_handler(move || stop.stop());
+    }
+    let training = match &args.resume {
+        Some(dir) => {
+            let run = evnas::launch::resume_training(dir, args.device.as_deref())
+                .with_context(|| format!("cannot resume {}", dir.display()))?;
+            eprintln!(
+                "resuming {} after epoch {}/{}",
+                dir.display(),
+                run.epochs_done(),
+                run.settings().epochs
+            );
+            run
+        }
+        None => {
+            let cfg = evnas::config::load(args.config.as_deref(), &args.overrides())?;
+            evnas::threads::set_process_threads(cfg.run.threads);
+            let name = args.genotype.clone().unwrap_or_default();
+            let genotype = TrainedGenotype { genotype: Genotype::load(&name)?, name };
+            evnas::launch::create_training(&cfg, &genotype, args.run_dir.as_deref())
+                .context("cannot start training")?
+        }
+    };
+    let run_dir = training.run_dir().path().to_path_buf();
+    describe(&training);
+    let mut observer = Progress::new(args.quiet, training.settings().epochs);
+    match training.run(&mut observer, &stop) {
+        Ok(TrainingOutcome::Finished(result)) => {
+            observer.clear();
+            println!(
+                "{} on {}: test top-1 {:.2}%  top-5 {:.2}% after {} epochs (best top-1 {:.2}% at epoch {})",
+                result.genotype,
+                result.dataset,
+                result.test_top1,
+                result.test_top5,
+                result.epochs,
+                result.best_test_top1,
+                result.best_epoch
+            );
+            println!("run directory: {}", run_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(TrainingOutcome::Stopped { epochs_done }) => {
+            observer.clear();
+            eprintln!(
+                "stopped after epoch {epochs_done}; resume with: evnas train --resume {}",
+                run_dir.display()
+            );
+            Ok(ExitCode::from(super::failure::code::INTERRUPTED))
+        }
+        Err(e) => {
+            observer.clear();
+            Err(anyhow::Error::new(e).context(format!("training in {} failed", run_dir.display())))
+        }
+    }
+}
+
+fn describe(run: &TrainingRun) {
+    let s = run.settings();
+    eprintln!(
+        "evnas train: {} on {} ({} training images), C={} {} cells{}, {:.2} M parameters, {} epochs of batch {} on {:?}, run directory {}",
+        s.genotype_name,
+        s.dataset.name(),
+        run.train_images(),
+        s.network.init_channels,
+        s.network.layers,
+        if s.network.auxiliary { " + auxiliary head" } else { "" },
+        run.parameters() as f64 / 1e6,
+        s.epochs,
+        s.batch_size,
+        s.device,
+        run.run_dir().path().display()
+    );
+}
+
+/// Progress bars and the per-epoch line; metrics of every step and epoch.
+struct Progress {
+    quiet: bool,
+    epochs: usize,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new(quiet: bool, epochs: usize) -> Self {
+        Self { quiet, epochs, bar: None }
+    }
+
+    fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn start_bar(&mut self, total: usize, template: String) {
+        self.clear();
+        if self.quiet {
+            return;
+        }
+        let bar = ProgressBar::new(total as u64);
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        self.bar = Some(bar);
+    }
+}
+
+impl TrainingObserver for Progress {
+    fn epoch_started(&mut self, epoch: usize, batches: usize, learning_rate: f64) {
+        telemetry::FinalTrainingEpochStarted { epoch, epochs: self.epochs, learning_rate }.emit();
+        self.start_bar(
+            batches,
+            format!(
+                "epoch {:>3}/{} train [{{bar:30}}] {{pos}}/{{len}} {{msg}} eta {{eta}}",
+                epoch + 1,
+                self.epochs
+            ),
+        );
+    }
+
+    fn step(&mut self, step: &Step<'_>) {
+        telemetry::FinalTrainingStep { images: step.images, seconds: step.compute.as_secs_f64() }.emit();
+        if let Some(bar) = &self.bar {
+            let t = &step.totals.tally;
+            let busy = (step.totals.compute + step.totals.data_wait).as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "loss {:.3} top-1 {:.1}% {:.0} img/s",
+                t.mean_loss(),
+                t.top1(),
+                t.images as f64 / busy
+            ));
+            bar.set_position(step.totals.batches as u64);
+        }
+    }
+
+    fn testing_started(&mut self, batches: usize) {
+        self.start_bar(batches, "            test  [{bar:30}] {pos}/{len} eta {eta}".into());
+    }
+
+    fn tested_batch(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn epoch_finished(&mut self, r: &EpochRecord) {
+        self.clear();
+        telemetry::FinalTrainingEpochFinished(r).emit();
+        let test = match (r.test_top1, r.test_top5) {
+            (Some(t1), Some(t5)) => format!("  test top-1 {t1:.2}% top-5 {t5:.2}%"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "epoch {:>3}/{}  lr {:.5}  train loss {:.4} top-1 {:.2}%{}  {:.0} img/s  {:.1} s",
+            r.epoch,
+            self.epochs,
+            r.learning_rate,
+            r.train_loss,
+            r.train_top1,
+            test,
+            r.images_per_second,
+            r.train_seconds + r.test_seconds
+        );
+    }
+}

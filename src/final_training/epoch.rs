@@ -1,0 +1,93 @@
+//! One training epoch of an evaluation network (train.py `train`): cross-entropy on the logits
+//! plus the auxiliary head's weighted loss, gradients clipped, one SGD step per batch.
+
+use std::time::{Duration, Instant};
+
+use tch::Device;
+
+use super::FinalTrainingError;
+use crate::data::Batch;
+use crate::model::NetworkCifar;
+use crate::stop::StopFlag;
+use crate::train::sgd::Sgd;
+use crate::train::Tally;
+
+/// The step settings of one epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct StepSettings {
+    pub epoch: usize,
+    pub learning_rate: f64,
+    pub grad_clip: f64,
+    pub auxiliary_weight: f64,
+    pub device: Device,
+}
+
+/// Totals of a finished epoch.
+#[derive(Debug, Clone, Default)]
+pub struct EpochTotals {
+    pub tally: Tally,
+    pub batches: usize,
+    pub compute: Duration,
+    pub data_wait: Duration,
+}
+
+/// After each step: the running totals and the images of this step.
+pub struct Step<'a> {
+    pub totals: &'a EpochTotals,
+    pub images: usize,
+    pub compute: Duration,
+}
+
+/// Trains `net` on every batch; `None` when `stop` was raised before the epoch's end (the
+/// weights then hold a partial epoch and must not be checkpointed).
+pub fn train_epoch<I, E>(
+    net: &NetworkCifar,
+    opt: &mut Sgd,
+    step: StepSettings,
+    batches: I,
+    stop: &StopFlag,
+    mut on_step: impl FnMut(&Step<'_>),
+) -> Result<Option<EpochTotals>, FinalTrainingError>
+where
+    I: IntoIterator<Item = Result<Batch, E>>,
+    E: std::fmt::Display,
+{
+    let mut totals = EpochTotals::default();
+    let mut iter = batches.into_iter();
+    loop {
+        if stop.is_stopped() {
+            return Ok(None);
+        }
+        let wait_start = Instant::now();
+        let Some(next) = iter.next() else { break };
+        totals.data_wait += wait_start.elapsed();
+        let started = Instant::now();
+        let batch = next.map_err(|e| FinalTrainingError::Data { reason: e.to_string() })?;
+        crate::fault::point("final_training.batch")?;
+        let images = batch.images.to_device(step.device);
+        let labels = batch.labels.to_device(step.device);
+        opt.zero_grad();
+        let (logits, auxiliary) = net.forward_t(&images, true);
+        let main_loss = logits.cross_entropy_for_logits(&labels);
+        let loss = match auxiliary {
+            Some(aux) => main_loss + aux.cross_entropy_for_logits(&labels) * step.auxiliary_weight,
+            None => main_loss,
+        };
+        // Checked before the step, so that a diverged batch never reaches the weights.
+        let loss_value =
+            if crate::fault::corrupts("final_training.loss") { f64::NAN } else { loss.double_value(&[]) };
+        if !loss_value.is_finite() {
+            return Err(FinalTrainingError::NonFiniteLoss { epoch: step.epoch + 1, batch: totals.batches });
+        }
+        loss.backward();
+        opt.clip_grad_norm(step.grad_clip);
+        opt.step(step.learning_rate);
+        tch::no_grad(|| totals.tally.add(&logits.detach(), &labels, loss_value));
+        totals.batches += 1;
+        let compute = started.elapsed();
+        totals.compute += compute;
+        let n = labels.size().first().map_or(0, |&n| n as usize);
+        on_step(&Step { totals: &totals, images: n, compute });
+    }
+    Ok(Some(totals))
+}

@@ -1,0 +1,59 @@
+//! The paper's second stage: a found genotype's evaluation network (NetworkCIFAR) trained from
+//! scratch as the reference's train.py does (SGD, cosine learning rate, cutout, auxiliary head,
+//! drop path ramped per epoch, gradient clipping), tested every epoch, checkpointed every epoch
+//! and resumable exactly. Plain library code: the command line and telemetry live at the edge.
+
+pub mod epoch;
+pub mod record;
+pub mod run;
+pub mod run_dir;
+pub mod settings;
+
+pub use record::{EpochRecord, TrainingResult};
+pub use run::{TrainingObserver, TrainingOutcome, TrainingRun};
+pub use run_dir::TrainingRunDir;
+pub use settings::FinalTrainingSettings;
+
+use std::path::PathBuf;
+
+/// Errors of a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum FinalTrainingError {
+    #[error("training on {dataset} is not built yet (`evnas eval` evaluates ImageNet networks)")]
+    UnsupportedDataset { dataset: &'static str },
+    #[error(
+        "the auxiliary head reads 8x8 feature maps (32x32 images), {dataset} images are {size}x{size}: \
+         set final_training.auxiliary = false (--no-auxiliary)"
+    )]
+    AuxiliaryNeeds32 { dataset: &'static str, size: usize },
+    #[error("the training set has {images} images; final_training.train_subset = {subset} asks for more")]
+    SubsetTooLarge { subset: usize, images: usize },
+    #[error("loss is not finite at epoch {epoch}, batch {batch}; lower final_training.learning_rate")]
+    NonFiniteLoss { epoch: usize, batch: usize },
+    #[error("{reason}")]
+    Device { reason: String },
+    #[error("data pipeline failed: {reason}")]
+    Data { reason: String },
+    #[error("{} is not a training run directory (no {file})", dir.display())]
+    NotARunDir { dir: PathBuf, file: &'static str },
+    #[error("{} already holds a training run; continue it with --resume", dir.display())]
+    RunDirInUse { dir: PathBuf },
+    #[error("cannot {op} {}", path.display())]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{} is unreadable: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot encode {name}: {reason}")]
+    Encode { name: String, reason: String },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightsError),
+    #[error(transparent)]
+    Momentum(#[from] crate::train::sgd::SgdStateError),
+    #[error(transparent)]
+    DataSet(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Test(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Fault(#[from] crate::fault::InjectedFault),
+}

@@ -1,0 +1,335 @@
+//! A training run from start (or a checkpoint) to its last epoch: per epoch the learning rate
+//! and drop-path probability of train.py, one pass over the training set, the test split, then
+//! the records, the weights and an atomic checkpoint. Every random draw is a function of the
+//! seed and the epoch (data order, augmentation, drop-path masks), so a run resumed from the
+//! checkpoint of epoch k computes what the uninterrupted run computed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+use tch::Tensor;
+
+use super::epoch::{train_epoch, Step, StepSettings};
+use super::record::{EpochRecord, TrainingResult};
+use super::run_dir::TrainingRunDir;
+use super::settings::FinalTrainingSettings;
+use super::FinalTrainingError;
+use crate::checkpoint::{CheckpointFile, CheckpointStore};
+use crate::data::{
+    load_split, test_plan, test_source, CifarAugment, DatasetKind, EpochPlan, InMemorySource, Producer,
+    SplitName,
+};
+use crate::model::{parameter_count, NetworkCifar};
+use crate::report::learning_curve_svg;
+use crate::seeds::{derive_seed, streams};
+use crate::stop::StopFlag;
+use crate::train::sgd::Sgd;
+use crate::train::test_set::evaluate_test_set;
+use crate::weights::{load_into, safetensors_bytes, safetensors_from_bytes, LoadOptions};
+
+const STATE: &str = "state.json";
+const NETWORK: &str = "network.safetensors";
+const MOMENTUM: &str = "momentum.safetensors";
+
+/// What happens during a run, for progress bars, log lines and metrics.
+pub trait TrainingObserver {
+    fn epoch_started(&mut self, _epoch: usize, _batches: usize, _learning_rate: f64) {}
+    fn step(&mut self, _step: &Step<'_>) {}
+    fn testing_started(&mut self, _batches: usize) {}
+    fn tested_batch(&mut self) {}
+    fn epoch_finished(&mut self, _record: &EpochRecord) {}
+    fn checkpoint_written(&mut self, _epochs_done: usize, _bytes: u64, _seconds: f64) {}
+}
+
+impl TrainingObserver for () {}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainingOutcome {
+    Finished(TrainingResult),
+    /// Stopped on request; the checkpoint of `epochs_done` epochs is the one to resume.
+    Stopped {
+        epochs_done: usize,
+    },
+}
+
+/// The state a checkpoint holds besides the tensors.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainingState {
+    epochs_done: usize,
+    records: Vec<EpochRecord>,
+    /// (1-based epoch, test top-1) of the best tested epoch.
+    best: Option<(usize, f64)>,
+}
+
+pub struct TrainingRun {
+    settings: FinalTrainingSettings,
+    run: TrainingRunDir,
+    store: CheckpointStore,
+    vs: VarStore,
+    net: NetworkCifar,
+    opt: Sgd,
+    train: Producer,
+    train_items: Vec<usize>,
+    test: Producer,
+    test_plan: EpochPlan,
+    state: TrainingState,
+}
+
+impl TrainingRun {
+    /// A run from freshly initialised weights.
+    pub fn create(settings: FinalTrainingSettings, run: TrainingRunDir) -> Result<Self, FinalTrainingError> {
+        Self::open(settings, run, false)
+    }
+
+    /// The run in `run` continued from its newest intact checkpoint (from the start when the
+    /// first epoch never finished).
+    pub fn resume(settings: FinalTrainingSettings, run: TrainingRunDir) -> Result<Self, FinalTrainingError> {
+        Self::open(settings, run, true)
+    }
+
+    fn open(
+        settings: FinalTrainingSettings,
+        run: TrainingRunDir,
+        resume: bool,
+    ) -> Result<Self, FinalTrainingError> {
+        check_supported(&settings)?;
+        let kind = settings.dataset;
+        let norm = kind.normalization();
+        let train_set = Arc::new(load_split(kind, &settings.data_dir, SplitName::Train)?);
+        let images = train_set.len();
+        let used = match settings.train_subset {
+            Some(n) if n > images => {
+                return Err(FinalTrainingError::SubsetTooLarge { subset: n, images });
+            }
+            Some(n) => n,
+            None => images,
+        };
+        let augment = CifarAugment { padding: 4, flip: true, cutout: settings.cutout };
+        let train_source = InMemorySource::new(train_set, &norm, Some(augment))?;
+        let train = Producer::new(Arc::new(train_source), settings.prefetch.clone())?;
+        let test_source = test_source(kind, &settings.data_dir)?;
+        let test_plan = test_plan(test_source.as_ref(), settings.test_batch_size)?;
+        let test = Producer::new(test_source, settings.prefetch.clone())?;
+
+        tch::manual_seed(derive_seed(settings.seed, &[streams::WEIGHTS]) as i64);
+        let mut vs = VarStore::new(settings.device);
+        let net = NetworkCifar::new(&vs.root(), settings.network, &settings.genotype);
+        let mut opt = Sgd::new(&vs, settings.sgd);
+        let store = run.checkpoints(settings.keep_checkpoints)?;
+        let mut state = TrainingState::default();
+        if resume {
+            if let Some(loaded) = store.load_latest(&settings.identity())? {
+                let dir = &loaded.dir;
+                state = serde_json::from_slice(loaded.require(STATE)?).map_err(|e| {
+                    FinalTrainingError::Corrupt { path: dir.join(STATE), reason: e.to_string() }
+                })?;
+                let tensors = safetensors_from_bytes(&dir.join(NETWORK), loaded.require(NETWORK)?)?;
+                load_into(&mut vs, tensors, &LoadOptions::strict())?;
+                let momentum = safetensors_from_bytes(&dir.join(MOMENTUM), loaded.require(MOMENTUM)?)?;
+                opt.restore_momentum(momentum)?;
+            }
+        }
+        Ok(Self {
+            settings,
+            run,
+            store,
+            vs,
+            net,
+            opt,
+            train,
+            train_items: (0..used).collect(),
+            test,
+            test_plan,
+            state,
+        })
+    }
+
+    pub fn settings(&self) -> &FinalTrainingSettings {
+        &self.settings
+    }
+
+    pub fn run_dir(&self) -> &TrainingRunDir {
+        &self.run
+    }
+
+    pub fn epochs_done(&self) -> usize {
+        self.state.epochs_done
+    }
+
+    pub fn train_images(&self) -> usize {
+        self.train_items.len()
+    }
+
+    /// Trainable parameters without the auxiliary head (the paper's count).
+    pub fn parameters(&self) -> u64 {
+        parameter_count(&self.vs)
+    }
+
+    /// Trains the remaining epochs; stops between batches when `stop` is raised.
+    pub fn run(
+        mut self,
+        observer: &mut dyn TrainingObserver,
+        stop: &StopFlag,
+    ) -> Result<TrainingOutcome, FinalTrainingError> {
+        // Whatever a killed process left beyond its last checkpoint is rewritten from it.
+        self.run.write_epochs(&self.state.records)?;
+        let epochs = self.settings.epochs;
+        while self.state.epochs_done < epochs {
+            let epoch = self.state.epochs_done;
+            let Some(record) = self.train_and_test(epoch, observer, stop)? else {
+                return Ok(TrainingOutcome::Stopped { epochs_done: epoch });
+            };
+            if let Some(top1) = record.test_top1 {
+                if self.state.best.is_none_or(|(_, best)| top1 > best) {
+                    self.state.best = Some((record.epoch, top1));
+                    self.run.write_weights("best", &self.weights_bytes()?)?;
+                }
+            }
+            self.run.write_weights("last", &self.weights_bytes()?)?;
+            self.state.records.push(record.clone());
+            self.state.epochs_done = epoch + 1;
+            self.checkpoint(observer)?;
+            self.run.write_epochs(&self.state.records)?;
+            self.run.write_learning_curve(&learning_curve_svg(
+                &self.state.records,
+                &format!("{} on {}", self.settings.genotype_name, self.settings.dataset.name()),
+            ))?;
+            observer.epoch_finished(&record);
+        }
+        let result = self.result();
+        self.run.write_result(&result)?;
+        Ok(TrainingOutcome::Finished(result))
+    }
+
+    /// One epoch; `None` when stopped before its end.
+    fn train_and_test(
+        &mut self,
+        epoch: usize,
+        observer: &mut dyn TrainingObserver,
+        stop: &StopFlag,
+    ) -> Result<Option<EpochRecord>, FinalTrainingError> {
+        let s = &self.settings;
+        let learning_rate = s.learning_rate_at(epoch);
+        let drop_path_prob = s.drop_path_at(epoch);
+        self.net.set_drop_path_prob(drop_path_prob);
+        // The masks of epoch k come from a generator seeded for epoch k, wherever the run began.
+        tch::manual_seed(derive_seed(s.seed, &[streams::DROP_PATH, epoch as u64]) as i64);
+        let plan = EpochPlan::shuffled(
+            &self.train_items,
+            s.batch_size,
+            derive_seed(s.seed, &[streams::DATA]),
+            epoch,
+        )?;
+        observer.epoch_started(epoch, plan.num_batches(), learning_rate);
+        let step = StepSettings {
+            epoch,
+            learning_rate,
+            grad_clip: s.grad_clip,
+            auxiliary_weight: s.auxiliary_weight,
+            device: s.device,
+        };
+        // Each stream gets its own flag: dropping a stream raises it to end its producer.
+        let batches = self.train.start_epoch(plan, StopFlag::new())?;
+        let started = Instant::now();
+        let totals = train_epoch(&self.net, &mut self.opt, step, batches, stop, |st| observer.step(st))?;
+        let Some(totals) = totals else { return Ok(None) };
+        let train_seconds = started.elapsed().as_secs_f64();
+
+        let tested = if s.tests_after(epoch) {
+            let started = Instant::now();
+            observer.testing_started(self.test_plan.num_batches());
+            let batches = self.test.start_epoch(self.test_plan.clone(), StopFlag::new())?;
+            let batches = batches.take_while(|_| !stop.is_stopped());
+            let net = &self.net;
+            let tally = evaluate_test_set(
+                |x| net.forward_t(x, false).0,
+                batches,
+                s.device,
+                |_| observer.tested_batch(),
+            )?;
+            if stop.is_stopped() && tally.images < self.test_plan_images() {
+                return Ok(None);
+            }
+            Some((tally, started.elapsed().as_secs_f64()))
+        } else {
+            None
+        };
+        let t = &totals.tally;
+        Ok(Some(EpochRecord {
+            epoch: epoch + 1,
+            learning_rate,
+            drop_path_prob,
+            train_loss: t.mean_loss(),
+            train_top1: t.top1(),
+            train_top5: t.top5(),
+            test_loss: tested.as_ref().map(|(x, _)| x.mean_loss()),
+            test_top1: tested.as_ref().map(|(x, _)| x.top1()),
+            test_top5: tested.as_ref().map(|(x, _)| x.top5()),
+            train_images: t.images,
+            train_seconds,
+            test_seconds: tested.as_ref().map_or(0.0, |(_, secs)| *secs),
+            images_per_second: t.images as f64 / train_seconds.max(1e-9),
+        }))
+    }
+
+    fn test_plan_images(&self) -> u64 {
+        (0..self.test_plan.num_batches()).map(|i| self.test_plan.batch(i).len() as u64).sum()
+    }
+
+    fn weights_bytes(&self) -> Result<Vec<u8>, FinalTrainingError> {
+        let mut variables: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        safetensors_bytes(&variables)
+            .map_err(|reason| FinalTrainingError::Encode { name: NETWORK.into(), reason })
+    }
+
+    fn checkpoint(&mut self, observer: &mut dyn TrainingObserver) -> Result<(), FinalTrainingError> {
+        let started = Instant::now();
+        let state = serde_json::to_vec(&self.state)
+            .map_err(|e| FinalTrainingError::Encode { name: STATE.into(), reason: e.to_string() })?;
+        let momentum = safetensors_bytes(&self.opt.momentum_buffers())
+            .map_err(|reason| FinalTrainingError::Encode { name: MOMENTUM.into(), reason })?;
+        let files = [
+            CheckpointFile::new(STATE, state),
+            CheckpointFile::new(NETWORK, self.weights_bytes()?),
+            CheckpointFile::new(MOMENTUM, momentum),
+        ];
+        let bytes = files.iter().map(|f| f.bytes.len() as u64).sum();
+        crate::fault::point("final_training.checkpoint")?;
+        self.store.save(self.state.epochs_done as u32, &self.settings.identity(), &files)?;
+        observer.checkpoint_written(self.state.epochs_done, bytes, started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn result(&self) -> TrainingResult {
+        let last = self.state.records.last();
+        let (best_epoch, best_test_top1) = self.state.best.unwrap_or((0, 0.0));
+        TrainingResult {
+            genotype: self.settings.genotype_name.clone(),
+            dataset: self.settings.dataset.name().to_string(),
+            epochs: self.state.epochs_done,
+            test_top1: last.and_then(|r| r.test_top1).unwrap_or(0.0),
+            test_top5: last.and_then(|r| r.test_top5).unwrap_or(0.0),
+            best_epoch,
+            best_test_top1,
+            parameters: self.parameters(),
+            seconds: self.state.records.iter().map(|r| r.train_seconds + r.test_seconds).sum(),
+        }
+    }
+}
+
+/// What this version trains: NetworkCIFAR on the in-memory datasets.
+fn check_supported(s: &FinalTrainingSettings) -> Result<(), FinalTrainingError> {
+    if s.dataset == DatasetKind::ImageNet {
+        return Err(FinalTrainingError::UnsupportedDataset { dataset: s.dataset.name() });
+    }
+    let size = s.dataset.input_shape()[1];
+    if s.network.auxiliary && size != 32 {
+        return Err(FinalTrainingError::AuxiliaryNeeds32 { dataset: s.dataset.name(), size });
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! The directory of one training run:
+//!
+//! ```text
+//! config.json            the settings it was started with (for --resume)
+//! genotype.json          the genotype trained (so a changed genotype file cannot change it)
+//! checkpoints/gen-NNNNNN after epoch NNNNNN: network, momentum, state (checkpoint store)
+//! epochs.jsonl           one EpochRecord per finished epoch
+//! learning_curve.svg     train and test top-1 per epoch
+//! weights/last.safetensors, weights/best.safetensors   reference state-dict names
+//! result.json            when every epoch is done
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::record::{EpochRecord, TrainingResult};
+use super::FinalTrainingError;
+use crate::checkpoint::CheckpointStore;
+use crate::fs_atomic::write_atomic;
+
+const CONFIG: &str = "config.json";
+const GENOTYPE: &str = "genotype.json";
+
+#[derive(Debug, Clone)]
+pub struct TrainingRunDir {
+    root: PathBuf,
+}
+
+impl TrainingRunDir {
+    /// A new run in `root` (made if missing); refused where a run already lives.
+    pub fn create(root: &Path) -> Result<Self, FinalTrainingError> {
+        if root.join(CONFIG).exists() {
+            return Err(FinalTrainingError::RunDirInUse { dir: root.to_path_buf() });
+        }
+        let weights = root.join("weights");
+        std::fs::create_dir_all(&weights).map_err(io("create", &weights))?;
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    /// An existing run.
+    pub fn open(root: &Path) -> Result<Self, FinalTrainingError> {
+        if !root.join(CONFIG).is_file() {
+            return Err(FinalTrainingError::NotARunDir { dir: root.to_path_buf(), file: CONFIG });
+        }
+        let weights = root.join("weights");
+        std::fs::create_dir_all(&weights).map_err(io("create", &weights))?;
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn checkpoints(&self, keep_last: usize) -> Result<CheckpointStore, FinalTrainingError> {
+        Ok(CheckpointStore::open(self.root.join("checkpoints"), keep_last)?)
+    }
+
+    pub fn write_config<C: Serialize>(&self, config: &C) -> Result<(), FinalTrainingError> {
+        self.write_json(CONFIG, config)
+    }
+
+    pub fn read_config<C: DeserializeOwned>(&self) -> Result<C, FinalTrainingError> {
+        self.read_json(CONFIG)
+    }
+
+    pub fn write_genotype<G: Serialize>(&self, genotype: &G) -> Result<(), FinalTrainingError> {
+        self.write_json(GENOTYPE, genotype)
+    }
+
+    pub fn read_genotype<G: DeserializeOwned>(&self) -> Result<G, FinalTrainingError> {
+        self.read_json(GENOTYPE)
+    }
+
+    /// Rewrites `epochs.jsonl` with `records` (after a resume it holds exactly the epochs of the
+    /// checkpoint continued from).
+    pub fn write_epochs(&self, records: &[EpochRecord]) -> Result<(), FinalTrainingError> {
+        let mut text = String::new();
+        for r in records {
+            let line = serde_json::to_string(r).map_err(encode("epochs.jsonl"))?;
+            text.push_str(&line);
+            text.push('\n');
+        }
+        self.write_file("epochs.jsonl", text.as_bytes())
+    }
+
+    pub fn write_learning_curve(&self, svg: &str) -> Result<(), FinalTrainingError> {
+        self.write_file("learning_curve.svg", svg.as_bytes())
+    }
+
+    /// `weights/<name>.safetensors`.
+    pub fn write_weights(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, FinalTrainingError> {
+        let path = self.weights_path(name);
+        write_atomic(&path, bytes).map_err(io("write", &path))?;
+        Ok(path)
+    }
+
+    pub fn weights_path(&self, name: &str) -> PathBuf {
+        self.root.join("weights").join(format!("{name}.safetensors"))
+    }
+
+    pub fn write_result(&self, result: &TrainingResult) -> Result<PathBuf, FinalTrainingError> {
+        self.write_json("result.json", result)?;
+        Ok(self.root.join("result.json"))
+    }
+
+    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), FinalTrainingError> {
+        let mut text = serde_json::to_string_pretty(value).map_err(encode(name))?;
+        text.push('\n');
+        self.write_file(name, text.as_bytes())
+    }
+
+    fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<T, FinalTrainingError> {
+        let path = self.root.join(name);
+        let text = std::fs::read_to_string(&path).map_err(io("read", &path))?;
+        serde_json::from_str(&text).map_err(|e| FinalTrainingError::Corrupt { path, reason: e.to_string() })
+    }
+
+    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), FinalTrainingError> {
+        let path = self.root.join(name);
+        write_atomic(&path, bytes).map_err(io("write", &path))
+    }
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FinalTrainingError {
+    let path = path.to_path_buf();
+    move |source| FinalTrainingError::Io { op, path, source }
+}
+
+fn encode(name: &str) -> impl FnOnce(serde_json::Error) -> FinalTrainingError {
+    let name = name.to_string();
+    move |e| FinalTrainingError::Encode { name, reason: e.to_string() }
+}

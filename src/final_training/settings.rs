@@ -1,0 +1,109 @@
+//! What a training run computes, in the core's own types (the config maps onto it at the edge,
+//! `launch::training_settings`).
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tch::Device;
+
+use crate::data::{DatasetKind, PrefetchConfig};
+use crate::model::EvalNetConfig;
+use crate::space::Genotype;
+use crate::train::schedule::cosine_lr;
+use crate::train::sgd::SgdConfig;
+
+#[derive(Debug, Clone)]
+pub struct FinalTrainingSettings {
+    pub genotype: Genotype,
+    /// As the user named it (built-in name or file), for logs and result.json.
+    pub genotype_name: String,
+    pub dataset: DatasetKind,
+    pub data_dir: PathBuf,
+    pub network: EvalNetConfig,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub test_batch_size: usize,
+    pub learning_rate: f64,
+    pub learning_rate_min: f64,
+    pub sgd: SgdConfig,
+    pub grad_clip: f64,
+    pub auxiliary_weight: f64,
+    pub drop_path_prob: f64,
+    pub cutout: Option<usize>,
+    /// Only the first N training images.
+    pub train_subset: Option<usize>,
+    pub test_every: usize,
+    pub seed: u64,
+    pub device: Device,
+    pub keep_checkpoints: usize,
+    pub prefetch: PrefetchConfig,
+}
+
+/// The values that decide a run's numbers; a run resumes only under the same digest of them.
+#[derive(Serialize)]
+struct Identity<'a> {
+    genotype: &'a Genotype,
+    dataset: &'static str,
+    init_channels: i64,
+    layers: usize,
+    num_classes: i64,
+    auxiliary: bool,
+    epochs: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    learning_rate_min: f64,
+    momentum: f64,
+    weight_decay: f64,
+    grad_clip: f64,
+    auxiliary_weight: f64,
+    drop_path_prob: f64,
+    cutout: Option<usize>,
+    train_subset: Option<usize>,
+    seed: u64,
+}
+
+impl FinalTrainingSettings {
+    /// Learning rate of epoch `epoch` (0-based): train.py's `CosineAnnealingLR(T_max = epochs)`
+    /// stepped after each epoch.
+    pub fn learning_rate_at(&self, epoch: usize) -> f64 {
+        cosine_lr(self.learning_rate, self.learning_rate_min, epoch, self.epochs)
+    }
+
+    /// Drop-path probability of epoch `epoch`: `drop_path_prob * epoch / epochs`, as train.py.
+    pub fn drop_path_at(&self, epoch: usize) -> f64 {
+        self.drop_path_prob * epoch as f64 / self.epochs.max(1) as f64
+    }
+
+    /// Whether test accuracy is measured after epoch `epoch` (0-based).
+    pub fn tests_after(&self, epoch: usize) -> bool {
+        (epoch + 1).is_multiple_of(self.test_every.max(1)) || epoch + 1 == self.epochs
+    }
+
+    /// Hex sha256 of the values that shape the run's results (not the device, the data's
+    /// directory, the test cadence or how many checkpoints are kept).
+    pub fn identity(&self) -> String {
+        let id = Identity {
+            genotype: &self.genotype,
+            dataset: self.dataset.name(),
+            init_channels: self.network.init_channels,
+            layers: self.network.layers,
+            num_classes: self.network.num_classes,
+            auxiliary: self.network.auxiliary,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            learning_rate_min: self.learning_rate_min,
+            momentum: self.sgd.momentum,
+            weight_decay: self.sgd.weight_decay,
+            grad_clip: self.grad_clip,
+            auxiliary_weight: self.auxiliary_weight,
+            drop_path_prob: self.drop_path_prob,
+            cutout: self.cutout,
+            train_subset: self.train_subset,
+            seed: self.seed,
+        };
+        let json = serde_json::to_vec(&id).expect("settings serialise to JSON");
+        Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
