@@ -11,7 +11,9 @@
 //! loss reads as NaN), `fitness.individual` (before each individual's fitness),
 //! `checkpoint.write` (payload written, not yet renamed into place), `search.finished` (after
 //! the last checkpoint, before the result is written), `ga.selection`, `ga.crossover`,
-//! `ga.mutation` (each child in each GA stage; e.g. `50%sleep(20)` delays it at random).
+//! `ga.mutation` (each child in each GA stage; e.g. `50%sleep(20)` delays it at random);
+//! for `evnas train`: `final_training.batch`, `final_training.loss`, `final_training.checkpoint`
+//! (before an epoch's checkpoint is written).
 
 /// A failure made on purpose by a fault point.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -145,6 +145,7 @@ pub fn training_settings(
         test_every: f.test_every,
         seed: f.seed,
         device,
+        threads: cfg.run.threads,
         keep_checkpoints: f.keep_checkpoints,
         prefetch: PrefetchConfig {
             depth: cfg.data.prefetch_depth,
@@ -162,6 +163,7 @@ pub fn create_training(
     run_dir: Option<&Path>,
 ) -> Result<TrainingRun, FinalTrainingError> {
     let settings = training_settings(cfg, genotype)?;
+    settings.check_supported()?;
     let dir = match run_dir {
         Some(dir) => dir.to_path_buf(),
         None => cfg.run.dir.join(format!("train-{}-{}", slug(&genotype.name), utc_stamp())),

@@ -32,6 +32,28 @@ fn network_cifar_gives_logits_and_auxiliary_logits_in_train_mode() {
     assert!(aux.is_none());
 }
 
+/// As the reference's `drop_path` (applied only `if self.training and drop_prob > 0`): it changes
+/// a train-mode forward, never an eval-mode one.
+#[test]
+fn drop_path_acts_in_train_mode_only() {
+    let _rng = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(1);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut net = NetworkCifar::new(&vs.root(), config(4, 5, 10), &common::evnas_a());
+    let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let forward = |net: &NetworkCifar, train: bool| {
+        tch::manual_seed(2);
+        tch::no_grad(|| net.forward_t(&x, train).0)
+    };
+    // Eval mode first: a train-mode forward moves the BatchNorm running statistics.
+    let eval_plain = forward(&net, false);
+    net.set_drop_path_prob(0.6);
+    assert!(forward(&net, false).equal(&eval_plain), "eval mode must not drop paths");
+    let train_dropped = forward(&net, true);
+    net.set_drop_path_prob(0.0);
+    assert!(!forward(&net, true).allclose(&train_dropped, 1e-6, 1e-6, false), "train mode drops paths");
+}
+
 #[test]
 fn network_imagenet_gives_logits_for_224_pixel_input() {
     let _rng = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());

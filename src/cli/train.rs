@@ -124,7 +124,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let cfg = evnas::config::load(args.config.as_deref(), &args.overrides())?;
-            evnas::threads::set_process_threads(cfg.run.threads);
             let name = args.genotype.clone().unwrap_or_default();
             let genotype = TrainedGenotype { genotype: Genotype::load(&name)?, name };
             evnas::launch::create_training(&cfg, &genotype, args.run_dir.as_deref())

@@ -18,8 +18,7 @@ use super::settings::FinalTrainingSettings;
 use super::FinalTrainingError;
 use crate::checkpoint::{CheckpointFile, CheckpointStore};
 use crate::data::{
-    load_split, test_plan, test_source, CifarAugment, DatasetKind, EpochPlan, InMemorySource, Producer,
-    SplitName,
+    load_split, test_plan, test_source, CifarAugment, EpochPlan, InMemorySource, Producer, SplitName,
 };
 use crate::model::{parameter_count, NetworkCifar};
 use crate::report::learning_curve_svg;
@@ -96,7 +95,7 @@ impl TrainingRun {
         run: TrainingRunDir,
         resume: bool,
     ) -> Result<Self, FinalTrainingError> {
-        check_supported(&settings)?;
+        settings.check_supported()?;
         let kind = settings.dataset;
         let norm = kind.normalization();
         let train_set = Arc::new(load_split(kind, &settings.data_dir, SplitName::Train)?);
@@ -115,6 +114,9 @@ impl TrainingRun {
         let test_plan = test_plan(test_source.as_ref(), settings.test_batch_size)?;
         let test = Producer::new(test_source, settings.prefetch.clone())?;
 
+        // Numbers depend on the thread count (how sums are split), so a resumed run uses the
+        // count its run started with.
+        crate::threads::set_process_threads(settings.threads);
         tch::manual_seed(derive_seed(settings.seed, &[streams::WEIGHTS]) as i64);
         let mut vs = VarStore::new(settings.device);
         let net = NetworkCifar::new(&vs.root(), settings.network, &settings.genotype);
@@ -320,16 +322,4 @@ impl TrainingRun {
             seconds: self.state.records.iter().map(|r| r.train_seconds + r.test_seconds).sum(),
         }
     }
-}
-
-/// What this version trains: NetworkCIFAR on the in-memory datasets.
-fn check_supported(s: &FinalTrainingSettings) -> Result<(), FinalTrainingError> {
-    if s.dataset == DatasetKind::ImageNet {
-        return Err(FinalTrainingError::UnsupportedDataset { dataset: s.dataset.name() });
-    }
-    let size = s.dataset.input_shape()[1];
-    if s.network.auxiliary && size != 32 {
-        return Err(FinalTrainingError::AuxiliaryNeeds32 { dataset: s.dataset.name(), size });
-    }
-    Ok(())
 }

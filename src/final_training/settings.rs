@@ -7,6 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tch::Device;
 
+use super::FinalTrainingError;
 use crate::data::{DatasetKind, PrefetchConfig};
 use crate::model::EvalNetConfig;
 use crate::space::Genotype;
@@ -36,6 +37,8 @@ pub struct FinalTrainingSettings {
     pub test_every: usize,
     pub seed: u64,
     pub device: Device,
+    /// CPU threads of libtorch (0: its default), set when the run opens.
+    pub threads: usize,
     pub keep_checkpoints: usize,
     pub prefetch: PrefetchConfig,
 }
@@ -78,6 +81,19 @@ impl FinalTrainingSettings {
     /// Whether test accuracy is measured after epoch `epoch` (0-based).
     pub fn tests_after(&self, epoch: usize) -> bool {
         (epoch + 1).is_multiple_of(self.test_every.max(1)) || epoch + 1 == self.epochs
+    }
+
+    /// What this version trains: NetworkCIFAR on the in-memory datasets, the auxiliary head on
+    /// 32x32 images only.
+    pub fn check_supported(&self) -> Result<(), FinalTrainingError> {
+        if self.dataset == DatasetKind::ImageNet {
+            return Err(FinalTrainingError::UnsupportedDataset { dataset: self.dataset.name() });
+        }
+        let size = self.dataset.input_shape()[1];
+        if self.network.auxiliary && size != 32 {
+            return Err(FinalTrainingError::AuxiliaryNeeds32 { dataset: self.dataset.name(), size });
+        }
+        Ok(())
     }
 
     /// Hex sha256 of the values that shape the run's results (not the device, the data's
