@@ -1,7 +1,7 @@
 //! Opening searches and training runs from config files: the edge where `config::Config` is mapped onto the core's
 //! [`SearchSettings`] and where a run directory's saved config decides how it resumes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::config::Config;
@@ -10,7 +10,7 @@ use crate::final_training::{FinalTrainingError, FinalTrainingSettings, TrainingR
 use crate::model::EvalNetConfig;
 use crate::search::run_dir::{utc_stamp, RunDir};
 use crate::search::{
-    resolve_device, DataSettings, FitnessSettings, RuntimeSettings, SearchEngine, SearchError,
+    resolve_device, DataSettings, FitnessSettings, RuntimeSettings, SearchEngine, SearchError, SearchResult,
     SearchSettings, SupernetSettings, TrainingSettings,
 };
 use crate::space::Genotype;
@@ -185,6 +185,34 @@ pub fn resume_training(run_dir: &Path, device: Option<&str>) -> Result<TrainingR
     }
     let settings = training_settings(&cfg, &genotype)?;
     TrainingRun::resume(settings, run)
+}
+
+/// Where a search's result is trained from scratch: `<search run directory>/final_training`.
+pub fn final_training_dir(search_dir: &Path) -> PathBuf {
+    search_dir.join("final_training")
+}
+
+/// Training the result of the search in `search_dir` from scratch under `cfg`, in
+/// [`final_training_dir`]: continued from its checkpoint when it was started before (with the
+/// settings it started with), else started.
+pub fn final_training_of(
+    cfg: &Config,
+    search_dir: &Path,
+    result: &SearchResult,
+) -> Result<TrainingRun, FinalTrainingError> {
+    let dir = final_training_dir(search_dir);
+    if dir.join("config.json").is_file() {
+        return resume_training(&dir, None);
+    }
+    let genotype: Genotype = serde_json::from_value(result.genotype_json.clone())
+        .map_err(|_| FinalTrainingError::NotADartsGenotype { search: search_dir.to_path_buf() })?;
+    let name = search_dir.file_name().map_or_else(|| "search".into(), |n| n.to_string_lossy().into_owned());
+    create_training(cfg, &TrainedGenotype { name, genotype }, Some(&dir))
+}
+
+/// The config a search run directory was started with.
+pub fn search_config(run_dir: &Path) -> Result<Config, SearchError> {
+    RunDir::open(run_dir)?.read_config()
 }
 
 /// A genotype's name as part of a directory name: a file's stem, letters, digits, '-' and '_'.

@@ -37,6 +37,10 @@ pub struct SearchArgs {
     /// Serve Prometheus metrics on this address while the search runs, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Then train the best genotype from scratch ([final_training]) in RUN_DIR/final_training,
+    /// as final_training.enabled = true does.
+    #[arg(long)]
+    then_train: bool,
 }
 
 pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
@@ -48,17 +52,29 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     // progress bars print the generations.
     let mut telemetry = Telemetry::new(false);
     let stop = StopFlag::new();
+    // Its own flag for --then-train: the pipeline raises the search's once the search is done.
+    let training_stop = StopFlag::new();
     {
-        let stop = stop.clone();
-        ctrlc_like_handler(move || stop.stop());
+        let (stop, training_stop) = (stop.clone(), training_stop.clone());
+        ctrlc_like_handler(move || {
+            stop.stop();
+            training_stop.stop();
+        });
     }
 
+    // The config whose [final_training] trains the result.
+    let training_cfg;
     let engine =
         match &args.resume {
             Some(dir) => {
                 let cfg = match &args.config {
                     Some(path) => Some(evnas::config::load(Some(path), &[])?),
                     None => None,
+                };
+                training_cfg = match &cfg {
+                    Some(c) => c.clone(),
+                    None => evnas::launch::search_config(dir)
+                        .with_context(|| format!("cannot resume {}", dir.display()))?,
                 };
                 let (engine, skipped) = evnas::launch::resume(dir, cfg, args.device.as_deref())
                     .with_context(|| match &args.config {
@@ -86,7 +102,10 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
                     overrides.push(format!("run.device={d}"));
                 }
                 let cfg = evnas::config::load(args.config.as_deref(), &overrides)?;
-                evnas::launch::create(&cfg, args.run_dir.as_deref()).context("cannot start the search")?
+                let engine = evnas::launch::create(&cfg, args.run_dir.as_deref())
+                    .context("cannot start the search")?;
+                training_cfg = cfg;
+                engine
             }
         };
 
@@ -128,6 +147,15 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     println!("genotype: {}", result.genotype_path.display());
     println!("run directory: {}", run_dir.display());
     print_pictures(&run_dir);
+    if args.then_train || training_cfg.final_training.enabled {
+        return super::train::train_search_result(
+            &training_cfg,
+            &run_dir,
+            &result,
+            args.quiet,
+            &training_stop,
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

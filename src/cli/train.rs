@@ -13,7 +13,7 @@ use evnas::final_training::{EpochRecord, TrainingObserver, TrainingOutcome, Trai
 use evnas::launch::TrainedGenotype;
 use evnas::space::Genotype;
 use evnas::stop::StopFlag;
-use evnas::telemetry::{self, MetricsExporter};
+use evnas::telemetry::{MetricsExporter, TrainingTelemetry};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args)]
@@ -130,10 +130,36 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
                 .context("cannot start training")?
         }
     };
+    drive(training, args.quiet, &stop)
+}
+
+/// Trains the result of the search in `search_dir` from scratch (`evnas search --then-train`,
+/// or `final_training.enabled`), in its `final_training/` directory.
+pub(super) fn train_search_result(
+    cfg: &evnas::config::Config,
+    search_dir: &std::path::Path,
+    result: &evnas::search::SearchResult,
+    quiet: bool,
+    stop: &StopFlag,
+) -> anyhow::Result<ExitCode> {
+    let training = evnas::launch::final_training_of(cfg, search_dir, result)
+        .with_context(|| format!("cannot train the result of {} from scratch", search_dir.display()))?;
+    if training.epochs_done() > 0 {
+        eprintln!(
+            "continuing the final training after epoch {}/{}",
+            training.epochs_done(),
+            training.settings().epochs
+        );
+    }
+    drive(training, quiet, stop)
+}
+
+/// Runs `training` to its end with progress bars, and says how it ended.
+fn drive(training: TrainingRun, quiet: bool, stop: &StopFlag) -> anyhow::Result<ExitCode> {
     let run_dir = training.run_dir().path().to_path_buf();
     describe(&training);
-    let mut observer = Progress::new(args.quiet, training.settings().epochs);
-    match training.run(&mut observer, &stop) {
+    let mut observer = Progress::new(quiet, training.settings().epochs);
+    match training.run(&mut observer, stop) {
         Ok(TrainingOutcome::Finished(result)) => {
             observer.clear();
             println!(
@@ -146,7 +172,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
                 result.best_test_top1,
                 result.best_epoch
             );
-            println!("run directory: {}", run_dir.display());
+            println!("training run directory: {}", run_dir.display());
             Ok(ExitCode::SUCCESS)
         }
         Ok(TrainingOutcome::Stopped { epochs_done }) => {
@@ -183,18 +209,19 @@ fn describe(run: &TrainingRun) {
 }
 
 /// Progress bars and the per-epoch line; metrics of every step and epoch.
-struct Progress {
+pub(super) struct Progress {
     quiet: bool,
     epochs: usize,
     bar: Option<ProgressBar>,
+    telemetry: TrainingTelemetry,
 }
 
 impl Progress {
-    fn new(quiet: bool, epochs: usize) -> Self {
-        Self { quiet, epochs, bar: None }
+    pub(super) fn new(quiet: bool, epochs: usize) -> Self {
+        Self { quiet, epochs, bar: None, telemetry: TrainingTelemetry::new(epochs, false) }
     }
 
-    fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
@@ -215,7 +242,7 @@ impl Progress {
 
 impl TrainingObserver for Progress {
     fn epoch_started(&mut self, epoch: usize, batches: usize, learning_rate: f64) {
-        telemetry::FinalTrainingEpochStarted { epoch, epochs: self.epochs, learning_rate }.emit();
+        self.telemetry.epoch_started(epoch, batches, learning_rate);
         self.start_bar(
             batches,
             format!(
@@ -227,7 +254,7 @@ impl TrainingObserver for Progress {
     }
 
     fn step(&mut self, step: &Step<'_>) {
-        telemetry::FinalTrainingStep { images: step.images, seconds: step.compute.as_secs_f64() }.emit();
+        self.telemetry.step(step);
         if let Some(bar) = &self.bar {
             let t = &step.totals.tally;
             let busy = (step.totals.compute + step.totals.data_wait).as_secs_f64().max(1e-9);
@@ -246,6 +273,7 @@ impl TrainingObserver for Progress {
     }
 
     fn tested_batch(&mut self) {
+        self.telemetry.tested_batch();
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }
@@ -253,21 +281,7 @@ impl TrainingObserver for Progress {
 
     fn epoch_finished(&mut self, r: &EpochRecord) {
         self.clear();
-        telemetry::FinalTrainingEpochFinished(r).emit();
-        let test = match (r.test_top1, r.test_top5) {
-            (Some(t1), Some(t5)) => format!("  test top-1 {t1:.2}% top-5 {t5:.2}%"),
-            _ => String::new(),
-        };
-        eprintln!(
-            "epoch {:>3}/{}  lr {:.5}  train loss {:.4} top-1 {:.2}%{}  {:.0} img/s  {:.1} s",
-            r.epoch,
-            self.epochs,
-            r.learning_rate,
-            r.train_loss,
-            r.train_top1,
-            test,
-            r.images_per_second,
-            r.train_seconds + r.test_seconds
-        );
+        self.telemetry.epoch_finished(r);
+        eprintln!("epoch {:>3}/{}  {}", r.epoch, self.epochs, r.summary());
     }
 }

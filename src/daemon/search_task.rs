@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::controller::{ApplySettings, SearchController};
 use crate::config::Config;
+use crate::final_training::TrainingOutcome;
 use crate::search::{HotSettings, SearchEngine, SearchResult};
 use crate::stop::StopFlag;
 use crate::telemetry::{self, Telemetry};
@@ -30,6 +31,8 @@ pub struct SearchTask {
     pub id: String,
     pub dir: PathBuf,
     stop: StopFlag,
+    /// Stops the final training (the pipeline raises `stop` itself when the search ends).
+    training_stop: StopFlag,
     /// The settings the service wants in force, numbered by reload; read by the task once its
     /// controller runs.
     settings: Arc<Mutex<(u64, HotSettings)>>,
@@ -43,6 +46,7 @@ impl SearchTask {
         let id = cfg.search_id();
         let dir = cfg.run.dir.join(&id);
         let stop = StopFlag::new();
+        let training_stop = StopFlag::new();
         let settings = Arc::new(Mutex::new((0, cfg.hot_settings())));
         let controller = Arc::new(Mutex::new(None));
         let runtime = tokio::runtime::Handle::current();
@@ -51,18 +55,20 @@ impl SearchTask {
             id: id.clone(),
             dir: dir.clone(),
             stop: stop.clone(),
+            training_stop: training_stop.clone(),
             settings: Arc::clone(&settings),
             controller: Arc::clone(&controller),
             heartbeat,
         };
         let join = tokio::task::spawn_blocking(move || job.run(&runtime));
-        Self { id, dir, stop, settings, controller, join }
+        Self { id, dir, stop, training_stop, settings, controller, join }
     }
 
     /// Stops the search at its next batch (a stop checkpoint); [`Self::end`] then says
     /// [`TaskEnd::Stopped`].
     pub fn stop(&self) {
         self.stop.stop();
+        self.training_stop.stop();
     }
 
     /// Puts `settings` in force at the search's next generation boundary.
@@ -97,6 +103,7 @@ struct Job {
     id: String,
     dir: PathBuf,
     stop: StopFlag,
+    training_stop: StopFlag,
     settings: Arc<Mutex<(u64, HotSettings)>>,
     controller: Arc<Mutex<Option<ActorRef<SearchController>>>>,
     heartbeat: Heartbeat,
@@ -115,7 +122,8 @@ impl Job {
     }
 
     fn open_and_run(self, runtime: &tokio::runtime::Handle) -> TaskEnd {
-        let Job { cfg, id, dir, stop, settings, controller, heartbeat } = self;
+        let Job { cfg, id, dir, stop, training_stop, settings, controller, heartbeat } = self;
+        let final_training = cfg.final_training.enabled.then(|| cfg.clone());
         let engine = match open_search(cfg, &dir) {
             Ok(engine) => engine,
             Err(e) => return TaskEnd::Failed(e),
@@ -156,13 +164,72 @@ impl Job {
             *published = None;
         }
         match outcome {
-            Ok(result) => TaskEnd::Finished(result),
+            Ok(result) => match final_training {
+                Some(cfg) => train_result(&cfg, &dir, result, &training_stop, &heartbeat),
+                None => TaskEnd::Finished(result),
+            },
             Err(e) if e.is_interrupted() => TaskEnd::Stopped,
             Err(e) => {
                 let actor = e.actor().unwrap_or("pipeline").to_string();
                 telemetry::ActorFailed { actor: &actor, error: &e.to_string() }.emit();
                 TaskEnd::Failed(anyhow::Error::new(e).context(format!("search {id} stopped")))
             }
+        }
+    }
+}
+
+/// `final_training`: the search's result trained from scratch in its run directory (continued
+/// where an earlier start left it). The search counts as finished once its network is trained.
+fn train_result(
+    cfg: &Config,
+    dir: &Path,
+    result: SearchResult,
+    stop: &StopFlag,
+    heartbeat: &Heartbeat,
+) -> TaskEnd {
+    let training = match crate::launch::final_training_of(cfg, dir, &result) {
+        Ok(t) => t,
+        Err(e) => {
+            return TaskEnd::Failed(
+                anyhow::Error::new(e)
+                    .context(format!("cannot train the result of {} from scratch", dir.display())),
+            )
+        }
+    };
+    let s = training.settings();
+    tracing::info!(
+        dir = %training.run_dir().path().display(),
+        epochs_done = training.epochs_done(),
+        epochs = s.epochs,
+        "search finished; training its result from scratch"
+    );
+    notify::status(&format!(
+        "training the result from scratch ({}/{} epochs)",
+        training.epochs_done(),
+        s.epochs
+    ));
+    let beat = heartbeat.clone();
+    let mut observer = telemetry::TrainingTelemetry::new(s.epochs, true).on_progress(move || beat.beat());
+    let run_dir = training.run_dir().path().to_path_buf();
+    match training.run(&mut observer, stop) {
+        Ok(TrainingOutcome::Finished(trained)) => {
+            tracing::info!(
+                test_top1 = trained.test_top1,
+                test_top5 = trained.test_top5,
+                weights = %run_dir.join("weights").display(),
+                "final training finished"
+            );
+            TaskEnd::Finished(result)
+        }
+        Ok(TrainingOutcome::Stopped { epochs_done }) => {
+            tracing::info!(epochs_done, "final training stopped; it continues on the next start");
+            TaskEnd::Stopped
+        }
+        Err(e) => {
+            telemetry::ActorFailed { actor: "final_training", error: &e.to_string() }.emit();
+            TaskEnd::Failed(
+                anyhow::Error::new(e).context(format!("final training in {} failed", run_dir.display())),
+            )
         }
     }
 }

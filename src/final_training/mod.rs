@@ -26,6 +26,11 @@ pub enum FinalTrainingError {
          set final_training.auxiliary = false (--no-auxiliary)"
     )]
     AuxiliaryNeeds32 { dataset: &'static str, size: usize },
+    #[error(
+        "the result of {} is not a DARTS genotype: only searches of the DARTS space train a NetworkCIFAR",
+        search.display()
+    )]
+    NotADartsGenotype { search: PathBuf },
     #[error("the training set has {images} images; final_training.train_subset = {subset} asks for more")]
     SubsetTooLarge { subset: usize, images: usize },
     #[error("loss is not finite at epoch {epoch}, batch {batch}; lower final_training.learning_rate")]

@@ -25,6 +25,25 @@ pub struct EpochRecord {
     pub images_per_second: f64,
 }
 
+impl EpochRecord {
+    /// The epoch as one line (after `epoch N/E`).
+    pub fn summary(&self) -> String {
+        let test = match (self.test_top1, self.test_top5) {
+            (Some(t1), Some(t5)) => format!("  test top-1 {t1:.2}% top-5 {t5:.2}%"),
+            _ => String::new(),
+        };
+        format!(
+            "lr {:.5}  train loss {:.4} top-1 {:.2}%{}  {:.0} img/s  {:.1} s",
+            self.learning_rate,
+            self.train_loss,
+            self.train_top1,
+            test,
+            self.images_per_second,
+            self.train_seconds + self.test_seconds
+        )
+    }
+}
+
 /// `result.json`: the last epoch's test accuracy, and the best one's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingResult {

@@ -82,6 +82,9 @@ fn why_restart(key: &str) -> &'static str {
         ("fitness", _) => "the fitness evaluators are built with it once; restart (or give a new search.id)",
         ("run", _) => "the process is set up with it (devices, threads, directories); restart evnas",
         ("metrics", _) => "the metrics listener is bound at start; restart evnas",
+        ("final_training", _) => {
+            "the search task reads it when it starts; restart evnas (a final training already begun keeps the settings it began with)"
+        }
         _ => "restart evnas",
     }
 }

@@ -11,7 +11,9 @@ pub mod exporter;
 pub mod names;
 mod process;
 pub mod sink;
+pub mod training;
 
 pub use events::*;
 pub use exporter::{MetricsError, MetricsExporter};
 pub use sink::Telemetry;
+pub use training::TrainingTelemetry;

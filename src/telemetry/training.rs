@@ -1,0 +1,56 @@
+//! Telemetry of a network trained from scratch: the metrics of every step and epoch, a log line
+//! per epoch where the caller wants one (the daemon; `evnas train` prints its own), and a
+//! progress callback (the daemon's watchdog).
+
+use crate::final_training::epoch::Step;
+use crate::final_training::{EpochRecord, TrainingObserver};
+
+use super::events::{FinalTrainingEpochFinished, FinalTrainingEpochStarted, FinalTrainingStep};
+
+pub struct TrainingTelemetry {
+    epochs: usize,
+    log: bool,
+    on_progress: Option<Box<dyn FnMut() + Send>>,
+}
+
+impl TrainingTelemetry {
+    pub fn new(epochs: usize, log: bool) -> Self {
+        Self { epochs, log, on_progress: None }
+    }
+
+    /// Called after every training step and test batch.
+    pub fn on_progress(mut self, f: impl FnMut() + Send + 'static) -> Self {
+        self.on_progress = Some(Box::new(f));
+        self
+    }
+}
+
+impl TrainingObserver for TrainingTelemetry {
+    fn epoch_started(&mut self, epoch: usize, _batches: usize, learning_rate: f64) {
+        FinalTrainingEpochStarted { epoch, epochs: self.epochs, learning_rate }.emit();
+    }
+
+    fn step(&mut self, step: &Step<'_>) {
+        FinalTrainingStep { images: step.images, seconds: step.compute.as_secs_f64() }.emit();
+        if let Some(f) = &mut self.on_progress {
+            f();
+        }
+    }
+
+    fn tested_batch(&mut self) {
+        if let Some(f) = &mut self.on_progress {
+            f();
+        }
+    }
+
+    fn epoch_finished(&mut self, record: &EpochRecord) {
+        FinalTrainingEpochFinished(record).emit();
+        if self.log {
+            tracing::info!("final training epoch {}/{}: {}", record.epoch, self.epochs, record.summary());
+        }
+    }
+
+    fn checkpoint_written(&mut self, epochs_done: usize, bytes: u64, seconds: f64) {
+        tracing::debug!(epochs_done, bytes, seconds, "final training checkpoint written");
+    }
+}
