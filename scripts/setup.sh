@@ -54,6 +54,18 @@ else
   log "libtorch $TORCH_VERSION: $root/.libtorch -> $target/torch"
 fi
 
+# --- 1b. Build tools of libjpeg-turbo ---------------------------------------------------------
+# The turbojpeg crate builds the libjpeg-turbo that decodes ImageNet JPEGs as Pillow does (the
+# one Pillow's wheels bundle) from source, statically: it needs CMake and, for its SIMD, NASM.
+if command -v cmake >/dev/null && command -v nasm >/dev/null; then
+  log "cmake and nasm present"
+elif apt_install cmake nasm; then
+  log "installed cmake and nasm (to build libjpeg-turbo)"
+else
+  log "cmake and nasm are missing: install the Debian packages cmake and nasm as root"
+  exit 1
+fi
+
 # --- 2. Fashion-MNIST ------------------------------------------------------------------------
 if [ -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
   log "Fashion-MNIST present in $fmnist"

@@ -14,6 +14,8 @@ weight decay 3e-4). One step is exactly train.py's `train` body on one fixed ran
 
 with `model.drop_path_prob` set to --drop-path. One untimed warm-up step, then --steps timed
 steps. No data loading or augmentation is timed (the batch is already in memory).
+images_per_s counts the timed steps only; images_per_s_with_warmup counts `steps` steps of which
+the first is the warm-up one (comparable with a first training epoch of `steps` batches).
 
 Drop path: the reference's utils.drop_path builds its mask with `torch.cuda.FloatTensor`, so it
 only runs on CUDA. This script therefore replaces the name `drop_path` inside the reference `model`
@@ -25,9 +27,10 @@ drop_prob > 0).
 Usage: PYTHONPATH=/root/.cache/evnas/torch-2.11.0:/root/.cache/evnas/bench-py \
            python3 reference_train_step.py REF_DIR [--steps N] [--threads T] [--batch 96]
            [--init-channels 36] [--layers 20] [--drop-path 0.2] [--seed 0]
-Prints one JSON line.
+Prints one JSON line on stdout (the reference's own prints go to stderr).
 """
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -65,7 +68,8 @@ def main():
     ref_model.drop_path = cpu_drop_path
 
     torch.manual_seed(args.seed)
-    net = ref_model.NetworkCIFAR(args.init_channels, 10, args.layers, True, genotypes.EvNASA)
+    with contextlib.redirect_stdout(sys.stderr):  # the reference's Cell prints its channel counts
+        net = ref_model.NetworkCIFAR(args.init_channels, 10, args.layers, True, genotypes.EvNASA)
     net.drop_path_prob = args.drop_path
     optimizer = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     criterion = nn.CrossEntropyLoss()
@@ -102,6 +106,8 @@ def main():
         "init_channels": args.init_channels,
         "layers": args.layers,
         "drop_path": args.drop_path,
+        # `steps` steps of which the first is the cold one, as evnas's first epoch.
+        "images_per_s_with_warmup": args.batch * args.steps / (warmup + sum(times[:-1])),
         "warmup_seconds": warmup,
         "min_step_seconds": min(times),
         "max_step_seconds": max(times),

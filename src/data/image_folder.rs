@@ -82,14 +82,13 @@ impl ImageFolder {
         self.samples[index].1
     }
 
-    /// Decodes image `index` to 8-bit RGB (grey and RGBA files are converted, as PIL's `.convert('RGB')`).
+    /// Decodes image `index` to 8-bit RGB as torchvision's PIL loader does ([`super::decode`]).
     pub fn decode(&self, index: usize) -> Result<RgbImage, DataError> {
         let (path, _) =
             self.samples.get(index).ok_or(DataError::IndexOutOfRange { index, len: self.samples.len() })?;
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-        let image = image::load_from_memory(&bytes)
-            .map_err(|e| DataError::Decode { path: path.clone(), reason: e.to_string() })?
-            .into_rgb8();
+        let image = super::decode::decode_rgb(&bytes)
+            .map_err(|reason| DataError::Decode { path: path.clone(), reason })?;
         if let Some((expected_w, expected_h)) = self.expected_size {
             if image.dimensions() != (expected_w, expected_h) {
                 return Err(DataError::WrongImageSize {

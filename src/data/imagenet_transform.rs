@@ -2,15 +2,16 @@
 //! train = RandomResizedCrop(224) (scale 0.08-1, ratio 3/4-4/3, torchvision's sampling with ten tries and
 //! a centre-crop fallback), RandomHorizontalFlip, ColorJitter(0.4, 0.4, 0.4, 0.2) in a random order,
 //! ToTensor, Normalize; eval = Resize(256) on the shorter side, CenterCrop(224), ToTensor, Normalize.
-//! Resizing uses the `image` crate's bilinear (triangle) filter: the same family as PIL's bilinear, not
-//! bit-identical to it.
+//! Resizing is Pillow's bilinear filter to the bit ([`super::pil_resize`]), so that with Pillow's
+//! JPEG decoding ([`super::decode`]) the evaluation input is torchvision's exactly.
 
-use image::imageops::{self, FilterType};
+use image::imageops;
 use image::RgbImage;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::kind::Normalization;
+use super::pil_resize::resize_bilinear;
 
 /// Settings of the ImageNet transforms.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,14 +49,15 @@ pub type CropBox = (u32, u32, u32, u32);
 impl ImageNetTransform {
     /// torchvision `RandomResizedCrop.get_params`: ten tries of area fraction ~ U(scale) and log-ratio ~
     /// U(log ratio); if none fits, the centre crop of the whole image clamped to the ratio range.
+    /// Sizes are rounded as Python's `round` does (half to even).
     pub fn random_resized_crop_box<R: Rng>(&self, rng: &mut R, height: u32, width: u32) -> CropBox {
         let area = f64::from(height) * f64::from(width);
         let (log_lo, log_hi) = (self.ratio.0.ln(), self.ratio.1.ln());
         for _ in 0..10 {
             let target_area = area * rng.random_range(self.scale.0..=self.scale.1);
             let aspect = rng.random_range(log_lo..=log_hi).exp();
-            let w = (target_area * aspect).sqrt().round() as u32;
-            let h = (target_area / aspect).sqrt().round() as u32;
+            let w = (target_area * aspect).sqrt().round_ties_even() as u32;
+            let h = (target_area / aspect).sqrt().round_ties_even() as u32;
             if w > 0 && h > 0 && w <= width && h <= height {
                 let top = rng.random_range(0..=height - h);
                 let left = rng.random_range(0..=width - w);
@@ -64,9 +66,9 @@ impl ImageNetTransform {
         }
         let in_ratio = f64::from(width) / f64::from(height);
         let (h, w) = if in_ratio < self.ratio.0 {
-            (((f64::from(width) / self.ratio.0).round() as u32).min(height), width)
+            (((f64::from(width) / self.ratio.0).round_ties_even() as u32).min(height), width)
         } else if in_ratio > self.ratio.1 {
-            (height, ((f64::from(height) * self.ratio.1).round() as u32).min(width))
+            (height, ((f64::from(height) * self.ratio.1).round_ties_even() as u32).min(width))
         } else {
             (height, width)
         };
@@ -77,7 +79,7 @@ impl ImageNetTransform {
     pub fn train_into<R: Rng>(&self, image: &RgbImage, rng: &mut R, norm: &Normalization, out: &mut [f32]) {
         let (top, left, h, w) = self.random_resized_crop_box(rng, image.height(), image.width());
         let cropped = imageops::crop_imm(image, left, top, w, h).to_image();
-        let mut resized = imageops::resize(&cropped, self.crop, self.crop, FilterType::Triangle);
+        let mut resized = resize_bilinear(&cropped, self.crop, self.crop);
         if rng.random_bool(0.5) {
             imageops::flip_horizontal_in_place(&mut resized);
         }
@@ -88,6 +90,13 @@ impl ImageNetTransform {
 
     /// The evaluation transform of one image into `out` (`[3, crop, crop]`, normalised).
     pub fn eval_into(&self, image: &RgbImage, norm: &Normalization, out: &mut [f32]) {
+        let cropped = self.eval_crop(image);
+        let rgb = to_unit_hwc(&cropped);
+        hwc_to_normalized_chw(&rgb, cropped.height() as usize, cropped.width() as usize, norm, out);
+    }
+
+    /// Resize(resize) then CenterCrop(crop): the 8-bit pixels the evaluation input is made of.
+    pub fn eval_crop(&self, image: &RgbImage) -> RgbImage {
         let (width, height) = image.dimensions();
         // torchvision Resize(int): the shorter side becomes `resize`, the longer keeps the aspect ratio
         // (truncated, as `int(size * long / short)` there).
@@ -96,13 +105,11 @@ impl ImageNetTransform {
         } else {
             ((u64::from(self.resize) * u64::from(width) / u64::from(height)) as u32, self.resize)
         };
-        let resized = imageops::resize(image, new_w, new_h, FilterType::Triangle);
-        // CenterCrop: offsets rounded as torchvision's `int(round((size - crop) / 2))`.
-        let top = ((f64::from(new_h) - f64::from(self.crop)) / 2.0).round().max(0.0) as u32;
-        let left = ((f64::from(new_w) - f64::from(self.crop)) / 2.0).round().max(0.0) as u32;
-        let cropped = imageops::crop_imm(&resized, left, top, self.crop, self.crop).to_image();
-        let rgb = to_unit_hwc(&cropped);
-        hwc_to_normalized_chw(&rgb, cropped.height() as usize, cropped.width() as usize, norm, out);
+        let resized = resize_bilinear(image, new_w, new_h);
+        // CenterCrop: offsets as torchvision's `int(round((size - crop) / 2))`, Python rounding half to even.
+        let top = ((f64::from(new_h) - f64::from(self.crop)) / 2.0).round_ties_even().max(0.0) as u32;
+        let left = ((f64::from(new_w) - f64::from(self.crop)) / 2.0).round_ties_even().max(0.0) as u32;
+        imageops::crop_imm(&resized, left, top, self.crop, self.crop).to_image()
     }
 
     /// torchvision ColorJitter: factors drawn as brightness/contrast/saturation ~ U(1 - v, 1 + v) and
