@@ -215,3 +215,52 @@ fn the_trained_weights_are_the_reference_state_dict_in_pytorch() {
     assert!(out.status.success(), "PyTorch side failed:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok "));
 }
+
+/// An ImageNet-style folder: `train/` and `val/`, 3 classes of small JPEGs and PNGs.
+fn tiny_imagenet(root: &Path) -> PathBuf {
+    let data = root.join("imagenet");
+    for (split, per_class) in [("train", 6), ("val", 2)] {
+        for class in 0..3u8 {
+            let dir = data.join(split).join(format!("n0{class}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..per_class {
+                let image = image::RgbImage::from_fn(48 + i * 7, 40 + i * 3, |x, y| {
+                    let tone = (class as u32 * 90 + x * 3 + y * 2 + i * 11) % 256;
+                    image::Rgb([tone as u8, (255 - tone) as u8, class * 100])
+                });
+                let ext = if i % 2 == 0 { "jpg" } else { "png" };
+                image.save(dir.join(format!("{i}.{ext}"))).unwrap();
+            }
+        }
+    }
+    data
+}
+
+#[test]
+fn an_imagenet_folder_trains_a_network_imagenet_with_train_imagenets_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_imagenet(dir.path());
+    let run = dir.path().join("run");
+    run_ok(
+        evnas()
+            .args(["train", "--genotype", "DARTS_V2", "--dataset", "imagenet", "--data"])
+            .arg(&data)
+            .args(["--epochs", "2", "--init-channels", "4", "--layers", "5", "--batch-size", "6"])
+            .args(["--device", "cpu", "--quiet", "--set", "final_training.test_batch_size=6", "--run-dir"])
+            .arg(&run),
+    );
+    let records = epochs(&run);
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["train_images"], 18);
+    // train_imagenet.py's defaults: learning rate 0.1, decayed linearly.
+    assert!((records[0]["learning_rate"].as_f64().unwrap() - 0.1).abs() < 1e-12);
+    assert!((records[1]["learning_rate"].as_f64().unwrap() - 0.05).abs() < 1e-12);
+    let config = json(&run.join("config.json"));
+    assert_eq!(config["final_training"]["label_smoothing"], 0.1);
+    assert_eq!(config["final_training"]["lr_schedule"], "linear");
+    // The classifier has the folder's 3 classes.
+    let weights = evnas::weights::read_weights(run.join("weights/last.safetensors")).unwrap();
+    let classifier = weights.iter().find(|(k, _)| k == "classifier.weight").expect("classifier");
+    assert_eq!(classifier.1.size()[0], 3);
+    assert_eq!(json(&run.join("result.json"))["dataset"], "imagenet");
+}

@@ -8,14 +8,29 @@ use super::ConfigError;
 
 /// The shipped default (config/evnas.toml), so a partial file only names what it changes.
 pub const DEFAULT_TOML: &str = include_str!("../../config/evnas.toml");
+/// train_imagenet.py's [final_training] values, the defaults when data.dataset = "imagenet".
+pub const IMAGENET_TRAINING_TOML: &str = include_str!("../../config/final-training-imagenet.toml");
 
 /// Loads, merges and validates a configuration.
 ///
 /// `overrides` are `section.key=value` strings (`evnas search --set`); values are parsed as TOML
 /// scalars when they can be (numbers, booleans), else taken as strings.
 pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+    let merged = merge(file, overrides, false)?;
+    // The dataset decides the training defaults: merge again with ImageNet's under the file.
+    let imagenet = merged.get_string("data.dataset").is_ok_and(|d| d == "imagenet");
+    let merged = if imagenet { merge(file, overrides, true)? } else { merged };
+    typed(merged, file, overrides)
+}
+
+/// The layers merged: default, (ImageNet training defaults), file, environment, overrides.
+fn merge(file: Option<&Path>, overrides: &[String], imagenet: bool) -> Result<config::Config, ConfigError> {
     let mut builder =
         config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+    if imagenet {
+        builder =
+            builder.add_source(config::File::from_str(IMAGENET_TRAINING_TOML, config::FileFormat::Toml));
+    }
     if let Some(path) = file {
         if !path.exists() {
             return Err(ConfigError::Missing { path: path.to_path_buf() });
@@ -38,9 +53,12 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
             .set_override(key.trim(), parse_scalar(value.trim()))
             .map_err(|e| ConfigError::BadOverride { item: item.clone(), reason: e.to_string() })?;
     }
-    let merged = builder
+    builder
         .build()
-        .map_err(|e| ConfigError::Parse { source_name: describe(file, overrides), reason: e.to_string() })?;
+        .map_err(|e| ConfigError::Parse { source_name: describe(file, overrides), reason: e.to_string() })
+}
+
+fn typed(merged: config::Config, file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
     // Through a JSON tree so that serde_path_to_error can name the key at fault, unknown keys
     // included (the config crate names only the section, and enums by their Rust type name).
     let mut tree: serde_json::Value = merged

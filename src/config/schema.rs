@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 // The domain's enums live with the code they steer; the config names them here.
 pub use crate::evolution::Strategy;
+pub use crate::final_training::LrSchedule;
 pub use crate::space::SpaceKind;
 pub use crate::train::{BnMode, Precision};
 
@@ -161,6 +162,7 @@ pub struct FinalTrainingSection {
     pub epochs: usize,
     pub learning_rate: f64,
     pub learning_rate_min: f64,
+    pub lr_schedule: LrSchedule,
     pub init_channels: i64,
     pub layers: usize,
     pub batch_size: usize,
@@ -171,6 +173,7 @@ pub struct FinalTrainingSection {
     pub auxiliary: bool,
     pub auxiliary_weight: f64,
     pub drop_path_prob: f64,
+    pub label_smoothing: f64,
     pub cutout: bool,
     pub cutout_length: usize,
     /// Use only the first N training images; 0 = all.

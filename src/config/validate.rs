@@ -161,6 +161,9 @@ fn validate_final_training(f: &super::schema::FinalTrainingSection, p: &mut Vec<
     if !(0.0..1.0).contains(&f.drop_path_prob) {
         p.push(format!("final_training.drop_path_prob = {}: must lie in [0, 1)", f.drop_path_prob));
     }
+    if !(0.0..1.0).contains(&f.label_smoothing) {
+        p.push(format!("final_training.label_smoothing = {}: must lie in [0, 1)", f.label_smoothing));
+    }
     if f.cutout && f.cutout_length == 0 {
         p.push("final_training.cutout_length = 0: must be positive when final_training.cutout is on".into());
     }

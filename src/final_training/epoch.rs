@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use tch::Device;
+use tch::{Device, Reduction, Tensor};
 
+use super::network::TrainedNetwork;
 use super::FinalTrainingError;
 use crate::data::Batch;
-use crate::model::NetworkCifar;
 use crate::stop::StopFlag;
 use crate::train::sgd::Sgd;
 use crate::train::Tally;
@@ -19,6 +19,7 @@ pub struct StepSettings {
     pub learning_rate: f64,
     pub grad_clip: f64,
     pub auxiliary_weight: f64,
+    pub label_smoothing: f64,
     pub device: Device,
 }
 
@@ -41,7 +42,7 @@ pub struct Step<'a> {
 /// Trains `net` on every batch; `None` when `stop` was raised before the epoch's end (the
 /// weights then hold a partial epoch and must not be checkpointed).
 pub fn train_epoch<I, E>(
-    net: &NetworkCifar,
+    net: &TrainedNetwork,
     opt: &mut Sgd,
     step: StepSettings,
     batches: I,
@@ -68,9 +69,12 @@ where
         let labels = batch.labels.to_device(step.device);
         opt.zero_grad();
         let (logits, auxiliary) = net.forward_t(&images, true);
-        let main_loss = logits.cross_entropy_for_logits(&labels);
+        let criterion = |x: &Tensor| {
+            x.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, step.label_smoothing)
+        };
+        let main_loss = criterion(&logits);
         let loss = match auxiliary {
-            Some(aux) => main_loss + aux.cross_entropy_for_logits(&labels) * step.auxiliary_weight,
+            Some(aux) => main_loss + criterion(&aux) * step.auxiliary_weight,
             None => main_loss,
         };
         // Checked before the step, so that a diverged batch never reaches the weights.

@@ -1,26 +1,33 @@
-//! The paper's second stage: a found genotype's evaluation network (NetworkCIFAR) trained from
-//! scratch as the reference's train.py does (SGD, cosine learning rate, cutout, auxiliary head,
-//! drop path ramped per epoch, gradient clipping), tested every epoch, checkpointed every epoch
+//! The paper's second stage: a found genotype's evaluation network trained from scratch as the
+//! reference's train.py (NetworkCIFAR: SGD, cosine learning rate, cutout, auxiliary head, drop
+//! path ramped per epoch, gradient clipping) and train_imagenet.py (NetworkImageNet: label
+//! smoothing, linear learning-rate decay, RandomResizedCrop + ColorJitter) do, tested every epoch, checkpointed every epoch
 //! and resumable exactly. Plain library code: the command line and telemetry live at the edge.
 
 pub mod epoch;
+pub mod network;
 pub mod record;
 pub mod run;
 pub mod run_dir;
 pub mod settings;
 
+pub use network::TrainedNetwork;
 pub use record::{EpochRecord, TrainingResult};
 pub use run::{TrainingObserver, TrainingOutcome, TrainingRun};
 pub use run_dir::TrainingRunDir;
-pub use settings::FinalTrainingSettings;
+pub use settings::{FinalTrainingSettings, LrSchedule};
 
 use std::path::PathBuf;
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
 pub enum FinalTrainingError {
-    #[error("training on {dataset} is not built yet (`evnas eval` evaluates ImageNet networks)")]
-    UnsupportedDataset { dataset: &'static str },
+    #[error(
+        "the training folder {} has {train} classes, the validation folder {} has {valid}",
+        train_dir.display(),
+        valid_dir.display()
+    )]
+    ClassesDiffer { train_dir: PathBuf, train: usize, valid_dir: PathBuf, valid: usize },
     #[error(
         "the auxiliary head reads 8x8 feature maps (32x32 images), {dataset} images are {size}x{size}: \
          set final_training.auxiliary = false (--no-auxiliary)"

@@ -12,15 +12,17 @@ use tch::nn::VarStore;
 use tch::Tensor;
 
 use super::epoch::{train_epoch, Step, StepSettings};
+use super::network::TrainedNetwork;
 use super::record::{EpochRecord, TrainingResult};
 use super::run_dir::TrainingRunDir;
 use super::settings::FinalTrainingSettings;
 use super::FinalTrainingError;
 use crate::checkpoint::{CheckpointFile, CheckpointStore};
 use crate::data::{
-    load_split, test_plan, test_source, CifarAugment, EpochPlan, InMemorySource, Producer, SplitName,
+    load_split, test_plan, test_source, BatchSource, CifarAugment, DatasetKind, EpochPlan, ImageFolder,
+    ImageFolderSource, ImageNetTransform, InMemorySource, Producer, SplitName,
 };
-use crate::model::{parameter_count, NetworkCifar};
+use crate::model::parameter_count;
 use crate::report::learning_curve_svg;
 use crate::seeds::{derive_seed, streams};
 use crate::stop::StopFlag;
@@ -69,7 +71,7 @@ pub struct TrainingRun {
     run: TrainingRunDir,
     store: CheckpointStore,
     vs: VarStore,
-    net: NetworkCifar,
+    net: TrainedNetwork,
     opt: Sgd,
     train: Producer,
     train_items: Vec<usize>,
@@ -96,10 +98,11 @@ impl TrainingRun {
         resume: bool,
     ) -> Result<Self, FinalTrainingError> {
         settings.check_supported()?;
-        let kind = settings.dataset;
-        let norm = kind.normalization();
-        let train_set = Arc::new(load_split(kind, &settings.data_dir, SplitName::Train)?);
-        let images = train_set.len();
+        let mut settings = settings;
+        let (train_source, test_source) = sources(&settings)?;
+        // An image folder has as many classes as it has; the network is built to match.
+        settings.network.num_classes = train_source.num_classes() as i64;
+        let images = train_source.len();
         let used = match settings.train_subset {
             Some(n) if n > images => {
                 return Err(FinalTrainingError::SubsetTooLarge { subset: n, images });
@@ -107,10 +110,7 @@ impl TrainingRun {
             Some(n) => n,
             None => images,
         };
-        let augment = CifarAugment { padding: 4, flip: true, cutout: settings.cutout };
-        let train_source = InMemorySource::new(train_set, &norm, Some(augment))?;
-        let train = Producer::new(Arc::new(train_source), settings.prefetch.clone())?;
-        let test_source = test_source(kind, &settings.data_dir)?;
+        let train = Producer::new(train_source, settings.prefetch.clone())?;
         let test_plan = test_plan(test_source.as_ref(), settings.test_batch_size)?;
         let test = Producer::new(test_source, settings.prefetch.clone())?;
 
@@ -119,7 +119,7 @@ impl TrainingRun {
         crate::threads::set_process_threads(settings.threads);
         tch::manual_seed(derive_seed(settings.seed, &[streams::WEIGHTS]) as i64);
         let mut vs = VarStore::new(settings.device);
-        let net = NetworkCifar::new(&vs.root(), settings.network, &settings.genotype);
+        let net = TrainedNetwork::new(&vs.root(), settings.dataset, settings.network, &settings.genotype);
         let mut opt = Sgd::new(&vs, settings.sgd);
         let store = run.checkpoints(settings.keep_checkpoints)?;
         let mut state = TrainingState::default();
@@ -232,6 +232,7 @@ impl TrainingRun {
             learning_rate,
             grad_clip: s.grad_clip,
             auxiliary_weight: s.auxiliary_weight,
+            label_smoothing: s.label_smoothing,
             device: s.device,
         };
         // Each stream gets its own flag: dropping a stream raises it to end its producer.
@@ -322,4 +323,33 @@ impl TrainingRun {
             seconds: self.state.records.iter().map(|r| r.train_seconds + r.test_seconds).sum(),
         }
     }
+}
+
+type Source = Arc<dyn BatchSource>;
+
+/// The training set with its augmentation and the test set with the evaluation transform: the
+/// in-memory datasets' train and test splits (CIFAR augmentation, cutout as set), or ImageNet's
+/// `train/` and `val/` folders (RandomResizedCrop + flip + ColorJitter; Resize + CenterCrop).
+fn sources(s: &FinalTrainingSettings) -> Result<(Source, Source), FinalTrainingError> {
+    let kind = s.dataset;
+    let norm = kind.normalization();
+    if kind == DatasetKind::ImageNet {
+        let (train_dir, valid_dir) = (s.data_dir.join("train"), s.data_dir.join("val"));
+        let folder = Arc::new(ImageFolder::open(&train_dir)?);
+        let train = ImageFolderSource::new(folder, ImageNetTransform::default(), norm, true)?;
+        let test = test_source(kind, &valid_dir)?;
+        if train.num_classes() != test.num_classes() {
+            return Err(FinalTrainingError::ClassesDiffer {
+                train_dir,
+                train: train.num_classes(),
+                valid_dir,
+                valid: test.num_classes(),
+            });
+        }
+        return Ok((Arc::new(train), test));
+    }
+    let train_set = Arc::new(load_split(kind, &s.data_dir, SplitName::Train)?);
+    let augment = CifarAugment { padding: 4, flip: true, cutout: s.cutout };
+    let train = InMemorySource::new(train_set, &norm, Some(augment))?;
+    Ok((Arc::new(train), test_source(kind, &s.data_dir)?))
 }

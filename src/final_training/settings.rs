@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::Device;
 
@@ -27,10 +27,13 @@ pub struct FinalTrainingSettings {
     pub test_batch_size: usize,
     pub learning_rate: f64,
     pub learning_rate_min: f64,
+    pub lr_schedule: LrSchedule,
     pub sgd: SgdConfig,
     pub grad_clip: f64,
     pub auxiliary_weight: f64,
     pub drop_path_prob: f64,
+    /// Label smoothing of the training loss (train_imagenet.py's `CrossEntropyLabelSmooth`).
+    pub label_smoothing: f64,
     pub cutout: Option<usize>,
     /// Only the first N training images.
     pub train_subset: Option<usize>,
@@ -41,6 +44,35 @@ pub struct FinalTrainingSettings {
     pub threads: usize,
     pub keep_checkpoints: usize,
     pub prefetch: PrefetchConfig,
+}
+
+/// How the learning rate moves over the epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// From learning_rate to learning_rate_min along a half cosine (train.py).
+    Cosine,
+    /// train_imagenet.py's `adjust_lr`: linear to 0 over all but the last 5 epochs, a fifth of
+    /// that slope over them, and a 5-epoch linear warm-up when the batch is above 256 (runs of
+    /// up to 5 epochs: linear to 0).
+    Linear,
+}
+
+fn linear_lr(lr: f64, epoch: usize, epochs: usize, batch_size: usize) -> f64 {
+    let (e, n) = (epoch as f64, epochs as f64);
+    // adjust_lr's formula goes negative for runs of 5 epochs or fewer; those decay linearly to 0.
+    let decayed = if epochs <= 5 {
+        lr * (n - e) / n
+    } else if epochs > epoch + 5 {
+        lr * (n - 5.0 - e) / (n - 5.0)
+    } else {
+        lr * (n - e) / ((n - 5.0) * 5.0)
+    };
+    if epoch < 5 && batch_size > 256 {
+        decayed * (e + 1.0) / 5.0
+    } else {
+        decayed
+    }
 }
 
 /// The values that decide a run's numbers; a run resumes only under the same digest of them.
@@ -56,6 +88,8 @@ struct Identity<'a> {
     batch_size: usize,
     learning_rate: f64,
     learning_rate_min: f64,
+    lr_schedule: LrSchedule,
+    label_smoothing: f64,
     momentum: f64,
     weight_decay: f64,
     grad_clip: f64,
@@ -67,10 +101,13 @@ struct Identity<'a> {
 }
 
 impl FinalTrainingSettings {
-    /// Learning rate of epoch `epoch` (0-based): train.py's `CosineAnnealingLR(T_max = epochs)`
-    /// stepped after each epoch.
+    /// Learning rate of epoch `epoch` (0-based).
     pub fn learning_rate_at(&self, epoch: usize) -> f64 {
-        cosine_lr(self.learning_rate, self.learning_rate_min, epoch, self.epochs)
+        match self.lr_schedule {
+            // train.py: CosineAnnealingLR(T_max = epochs), stepped after each epoch.
+            LrSchedule::Cosine => cosine_lr(self.learning_rate, self.learning_rate_min, epoch, self.epochs),
+            LrSchedule::Linear => linear_lr(self.learning_rate, epoch, self.epochs, self.batch_size),
+        }
     }
 
     /// Drop-path probability of epoch `epoch`: `drop_path_prob * epoch / epochs`, as train.py.
@@ -83,14 +120,10 @@ impl FinalTrainingSettings {
         (epoch + 1).is_multiple_of(self.test_every.max(1)) || epoch + 1 == self.epochs
     }
 
-    /// What this version trains: NetworkCIFAR on the in-memory datasets, the auxiliary head on
-    /// 32x32 images only.
+    /// What can be trained: NetworkCIFAR's auxiliary head needs 32x32 images.
     pub fn check_supported(&self) -> Result<(), FinalTrainingError> {
-        if self.dataset == DatasetKind::ImageNet {
-            return Err(FinalTrainingError::UnsupportedDataset { dataset: self.dataset.name() });
-        }
         let size = self.dataset.input_shape()[1];
-        if self.network.auxiliary && size != 32 {
+        if self.network.auxiliary && self.dataset != DatasetKind::ImageNet && size != 32 {
             return Err(FinalTrainingError::AuxiliaryNeeds32 { dataset: self.dataset.name(), size });
         }
         Ok(())
@@ -110,6 +143,8 @@ impl FinalTrainingSettings {
             batch_size: self.batch_size,
             learning_rate: self.learning_rate,
             learning_rate_min: self.learning_rate_min,
+            lr_schedule: self.lr_schedule,
+            label_smoothing: self.label_smoothing,
             momentum: self.sgd.momentum,
             weight_decay: self.sgd.weight_decay,
             grad_clip: self.grad_clip,
@@ -121,5 +156,22 @@ impl FinalTrainingSettings {
         };
         let json = serde_json::to_vec(&id).expect("settings serialise to JSON");
         Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_linear_schedule_is_train_imagenets() {
+        // adjust_lr with 250 epochs: 0.1 * (245 - e) / 245 until the last five epochs.
+        assert!((linear_lr(0.1, 0, 250, 256) - 0.1).abs() < 1e-15);
+        assert!((linear_lr(0.1, 100, 250, 256) - 0.1 * 145.0 / 245.0).abs() < 1e-15);
+        assert!((linear_lr(0.1, 246, 250, 256) - 0.1 * 4.0 / (245.0 * 5.0)).abs() < 1e-15);
+        // Warm-up of batches above 256.
+        assert!((linear_lr(0.1, 0, 250, 512) - 0.1 / 5.0).abs() < 1e-15);
+        assert!((linear_lr(0.1, 5, 250, 512) - 0.1 * 240.0 / 245.0).abs() < 1e-15);
+        assert!((linear_lr(0.1, 1, 2, 256) - 0.05).abs() < 1e-15);
     }
 }
