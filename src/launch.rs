@@ -144,6 +144,7 @@ pub fn training_settings(
         label_smoothing: f.label_smoothing,
         cutout: f.cutout.then_some(f.cutout_length),
         train_subset: (f.train_subset > 0).then_some(f.train_subset),
+        channels_last: f.channels_last,
         test_every: f.test_every,
         seed: f.seed,
         device,

@@ -178,6 +178,7 @@ pub struct FinalTrainingSection {
     pub cutout_length: usize,
     /// Use only the first N training images; 0 = all.
     pub train_subset: usize,
+    pub channels_last: bool,
     pub test_every: usize,
     pub seed: u64,
     pub keep_checkpoints: usize,

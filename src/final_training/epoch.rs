@@ -8,6 +8,7 @@ use tch::{Device, Reduction, Tensor};
 use super::network::TrainedNetwork;
 use super::FinalTrainingError;
 use crate::data::Batch;
+use crate::model::layers::channels_last;
 use crate::stop::StopFlag;
 use crate::train::sgd::Sgd;
 use crate::train::Tally;
@@ -20,6 +21,7 @@ pub struct StepSettings {
     pub grad_clip: f64,
     pub auxiliary_weight: f64,
     pub label_smoothing: f64,
+    pub channels_last: bool,
     pub device: Device,
 }
 
@@ -66,6 +68,7 @@ where
         let batch = next.map_err(|e| FinalTrainingError::Data { reason: e.to_string() })?;
         crate::fault::point("final_training.batch")?;
         let images = batch.images.to_device(step.device);
+        let images = if step.channels_last { channels_last(&images) } else { images };
         let labels = batch.labels.to_device(step.device);
         opt.zero_grad();
         let (logits, auxiliary) = net.forward_t(&images, true);

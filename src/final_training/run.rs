@@ -22,6 +22,7 @@ use crate::data::{
     load_split, test_plan, test_source, BatchSource, CifarAugment, DatasetKind, EpochPlan, ImageFolder,
     ImageFolderSource, ImageNetTransform, InMemorySource, Producer, SplitName,
 };
+use crate::model::layers::{channels_last, to_channels_last_in_place};
 use crate::model::parameter_count;
 use crate::report::learning_curve_svg;
 use crate::seeds::{derive_seed, streams};
@@ -120,6 +121,15 @@ impl TrainingRun {
         tch::manual_seed(derive_seed(settings.seed, &[streams::WEIGHTS]) as i64);
         let mut vs = VarStore::new(settings.device);
         let net = TrainedNetwork::new(&vs.root(), settings.dataset, settings.network, &settings.genotype);
+        if settings.channels_last {
+            // Every 4-d variable is a convolution weight; activations follow the layout of the
+            // input (converted per batch) and the weights.
+            for (_, var) in vs.variables() {
+                if var.dim() == 4 {
+                    to_channels_last_in_place(&var);
+                }
+            }
+        }
         let mut opt = Sgd::new(&vs, settings.sgd);
         let store = run.checkpoints(settings.keep_checkpoints)?;
         let mut state = TrainingState::default();
@@ -233,6 +243,7 @@ impl TrainingRun {
             grad_clip: s.grad_clip,
             auxiliary_weight: s.auxiliary_weight,
             label_smoothing: s.label_smoothing,
+            channels_last: s.channels_last,
             device: s.device,
         };
         // Each stream gets its own flag: dropping a stream raises it to end its producer.
@@ -248,8 +259,9 @@ impl TrainingRun {
             let batches = self.test.start_epoch(self.test_plan.clone(), StopFlag::new())?;
             let batches = batches.take_while(|_| !stop.is_stopped());
             let net = &self.net;
+            let layout = |x: &Tensor| if s.channels_last { channels_last(x) } else { x.shallow_clone() };
             let tally = evaluate_test_set(
-                |x| net.forward_t(x, false).0,
+                |x| net.forward_t(&layout(x), false).0,
                 batches,
                 s.device,
                 |_| observer.tested_batch(),

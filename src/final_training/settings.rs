@@ -37,6 +37,8 @@ pub struct FinalTrainingSettings {
     pub cutout: Option<usize>,
     /// Only the first N training images.
     pub train_subset: Option<usize>,
+    /// Convolution weights and activations laid out channels-last.
+    pub channels_last: bool,
     pub test_every: usize,
     pub seed: u64,
     pub device: Device,
@@ -97,6 +99,7 @@ struct Identity<'a> {
     drop_path_prob: f64,
     cutout: Option<usize>,
     train_subset: Option<usize>,
+    channels_last: bool,
     seed: u64,
 }
 
@@ -152,6 +155,7 @@ impl FinalTrainingSettings {
             drop_path_prob: self.drop_path_prob,
             cutout: self.cutout,
             train_subset: self.train_subset,
+            channels_last: self.channels_last,
             seed: self.seed,
         };
         let json = serde_json::to_vec(&id).expect("settings serialise to JSON");

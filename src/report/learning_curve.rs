@@ -3,8 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::plot::{point_list, Frame, FONT, HEIGHT, INK, LEFT, RIGHT, TOP, WIDTH};
-use super::xml_escape;
+use super::plot::{point_list, svg_start, Frame, RIGHT, TOP, WIDTH};
 use crate::final_training::EpochRecord;
 
 /// (name, colour) of each curve.
@@ -19,19 +18,7 @@ pub fn learning_curve_svg(records: &[EpochRecord], title: &str) -> String {
     let values: Vec<f64> = curves.iter().flatten().map(|&(_, v)| v).filter(|v| v.is_finite()).collect();
     let frame = Frame::new(&xs, &values, "epoch");
 
-    let mut svg = String::new();
-    let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="{FONT}">"#
-    );
-    let _ = writeln!(svg, r#"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{:.1}" y="32" text-anchor="middle" font-size="18" font-weight="bold" fill="{INK}">{}</text>"#,
-        LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
-        xml_escape(title)
-    );
+    let mut svg = svg_start(title);
     frame.draw_grid_and_axes(&mut svg);
     for ((name, colour), points) in CURVES.iter().zip(&curves) {
         let pixels: Vec<(f64, f64)> =

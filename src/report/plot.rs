@@ -37,13 +37,13 @@ pub struct PlotSeries {
 }
 
 pub(super) const WIDTH: f64 = 860.0;
-pub(super) const HEIGHT: f64 = 500.0;
-pub(super) const LEFT: f64 = 72.0;
+const HEIGHT: f64 = 500.0;
+const LEFT: f64 = 72.0;
 pub(super) const RIGHT: f64 = 200.0;
 pub(super) const TOP: f64 = 56.0;
-pub(super) const BOTTOM: f64 = 62.0;
-pub(super) const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
-pub(super) const INK: &str = "#333333";
+const BOTTOM: f64 = 62.0;
+const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
+const INK: &str = "#333333";
 const GRID: &str = "#e3e3e3";
 /// Per metric: (name, colour, stroke width).
 const METRICS: [(&str, &str, f64); 3] =
@@ -61,19 +61,7 @@ fn metric(point: &GenerationFitness, index: usize) -> f64 {
 
 /// The plot as a standalone SVG document. `title` and labels are escaped.
 pub fn fitness_plot_svg(series: &[PlotSeries], title: &str) -> String {
-    let mut svg = String::new();
-    let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="{FONT}">"#
-    );
-    let _ = writeln!(svg, r#"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{:.1}" y="32" text-anchor="middle" font-size="18" font-weight="bold" fill="{INK}">{}</text>"#,
-        LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
-        xml_escape(title)
-    );
+    let mut svg = svg_start(title);
 
     let sorted: Vec<Vec<GenerationFitness>> = series
         .iter()
@@ -102,6 +90,24 @@ pub fn fitness_plot_svg(series: &[PlotSeries], title: &str) -> String {
     }
     draw_legend(&mut svg, series);
     svg.push_str("</svg>\n");
+    svg
+}
+
+/// An SVG document's opening: the canvas, a white background and the (escaped) title.
+pub(super) fn svg_start(title: &str) -> String {
+    let mut svg = String::new();
+    let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="{FONT}">"#
+    );
+    let _ = writeln!(svg, r#"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="32" text-anchor="middle" font-size="18" font-weight="bold" fill="{INK}">{}</text>"#,
+        LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
+        xml_escape(title)
+    );
     svg
 }
 
