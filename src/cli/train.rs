@@ -21,10 +21,11 @@ pub struct TrainArgs {
     /// Built-in genotype name (e.g. EvNAS-A, DARTS_V2) or genotype file (JSON or DARTS notation).
     #[arg(long, required_unless_present = "resume")]
     genotype: Option<String>,
-    /// cifar10, cifar100 or fashion-mnist (overrides data.dataset).
+    /// cifar10, cifar100, fashion-mnist or imagenet (overrides data.dataset; imagenet brings
+    /// train_imagenet.py's defaults).
     #[arg(long, value_parser = super::arg_values::dataset)]
     dataset: Option<DatasetKind>,
-    /// Directory of the dataset's files (overrides data.path).
+    /// Directory of the dataset's files (overrides data.path); for imagenet, holding train/ and val/.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Config file (TOML) whose [final_training], [data] and [run] sections apply.
@@ -36,12 +37,16 @@ pub struct TrainArgs {
     /// Continue the training run in this directory from its newest intact checkpoint.
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["genotype", "config", "set", "run_dir"])]
     resume: Option<PathBuf>,
+    /// Epochs (final_training.epochs; default 600, ImageNet 250).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Channels of the first cells (final_training.init_channels; default 36, ImageNet 48).
     #[arg(long, value_parser = super::arg_values::init_channels)]
     init_channels: Option<i64>,
+    /// Number of cells (final_training.layers; default 20, ImageNet 14).
     #[arg(long, value_parser = super::arg_values::layers)]
     layers: Option<usize>,
+    /// Images per training batch (final_training.batch_size; default 96, ImageNet 256).
     #[arg(long)]
     batch_size: Option<usize>,
     /// Train on the first N training images only.

@@ -121,7 +121,7 @@ impl TrainingRun {
         tch::manual_seed(derive_seed(settings.seed, &[streams::WEIGHTS]) as i64);
         let mut vs = VarStore::new(settings.device);
         let net = TrainedNetwork::new(&vs.root(), settings.dataset, settings.network, &settings.genotype);
-        if settings.channels_last {
+        if settings.uses_channels_last() {
             // Every 4-d variable is a convolution weight; activations follow the layout of the
             // input (converted per batch) and the weights.
             for (_, var) in vs.variables() {
@@ -243,7 +243,7 @@ impl TrainingRun {
             grad_clip: s.grad_clip,
             auxiliary_weight: s.auxiliary_weight,
             label_smoothing: s.label_smoothing,
-            channels_last: s.channels_last,
+            channels_last: s.uses_channels_last(),
             device: s.device,
         };
         // Each stream gets its own flag: dropping a stream raises it to end its producer.
@@ -259,7 +259,8 @@ impl TrainingRun {
             let batches = self.test.start_epoch(self.test_plan.clone(), StopFlag::new())?;
             let batches = batches.take_while(|_| !stop.is_stopped());
             let net = &self.net;
-            let layout = |x: &Tensor| if s.channels_last { channels_last(x) } else { x.shallow_clone() };
+            let layout =
+                |x: &Tensor| if s.uses_channels_last() { channels_last(x) } else { x.shallow_clone() };
             let tally = evaluate_test_set(
                 |x| net.forward_t(&layout(x), false).0,
                 batches,

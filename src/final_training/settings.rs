@@ -37,7 +37,8 @@ pub struct FinalTrainingSettings {
     pub cutout: Option<usize>,
     /// Only the first N training images.
     pub train_subset: Option<usize>,
-    /// Convolution weights and activations laid out channels-last.
+    /// Convolution weights and activations laid out channels-last (NetworkCIFAR only: see
+    /// [`FinalTrainingSettings::uses_channels_last`]).
     pub channels_last: bool,
     pub test_every: usize,
     pub seed: u64,
@@ -116,6 +117,14 @@ impl FinalTrainingSettings {
     /// Drop-path probability of epoch `epoch`: `drop_path_prob * epoch / epochs`, as train.py.
     pub fn drop_path_at(&self, epoch: usize) -> f64 {
         self.drop_path_prob * epoch as f64 / self.epochs.max(1) as f64
+    }
+
+    /// Whether the run lays its network out channels-last: as asked, for NetworkCIFAR. The
+    /// ImageNet network stays NCHW: trained channels-last, oneDNN's 1x1-convolution weight
+    /// gradient (libtorch 2.11 CPU, `jit_*_1x1_convolution_bwd_weights`) writes past its buffer
+    /// and corrupts the heap (valgrind, C=4).
+    pub fn uses_channels_last(&self) -> bool {
+        self.channels_last && self.dataset != DatasetKind::ImageNet
     }
 
     /// Whether test accuracy is measured after epoch `epoch` (0-based).
