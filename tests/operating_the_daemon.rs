@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::search::{assert_same_search, tiny_setup};
+use common::search::{add_tiny_final_training, assert_same_search, tiny_setup};
 use common::served::{config_with_runs, free_port, http_get, search_dir_named, url_encode, Served};
 
 /// Generous bound for a tiny search on a slow, shared machine.
@@ -185,6 +185,8 @@ fn prometheus_scrapes_serve_and_every_dashboard_query_returns_data() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = served_config(tmp.path(), 3, "scraped", port, "");
+    // The search's result trained afterwards, so that the final-training panels have data too.
+    add_tiny_final_training(tmp.path(), &config, true);
     let mut served = Served::start(&config, None);
     let prometheus = Prometheus::start(tmp.path(), port);
     served.wait_for_log("search finished; serving until stopped", DEADLINE);

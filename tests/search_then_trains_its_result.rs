@@ -6,35 +6,14 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::search::{run_ok, search_command, tiny_setup, write_tiny_fashion_mnist};
+use common::search::{add_tiny_final_training, run_ok, search_command, tiny_setup};
 use common::served::{search_dir, Served};
 use serde_json::Value;
 
-const FINAL_TRAINING: &str = r#"
-[final_training]
-epochs = 2
-init_channels = 4
-layers = 5
-batch_size = 32
-test_batch_size = 100
-auxiliary = false
-train_subset = 96
-"#;
-
 /// The tiny search set-up with a test split and a small [final_training] section.
 fn setup(root: &Path, enabled: bool) -> std::path::PathBuf {
-    let (config, data) = tiny_setup(root, 1);
-    let test = root.join("test");
-    std::fs::create_dir_all(&test).unwrap();
-    write_tiny_fashion_mnist(&test, 100);
-    for kind in ["images-idx3", "labels-idx1"] {
-        let from = test.join(format!("train-{kind}-ubyte.gz"));
-        std::fs::copy(from, data.join(format!("t10k-{kind}-ubyte.gz"))).unwrap();
-    }
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(FINAL_TRAINING);
-    text.push_str(&format!("enabled = {enabled}\n"));
-    std::fs::write(&config, text).unwrap();
+    let (config, _) = tiny_setup(root, 1);
+    add_tiny_final_training(root, &config, enabled);
     config
 }
 

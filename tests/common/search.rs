@@ -232,3 +232,22 @@ pub fn write_tiny_cifar10(dir: &Path, n: usize) {
         write(&dir.join(format!("data_batch_{}.bin", file + 1)), &bytes);
     }
 }
+
+/// Gives the tiny set-up in `root` (its `data/` and `config`) a test split and a small
+/// [final_training] section: 2 epochs of a C=4, 5-cell network on 96 images.
+pub fn add_tiny_final_training(root: &Path, config: &Path, enabled: bool) {
+    let data = root.join("data");
+    let test = root.join("test-split");
+    std::fs::create_dir_all(&test).unwrap();
+    write_tiny_fashion_mnist(&test, 100);
+    for kind in ["images-idx3", "labels-idx1"] {
+        let from = test.join(format!("train-{kind}-ubyte.gz"));
+        std::fs::copy(from, data.join(format!("t10k-{kind}-ubyte.gz"))).unwrap();
+    }
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str(&format!(
+        "\n[final_training]\nenabled = {enabled}\nepochs = 2\ninit_channels = 4\nlayers = 5\n\
+         batch_size = 32\ntest_batch_size = 100\nauxiliary = false\ntrain_subset = 96\n"
+    ));
+    std::fs::write(config, text).unwrap();
+}
