@@ -16,30 +16,40 @@ pub const IMAGENET_TRAINING_TOML: &str = include_str!("../../config/final-traini
 /// `overrides` are `section.key=value` strings (`evnas search --set`); values are parsed as TOML
 /// scalars when they can be (numbers, booleans), else taken as strings.
 pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
-    let merged = merge(file, overrides, false)?;
+    let text = file.map(read_file).transpose()?;
+    let merge = |imagenet| merge(text.as_deref(), imagenet, file, overrides);
+    let merged = merge(false)?;
     // The dataset decides the training defaults: merge again with ImageNet's under the file.
     let imagenet = merged.get_string("data.dataset").is_ok_and(|d| d == "imagenet");
-    let merged = if imagenet { merge(file, overrides, true)? } else { merged };
+    let merged = if imagenet { merge(true)? } else { merged };
     typed(merged, file, overrides)
 }
 
-/// The layers merged: default, (ImageNet training defaults), file, environment, overrides.
-fn merge(file: Option<&Path>, overrides: &[String], imagenet: bool) -> Result<config::Config, ConfigError> {
+/// The config file's text. Read here rather than by `config::File::from(path)`, whose messages
+/// name the file by a path relative to the working directory that the user never typed.
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    if !path.exists() {
+        return Err(ConfigError::Missing { path: path.to_path_buf() });
+    }
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })
+}
+
+/// The layers merged: default, (ImageNet training defaults), the file's `text`, environment,
+/// overrides.
+fn merge(
+    text: Option<&str>,
+    imagenet: bool,
+    file: Option<&Path>,
+    overrides: &[String],
+) -> Result<config::Config, ConfigError> {
     let mut builder =
         config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
     if imagenet {
         builder =
             builder.add_source(config::File::from_str(IMAGENET_TRAINING_TOML, config::FileFormat::Toml));
     }
-    if let Some(path) = file {
-        if !path.exists() {
-            return Err(ConfigError::Missing { path: path.to_path_buf() });
-        }
-        // Read here rather than by `config::File::from(path)`, whose messages name the file by a
-        // path relative to the working directory that the user never typed.
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+    if let Some(text) = text {
+        builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
     }
     builder = builder.add_source(
         config::Environment::with_prefix("EVNAS").prefix_separator("__").separator("__").try_parsing(true),

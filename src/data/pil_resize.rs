@@ -68,15 +68,17 @@ fn resize_horizontal(src: &RgbImage, width: u32) -> RgbImage {
     let t = taps(in_w, width as usize);
     let raw = src.as_raw();
     let mut out = vec![0u8; width as usize * h * 3];
-    for y in 0..h {
-        let row = &raw[y * in_w * 3..(y + 1) * in_w * 3];
-        for (x, (first, weights)) in t.first.iter().zip(&t.weights).enumerate() {
-            for c in 0..3 {
-                let mut sum = HALF;
-                for (k, w) in weights.iter().enumerate() {
-                    sum += i64::from(row[(first + k) * 3 + c]) * i64::from(*w);
+    for (row, out_row) in raw.chunks_exact(in_w * 3).zip(out.chunks_exact_mut(width as usize * 3)) {
+        for ((first, weights), pixel) in t.first.iter().zip(&t.weights).zip(out_row.chunks_exact_mut(3)) {
+            let window = &row[first * 3..(first + weights.len()) * 3];
+            let mut sums = [HALF; 3];
+            for (src, &w) in window.chunks_exact(3).zip(weights) {
+                for (sum, &v) in sums.iter_mut().zip(src) {
+                    *sum += i64::from(v) * i64::from(w);
                 }
-                out[(y * width as usize + x) * 3 + c] = to_byte(sum);
+            }
+            for (slot, sum) in pixel.iter_mut().zip(sums) {
+                *slot = to_byte(sum);
             }
         }
     }
@@ -88,13 +90,19 @@ fn resize_vertical(src: &RgbImage, height: u32) -> RgbImage {
     let t = taps(in_h, height as usize);
     let raw = src.as_raw();
     let mut out = vec![0u8; w * height as usize * 3];
-    for (y, (first, weights)) in t.first.iter().zip(&t.weights).enumerate() {
-        for i in 0..w * 3 {
-            let mut sum = HALF;
-            for (k, wt) in weights.iter().enumerate() {
-                sum += i64::from(raw[(first + k) * w * 3 + i]) * i64::from(*wt);
+    let row_len = w * 3;
+    // One output row at a time, accumulated input row by input row (contiguous memory).
+    let mut sums = vec![0i64; row_len];
+    for ((first, weights), out_row) in t.first.iter().zip(&t.weights).zip(out.chunks_exact_mut(row_len)) {
+        sums.fill(HALF);
+        for (k, &wt) in weights.iter().enumerate() {
+            let src = &raw[(first + k) * row_len..(first + k + 1) * row_len];
+            for (sum, &v) in sums.iter_mut().zip(src) {
+                *sum += i64::from(v) * i64::from(wt);
             }
-            out[y * w * 3 + i] = to_byte(sum);
+        }
+        for (slot, &sum) in out_row.iter_mut().zip(&sums) {
+            *slot = to_byte(sum);
         }
     }
     RgbImage::from_raw(w as u32, height, out).expect("sized to fit")

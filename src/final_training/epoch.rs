@@ -89,7 +89,7 @@ where
         loss.backward();
         opt.clip_grad_norm(step.grad_clip);
         opt.step(step.learning_rate);
-        tch::no_grad(|| totals.tally.add(&logits.detach(), &labels, loss_value));
+        tch::no_grad(|| totals.tally.add(&logits, &labels, loss_value));
         totals.batches += 1;
         let compute = started.elapsed();
         totals.compute += compute;

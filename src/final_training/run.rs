@@ -78,6 +78,9 @@ pub struct TrainingRun {
     train_items: Vec<usize>,
     test: Producer,
     test_plan: EpochPlan,
+    test_images: usize,
+    /// [`FinalTrainingSettings::identity`], the digest every checkpoint carries.
+    identity: String,
     state: TrainingState,
 }
 
@@ -94,12 +97,11 @@ impl TrainingRun {
     }
 
     fn open(
-        settings: FinalTrainingSettings,
+        mut settings: FinalTrainingSettings,
         run: TrainingRunDir,
         resume: bool,
     ) -> Result<Self, FinalTrainingError> {
         settings.check_supported()?;
-        let mut settings = settings;
         let (train_source, test_source) = sources(&settings)?;
         // An image folder has as many classes as it has; the network is built to match.
         settings.network.num_classes = train_source.num_classes() as i64;
@@ -113,7 +115,9 @@ impl TrainingRun {
         };
         let train = Producer::new(train_source, settings.prefetch.clone())?;
         let test_plan = test_plan(test_source.as_ref(), settings.test_batch_size)?;
+        let test_images = test_source.len();
         let test = Producer::new(test_source, settings.prefetch.clone())?;
+        let identity = settings.identity();
 
         // Numbers depend on the thread count (how sums are split), so a resumed run uses the
         // count its run started with.
@@ -134,7 +138,7 @@ impl TrainingRun {
         let store = run.checkpoints(settings.keep_checkpoints)?;
         let mut state = TrainingState::default();
         if resume {
-            if let Some(loaded) = store.load_latest(&settings.identity())? {
+            if let Some(loaded) = store.load_latest(&identity)? {
                 let dir = &loaded.dir;
                 state = serde_json::from_slice(loaded.require(STATE)?).map_err(|e| {
                     FinalTrainingError::Corrupt { path: dir.join(STATE), reason: e.to_string() }
@@ -156,6 +160,8 @@ impl TrainingRun {
             train_items: (0..used).collect(),
             test,
             test_plan,
+            test_images,
+            identity,
             state,
         })
     }
@@ -195,16 +201,18 @@ impl TrainingRun {
             let Some(record) = self.train_and_test(epoch, observer, stop)? else {
                 return Ok(TrainingOutcome::Stopped { epochs_done: epoch });
             };
+            // Encoded once: the same bytes are the last weights, maybe the best, and the checkpoint's.
+            let weights = self.weights_bytes()?;
             if let Some(top1) = record.test_top1 {
                 if self.state.best.is_none_or(|(_, best)| top1 > best) {
                     self.state.best = Some((record.epoch, top1));
-                    self.run.write_weights("best", &self.weights_bytes()?)?;
+                    self.run.write_weights("best", &weights)?;
                 }
             }
-            self.run.write_weights("last", &self.weights_bytes()?)?;
+            self.run.write_weights("last", &weights)?;
             self.state.records.push(record.clone());
             self.state.epochs_done = epoch + 1;
-            self.checkpoint(observer)?;
+            self.checkpoint(weights, observer)?;
             self.run.write_epochs(&self.state.records)?;
             self.run.write_learning_curve(&learning_curve_svg(
                 &self.state.records,
@@ -267,7 +275,7 @@ impl TrainingRun {
                 s.device,
                 |_| observer.tested_batch(),
             )?;
-            if stop.is_stopped() && tally.images < self.test_plan_images() {
+            if stop.is_stopped() && tally.images < self.test_images as u64 {
                 return Ok(None);
             }
             Some((tally, started.elapsed().as_secs_f64()))
@@ -292,10 +300,6 @@ impl TrainingRun {
         }))
     }
 
-    fn test_plan_images(&self) -> u64 {
-        (0..self.test_plan.num_batches()).map(|i| self.test_plan.batch(i).len() as u64).sum()
-    }
-
     fn weights_bytes(&self) -> Result<Vec<u8>, FinalTrainingError> {
         let mut variables: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
@@ -303,7 +307,12 @@ impl TrainingRun {
             .map_err(|reason| FinalTrainingError::Encode { name: NETWORK.into(), reason })
     }
 
-    fn checkpoint(&mut self, observer: &mut dyn TrainingObserver) -> Result<(), FinalTrainingError> {
+    /// Makes the state after `epochs_done` epochs, with the network's encoded `weights`, durable.
+    fn checkpoint(
+        &mut self,
+        weights: Vec<u8>,
+        observer: &mut dyn TrainingObserver,
+    ) -> Result<(), FinalTrainingError> {
         let started = Instant::now();
         let state = serde_json::to_vec(&self.state)
             .map_err(|e| FinalTrainingError::Encode { name: STATE.into(), reason: e.to_string() })?;
@@ -311,12 +320,12 @@ impl TrainingRun {
             .map_err(|reason| FinalTrainingError::Encode { name: MOMENTUM.into(), reason })?;
         let files = [
             CheckpointFile::new(STATE, state),
-            CheckpointFile::new(NETWORK, self.weights_bytes()?),
+            CheckpointFile::new(NETWORK, weights),
             CheckpointFile::new(MOMENTUM, momentum),
         ];
         let bytes = files.iter().map(|f| f.bytes.len() as u64).sum();
         crate::fault::point("final_training.checkpoint")?;
-        self.store.save(self.state.epochs_done as u32, &self.settings.identity(), &files)?;
+        self.store.save(self.state.epochs_done as u32, &self.identity, &files)?;
         observer.checkpoint_written(self.state.epochs_done, bytes, started.elapsed().as_secs_f64());
         Ok(())
     }

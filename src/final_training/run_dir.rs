@@ -34,9 +34,7 @@ impl TrainingRunDir {
         if root.join(CONFIG).exists() {
             return Err(FinalTrainingError::RunDirInUse { dir: root.to_path_buf() });
         }
-        let weights = root.join("weights");
-        std::fs::create_dir_all(&weights).map_err(io("create", &weights))?;
-        Ok(Self { root: root.to_path_buf() })
+        Self::with_weights_dir(root)
     }
 
     /// An existing run.
@@ -44,6 +42,10 @@ impl TrainingRunDir {
         if !root.join(CONFIG).is_file() {
             return Err(FinalTrainingError::NotARunDir { dir: root.to_path_buf(), file: CONFIG });
         }
+        Self::with_weights_dir(root)
+    }
+
+    fn with_weights_dir(root: &Path) -> Result<Self, FinalTrainingError> {
         let weights = root.join("weights");
         std::fs::create_dir_all(&weights).map_err(io("create", &weights))?;
         Ok(Self { root: root.to_path_buf() })
@@ -91,13 +93,9 @@ impl TrainingRunDir {
 
     /// `weights/<name>.safetensors`.
     pub fn write_weights(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, FinalTrainingError> {
-        let path = self.weights_path(name);
+        let path = self.root.join("weights").join(format!("{name}.safetensors"));
         write_atomic(&path, bytes).map_err(io("write", &path))?;
         Ok(path)
-    }
-
-    pub fn weights_path(&self, name: &str) -> PathBuf {
-        self.root.join("weights").join(format!("{name}.safetensors"))
     }
 
     pub fn write_result(&self, result: &TrainingResult) -> Result<PathBuf, FinalTrainingError> {
