@@ -66,6 +66,19 @@ else
   exit 1
 fi
 
+# --- 1c. Gloo's headers ---------------------------------------------------------------------
+# evnas reaches PyTorch's c10d (several replicas, several machines) through a small C++ shim
+# (src/distributed/c10d_shim.cpp); c10d's Gloo header includes gloo's, which the torch wheel
+# does not ship (the library itself is inside libtorch_cpu). Debian's libgloo-dev has them.
+if [ -f /usr/include/gloo/algorithm.h ]; then
+  log "gloo headers present"
+elif apt_install libgloo-dev; then
+  log "installed libgloo-dev (gloo's headers, for the c10d shim)"
+else
+  log "gloo's headers are missing: install the Debian package libgloo-dev as root"
+  exit 1
+fi
+
 # --- 2. Fashion-MNIST ------------------------------------------------------------------------
 if [ -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
   log "Fashion-MNIST present in $fmnist"

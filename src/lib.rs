@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod daemon;
 pub mod data;
+pub mod distributed;
 pub mod evolution;
 pub mod fault;
 pub mod final_training;

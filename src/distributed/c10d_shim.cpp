@@ -1,0 +1,152 @@
+// A C interface to PyPI libtorch's c10d (stores and the Gloo process group), for
+// src/distributed/ffi.rs. Every entry point catches C++ exceptions and returns them as a
+// malloc'd message through `error` (freed by the caller with evnas_c10d_free_error), so that
+// no exception crosses into Rust.
+//
+// Tensors are passed as tch's `C_tensor` handles, which are `at::Tensor*`.
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+namespace {
+
+struct Store {
+  c10::intrusive_ptr<c10d::Store> inner;
+};
+
+struct Group {
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> inner;
+};
+
+void set_error(char** error, const char* message) {
+  if (error != nullptr) {
+    *error = strdup(message);
+  }
+}
+
+template <typename F>
+int guarded(char** error, F&& body) {
+  try {
+    body();
+    return 0;
+  } catch (const c10::Error& e) {
+    set_error(error, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    set_error(error, e.what());
+  } catch (...) {
+    set_error(error, "unknown C++ exception");
+  }
+  return -1;
+}
+
+}  // namespace
+
+extern "C" {
+
+void evnas_c10d_free_error(char* error) { std::free(error); }
+
+// A TCPStore at host:port: the server (it listens; port 0 picks a free one) or a client.
+// `world_size` > 0: the server waits until that many clients (itself included) connected.
+void* evnas_c10d_tcp_store(const char* host, uint16_t port, int is_server, int64_t world_size,
+                           int64_t timeout_ms, char** error) {
+  Store* out = nullptr;
+  guarded(error, [&] {
+    c10d::TCPStoreOptions options;
+    options.port = port;
+    options.isServer = is_server != 0;
+    if (world_size > 0) {
+      options.numWorkers = static_cast<size_t>(world_size);
+    }
+    options.waitWorkers = false;
+    options.timeout = std::chrono::milliseconds(timeout_ms);
+    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
+    out = new Store{store};
+  });
+  return out;
+}
+
+// An in-process store, for replicas that are threads of one process.
+void* evnas_c10d_hash_store(char** error) {
+  Store* out = nullptr;
+  guarded(error, [&] { out = new Store{c10::make_intrusive<c10d::HashStore>()}; });
+  return out;
+}
+
+// The port a TCPStore listens on (the chosen one when it was created with port 0).
+int evnas_c10d_tcp_store_port(void* store, uint16_t* port, char** error) {
+  return guarded(error, [&] {
+    auto* tcp = dynamic_cast<c10d::TCPStore*>(static_cast<Store*>(store)->inner.get());
+    if (tcp == nullptr) {
+      throw std::runtime_error("not a TCPStore");
+    }
+    *port = tcp->getPort();
+  });
+}
+
+// Keys of `store` under `prefix/`: one store serves several groups (a fresh prefix each).
+void* evnas_c10d_prefix_store(void* store, const char* prefix, char** error) {
+  Store* out = nullptr;
+  guarded(error, [&] {
+    auto base = static_cast<Store*>(store)->inner;
+    out = new Store{c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), base)};
+  });
+  return out;
+}
+
+void evnas_c10d_store_free(void* store) { delete static_cast<Store*>(store); }
+
+// A Gloo process group of `size` ranks meeting through `store`. This rank's Gloo device binds
+// the network interface `interface` when given (GLOO_SOCKET_IFNAME, as PyTorch), else the address
+// `hostname` when given, else the machine's default address, as PyTorch picks it.
+void* evnas_c10d_gloo_group(void* store, int rank, int size, const char* interface,
+                            const char* hostname, int64_t timeout_ms, char** error) {
+  Group* out = nullptr;
+  guarded(error, [&] {
+    auto options = c10d::ProcessGroupGloo::Options::create();
+    options->timeout = std::chrono::milliseconds(timeout_ms);
+    std::string iface(interface), host(hostname);
+    options->devices.push_back(
+        !iface.empty()  ? c10d::ProcessGroupGloo::createDeviceForInterface(iface)
+        : !host.empty() ? c10d::ProcessGroupGloo::createDeviceForHostname(host)
+                        : c10d::ProcessGroupGloo::createDefaultDevice());
+    auto base = static_cast<Store*>(store)->inner;
+    out = new Group{c10::make_intrusive<c10d::ProcessGroupGloo>(base, rank, size, options)};
+  });
+  return out;
+}
+
+void evnas_c10d_group_free(void* group) { delete static_cast<Group*>(group); }
+
+// Sums `tensor` over all ranks, in place; returns when done.
+int evnas_c10d_all_reduce_sum(void* group, void* tensor, char** error) {
+  return guarded(error, [&] {
+    std::vector<at::Tensor> tensors{*static_cast<at::Tensor*>(tensor)};
+    c10d::AllreduceOptions options;
+    options.reduceOp = c10d::ReduceOp::SUM;
+    static_cast<Group*>(group)->inner->allreduce(tensors, options)->wait();
+  });
+}
+
+// Copies rank `root`'s `tensor` into every rank's, in place; returns when done.
+int evnas_c10d_broadcast(void* group, void* tensor, int root, char** error) {
+  return guarded(error, [&] {
+    std::vector<at::Tensor> tensors{*static_cast<at::Tensor*>(tensor)};
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    static_cast<Group*>(group)->inner->broadcast(tensors, options)->wait();
+  });
+}
+
+int evnas_c10d_barrier(void* group, char** error) {
+  return guarded(error, [&] { static_cast<Group*>(group)->inner->barrier()->wait(); });
+}
+
+}  // extern "C"

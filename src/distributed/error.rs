@@ -1,0 +1,16 @@
+//! What can go wrong between replicas.
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistributedError {
+    #[error("cannot set up the c10d store at {address}: {reason}")]
+    Store { address: String, reason: String },
+    #[error("cannot form the Gloo group as rank {rank} of {size}: {reason}")]
+    Group { rank: usize, size: usize, reason: String },
+    /// A peer died, timed out or disagreed on the tensor's shape.
+    #[error("{operation} as rank {rank} of {size} failed: {reason}")]
+    Collective { operation: &'static str, rank: usize, size: usize, reason: String },
+    #[error("launch environment: {variable}={value:?}: {reason}")]
+    Environment { variable: &'static str, value: String, reason: String },
+    #[error("replica {replica} stopped: {reason}")]
+    ReplicaGone { replica: usize, reason: String },
+}

@@ -1,0 +1,128 @@
+//! A Gloo process group: the collectives replicas use to stay identical (gradients summed every
+//! step, state broadcast from rank 0).
+
+use std::ffi::{c_void, CString};
+use std::time::Duration;
+
+use tch::Tensor;
+
+use super::error::DistributedError;
+use super::ffi;
+use super::store::{timeout_ms, Store};
+
+/// Where this rank's Gloo device listens for its peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum GlooBind {
+    /// The machine's address, as PyTorch picks it (its hostname, else loopback).
+    #[default]
+    Default,
+    /// A network interface by name (GLOO_SOCKET_IFNAME).
+    Interface(String),
+    /// An address or host name (loopback for replicas of one machine).
+    Host(String),
+}
+
+pub struct ProcessGroup {
+    raw: *mut c_void,
+    rank: usize,
+    size: usize,
+}
+
+// SAFETY: ProcessGroupGloo serialises its work internally; a group is used by one replica
+// thread at a time and freed once, on drop.
+unsafe impl Send for ProcessGroup {}
+
+impl ProcessGroup {
+    /// Joins the Gloo group of `size` ranks meeting in `store` as `rank`; returns once all
+    /// ranks joined (or fails after `timeout`, which also bounds every collective).
+    pub fn gloo(
+        store: &Store,
+        rank: usize,
+        size: usize,
+        bind: &GlooBind,
+        timeout: Duration,
+    ) -> Result<Self, DistributedError> {
+        let fail = |reason: String| DistributedError::Group { rank, size, reason };
+        let (interface, host) = match bind {
+            GlooBind::Default => ("", ""),
+            GlooBind::Interface(name) => (name.as_str(), ""),
+            GlooBind::Host(name) => ("", name.as_str()),
+        };
+        let c_interface =
+            CString::new(interface).map_err(|_| fail("interface name holds a NUL byte".into()))?;
+        let c_host = CString::new(host).map_err(|_| fail("host name holds a NUL byte".into()))?;
+        let (c_rank, c_size) = (to_c_int(rank).map_err(fail)?, to_c_int(size).map_err(fail)?);
+        // SAFETY: `store` is live for the call and the group keeps its own reference.
+        let raw = ffi::checked(
+            |p: &*mut c_void| p.is_null(),
+            |error| unsafe {
+                ffi::evnas_c10d_gloo_group(
+                    store.raw(),
+                    c_rank,
+                    c_size,
+                    c_interface.as_ptr(),
+                    c_host.as_ptr(),
+                    timeout_ms(timeout),
+                    error,
+                )
+            },
+        )
+        .map_err(fail)?;
+        Ok(Self { raw, rank, size })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Sums `tensor` (dense, contiguous) over all ranks, in place: every rank ends with the same
+    /// bits.
+    pub fn all_reduce_sum(&self, tensor: &mut Tensor) -> Result<(), DistributedError> {
+        let raw = tensor.as_mut_ptr() as *mut c_void;
+        // SAFETY: `raw` is tch's at::Tensor handle, alive for the call.
+        self.collective("all-reduce", |error| unsafe { ffi::evnas_c10d_all_reduce_sum(self.raw, raw, error) })
+    }
+
+    /// Overwrites `tensor` on every rank with rank `root`'s.
+    pub fn broadcast(&self, tensor: &mut Tensor, root: usize) -> Result<(), DistributedError> {
+        let raw = tensor.as_mut_ptr() as *mut c_void;
+        let root = to_c_int(root).map_err(|reason| self.collective_error("broadcast", reason))?;
+        // SAFETY: as in all_reduce_sum.
+        self.collective("broadcast", |error| unsafe { ffi::evnas_c10d_broadcast(self.raw, raw, root, error) })
+    }
+
+    /// Returns once every rank reached it.
+    pub fn barrier(&self) -> Result<(), DistributedError> {
+        // SAFETY: `self.raw` is a live group.
+        self.collective("barrier", |error| unsafe { ffi::evnas_c10d_barrier(self.raw, error) })
+    }
+
+    fn collective(
+        &self,
+        operation: &'static str,
+        call: impl FnOnce(*mut *mut std::ffi::c_char) -> i32,
+    ) -> Result<(), DistributedError> {
+        ffi::checked(|rc: &i32| *rc != 0, call)
+            .map(|_| ())
+            .map_err(|reason| self.collective_error(operation, reason))
+    }
+
+    fn collective_error(&self, operation: &'static str, reason: String) -> DistributedError {
+        DistributedError::Collective { operation, rank: self.rank, size: self.size, reason }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: created by the shim, freed once.
+        unsafe { ffi::evnas_c10d_group_free(self.raw) }
+    }
+}
+
+fn to_c_int(n: usize) -> Result<i32, String> {
+    i32::try_from(n).map_err(|_| format!("{n} does not fit a C int"))
+}

@@ -1,0 +1,100 @@
+//! c10d's key-value stores, where the replicas of a job meet: a TCPStore across processes
+//! (hosted by rank 0, or by torchrun's agent), a HashStore within one process.
+
+use std::ffi::{c_void, CString};
+use std::time::Duration;
+
+use super::error::DistributedError;
+use super::ffi;
+
+pub struct Store {
+    raw: *mut c_void,
+    address: String,
+}
+
+// SAFETY: c10d's stores lock their own state (TCPStore serialises its client operations);
+// the handle is only freed once, on drop.
+unsafe impl Send for Store {}
+unsafe impl Sync for Store {}
+
+/// Who hosts a TCPStore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreRole {
+    /// This process listens (port 0: any free port, see [`Store::port`]).
+    Server,
+    Client,
+}
+
+impl Store {
+    /// The TCPStore at `host:port`. A client retries until `timeout` for the server to appear.
+    pub fn tcp(host: &str, port: u16, role: StoreRole, timeout: Duration) -> Result<Self, DistributedError> {
+        let address = format!("{host}:{port}");
+        let fail = |reason: String| DistributedError::Store { address: address.clone(), reason };
+        let c_host = CString::new(host).map_err(|_| fail("host name holds a NUL byte".into()))?;
+        let server = i32::from(role == StoreRole::Server);
+        // SAFETY: valid C string; the shim copies it.
+        let raw = ffi::checked(
+            |p: &*mut c_void| p.is_null(),
+            |error| unsafe {
+                ffi::evnas_c10d_tcp_store(c_host.as_ptr(), port, server, 0, timeout_ms(timeout), error)
+            },
+        )
+        .map_err(fail)?;
+        Ok(Self { raw, address })
+    }
+
+    /// A store within this process, for replicas that are its threads.
+    pub fn in_process() -> Result<Self, DistributedError> {
+        let address = "in-process".to_string();
+        // SAFETY: no arguments besides the error slot.
+        let raw =
+            ffi::checked(|p: &*mut c_void| p.is_null(), |error| unsafe { ffi::evnas_c10d_hash_store(error) })
+                .map_err(|reason| DistributedError::Store { address: address.clone(), reason })?;
+        Ok(Self { raw, address })
+    }
+
+    /// The keys of this store under `prefix/`: a fresh namespace for a new group.
+    pub fn prefixed(&self, prefix: &str) -> Result<Self, DistributedError> {
+        let address = format!("{}/{prefix}", self.address);
+        let fail = |reason: String| DistributedError::Store { address: address.clone(), reason };
+        let c_prefix = CString::new(prefix).map_err(|_| fail("prefix holds a NUL byte".into()))?;
+        // SAFETY: `self.raw` is a live store; the prefix store holds its own reference to it.
+        let raw = ffi::checked(
+            |p: &*mut c_void| p.is_null(),
+            |error| unsafe { ffi::evnas_c10d_prefix_store(self.raw, c_prefix.as_ptr(), error) },
+        )
+        .map_err(fail)?;
+        Ok(Self { raw, address })
+    }
+
+    /// The port of a TCPStore (the one chosen when asked for port 0).
+    pub fn port(&self) -> Result<u16, DistributedError> {
+        let mut port = 0u16;
+        // SAFETY: `self.raw` is a live store; `port` outlives the call.
+        ffi::checked(
+            |rc: &i32| *rc != 0,
+            |error| unsafe { ffi::evnas_c10d_tcp_store_port(self.raw, &mut port, error) },
+        )
+        .map_err(|reason| DistributedError::Store { address: self.address.clone(), reason })?;
+        Ok(port)
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub(super) fn raw(&self) -> *mut c_void {
+        self.raw
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // SAFETY: created by the shim, freed once.
+        unsafe { ffi::evnas_c10d_store_free(self.raw) }
+    }
+}
+
+pub(super) fn timeout_ms(timeout: Duration) -> i64 {
+    i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)
+}
