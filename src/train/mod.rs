@@ -1,6 +1,7 @@
 //! Training and evaluation of the one-shot supernet during a search.
 
 pub mod accuracy;
+pub mod data_parallel;
 pub mod fitness;
 pub mod fitness_mode;
 pub mod reduced_precision;
@@ -28,6 +29,12 @@ pub enum TrainError {
     Data { reason: String },
     #[error("loss is not finite at batch {batch} (individual {individual}); lower train.learning_rate")]
     NonFiniteLoss { batch: usize, individual: usize },
+    #[error("supernet replica {replica}: {reason}")]
+    Replica { replica: usize, reason: String },
+    #[error("a batch of {images} images cannot be split over {replicas} replicas; lower the number of devices or raise train.batch_size")]
+    BatchTooSmall { images: usize, replicas: usize },
+    #[error(transparent)]
+    Distributed(#[from] crate::distributed::DistributedError),
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]

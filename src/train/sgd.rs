@@ -88,6 +88,37 @@ impl Sgd {
         });
     }
 
+    /// The defined gradients, in parameter order (by name): what data-parallel replicas sum.
+    pub fn gradients(&self) -> Vec<Tensor> {
+        self.params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).collect()
+    }
+
+    /// Per parameter, in parameter order: whether it has a momentum buffer.
+    pub fn momentum_mask(&self) -> Vec<bool> {
+        self.params.iter().map(|(name, _)| self.momentum.contains_key(name)).collect()
+    }
+
+    /// Gives exactly the parameters of `mask` (as [`Sgd::momentum_mask`] orders them) a
+    /// momentum buffer, zeros where new, and returns those buffers in parameter order: a replica
+    /// then receives another's momentum into them.
+    pub fn momentum_for(&mut self, mask: &[bool]) -> Vec<Tensor> {
+        let mut kept = BTreeMap::new();
+        let mut out = Vec::new();
+        for ((name, p), &wanted) in self.params.iter().zip(mask) {
+            if !wanted {
+                continue;
+            }
+            let buf = match self.momentum.remove(name) {
+                Some(buf) => buf,
+                None => p.detach().zeros_like(),
+            };
+            out.push(buf.shallow_clone());
+            kept.insert(name.clone(), buf);
+        }
+        self.momentum = kept;
+        out
+    }
+
     /// Momentum buffers by variable name (empty before the first step), for checkpoints.
     pub fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
         self.momentum.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect()

@@ -86,6 +86,75 @@ pub fn continue_epoch<I, E>(
     settings: &EpochSettings<'_>,
     batches: I,
     done: EpochReport,
+    on_batch: impl FnMut(&StepReport),
+) -> Result<EpochEnd, TrainError>
+where
+    I: IntoIterator<Item = Result<Batch, E>>,
+    E: std::fmt::Display,
+{
+    continue_epoch_with(&mut SingleReplica { model, opt }, settings, batches, done, on_batch)
+}
+
+/// What trains the supernet on one batch: one replica, or several in step
+/// ([`super::data_parallel::ReplicaSet`]).
+pub trait BatchTrainer {
+    /// One SGD step on `batch` through `arch`; the batch's tally. The loss is checked before
+    /// the step: a non-finite one is [`TrainError::NonFiniteLoss`] with the weights untouched.
+    fn train_batch(
+        &mut self,
+        batch: &Batch,
+        arch: &ArchWeights,
+        step: StepIndex,
+        lr: f64,
+        grad_clip: f64,
+    ) -> Result<Tally, TrainError>;
+}
+
+/// Which batch of the pass a step trains, and through whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepIndex {
+    pub batch: usize,
+    pub individual: usize,
+}
+
+/// The supernet on one device.
+pub struct SingleReplica<'a> {
+    pub model: &'a dyn OneShotModel,
+    pub opt: &'a mut Sgd,
+}
+
+impl BatchTrainer for SingleReplica<'_> {
+    fn train_batch(
+        &mut self,
+        batch: &Batch,
+        arch: &ArchWeights,
+        step: StepIndex,
+        lr: f64,
+        grad_clip: f64,
+    ) -> Result<Tally, TrainError> {
+        self.opt.zero_grad();
+        let logits = self.model.forward_arch(&batch.images, arch, true)?;
+        let loss = logits.cross_entropy_for_logits(&batch.labels);
+        // Checked before the step, so that a diverged batch never reaches the weights.
+        let loss_value = if crate::fault::corrupts("train.loss") { f64::NAN } else { loss.double_value(&[]) };
+        if !loss_value.is_finite() {
+            return Err(TrainError::NonFiniteLoss { batch: step.batch, individual: step.individual });
+        }
+        loss.backward();
+        self.opt.clip_grad_norm(grad_clip);
+        self.opt.step(lr);
+        let mut tally = Tally::default();
+        tch::no_grad(|| tally.add(&logits, &batch.labels, loss_value));
+        Ok(tally)
+    }
+}
+
+/// [`continue_epoch`] with any [`BatchTrainer`].
+pub fn continue_epoch_with<I, E>(
+    trainer: &mut dyn BatchTrainer,
+    settings: &EpochSettings<'_>,
+    batches: I,
+    done: EpochReport,
     mut on_batch: impl FnMut(&StepReport),
 ) -> Result<EpochEnd, TrainError>
 where
@@ -120,18 +189,15 @@ where
         crate::fault::point("train.batch")?;
         let step = report.batches;
         let who = step % population;
-        opt.zero_grad();
-        let logits = model.forward_arch(&batch.images, &settings.architectures[who], true)?;
-        let loss = logits.cross_entropy_for_logits(&batch.labels);
-        // Checked before the step, so that a diverged batch never reaches the weights.
-        let loss_value = if crate::fault::corrupts("train.loss") { f64::NAN } else { loss.double_value(&[]) };
-        if !loss_value.is_finite() {
-            return Err(TrainError::NonFiniteLoss { batch: step, individual: who });
-        }
-        loss.backward();
-        opt.clip_grad_norm(settings.grad_clip);
-        opt.step(settings.lr);
-        tch::no_grad(|| report.per_individual[who].add(&logits, &batch.labels, loss_value));
+        let index = StepIndex { batch: step, individual: who };
+        let tally = trainer.train_batch(
+            &batch,
+            &settings.architectures[who],
+            index,
+            settings.lr,
+            settings.grad_clip,
+        )?;
+        report.per_individual[who].merge(&tally);
         report.batches += 1;
         let images = batch.labels.size().first().map_or(0, |&n| n as usize);
         on_batch(&StepReport { step, images, data_wait, compute: compute_start.elapsed() });

@@ -1,0 +1,438 @@
+//! Data-parallel supernet training: several replicas of the supernet, each on its own device
+//! and thread, train every batch together. The batch's images are split into one shard per
+//! replica; each replica's gradient of its shard's mean loss, weighted by its share of the
+//! images, is summed across replicas through a c10d Gloo all-reduce, so that every replica holds
+//! the gradient of the whole batch's mean loss and takes the same clipped SGD step. The replicas
+//! start from the leader's weights and momentum (broadcast) and stay identical, as PyTorch's
+//! DistributedDataParallel keeps them. BatchNorm normalises each shard by its own statistics
+//! (DDP without SyncBatchNorm); the running statistics anyone reads are the leader's, as DDP's
+//! default `broadcast_buffers` makes them.
+//!
+//! The leader (replica 0) is the caller's supernet; the others are built here on threads of
+//! their own, each running libtorch's ops on its share of the process's CPU threads.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use sha2::{Digest, Sha256};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::accuracy::Tally;
+use super::sgd::{Sgd, SgdConfig};
+use super::supernet_epoch::{BatchTrainer, StepIndex};
+use super::TrainError;
+use crate::data::Batch;
+use crate::distributed::{DistributedError, GlooBind, ProcessGroup, Store};
+use crate::model::{ArchWeights, OneShotModel};
+
+/// How long a replica waits for the others in a collective before the step fails (a replica
+/// that died or hangs): a generous bound on one training step.
+pub const COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Builds a replica's supernet in its own VarStore (its initial values are replaced by the
+/// leader's).
+pub type BuildReplica = Arc<dyn Fn(&VarStore) -> Result<Box<dyn OneShotModel>, String> + Send + Sync>;
+
+/// Replicas 1.. of a data-parallel supernet; replica 0 is the caller's.
+pub struct ReplicaSet {
+    group: ProcessGroup,
+    workers: Vec<Worker>,
+    /// Intra-op threads of each replica's thread.
+    threads_per_replica: usize,
+}
+
+struct Worker {
+    commands: Option<Sender<Command>>,
+    replies: Receiver<Result<Reply, String>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+enum Command {
+    Step(Shard),
+    Fingerprint,
+}
+
+enum Reply {
+    Trained(Tally),
+    Fingerprint(String),
+}
+
+/// One replica's part of a step.
+struct Shard {
+    images: Tensor,
+    labels: Tensor,
+    /// The shard's share of the batch's images.
+    weight: f64,
+    arch: ArchWeights,
+    step: StepIndex,
+    lr: f64,
+    grad_clip: f64,
+}
+
+impl ReplicaSet {
+    /// Starts a replica on each of `devices[1..]` (`devices[0]` is the leader's, whose supernet
+    /// and momentum are `leader_vs` and `leader_opt`) and makes them equal to the leader's.
+    /// `threads`: the process's CPU threads, shared out equally.
+    pub fn start(
+        leader_vs: &VarStore,
+        leader_opt: &mut Sgd,
+        devices: &[Device],
+        sgd: SgdConfig,
+        threads: usize,
+        build: BuildReplica,
+    ) -> Result<Self, TrainError> {
+        let size = devices.len();
+        let threads_per_replica = (threads / size.max(1)).max(1);
+        let store = Arc::new(Store::in_process()?);
+        let mut workers = Vec::with_capacity(size.saturating_sub(1));
+        let mut ready = Vec::with_capacity(size.saturating_sub(1));
+        for (rank, &device) in devices.iter().enumerate().skip(1) {
+            let (command_tx, command_rx) = bounded(1);
+            let (reply_tx, reply_rx) = bounded(1);
+            let (ready_tx, ready_rx) = bounded(1);
+            let context = WorkerContext {
+                rank,
+                size,
+                device,
+                sgd,
+                threads: threads_per_replica,
+                store: store.clone(),
+                build: build.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("replica-{rank}"))
+                .spawn(move || run_worker(context, ready_tx, command_rx, reply_tx))
+                .map_err(|e| TrainError::Replica {
+                    replica: rank,
+                    reason: format!("cannot start its thread: {e}"),
+                })?;
+            workers.push(Worker { commands: Some(command_tx), replies: reply_rx, handle: Some(handle) });
+            ready.push(ready_rx);
+        }
+        // Every replica's supernet is built before any of them waits for the others.
+        for (i, ready) in ready.iter().enumerate() {
+            let replica = i + 1;
+            match ready.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => return Err(TrainError::Replica { replica, reason }),
+                Err(_) => return Err(TrainError::Replica { replica, reason: "its thread ended".into() }),
+            }
+        }
+        let group = ProcessGroup::gloo(&store, 0, size, &loopback(), COLLECTIVE_TIMEOUT)?;
+        broadcast_state(leader_vs, leader_opt, &group)?;
+        Ok(Self { group, workers, threads_per_replica })
+    }
+
+    /// All replicas, the leader included.
+    pub fn replicas(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    pub fn threads_per_replica(&self) -> usize {
+        self.threads_per_replica
+    }
+
+    /// Per replica (the leader first): a digest of its weights and momentum. Equal digests:
+    /// the replicas are bit-identical.
+    pub fn fingerprints(&self, leader_vs: &VarStore, leader_opt: &Sgd) -> Result<Vec<String>, TrainError> {
+        for (i, worker) in self.workers.iter().enumerate() {
+            worker.send(i + 1, Command::Fingerprint)?;
+        }
+        let mut out = vec![fingerprint(leader_vs, leader_opt)?];
+        for (i, worker) in self.workers.iter().enumerate() {
+            match worker.receive(i + 1)? {
+                Reply::Fingerprint(f) => out.push(f),
+                Reply::Trained(_) => unreachable!("a replica answers the command it was sent"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fails unless every replica is bit-identical to the leader.
+    pub fn check_in_step(&self, leader_vs: &VarStore, leader_opt: &Sgd) -> Result<(), TrainError> {
+        let prints = self.fingerprints(leader_vs, leader_opt)?;
+        match prints.iter().position(|p| *p != prints[0]) {
+            None => Ok(()),
+            Some(replica) => Err(TrainError::Replica {
+                replica,
+                reason: "its weights or momentum differ from replica 0's".into(),
+            }),
+        }
+    }
+}
+
+/// The leader's supernet stepping with its replicas.
+pub struct DataParallel<'a> {
+    pub model: &'a dyn OneShotModel,
+    pub opt: &'a mut Sgd,
+    pub replicas: &'a ReplicaSet,
+}
+
+impl BatchTrainer for DataParallel<'_> {
+    fn train_batch(
+        &mut self,
+        batch: &Batch,
+        arch: &ArchWeights,
+        step: StepIndex,
+        lr: f64,
+        grad_clip: f64,
+    ) -> Result<Tally, TrainError> {
+        let replicas = self.replicas.replicas();
+        let images = batch.labels.size().first().copied().unwrap_or(0);
+        let sizes = shard_sizes(images, replicas)
+            .ok_or(TrainError::BatchTooSmall { images: images as usize, replicas })?;
+        let shard = |start: i64, len: i64| Shard {
+            images: batch.images.narrow(0, start, len),
+            labels: batch.labels.narrow(0, start, len),
+            weight: len as f64 / images as f64,
+            arch: arch.clone(),
+            step,
+            lr,
+            grad_clip,
+        };
+        let mut start = sizes[0];
+        for (i, worker) in self.replicas.workers.iter().enumerate() {
+            let r = i + 1;
+            worker.send(r, Command::Step(shard(start, sizes[r])))?;
+            start += sizes[r];
+        }
+        let leader = replica_step(self.model, self.opt, &self.replicas.group, &shard(0, sizes[0]));
+        // Every reply is collected, even after a failure, so that no answer is left queued.
+        let mut tally = Tally::default();
+        let mut worker_error = None;
+        for (i, worker) in self.replicas.workers.iter().enumerate() {
+            match worker.receive(i + 1) {
+                Ok(Reply::Trained(t)) => tally.merge(&t),
+                Ok(Reply::Fingerprint(_)) => unreachable!("a replica answers the command it was sent"),
+                Err(e) => {
+                    worker_error.get_or_insert(e);
+                }
+            }
+        }
+        // The leader's own error comes first: a non-finite loss is seen by every replica.
+        let mut total = leader?;
+        if let Some(e) = worker_error {
+            return Err(e);
+        }
+        total.merge(&tally);
+        Ok(total)
+    }
+}
+
+impl Worker {
+    fn send(&self, replica: usize, command: Command) -> Result<(), TrainError> {
+        let gone = || TrainError::Replica { replica, reason: "its thread ended".into() };
+        self.commands.as_ref().ok_or_else(gone)?.send(command).map_err(|_| gone())
+    }
+
+    fn receive(&self, replica: usize) -> Result<Reply, TrainError> {
+        match self.replies.recv() {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(reason)) => Err(TrainError::Replica { replica, reason }),
+            Err(_) => Err(TrainError::Replica { replica, reason: "its thread ended".into() }),
+        }
+    }
+}
+
+impl Drop for ReplicaSet {
+    fn drop(&mut self) {
+        for worker in &mut self.workers {
+            worker.commands = None;
+        }
+        for worker in &mut self.workers {
+            if let Some(handle) = worker.handle.take() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+struct WorkerContext {
+    rank: usize,
+    size: usize,
+    device: Device,
+    sgd: SgdConfig,
+    threads: usize,
+    store: Arc<Store>,
+    build: BuildReplica,
+}
+
+fn run_worker(
+    context: WorkerContext,
+    ready: Sender<Result<(), String>>,
+    commands: Receiver<Command>,
+    replies: Sender<Result<Reply, String>>,
+) {
+    crate::threads::set_this_thread_threads(context.threads);
+    let vs = VarStore::new(context.device);
+    let model = match (context.build)(&vs) {
+        Ok(model) => model,
+        Err(reason) => {
+            let _ = ready.send(Err(reason));
+            return;
+        }
+    };
+    let mut opt = Sgd::new(&vs, context.sgd);
+    let _ = ready.send(Ok(()));
+    let joined =
+        ProcessGroup::gloo(&context.store, context.rank, context.size, &loopback(), COLLECTIVE_TIMEOUT)
+            .and_then(|group| broadcast_state(&vs, &mut opt, &group).map(|()| group));
+    let group = match joined {
+        Ok(group) => group,
+        Err(e) => {
+            // The leader learns of it at its first command.
+            let reason = e.to_string();
+            for _ in commands.iter() {
+                if replies.send(Err(reason.clone())).is_err() {
+                    break;
+                }
+            }
+            return;
+        }
+    };
+    for command in commands.iter() {
+        let reply = match command {
+            Command::Step(shard) => {
+                let shard = Shard {
+                    images: shard.images.to_device(context.device),
+                    labels: shard.labels.to_device(context.device),
+                    ..shard
+                };
+                replica_step(model.as_ref(), &mut opt, &group, &shard).map(Reply::Trained)
+            }
+            Command::Fingerprint => fingerprint(&vs, &opt).map(Reply::Fingerprint),
+        };
+        if replies.send(reply.map_err(|e| e.to_string())).is_err() {
+            break;
+        }
+    }
+}
+
+/// Replicas of one process meet on loopback.
+fn loopback() -> GlooBind {
+    GlooBind::Host("127.0.0.1".into())
+}
+
+/// One replica's step: its shard's weighted gradient summed with the others', the summed loss
+/// checked, then the same clipped SGD step as every other replica.
+fn replica_step(
+    model: &dyn OneShotModel,
+    opt: &mut Sgd,
+    group: &ProcessGroup,
+    shard: &Shard,
+) -> Result<Tally, TrainError> {
+    opt.zero_grad();
+    let logits = model.forward_arch(&shard.images, &shard.arch, true)?;
+    let loss = logits.cross_entropy_for_logits(&shard.labels);
+    let shard_loss = loss.double_value(&[]);
+    let weighted = &loss * shard.weight;
+    weighted.backward();
+    let grads = opt.gradients();
+    let mut parts: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1]).to_kind(Kind::Float)).collect();
+    parts.push(weighted.detach().reshape([1]).to_kind(Kind::Float));
+    let device = logits.device();
+    // Gloo reduces host memory: a CUDA replica's buffer goes through the host.
+    let mut flat = Tensor::cat(&parts, 0).to_device(Device::Cpu);
+    group.all_reduce_sum(&mut flat)?;
+    let flat = flat.to_device(device);
+    let batch_loss = flat.double_value(&[flat.size()[0] - 1]);
+    // Checked before the step, and the same on every replica, so that all refuse it together.
+    if !batch_loss.is_finite() {
+        return Err(TrainError::NonFiniteLoss { batch: shard.step.batch, individual: shard.step.individual });
+    }
+    tch::no_grad(|| {
+        let mut offset = 0;
+        for g in &grads {
+            let n = g.numel() as i64;
+            let mut g = g.shallow_clone();
+            g.copy_(&flat.narrow(0, offset, n).view(g.size().as_slice()));
+            offset += n;
+        }
+    });
+    opt.clip_grad_norm(shard.grad_clip);
+    opt.step(shard.lr);
+    let mut tally = Tally::default();
+    tch::no_grad(|| tally.add(&logits, &shard.labels, shard_loss));
+    Ok(tally)
+}
+
+/// Makes every replica's weights, buffers and momentum the leader's (rank 0's), in place.
+fn broadcast_state(vs: &VarStore, opt: &mut Sgd, group: &ProcessGroup) -> Result<(), DistributedError> {
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    broadcast_into(variables.iter().map(|(_, t)| t.shallow_clone()).collect(), group)?;
+    // Which parameters have momentum (none before the first step), then the buffers.
+    let mask = opt.momentum_mask();
+    let mut mask_tensor = Tensor::from_slice(&mask.iter().map(|&m| u8::from(m)).collect::<Vec<_>>());
+    group.broadcast(&mut mask_tensor, 0)?;
+    let leader_mask: Vec<bool> = Vec::<u8>::try_from(&mask_tensor)
+        .map_err(|e| DistributedError::Collective {
+            operation: "broadcast",
+            rank: group.rank(),
+            size: group.size(),
+            reason: e.to_string(),
+        })?
+        .into_iter()
+        .map(|m| m != 0)
+        .collect();
+    broadcast_into(opt.momentum_for(&leader_mask), group)
+}
+
+/// Overwrites `tensors` (any devices and layouts) with rank 0's, through one flat host buffer.
+fn broadcast_into(tensors: Vec<Tensor>, group: &ProcessGroup) -> Result<(), DistributedError> {
+    if tensors.is_empty() {
+        return Ok(());
+    }
+    tch::no_grad(|| {
+        let parts: Vec<Tensor> =
+            tensors.iter().map(|t| t.reshape([-1]).to_kind(Kind::Float).to_device(Device::Cpu)).collect();
+        let mut flat = Tensor::cat(&parts, 0);
+        group.broadcast(&mut flat, 0)?;
+        let mut offset = 0;
+        for t in &tensors {
+            let n = t.numel() as i64;
+            let mut target = t.shallow_clone();
+            let part = flat.narrow(0, offset, n).view(t.size().as_slice());
+            target.copy_(&part.to_kind(t.kind()).to_device(t.device()));
+            offset += n;
+        }
+        Ok(())
+    })
+}
+
+/// SHA-256 over every trainable variable (by name) and momentum buffer, their bytes on the host.
+/// (BatchNorm's running statistics are left out: each replica's follow its own shards.)
+fn fingerprint(vs: &VarStore, opt: &Sgd) -> Result<String, TrainError> {
+    let mut tensors: Vec<(String, Tensor)> =
+        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors.extend(opt.momentum_buffers().into_iter().map(|(name, t)| (format!("momentum.{name}"), t)));
+    let mut hasher = Sha256::new();
+    for (name, t) in &tensors {
+        let host = t.detach().to_device(Device::Cpu).contiguous();
+        let mut bytes = vec![0u8; host.numel() * host.kind().elt_size_in_bytes()];
+        host.f_copy_data_u8(&mut bytes, host.numel()).map_err(|e| TrainError::Replica {
+            replica: 0,
+            reason: format!("cannot read {name} for its fingerprint: {e}"),
+        })?;
+        hasher.update(name.as_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Images per replica: as equal as possible, the first ones one more. None when a replica
+/// would get none.
+fn shard_sizes(images: i64, replicas: usize) -> Option<Vec<i64>> {
+    let n = replicas as i64;
+    if n == 0 || images < n {
+        return None;
+    }
+    Some((0..n).map(|r| images / n + i64::from(r < images % n)).collect())
+}
+
+#[cfg(test)]
+mod tests;
