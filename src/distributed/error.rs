@@ -9,8 +9,4 @@ pub enum DistributedError {
     /// A peer died, timed out or disagreed on the tensor's shape.
     #[error("{operation} as rank {rank} of {size} failed: {reason}")]
     Collective { operation: &'static str, rank: usize, size: usize, reason: String },
-    #[error("launch environment: {variable}={value:?}: {reason}")]
-    Environment { variable: &'static str, value: String, reason: String },
-    #[error("replica {replica} stopped: {reason}")]
-    ReplicaGone { replica: usize, reason: String },
 }
