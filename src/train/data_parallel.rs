@@ -11,9 +11,10 @@
 //! The leader (replica 0) is the caller's supernet; the others are built here on threads of
 //! their own, each running libtorch's ops on its share of the process's CPU threads.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest, Sha256};
@@ -42,6 +43,9 @@ pub struct ReplicaSet {
     workers: Vec<Worker>,
     /// Intra-op threads of each replica's thread.
     threads_per_replica: usize,
+    /// The leader's time in the gradient all-reduce (transfer and waiting for the slowest
+    /// replica) since it was last taken.
+    communication: Cell<Duration>,
 }
 
 struct Worker {
@@ -123,7 +127,7 @@ impl ReplicaSet {
         }
         let group = ProcessGroup::gloo(&store, 0, size, &loopback(), COLLECTIVE_TIMEOUT)?;
         broadcast_state(leader_vs, leader_opt, &group)?;
-        Ok(Self { group, workers, threads_per_replica })
+        Ok(Self { group, workers, threads_per_replica, communication: Cell::new(Duration::ZERO) })
     }
 
     /// All replicas, the leader included.
@@ -133,6 +137,11 @@ impl ReplicaSet {
 
     pub fn threads_per_replica(&self) -> usize {
         self.threads_per_replica
+    }
+
+    /// The leader's time in gradient all-reduces since the last call.
+    pub fn take_communication(&self) -> Duration {
+        self.communication.take()
     }
 
     /// Per replica (the leader first): a digest of its weights and momentum. Equal digests:
@@ -182,11 +191,12 @@ impl BatchTrainer for DataParallel<'_> {
     ) -> Result<Tally, TrainError> {
         let replicas = self.replicas.replicas();
         let images = batch.labels.size().first().copied().unwrap_or(0);
-        let sizes = shard_sizes(images, replicas)
-            .ok_or(TrainError::BatchTooSmall { images: images as usize, replicas })?;
+        let sizes = shard_sizes(images, replicas).ok_or(TrainError::EmptyBatch { batch: step.batch })?;
+        // A replica left without images (a batch smaller than the replicas, e.g. an epoch's
+        // last) passes the batch's first image with weight 0: its gradients are defined, zero.
         let shard = |start: i64, len: i64| Shard {
-            images: batch.images.narrow(0, start, len),
-            labels: batch.labels.narrow(0, start, len),
+            images: if len > 0 { batch.images.narrow(0, start, len) } else { batch.images.narrow(0, 0, 1) },
+            labels: if len > 0 { batch.labels.narrow(0, start, len) } else { batch.labels.narrow(0, 0, 1) },
             weight: len as f64 / images as f64,
             arch: arch.clone(),
             step,
@@ -213,10 +223,11 @@ impl BatchTrainer for DataParallel<'_> {
             }
         }
         // The leader's own error comes first: a non-finite loss is seen by every replica.
-        let mut total = leader?;
+        let (mut total, communication) = leader?;
         if let Some(e) = worker_error {
             return Err(e);
         }
+        self.replicas.communication.set(self.replicas.communication.get() + communication);
         total.merge(&tally);
         Ok(total)
     }
@@ -301,7 +312,7 @@ fn run_worker(
                     labels: shard.labels.to_device(context.device),
                     ..shard
                 };
-                replica_step(model.as_ref(), &mut opt, &group, &shard).map(Reply::Trained)
+                replica_step(model.as_ref(), &mut opt, &group, &shard).map(|(tally, _)| Reply::Trained(tally))
             }
             Command::Fingerprint => fingerprint(&vs, &opt).map(Reply::Fingerprint),
         };
@@ -317,13 +328,14 @@ fn loopback() -> GlooBind {
 }
 
 /// One replica's step: its shard's weighted gradient summed with the others', the summed loss
-/// checked, then the same clipped SGD step as every other replica.
+/// checked, then the same clipped SGD step as every other replica. Also returns the time spent
+/// in the all-reduce.
 fn replica_step(
     model: &dyn OneShotModel,
     opt: &mut Sgd,
     group: &ProcessGroup,
     shard: &Shard,
-) -> Result<Tally, TrainError> {
+) -> Result<(Tally, Duration), TrainError> {
     opt.zero_grad();
     let logits = model.forward_arch(&shard.images, &shard.arch, true)?;
     let loss = logits.cross_entropy_for_logits(&shard.labels);
@@ -332,12 +344,15 @@ fn replica_step(
     weighted.backward();
     let grads = opt.gradients();
     let mut parts: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1]).to_kind(Kind::Float)).collect();
-    parts.push(weighted.detach().reshape([1]).to_kind(Kind::Float));
+    let loss_part = if shard.weight > 0.0 { weighted.detach() } else { weighted.zeros_like() };
+    parts.push(loss_part.reshape([1]).to_kind(Kind::Float));
     let device = logits.device();
     // Gloo reduces host memory: a CUDA replica's buffer goes through the host.
+    let reducing = Instant::now();
     let mut flat = Tensor::cat(&parts, 0).to_device(Device::Cpu);
     group.all_reduce_sum(&mut flat)?;
     let flat = flat.to_device(device);
+    let communication = reducing.elapsed();
     let batch_loss = flat.double_value(&[flat.size()[0] - 1]);
     // Checked before the step, and the same on every replica, so that all refuse it together.
     if !batch_loss.is_finite() {
@@ -355,8 +370,10 @@ fn replica_step(
     opt.clip_grad_norm(shard.grad_clip);
     opt.step(shard.lr);
     let mut tally = Tally::default();
-    tch::no_grad(|| tally.add(&logits, &shard.labels, shard_loss));
-    Ok(tally)
+    if shard.weight > 0.0 {
+        tch::no_grad(|| tally.add(&logits, &shard.labels, shard_loss));
+    }
+    Ok((tally, communication))
 }
 
 /// Makes every replica's weights, buffers and momentum the leader's (rank 0's), in place.
@@ -424,11 +441,11 @@ fn fingerprint(vs: &VarStore, opt: &Sgd) -> Result<String, TrainError> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Images per replica: as equal as possible, the first ones one more. None when a replica
-/// would get none.
+/// Images per replica: as equal as possible, the first ones one more (so the leader always has
+/// some); None for an empty batch.
 fn shard_sizes(images: i64, replicas: usize) -> Option<Vec<i64>> {
     let n = replicas as i64;
-    if n == 0 || images < n {
+    if n == 0 || images < 1 {
         return None;
     }
     Some((0..n).map(|r| images / n + i64::from(r < images % n)).collect())

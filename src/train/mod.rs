@@ -31,8 +31,8 @@ pub enum TrainError {
     NonFiniteLoss { batch: usize, individual: usize },
     #[error("supernet replica {replica}: {reason}")]
     Replica { replica: usize, reason: String },
-    #[error("a batch of {images} images cannot be split over {replicas} replicas; lower the number of devices or raise train.batch_size")]
-    BatchTooSmall { images: usize, replicas: usize },
+    #[error("training batch {batch} holds no images")]
+    EmptyBatch { batch: usize },
     #[error(transparent)]
     Distributed(#[from] crate::distributed::DistributedError),
     #[error(transparent)]
