@@ -18,6 +18,10 @@ use crate::train::sgd::SgdConfig;
 
 /// The core's settings of `cfg`, its device resolved.
 pub fn settings(cfg: &Config) -> Result<SearchSettings, SearchError> {
+    let devices = match cfg.run.devices.as_slice() {
+        [] => vec![resolve_device(&cfg.run.device)?],
+        names => names.iter().map(|name| resolve_device(name)).collect::<Result<_, _>>()?,
+    };
     Ok(SearchSettings {
         space: cfg.search.space,
         strategy: cfg.search.strategy,
@@ -52,7 +56,8 @@ pub fn settings(cfg: &Config) -> Result<SearchSettings, SearchError> {
             workers: cfg.data.workers,
         },
         runtime: RuntimeSettings {
-            device: resolve_device(&cfg.run.device)?,
+            device: devices[0],
+            devices,
             keep_checkpoints: cfg.run.keep_checkpoints,
             threads: cfg.run.threads,
             fitness_workers: cfg.run.fitness_workers,
@@ -75,7 +80,7 @@ pub fn create(cfg: &Config, run_dir: Option<&Path>) -> Result<SearchEngine, Sear
 /// of the resuming command, or the daemon's), must have the digest of the run's own config; its
 /// hot values (a reload's) then apply from the next generation boundary on. Otherwise the run's
 /// own config is used, with the settings in force when it stopped. `device` overrides the
-/// config's. Also returns the lines the user should read.
+/// config's device and devices. Also returns the lines the user should read.
 pub fn resume(
     run_dir: &Path,
     cfg: Option<Config>,
@@ -96,6 +101,7 @@ pub fn resume(
     };
     if let Some(d) = device {
         cfg.run.device = d.to_string();
+        cfg.run.devices.clear();
     }
     let settings = settings(&cfg)?;
     let wanted = given.then_some(settings.hot);
@@ -260,6 +266,23 @@ mod tests {
 
         let off = settings(&config_with(&["run.device=cpu", "data.cutout=false"])).unwrap();
         assert_eq!(off.data.cutout, None);
+    }
+
+    #[test]
+    fn a_device_list_names_the_replicas_and_leaves_the_identity_alone() {
+        let one = config_with(&["run.device=cpu"]);
+        let two = config_with(&["run.device=cuda:3", "run.devices=[cpu, cpu]"]);
+        assert_eq!(two.run.devices, ["cpu", "cpu"]);
+        let s = settings(&two).unwrap();
+        assert_eq!(s.runtime.devices, [tch::Device::Cpu, tch::Device::Cpu]);
+        assert_eq!(s.runtime.device, tch::Device::Cpu, "the list wins over run.device");
+        assert_eq!(settings(&one).unwrap().runtime.devices, [tch::Device::Cpu]);
+        // Where a search computes is not what it computes: a run resumes on other devices.
+        assert_eq!(one.digest(), two.digest());
+        // An empty list is the shipped default, and not written into a run's config.json.
+        let json = serde_json::to_value(&one).unwrap();
+        assert!(json["run"].get("devices").is_none(), "{}", json["run"]);
+        assert_eq!(config_with(&["run.devices=[]"]).run.devices, Vec::<String>::new());
     }
 
     #[test]

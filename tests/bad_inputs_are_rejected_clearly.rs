@@ -194,6 +194,24 @@ fn config_cases() -> Vec<Case> {
             &["bad.toml", "search.strategy"],
         ),
         config_case(
+            "config_devices_not_a_device",
+            &[("run.devices", "[\"cpu\", \"gpu\"]")],
+            "\"gpu\" is not a device",
+            &["bad.toml", "run.devices"],
+        ),
+        config_case(
+            "config_devices_mix_cpu_and_cuda",
+            &[("run.devices", "[\"cpu\", \"cuda:0\"]")],
+            "mixes cpu and cuda",
+            &["bad.toml", "run.devices"],
+        ),
+        config_case(
+            "config_devices_gpu_twice",
+            &[("run.devices", "[\"cuda:1\", \"cuda:1\"]")],
+            "cuda:1 is listed twice",
+            &["bad.toml", "run.devices"],
+        ),
+        config_case(
             "config_population_below_2",
             &[("search.population", "1"), ("search.tournament_size", "1"), ("search.elites", "0")],
             "need at least 2 individuals",

@@ -28,7 +28,8 @@ pub struct SearchArgs {
     /// Put the new run in exactly this directory (default: a new one under run.dir).
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     run_dir: Option<PathBuf>,
-    /// Device for this invocation ("cpu", "cuda", "cuda:N", "auto"); overrides run.device.
+    /// Device for this invocation ("cpu", "cuda", "cuda:N", "auto"); overrides run.device and
+    /// run.devices.
     #[arg(long)]
     device: Option<String>,
     /// No progress bars (log lines only).
@@ -100,6 +101,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
                 let mut overrides = args.set.clone();
                 if let Some(d) = &args.device {
                     overrides.push(format!("run.device={d}"));
+                    overrides.push("run.devices=[]".into());
                 }
                 let cfg = evnas::config::load(args.config.as_deref(), &overrides)?;
                 let engine = evnas::launch::create(&cfg, args.run_dir.as_deref())
@@ -109,21 +111,22 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
             }
         };
 
+    let devices = match engine.devices() {
+        [one] => format!("{one:?}"),
+        several => format!("{} replicas: {several:?}", several.len()),
+    };
     eprintln!(
-        "evnas search: {} individuals x {} generations on {} ({:?}), run directory {}",
+        "evnas search: {} individuals x {} generations on {} ({devices}), run directory {}",
         engine.settings().hot.population,
         engine.settings().hot.generations,
         engine.settings().data.dataset.name(),
-        engine.device(),
         engine.run_dir().display()
     );
     let mut observer = ProgressObserver::new(args.quiet, engine.state().settings.generations);
     let run_dir = engine.run_dir().to_path_buf();
     telemetry::SearchStateChanged("running").emit();
     telemetry::SettingsInForce(engine.state().settings).emit();
-    if let tch::Device::Cuda(i) = engine.device() {
-        telemetry::exporter::watch_cuda_devices(&[i]);
-    }
+    telemetry::exporter::watch_cuda_devices(engine.devices());
     let mut sink = (ToObserver(&mut observer), &mut telemetry);
     let outcome = evnas::pipeline::run(engine, &mut sink, &stop);
     let result = match outcome {

@@ -14,7 +14,7 @@ pub const IMAGENET_TRAINING_TOML: &str = include_str!("../../config/final-traini
 /// Loads, merges and validates a configuration.
 ///
 /// `overrides` are `section.key=value` strings (`evnas search --set`); values are parsed as TOML
-/// scalars when they can be (numbers, booleans), else taken as strings.
+/// scalars when they can be (numbers, booleans), else taken as strings; `[a, b]` is a list.
 pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
     let text = file.map(read_file).transpose()?;
     let merge = |imagenet| merge(text.as_deref(), imagenet, file, overrides);
@@ -60,7 +60,7 @@ fn merge(
             reason: "expected KEY=VALUE".into(),
         })?;
         builder = builder
-            .set_override(key.trim(), parse_scalar(value.trim()))
+            .set_override(key.trim(), parse_value(value.trim()))
             .map_err(|e| ConfigError::BadOverride { item: item.clone(), reason: e.to_string() })?;
     }
     builder
@@ -153,6 +153,15 @@ fn place_of(key: &str, file: Option<&Path>, overrides: &[String]) -> String {
         return format!("environment variable {var}");
     }
     describe(file, &[])
+}
+
+/// A TOML-like list (`[a, b]`, its items scalars) or a scalar.
+fn parse_value(text: &str) -> config::Value {
+    match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(items) if items.trim().is_empty() => Vec::<config::Value>::new().into(),
+        Some(items) => items.split(',').map(|item| parse_scalar(item.trim())).collect::<Vec<_>>().into(),
+        None => parse_scalar(text),
+    }
 }
 
 fn parse_scalar(text: &str) -> config::Value {

@@ -34,7 +34,7 @@ pub enum ConfigError {
 impl Config {
     /// Digest of everything that shapes a search's results; a run resumes only under the same one.
     ///
-    /// The search id, run directory, device, thread count and prefetch settings are left out: they change
+    /// The search id, run directory, devices, thread count and prefetch settings are left out: they change
     /// where and how fast a run goes, not what it computes. So are the values a reload may change
     /// while the search runs ([`Config::hot_settings`]): the state records those in force.
     pub fn digest(&self) -> String {
@@ -45,6 +45,7 @@ impl Config {
         relevant.search.id = String::new();
         relevant.run.dir = PathBuf::new();
         relevant.run.device = String::new();
+        relevant.run.devices = Vec::new();
         relevant.run.keep_checkpoints = 0;
         relevant.run.threads = 0;
         relevant.run.fitness_workers = 0;

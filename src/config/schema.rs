@@ -130,6 +130,11 @@ pub struct RunSection {
     pub dir: PathBuf,
     /// "cpu", "cuda", "cuda:N" or "auto" (CUDA when available).
     pub device: String,
+    /// Data-parallel training on several devices (e.g. ["cuda:0", "cuda:1"], or ["cpu", "cpu"]
+    /// for CPU replicas); the first is the leader's. Empty: `device` alone. (Absent from the
+    /// config.json of runs started before evnas trained on several devices.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// Checkpoints kept in a run directory.
     pub keep_checkpoints: usize,
     /// CPU threads for libtorch; 0 = libtorch's default.

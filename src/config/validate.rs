@@ -104,6 +104,7 @@ pub fn validate(cfg: &Config) -> Vec<String> {
     if !is_device(&r.device) {
         p.push(format!("run.device = {:?}: must be cpu, cuda, cuda:N or auto", r.device));
     }
+    validate_devices(&r.devices, &mut p);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&r.log_level) {
         p.push(format!("run.log_level = {:?}: not a log filter ({e})", r.log_level));
     }
@@ -166,6 +167,29 @@ fn validate_final_training(f: &super::schema::FinalTrainingSection, p: &mut Vec<
     }
     if f.cutout && f.cutout_length == 0 {
         p.push("final_training.cutout_length = 0: must be positive when final_training.cutout is on".into());
+    }
+}
+
+/// `run.devices`: device names of one kind (all CPU or all CUDA), no GPU twice.
+fn validate_devices(devices: &[String], p: &mut Vec<String>) {
+    for name in devices {
+        if name == "auto" || !is_device(name) {
+            p.push(format!("run.devices: {name:?} is not a device: each must be cpu, cuda or cuda:N"));
+        }
+    }
+    let cuda = |name: &str| name.starts_with("cuda");
+    if devices.iter().any(|d| cuda(d)) && devices.iter().any(|d| d == "cpu") {
+        p.push(format!("run.devices = {devices:?}: mixes cpu and cuda; replicas train in step on one kind"));
+    }
+    let gpu_index = |name: &str| match name {
+        "cuda" => Some(0),
+        other => other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for index in devices.iter().filter_map(|d| gpu_index(d)) {
+        if !seen.insert(index) {
+            p.push(format!("run.devices = {devices:?}: cuda:{index} is listed twice; one replica per GPU"));
+        }
     }
 }
 

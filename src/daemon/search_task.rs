@@ -137,13 +137,11 @@ impl Job {
             next_generation = state.next_generation + 1,
             generations = state.settings.generations,
             fitness_evaluators = engine.evaluator_count(),
-            device = ?engine.device(),
+            devices = ?engine.devices(),
             "search running"
         );
         telemetry::SettingsInForce(state.settings).emit();
-        if let tch::Device::Cuda(i) = engine.device() {
-            telemetry::exporter::watch_cuda_devices(&[i]);
-        }
+        telemetry::exporter::watch_cuda_devices(engine.devices());
         let running = runtime.block_on(crate::pipeline::start(engine, stop));
         if let Ok(mut published) = controller.lock() {
             *published = Some(running.controller.clone());

@@ -45,7 +45,6 @@ struct ValidRecipe {
     split: TrainValidSplit,
     subset_order: Vec<usize>,
     config: LoaderConfig,
-    device: Device,
 }
 
 impl ValidRecipe {
@@ -59,13 +58,17 @@ impl ValidRecipe {
         indices
     }
 
-    /// Loaders of the validation subset `subset`, and its batches on the device when they are
+    /// Loaders of the validation subset `subset`, and its batches on `device` when they are
     /// not augmented.
-    fn build(&self, subset: usize) -> Result<(Arc<SplitLoaders>, Option<Vec<EvalBatch>>), SearchError> {
+    fn build(
+        &self,
+        subset: usize,
+        device: Device,
+    ) -> Result<(Arc<SplitLoaders>, Option<Vec<EvalBatch>>), SearchError> {
         let split = TrainValidSplit { train: self.split.train.clone(), valid: self.indices(subset) };
         let loaders =
             SplitLoaders::new(Arc::clone(&self.dataset), self.norm.clone(), split, self.config.clone())?;
-        let fixed = loaders.valid_on_device(self.device)?.map(|split| {
+        let fixed = loaders.valid_on_device(device)?.map(|split| {
             split
                 .batches(self.config.valid_batch_size)
                 .map(|(images, labels)| EvalBatch { images, labels })
@@ -126,7 +129,7 @@ impl ValidSource {
         if normal(subset) == normal(self.subset) {
             return Ok(());
         }
-        let (loaders, fixed) = self.recipe.build(subset)?;
+        let (loaders, fixed) = self.recipe.build(subset, self.device)?;
         (self.loaders, self.fixed, self.subset) = (loaders, fixed, subset);
         Ok(())
     }
@@ -186,16 +189,10 @@ impl SearchData {
         };
         let input_shape = dataset.shape();
         let num_classes = dataset.num_classes();
-        let recipe = Arc::new(ValidRecipe {
-            dataset,
-            norm: kind.normalization(),
-            split,
-            subset_order,
-            config,
-            device,
-        });
+        let recipe =
+            Arc::new(ValidRecipe { dataset, norm: kind.normalization(), split, subset_order, config });
         let subset = settings.hot.fitness_subset;
-        let (loaders, fixed_valid) = recipe.build(subset)?;
+        let (loaders, fixed_valid) = recipe.build(subset, device)?;
         Ok(Self { loaders, device, input_shape, num_classes, fixed_valid, recipe, subset })
     }
 
@@ -235,5 +232,20 @@ impl SearchData {
             recipe: Arc::clone(&self.recipe),
             subset: self.subset,
         }
+    }
+
+    /// A validation source for a fitness evaluator on `device`: the resident batches are shared
+    /// on the data's own device and copied once onto another.
+    pub fn valid_source_on(&self, device: Device) -> ValidSource {
+        if device == self.device {
+            return self.valid_source();
+        }
+        let fixed = self.fixed_valid.as_ref().map(|batches| {
+            batches
+                .iter()
+                .map(|b| EvalBatch { images: b.images.to_device(device), labels: b.labels.to_device(device) })
+                .collect()
+        });
+        ValidSource { device, fixed, ..self.valid_source() }
     }
 }

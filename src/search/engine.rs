@@ -6,6 +6,7 @@
 //! This file builds a search (new or resumed); the daemon's actor pipeline runs it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device};
@@ -14,6 +15,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::evolution::Strategy;
 use crate::evolution::{ChildStreams, Fitness, Population};
 use crate::model::OneShotModel;
+use crate::train::data_parallel::{BuildReplica, ReplicaSet};
 use crate::train::reduced_precision::Bf16Shadow;
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::{BnMode, Precision};
@@ -169,9 +171,13 @@ impl SearchEngine {
         (vs, model, opt): (VarStore, Box<dyn OneShotModel>, Sgd),
         state: SearchState,
     ) -> Result<Self, SearchError> {
-        let device = settings.runtime.device;
-        let trainer = SupernetTrainer::new(vs, model, opt, settings.training.grad_clip);
-        let evaluators = build_evaluators(&settings, &data, device)?;
+        let mut opt = opt;
+        let replicas = start_replicas(&settings, &data, &vs, &mut opt)?;
+        let mut trainer = SupernetTrainer::new(vs, model, opt, settings.training.grad_clip);
+        if let Some(replicas) = replicas {
+            trainer = trainer.with_replicas(replicas);
+        }
+        let evaluators = build_evaluators(&settings, &data)?;
         let store = checkpointing::store(&run, &settings)?;
         let stop_store = checkpointing::stop_store(&run)?;
         Ok(Self { settings, trainer, evaluators, data, state, run, store, stop_store })
@@ -192,6 +198,11 @@ impl SearchEngine {
 
     pub fn device(&self) -> Device {
         self.settings.runtime.device
+    }
+
+    /// Every training replica's device, the leader's first.
+    pub fn devices(&self) -> &[Device] {
+        &self.settings.runtime.devices
     }
 
     pub fn state(&self) -> &SearchState {
@@ -268,34 +279,67 @@ pub fn fitness_workers(requested: usize, init_channels: usize, threads: usize) -
     }
 }
 
-/// How many fitness evaluators a search gets on `device`: on the CPU with fp32 fitness,
-/// [`fitness_workers`]; otherwise `fitness_workers` as asked (automatic: one). Never more than
-/// the population.
-pub fn evaluator_count(settings: &SearchSettings, device: Device) -> usize {
+/// The devices of a search's fitness evaluators, one entry per evaluator: on the CPU with fp32
+/// fitness, [`fitness_workers`] of them (CPU replicas share the same cores); otherwise
+/// `fitness_workers` as asked (automatic: one) on each distinct training device, dealt out
+/// device by device. Never more than the population.
+pub fn evaluator_devices(settings: &SearchSettings) -> Vec<Device> {
     let requested = settings.runtime.fitness_workers;
-    let count = if device == Device::Cpu && settings.fitness.precision == Precision::Fp32 {
-        fitness_workers(requested, settings.supernet.init_channels, crate::threads::current_threads())
-    } else {
-        requested.max(1)
-    };
-    count.clamp(1, settings.hot.population.max(1))
+    let leader = settings.runtime.device;
+    let population = settings.hot.population.max(1);
+    if leader == Device::Cpu && settings.fitness.precision == Precision::Fp32 {
+        let count =
+            fitness_workers(requested, settings.supernet.init_channels, crate::threads::current_threads());
+        return vec![leader; count.clamp(1, population)];
+    }
+    let mut distinct: Vec<Device> = Vec::new();
+    for &device in &settings.runtime.devices {
+        if !distinct.contains(&device) {
+            distinct.push(device);
+        }
+    }
+    let per_device = requested.max(1);
+    (0..per_device).flat_map(|_| distinct.iter().copied()).take(population).collect()
+}
+
+/// The other training replicas when the search trains on several devices, started from the
+/// leader's supernet `vs` and momentum `opt`; each builds its own supernet of `settings`.
+fn start_replicas(
+    settings: &SearchSettings,
+    data: &SearchData,
+    vs: &VarStore,
+    opt: &mut Sgd,
+) -> Result<Option<ReplicaSet>, SearchError> {
+    let devices = &settings.runtime.devices;
+    if devices.len() < 2 {
+        return Ok(None);
+    }
+    let [channels, _, _] = data.input_shape();
+    let classes = data.num_classes() as i64;
+    let replica_settings = settings.clone();
+    let build: BuildReplica = Arc::new(move |vs: &VarStore| {
+        super::model_factory::build(&replica_settings, vs, channels as i64, classes)
+            .map_err(|e| e.to_string())
+    });
+    let threads = crate::threads::current_threads();
+    Ok(Some(ReplicaSet::start(vs, opt, devices, sgd_config(settings), threads, build)?))
 }
 
 /// The fitness evaluators, each with a supernet of its own in the configured precision.
 fn build_evaluators(
     settings: &SearchSettings,
     data: &SearchData,
-    device: Device,
 ) -> Result<Vec<FitnessEvaluator>, SearchError> {
     let train_mode_bn = settings.fitness.batchnorm == BnMode::Batch;
-    (0..evaluator_count(settings, device))
-        .map(|_| {
+    evaluator_devices(settings)
+        .into_iter()
+        .map(|device| {
             let (vs, model) = build_model(settings, data, device)?;
             let model = match settings.fitness.precision {
                 Precision::Fp32 => FitnessModel::Fp32 { vs, model },
                 Precision::Bf16 => FitnessModel::Bf16(Bf16Shadow::new(vs, model)),
             };
-            Ok(FitnessEvaluator::new(model, data.valid_source(), train_mode_bn))
+            Ok(FitnessEvaluator::new(model, data.valid_source_on(device), train_mode_bn))
         })
         .collect()
 }

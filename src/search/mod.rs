@@ -21,8 +21,8 @@ use std::path::PathBuf;
 pub use checkpointing::CapturedCheckpoint;
 pub use data::{SearchData, TrainBatches, TrainPrefetch, ValidSource};
 pub use engine::{
-    child_streams, evaluator_count, fitness_workers, resolve_device, SearchEngine, SearchParts, SearchResult,
-    SearchState,
+    child_streams, evaluator_devices, fitness_workers, resolve_device, SearchEngine, SearchParts,
+    SearchResult, SearchState,
 };
 pub use evaluator::{FitnessEvaluator, FitnessModel};
 pub use generation::{

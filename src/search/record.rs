@@ -27,6 +27,14 @@ pub struct TrainSummary {
     pub top1: f64,
     pub seconds: f64,
     pub data_wait_seconds: f64,
+    /// Of `seconds`, the leader's time in gradient all-reduces (several devices only; 0 and
+    /// absent from the history with one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub communication_seconds: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// One generation, best individual first in `individuals`.

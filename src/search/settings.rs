@@ -78,10 +78,14 @@ pub struct DataSettings {
     pub workers: usize,
 }
 
-/// Where and how the search computes; none of it changes its results.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Where and how the search computes; none of it changes its results (but several devices
+/// train with BatchNorm statistics per replica).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeSettings {
+    /// The leader's device: the supernet the search checkpoints lives there.
     pub device: tch::Device,
+    /// Every replica's device, the leader's first; more than one: data-parallel training.
+    pub devices: Vec<tch::Device>,
     /// Generation checkpoints kept.
     pub keep_checkpoints: usize,
     /// libtorch's CPU threads; 0: its default.

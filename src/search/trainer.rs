@@ -7,8 +7,11 @@ use tch::nn::VarStore;
 use crate::data::{Batch, DataError};
 use crate::model::OneShotModel;
 use crate::stop::StopFlag;
+use crate::train::data_parallel::{DataParallel, ReplicaSet};
 use crate::train::sgd::Sgd;
-use crate::train::supernet_epoch::{continue_epoch, EpochEnd, EpochReport, EpochSettings, StepReport};
+use crate::train::supernet_epoch::{
+    continue_epoch_with, BatchTrainer, EpochEnd, EpochReport, EpochSettings, SingleReplica, StepReport,
+};
 
 use super::checkpointing::{self, CapturedCheckpoint};
 use super::engine::SearchState;
@@ -29,11 +32,24 @@ pub struct SupernetTrainer {
     model: Box<dyn OneShotModel>,
     opt: Sgd,
     grad_clip: f64,
+    /// The other replicas of data-parallel training; this supernet is the leader's.
+    replicas: Option<ReplicaSet>,
 }
 
 impl SupernetTrainer {
     pub fn new(vs: VarStore, model: Box<dyn OneShotModel>, opt: Sgd, grad_clip: f64) -> Self {
-        Self { vs, model, opt, grad_clip }
+        Self { vs, model, opt, grad_clip, replicas: None }
+    }
+
+    /// Trains data-parallel with `replicas` (started from this supernet's weights and momentum).
+    pub fn with_replicas(mut self, replicas: ReplicaSet) -> Self {
+        self.replicas = Some(replicas);
+        self
+    }
+
+    /// Replicas training in step, this one included.
+    pub fn replicas(&self) -> usize {
+        self.replicas.as_ref().map_or(1, ReplicaSet::replicas)
     }
 
     /// One pass over `batches`, batch i through individual i mod P of `plan`; `on_batch` after
@@ -55,9 +71,36 @@ impl SupernetTrainer {
             stop,
         };
         let done = done.unwrap_or_default();
-        match continue_epoch(self.model.as_ref(), &mut self.opt, &settings, batches, done, on_batch)? {
+        let model = self.model.as_ref();
+        let ended = match &self.replicas {
+            None => continue_epoch_with(
+                &mut SingleReplica { model, opt: &mut self.opt },
+                &settings,
+                batches,
+                done,
+                on_batch,
+            ),
+            Some(replicas) => {
+                // This thread is one replica among several sharing the CPU threads.
+                let threads = crate::threads::current_threads();
+                crate::threads::set_this_thread_threads(replicas.threads_per_replica());
+                let mut trainer = DataParallel { model, opt: &mut self.opt, replicas };
+                let ended = continue_epoch_with(
+                    &mut trainer as &mut dyn BatchTrainer,
+                    &settings,
+                    batches,
+                    done,
+                    on_batch,
+                );
+                crate::threads::set_this_thread_threads(threads);
+                ended
+            }
+        }?;
+        match ended {
             EpochEnd::Finished(report) => {
                 let total = report.total();
+                let communication =
+                    self.replicas.as_ref().map_or(0.0, |r| r.take_communication().as_secs_f64());
                 Ok(Training::Finished(TrainSummary {
                     batches: report.batches,
                     images: total.images,
@@ -65,14 +108,19 @@ impl SupernetTrainer {
                     top1: total.top1(),
                     seconds: report.elapsed.as_secs_f64(),
                     data_wait_seconds: report.data_wait.as_secs_f64(),
+                    communication_seconds: communication,
                 }))
             }
             EpochEnd::Stopped(report) => Ok(Training::Stopped(report)),
         }
     }
 
-    /// The checkpoint of `state` with this supernet and momentum, as host bytes.
+    /// The checkpoint of `state` with this supernet and momentum, as host bytes; with replicas,
+    /// only once they are checked bit-identical to this one (trainable weights and momentum).
     pub fn capture(&self, state: &SearchState) -> Result<CapturedCheckpoint, SearchError> {
+        if let Some(replicas) = &self.replicas {
+            replicas.check_in_step(&self.vs, &self.opt)?;
+        }
         checkpointing::capture(&self.vs, &self.opt, state)
     }
 

@@ -83,10 +83,12 @@ impl MetricsExporter {
 /// device creates a CUDA context on it, which a device the search does not use must not get.
 static CUDA_DEVICES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-/// Reports the memory of these CUDA devices from now on.
-pub fn watch_cuda_devices(devices: &[usize]) {
+/// Reports the memory of the CUDA devices among `devices` from now on.
+pub fn watch_cuda_devices(devices: &[tch::Device]) {
+    let cuda = devices.iter().filter_map(|d| if let tch::Device::Cuda(i) = d { Some(*i) } else { None });
     if let Ok(mut watched) = CUDA_DEVICES.lock() {
-        *watched = devices.to_vec();
+        *watched = cuda.collect();
+        watched.dedup();
     }
 }
 

@@ -153,6 +153,7 @@ pub fn history_without_timings(run: &Path) -> Vec<serde_json::Value> {
             let train = v["train"].as_object_mut().unwrap();
             train.remove("seconds");
             train.remove("data_wait_seconds");
+            train.remove("communication_seconds");
             v
         })
         .collect()
@@ -170,7 +171,9 @@ pub fn tiny_setup(root: &Path, generations: usize) -> (PathBuf, PathBuf) {
 /// `generations.jsonl` as text with the timing values blanked: every other byte must repeat.
 pub fn history_text_without_timings(run: &Path) -> String {
     let mut text = std::fs::read_to_string(run.join("generations.jsonl")).expect("generations.jsonl");
-    for key in ["\"evaluation_seconds\":", "\"data_wait_seconds\":", "\"seconds\":"] {
+    for key in
+        ["\"evaluation_seconds\":", "\"data_wait_seconds\":", "\"communication_seconds\":", "\"seconds\":"]
+    {
         let mut from = 0;
         while let Some(at) = text[from..].find(key) {
             let start = from + at + key.len();
