@@ -42,10 +42,22 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
 }
 
+impl Command {
+    /// The heap arenas the command's threads want ([`evnas::runtime::keep_freed_memory`]).
+    fn heap_arenas(&self) -> usize {
+        match self {
+            Command::Search(args) => args.cpu_replicas(),
+            Command::Serve(args) => args.cpu_replicas(),
+            _ => 1,
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    evnas::runtime::keep_freed_memory();
-    let _faults = evnas::fault::setup();
     let cli = Cli::parse();
+    // Before any thread exists: the heap's arenas are fixed once a second thread allocates.
+    evnas::runtime::keep_freed_memory(cli.command.as_ref().map_or(1, Command::heap_arenas));
+    let _faults = evnas::fault::setup();
     evnas::daemon::logging::init();
     let result = match (cli.version, cli.command) {
         (true, _) => cli::version::run(),

@@ -44,6 +44,22 @@ pub struct SearchArgs {
     then_train: bool,
 }
 
+impl SearchArgs {
+    /// The CPU replicas the search will train on, from the config it will load (the resumed
+    /// run's own, or the one given); 1 when it does not load (the search then reports why).
+    pub fn cpu_replicas(&self) -> usize {
+        if self.device.is_some() {
+            return 1;
+        }
+        let cfg = match (&self.resume, &self.config) {
+            (Some(_), Some(path)) => evnas::config::load(Some(path), &[]).ok(),
+            (Some(dir), None) => evnas::launch::search_config(dir).ok(),
+            (None, path) => evnas::config::load(path.as_deref(), &self.set).ok(),
+        };
+        cfg.map_or(1, |c| c.cpu_replicas())
+    }
+}
+
 pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.metrics_listen {
         let libtorch = evnas::runtime::TorchRuntime::detect().libtorch_version;

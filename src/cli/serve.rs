@@ -14,6 +14,13 @@ pub struct ServeArgs {
     config: PathBuf,
 }
 
+impl ServeArgs {
+    /// The config's CPU replicas; 1 when it does not load (serve then reports why).
+    pub fn cpu_replicas(&self) -> usize {
+        evnas::config::load(Some(&self.config), &[]).map_or(1, |cfg| cfg.cpu_replicas())
+    }
+}
+
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     match evnas::daemon::serve(&ServeOptions { config: args.config.clone() })? {
         ServeExit::Stopped => Ok(ExitCode::SUCCESS),

@@ -32,6 +32,17 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// How many supernet replicas train side by side on the CPU: the length of `run.devices`
+    /// when it lists only "cpu", else 1.
+    pub fn cpu_replicas(&self) -> usize {
+        let devices = &self.run.devices;
+        if devices.len() > 1 && devices.iter().all(|d| d == "cpu") {
+            devices.len()
+        } else {
+            1
+        }
+    }
+
     /// Digest of everything that shapes a search's results; a run resumes only under the same one.
     ///
     /// The search id, run directory, devices, thread count and prefetch settings are left out: they change
