@@ -392,7 +392,7 @@ fn layout_name(channels_last: bool) -> &'static str {
 }
 
 fn main() -> Result<()> {
-    evnas::runtime::keep_freed_memory(1);
+    evnas::runtime::keep_freed_memory(evnas::runtime::Arenas::One);
     let args = parse_args()?;
     tch::set_num_threads(args.threads);
     if let Some(path) = &args.parity {

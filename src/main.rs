@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use evnas::runtime::Arenas;
 
 mod cli;
 
@@ -43,12 +44,18 @@ enum Command {
 }
 
 impl Command {
-    /// The heap arenas the command's threads want ([`evnas::runtime::keep_freed_memory`]).
-    fn heap_arenas(&self) -> usize {
-        match self {
+    /// How the command's threads share the heap ([`evnas::runtime::keep_freed_memory`]): an
+    /// arena per thread for a search on several CPU replicas.
+    fn heap_arenas(&self) -> Arenas {
+        let replicas = match self {
             Command::Search(args) => args.cpu_replicas(),
             Command::Serve(args) => args.cpu_replicas(),
             _ => 1,
+        };
+        if replicas > 1 {
+            Arenas::PerThread
+        } else {
+            Arenas::One
         }
     }
 }
@@ -56,7 +63,7 @@ impl Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before any thread exists: the heap's arenas are fixed once a second thread allocates.
-    evnas::runtime::keep_freed_memory(cli.command.as_ref().map_or(1, Command::heap_arenas));
+    evnas::runtime::keep_freed_memory(cli.command.as_ref().map_or(Arenas::One, Command::heap_arenas));
     let _faults = evnas::fault::setup();
     evnas::daemon::logging::init();
     let result = match (cli.version, cli.command) {

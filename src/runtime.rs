@@ -58,6 +58,15 @@ fn loaded_libtorch_dir() -> Option<PathBuf> {
         .and_then(|p| PathBuf::from(p).parent().map(PathBuf::from))
 }
 
+/// How the process's threads share glibc's heap ([`keep_freed_memory`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arenas {
+    /// One heap for all threads: the least memory.
+    One,
+    /// glibc's default: an arena per thread (up to 8 per core).
+    PerThread,
+}
+
 /// Makes glibc keep freed tensor memory in the process instead of handing it back to the kernel.
 ///
 /// A supernet step allocates and frees thousands of tensors of 0.1 to 30 MB. glibc serves such
@@ -69,12 +78,14 @@ fn loaded_libtorch_dir() -> Option<PathBuf> {
 /// All threads share one heap (glibc's arena count set to 1, unless `MALLOC_ARENA_MAX` says
 /// otherwise): with one arena per thread, the trainer's heap kept its step's peak while each
 /// fitness evaluator's heap grew to its own, and peak RSS was their sum (measured here on the
-/// memory config: 4.94 GB with the arenas, 3.63 GB with one, at the same speed). Except that
-/// `arenas` > 1 gives that many: one per data-parallel CPU replica, whose steps allocate at the
-/// same time (measured here, 2 replicas of the CPU default on 2 cores: 1.37x the training
-/// images/s of one arena, the same peak RSS). Call once, early, before other threads allocate
-/// (glibc fixes the limit when a second thread first allocates). A no-op off glibc.
-pub fn keep_freed_memory(arenas: usize) {
+/// memory config: 4.94 GB with the arenas, 3.63 GB with one, at the same speed). Except with
+/// [`Arenas::PerThread`], for data-parallel CPU replicas, whose steps allocate at the same
+/// moments: on one arena they queue on its lock (measured here, 2 replicas of C=8 on 2 cores:
+/// 25 img/s with one arena, 34-35 with glibc's per-thread arenas, peak RSS +4%; a limit of 2
+/// arenas gave either, as threads happened to share them). Call once, early, before other
+/// threads allocate (glibc fixes the limit when a second thread first allocates). A no-op off
+/// glibc.
+pub fn keep_freed_memory(arenas: Arenas) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const MIB: libc::c_int = 1 << 20;
@@ -86,8 +97,8 @@ pub fn keep_freed_memory(arenas: usize) {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * MIB);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * MIB);
             libc::mallopt(libc::M_TOP_PAD, 64 * MIB);
-            if !arenas_chosen {
-                libc::mallopt(libc::M_ARENA_MAX, arenas.clamp(1, 64) as libc::c_int);
+            if !arenas_chosen && arenas == Arenas::One {
+                libc::mallopt(libc::M_ARENA_MAX, 1);
             }
         }
     }
