@@ -56,7 +56,6 @@ pub fn settings(cfg: &Config) -> Result<SearchSettings, SearchError> {
             workers: cfg.data.workers,
         },
         runtime: RuntimeSettings {
-            device: devices[0],
             devices,
             keep_checkpoints: cfg.run.keep_checkpoints,
             threads: cfg.run.threads,
@@ -257,7 +256,7 @@ mod tests {
         assert_eq!(s.identity, cfg.digest());
         assert_eq!(s.seed, 7);
         assert_eq!(s.space, cfg.search.space);
-        assert_eq!(s.runtime.device, tch::Device::Cpu);
+        assert_eq!(s.runtime.device(), tch::Device::Cpu);
         assert_eq!(s.data.dataset.name(), cfg.data.dataset);
         assert_eq!(s.data.cutout, Some(12));
         assert_eq!(s.training.learning_rate, cfg.train.learning_rate);
@@ -275,7 +274,7 @@ mod tests {
         assert_eq!(two.run.devices, ["cpu", "cpu"]);
         let s = settings(&two).unwrap();
         assert_eq!(s.runtime.devices, [tch::Device::Cpu, tch::Device::Cpu]);
-        assert_eq!(s.runtime.device, tch::Device::Cpu, "the list wins over run.device");
+        assert_eq!(s.runtime.device(), tch::Device::Cpu, "the list wins over run.device");
         assert_eq!(settings(&one).unwrap().runtime.devices, [tch::Device::Cpu]);
         assert_eq!((one.cpu_replicas(), two.cpu_replicas()), (1, 2), "one heap arena per CPU replica");
         // Where a search computes is not what it computes: a run resumes on other devices.

@@ -190,7 +190,7 @@ impl Actor for SearchController {
     async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
         let ControllerArgs { parts, events, stop, done } = args;
         let SearchParts { settings, trainer, evaluators, data, state, run, store, stop_store } = parts;
-        let device = settings.runtime.device;
+        let device = settings.runtime.device();
         // The hot values asked for differ from those in force when a search resumes after a
         // reload (or with a changed config): they apply at its next boundary.
         let wanted = settings.hot;

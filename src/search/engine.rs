@@ -118,7 +118,7 @@ impl SearchEngine {
         settings: SearchSettings,
         open_run: impl FnOnce() -> Result<RunDir, SearchError>,
     ) -> Result<Self, SearchError> {
-        let device = settings.runtime.device;
+        let device = settings.runtime.device();
         apply_threads(&settings);
         let data = SearchData::load(&settings, device)?;
         let run = open_run()?;
@@ -141,7 +141,7 @@ impl SearchEngine {
         started_with: HotSettings,
         wanted: Option<HotSettings>,
     ) -> Result<(Self, Vec<String>), SearchError> {
-        let device = settings.runtime.device;
+        let device = settings.runtime.device();
         apply_threads(&settings);
         let data = SearchData::load(&settings, device)?;
         // Initialised exactly as `create` does, so that a run without a checkpoint starts again
@@ -168,15 +168,11 @@ impl SearchEngine {
         settings: SearchSettings,
         data: SearchData,
         run: RunDir,
-        (vs, model, opt): (VarStore, Box<dyn OneShotModel>, Sgd),
+        (vs, model, mut opt): (VarStore, Box<dyn OneShotModel>, Sgd),
         state: SearchState,
     ) -> Result<Self, SearchError> {
-        let mut opt = opt;
         let replicas = start_replicas(&settings, &data, &vs, &mut opt)?;
-        let mut trainer = SupernetTrainer::new(vs, model, opt, settings.training.grad_clip);
-        if let Some(replicas) = replicas {
-            trainer = trainer.with_replicas(replicas);
-        }
+        let trainer = SupernetTrainer::new(vs, model, opt, settings.training.grad_clip, replicas);
         let evaluators = build_evaluators(&settings, &data)?;
         let store = checkpointing::store(&run, &settings)?;
         let stop_store = checkpointing::stop_store(&run)?;
@@ -197,7 +193,7 @@ impl SearchEngine {
     }
 
     pub fn device(&self) -> Device {
-        self.settings.runtime.device
+        self.settings.runtime.device()
     }
 
     /// Every training replica's device, the leader's first.
@@ -285,7 +281,7 @@ pub fn fitness_workers(requested: usize, init_channels: usize, threads: usize) -
 /// device by device. Never more than the population.
 pub fn evaluator_devices(settings: &SearchSettings) -> Vec<Device> {
     let requested = settings.runtime.fitness_workers;
-    let leader = settings.runtime.device;
+    let leader = settings.runtime.device();
     let population = settings.hot.population.max(1);
     if leader == Device::Cpu && settings.fitness.precision == Precision::Fp32 {
         let count =

@@ -82,9 +82,8 @@ pub struct DataSettings {
 /// train with BatchNorm statistics per replica).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeSettings {
-    /// The leader's device: the supernet the search checkpoints lives there.
-    pub device: tch::Device,
-    /// Every replica's device, the leader's first; more than one: data-parallel training.
+    /// Every replica's device, the leader's first (never empty); more than one: data-parallel
+    /// training.
     pub devices: Vec<tch::Device>,
     /// Generation checkpoints kept.
     pub keep_checkpoints: usize,
@@ -92,6 +91,13 @@ pub struct RuntimeSettings {
     pub threads: usize,
     /// Individuals measured side by side on the CPU; 0: automatic.
     pub fitness_workers: usize,
+}
+
+impl RuntimeSettings {
+    /// The leader's device: the supernet the search checkpoints lives there.
+    pub fn device(&self) -> tch::Device {
+        self.devices.first().copied().unwrap_or(tch::Device::Cpu)
+    }
 }
 
 /// (`Default`, all zeros, stands for "not recorded": histories written before evnas recorded them.)

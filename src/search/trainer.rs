@@ -37,19 +37,16 @@ pub struct SupernetTrainer {
 }
 
 impl SupernetTrainer {
-    pub fn new(vs: VarStore, model: Box<dyn OneShotModel>, opt: Sgd, grad_clip: f64) -> Self {
-        Self { vs, model, opt, grad_clip, replicas: None }
-    }
-
-    /// Trains data-parallel with `replicas` (started from this supernet's weights and momentum).
-    pub fn with_replicas(mut self, replicas: ReplicaSet) -> Self {
-        self.replicas = Some(replicas);
-        self
-    }
-
-    /// Replicas training in step, this one included.
-    pub fn replicas(&self) -> usize {
-        self.replicas.as_ref().map_or(1, ReplicaSet::replicas)
+    /// `replicas`: data-parallel training with them (started from this supernet's weights and
+    /// momentum); `None`: this supernet alone.
+    pub fn new(
+        vs: VarStore,
+        model: Box<dyn OneShotModel>,
+        opt: Sgd,
+        grad_clip: f64,
+        replicas: Option<ReplicaSet>,
+    ) -> Self {
+        Self { vs, model, opt, grad_clip, replicas }
     }
 
     /// One pass over `batches`, batch i through individual i mod P of `plan`; `on_batch` after
@@ -71,32 +68,28 @@ impl SupernetTrainer {
             stop,
         };
         let done = done.unwrap_or_default();
-        let model = self.model.as_ref();
-        let ended = match &self.replicas {
-            None => continue_epoch_with(
-                &mut SingleReplica { model, opt: &mut self.opt },
-                &settings,
-                batches,
-                done,
-                on_batch,
-            ),
-            Some(replicas) => {
-                // This thread is one replica among several sharing the CPU threads.
-                let threads = crate::threads::current_threads();
-                crate::threads::set_this_thread_threads(replicas.threads_per_replica());
-                let mut trainer = DataParallel { model, opt: &mut self.opt, replicas };
-                let ended = continue_epoch_with(
-                    &mut trainer as &mut dyn BatchTrainer,
-                    &settings,
-                    batches,
-                    done,
-                    on_batch,
-                );
-                crate::threads::set_this_thread_threads(threads);
-                ended
+        let (model, opt) = (self.model.as_ref(), &mut self.opt);
+        let (mut single, mut parallel);
+        let trainer: &mut dyn BatchTrainer = match &self.replicas {
+            None => {
+                single = SingleReplica { model, opt };
+                &mut single
             }
-        }?;
-        match ended {
+            Some(replicas) => {
+                parallel = DataParallel { model, opt, replicas };
+                &mut parallel
+            }
+        };
+        // With replicas, this thread is one of several sharing the CPU threads.
+        let threads = crate::threads::current_threads();
+        if let Some(replicas) = &self.replicas {
+            crate::threads::set_this_thread_threads(replicas.threads_per_replica());
+        }
+        let ended = continue_epoch_with(trainer, &settings, batches, done, on_batch);
+        if self.replicas.is_some() {
+            crate::threads::set_this_thread_threads(threads);
+        }
+        match ended? {
             EpochEnd::Finished(report) => {
                 let total = report.total();
                 let communication =

@@ -194,14 +194,17 @@ impl BatchTrainer for DataParallel<'_> {
         let sizes = shard_sizes(images, replicas).ok_or(TrainError::EmptyBatch { batch: step.batch })?;
         // A replica left without images (a batch smaller than the replicas, e.g. an epoch's
         // last) passes the batch's first image with weight 0: its gradients are defined, zero.
-        let shard = |start: i64, len: i64| Shard {
-            images: if len > 0 { batch.images.narrow(0, start, len) } else { batch.images.narrow(0, 0, 1) },
-            labels: if len > 0 { batch.labels.narrow(0, start, len) } else { batch.labels.narrow(0, 0, 1) },
-            weight: len as f64 / images as f64,
-            arch: arch.clone(),
-            step,
-            lr,
-            grad_clip,
+        let shard = |start: i64, len: i64| {
+            let (from, taken) = if len > 0 { (start, len) } else { (0, 1) };
+            Shard {
+                images: batch.images.narrow(0, from, taken),
+                labels: batch.labels.narrow(0, from, taken),
+                weight: len as f64 / images as f64,
+                arch: arch.clone(),
+                step,
+                lr,
+                grad_clip,
+            }
         };
         let mut start = sizes[0];
         for (i, worker) in self.replicas.workers.iter().enumerate() {
