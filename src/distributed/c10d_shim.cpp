@@ -123,6 +123,13 @@ void* evnas_c10d_gloo_group(void* store, int rank, int size, const char* interfa
   return out;
 }
 
+// Bounds every later collective of `group` by `timeout_ms` (its rendezvous used the first).
+int evnas_c10d_group_set_timeout(void* group, int64_t timeout_ms, char** error) {
+  return guarded(error, [&] {
+    static_cast<Group*>(group)->inner->setTimeout(std::chrono::milliseconds(timeout_ms));
+  });
+}
+
 void evnas_c10d_group_free(void* group) { delete static_cast<Group*>(group); }
 
 // Sums `tensor` over all ranks, in place; returns when done.

@@ -2,10 +2,18 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum DistributedError {
+    /// The launcher's environment (torchrun, Slurm) is incomplete or malformed.
+    #[error("{variable}: {reason}")]
+    LaunchEnv { variable: &'static str, reason: String },
     #[error("cannot set up the c10d store at {address}: {reason}")]
     Store { address: String, reason: String },
     #[error("cannot form the Gloo group as rank {rank} of {size}: {reason}")]
     Group { rank: usize, size: usize, reason: String },
+    /// A collective between the job's processes failed: one of them is gone.
+    #[error(
+        "{operation} as rank {rank} of {size} failed: a process of the job is gone (it ended, or its machine cannot be reached): {reason}"
+    )]
+    ProcessLost { operation: &'static str, rank: usize, size: usize, reason: String },
     /// A peer died, timed out or disagreed on the tensor's shape.
     #[error("{operation} as rank {rank} of {size} failed: {reason}")]
     Collective { operation: &'static str, rank: usize, size: usize, reason: String },

@@ -32,6 +32,11 @@ extern "C" {
         timeout_ms: i64,
         error: *mut *mut c_char,
     ) -> *mut c_void;
+    pub fn evnas_c10d_group_set_timeout(
+        group: *mut c_void,
+        timeout_ms: i64,
+        error: *mut *mut c_char,
+    ) -> c_int;
     pub fn evnas_c10d_group_free(group: *mut c_void);
     pub fn evnas_c10d_all_reduce_sum(
         group: *mut c_void,

@@ -4,10 +4,14 @@
 
 mod error;
 mod ffi;
+mod job;
+mod launch_env;
 mod process_group;
 mod store;
 
 pub use error::DistributedError;
+pub use job::{joined, Job, CONTROL_TIMEOUT, JOIN_TIMEOUT};
+pub use launch_env::LaunchEnv;
 pub use process_group::{GlooBind, ProcessGroup};
 pub use store::{Store, StoreRole};
 
@@ -46,6 +50,64 @@ mod tests {
             assert_eq!(sum, vec![3.0, 3.0]);
             assert_eq!(broadcast, vec![10.0, 10.0]);
         }
+    }
+
+    fn env(rank: usize, port: u16) -> LaunchEnv {
+        LaunchEnv {
+            rank,
+            world_size: 2,
+            local_rank: rank,
+            local_world_size: 2,
+            master_addr: "127.0.0.1".into(),
+            master_port: port,
+            agent_store: false,
+            attempt: 0,
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    /// Two processes' worth of jobs (on threads here) meet at rank 0's TCPStore: rank 0's
+    /// broadcast reaches rank 1, sums include both, and a second session's keys are fresh.
+    #[test]
+    fn jobs_meet_through_the_tcp_store() {
+        let port = free_port();
+        let results: Vec<(f64, f64, usize)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|rank| {
+                    s.spawn(move || {
+                        let job = Job::join(env(rank, port), TIMEOUT).unwrap();
+                        let mut b = Tensor::from_slice(&[rank as f64 + 5.0]);
+                        job.broadcast(&mut b).unwrap();
+                        let mut sum = Tensor::from_slice(&[rank as f64 + 1.0]);
+                        job.all_reduce_sum(&mut sum).unwrap();
+                        let group = ProcessGroup::gloo(
+                            &job.session_store(job.next_session()).unwrap(),
+                            rank,
+                            2,
+                            &job.gloo_bind(),
+                            TIMEOUT,
+                        )
+                        .unwrap();
+                        group.barrier().unwrap();
+                        (b.double_value(&[0]), sum.double_value(&[0]), group.size())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results, vec![(5.0, 3.0, 2), (5.0, 3.0, 2)]);
+    }
+
+    /// A rank whose peers never come gives up after the join timeout, naming the job.
+    #[test]
+    fn a_job_whose_peers_never_come_fails_in_time() {
+        let started = std::time::Instant::now();
+        let err = Job::join(env(0, free_port()), Duration::from_secs(2)).err().expect("no peer came");
+        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+        assert!(err.to_string().contains("rank 0 of 2"), "{err}");
     }
 
     #[test]

@@ -95,6 +95,14 @@ impl ProcessGroup {
         self.collective("broadcast", |error| unsafe { ffi::evnas_c10d_broadcast(self.raw, raw, root, error) })
     }
 
+    /// Bounds every later collective by `timeout` (the one given at the start bounded joining).
+    pub fn set_timeout(&self, timeout: Duration) -> Result<(), DistributedError> {
+        // SAFETY: `self.raw` is a live group.
+        self.collective("setting the timeout", |error| unsafe {
+            ffi::evnas_c10d_group_set_timeout(self.raw, timeout_ms(timeout), error)
+        })
+    }
+
     /// Returns once every rank reached it.
     pub fn barrier(&self) -> Result<(), DistributedError> {
         // SAFETY: `self.raw` is a live group.
@@ -112,6 +120,7 @@ impl ProcessGroup {
     }
 
     fn collective_error(&self, operation: &'static str, reason: String) -> DistributedError {
+        let reason = without_source_location(&reason).to_string();
         DistributedError::Collective { operation, rank: self.rank, size: self.size, reason }
     }
 }
@@ -125,4 +134,26 @@ impl Drop for ProcessGroup {
 
 fn to_c_int(n: usize) -> Result<i32, String> {
     i32::try_from(n).map_err(|_| format!("{n} does not fit a C int"))
+}
+
+/// Gloo's messages start with the C++ source line that raised them, which tells a user nothing:
+/// `[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:538] Read error …` → `Read error …`.
+fn without_source_location(message: &str) -> &str {
+    match message.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
+        Some((location, rest)) if location.contains(".cc:") || location.contains(".h:") => rest,
+        _ => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gloo_source_locations_are_dropped() {
+        let gloo = "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:538] Read error [127.0.0.1]:2971: Connection reset by peer";
+        assert_eq!(
+            super::without_source_location(gloo),
+            "Read error [127.0.0.1]:2971: Connection reset by peer"
+        );
+        assert_eq!(super::without_source_location("[x] y"), "[x] y");
+    }
 }

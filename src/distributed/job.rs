@@ -1,0 +1,155 @@
+//! This process's membership of a job of several processes (one per machine or per GPU, every
+//! one started with the same command line): the job's TCPStore and the control group, a Gloo
+//! group of one member per process over which rank 0 drives the others.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use tch::Tensor;
+
+use super::error::DistributedError;
+use super::launch_env::LaunchEnv;
+use super::process_group::{GlooBind, ProcessGroup};
+use super::store::{Store, StoreRole};
+
+/// How long the processes of a job wait for each other to start (torchrun's default join
+/// timeout is the same 15 minutes).
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// How long a rank waits for rank 0's next word. Rank 0 may be measuring fitness or training a
+/// found network for days meanwhile; a rank 0 that died is noticed at once (its sockets close).
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub struct Job {
+    env: LaunchEnv,
+    /// The job's keys, under this launch attempt's prefix.
+    store: Store,
+    control: Mutex<ProcessGroup>,
+    sessions: AtomicUsize,
+    /// A collective of the control group failed (a process died): the group is not used again.
+    broken: AtomicBool,
+}
+
+static JOINED: OnceLock<Job> = OnceLock::new();
+
+impl Job {
+    /// Meets the job's other processes: rank 0 hosts the TCPStore at MASTER_ADDR:MASTER_PORT
+    /// (unless torchrun's agent does), the others connect; returns once all joined the control
+    /// group, or fails after `timeout`.
+    pub fn join(env: LaunchEnv, timeout: Duration) -> Result<Self, DistributedError> {
+        let role = if env.hosts_store() { StoreRole::Server } else { StoreRole::Client };
+        let tcp = Store::tcp(&env.master_addr, env.master_port, role, timeout)?;
+        // A restarted job meets under fresh keys; the prefix store keeps the TCP store alive.
+        let store = tcp.prefixed(&format!("evnas/attempt_{}", env.attempt))?;
+        let control = ProcessGroup::gloo(
+            &store.prefixed("control")?,
+            env.rank,
+            env.world_size,
+            &gloo_bind_from_env(),
+            timeout,
+        )?;
+        control.set_timeout(CONTROL_TIMEOUT)?;
+        Ok(Self {
+            env,
+            store,
+            control: Mutex::new(control),
+            sessions: AtomicUsize::new(0),
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// Makes `job` the process's job, for the search to find ([`joined`]); once per process.
+    pub fn install(job: Job) -> &'static Job {
+        let _ = JOINED.set(job);
+        JOINED.get().expect("the job was just installed")
+    }
+
+    pub fn env(&self) -> &LaunchEnv {
+        &self.env
+    }
+
+    pub fn rank(&self) -> usize {
+        self.env.rank
+    }
+
+    pub fn world_size(&self) -> usize {
+        self.env.world_size
+    }
+
+    /// Overwrites `tensor` on every rank with rank 0's, over the control group. Collectives of
+    /// the control group come in the same order on every rank.
+    pub fn broadcast(&self, tensor: &mut Tensor) -> Result<(), DistributedError> {
+        self.on_control("broadcast", |group| group.broadcast(tensor, 0))
+    }
+
+    /// Sums `tensor` over the job's processes, over the control group.
+    pub fn all_reduce_sum(&self, tensor: &mut Tensor) -> Result<(), DistributedError> {
+        self.on_control("all-reduce", |group| group.all_reduce_sum(tensor))
+    }
+
+    /// Whether a collective of the control group failed: a process of the job is gone.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    fn on_control(
+        &self,
+        operation: &'static str,
+        collective: impl FnOnce(&ProcessGroup) -> Result<(), DistributedError>,
+    ) -> Result<(), DistributedError> {
+        if self.is_broken() {
+            return Err(DistributedError::Collective {
+                operation,
+                rank: self.rank(),
+                size: self.world_size(),
+                reason: "an earlier collective of the job failed".into(),
+            });
+        }
+        let group = self.control();
+        collective(&group).map_err(|e| {
+            self.broken.store(true, Ordering::Relaxed);
+            match e {
+                DistributedError::Collective { operation, rank, size, reason } => {
+                    DistributedError::ProcessLost { operation, rank, size, reason }
+                }
+                other => other,
+            }
+        })
+    }
+
+    fn control(&self) -> MutexGuard<'_, ProcessGroup> {
+        self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A number for the next group of replicas rank 0 forms (it tells the others).
+    pub fn next_session(&self) -> usize {
+        self.sessions.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The keys where the replicas of session `number` meet.
+    pub fn session_store(&self, number: usize) -> Result<Store, DistributedError> {
+        self.store.prefixed(&format!("session_{number}"))
+    }
+
+    /// How this process's Gloo devices reach the other machines.
+    pub fn gloo_bind(&self) -> GlooBind {
+        gloo_bind_from_env()
+    }
+}
+
+/// The job this process joined at start ([`Job::install`]), if it runs in one.
+pub fn joined() -> Option<&'static Job> {
+    JOINED.get()
+}
+
+/// GLOO_SOCKET_IFNAME as PyTorch reads it (its first interface), else the machine's address.
+fn gloo_bind_from_env() -> GlooBind {
+    match std::env::var("GLOO_SOCKET_IFNAME") {
+        Ok(names) => match names.split(',').map(str::trim).find(|n| !n.is_empty()) {
+            Some(first) => GlooBind::Interface(first.to_string()),
+            None => GlooBind::Default,
+        },
+        Err(_) => GlooBind::Default,
+    }
+}
