@@ -11,7 +11,8 @@
 //! loss reads as NaN), `fitness.individual` (before each individual's fitness),
 //! `checkpoint.write` (payload written, not yet renamed into place), `search.finished` (after
 //! the last checkpoint, before the result is written), `ga.selection`, `ga.crossover`,
-//! `ga.mutation` (each child in each GA stage; e.g. `50%sleep(20)` delays it at random);
+//! `ga.mutation` (each child in each GA stage; e.g. `50%sleep(20)` delays it at random),
+//! `replica.step` (each training step of a rank other than 0 in a job of several processes);
 //! for `evnas train`: `final_training.batch`, `final_training.loss`, `final_training.checkpoint`
 //! (before an epoch's checkpoint is written).
 

@@ -16,12 +16,17 @@ use crate::search::{
 use crate::space::Genotype;
 use crate::train::sgd::SgdConfig;
 
+/// The devices `cfg` trains on (run.devices, else run.device), resolved.
+pub fn devices(cfg: &Config) -> Result<Vec<tch::Device>, SearchError> {
+    match cfg.run.devices.as_slice() {
+        [] => Ok(vec![resolve_device(&cfg.run.device)?]),
+        names => names.iter().map(|name| resolve_device(name)).collect(),
+    }
+}
+
 /// The core's settings of `cfg`, its device resolved.
 pub fn settings(cfg: &Config) -> Result<SearchSettings, SearchError> {
-    let devices = match cfg.run.devices.as_slice() {
-        [] => vec![resolve_device(&cfg.run.device)?],
-        names => names.iter().map(|name| resolve_device(name)).collect::<Result<_, _>>()?,
-    };
+    let devices = devices(cfg)?;
     Ok(SearchSettings {
         space: cfg.search.space,
         strategy: cfg.search.strategy,

@@ -44,6 +44,15 @@ enum Command {
 }
 
 impl Command {
+    /// The config a search command runs with here; `None` for the other commands.
+    fn search_config(&self) -> Option<anyhow::Result<evnas::config::Config>> {
+        match self {
+            Command::Search(args) => Some(args.config_here()),
+            Command::Serve(args) => Some(args.config_here()),
+            _ => None,
+        }
+    }
+
     /// How the command's threads share the heap ([`evnas::runtime::keep_freed_memory`]): an
     /// arena per thread for a search on several CPU replicas.
     fn heap_arenas(&self) -> Arenas {
@@ -66,6 +75,20 @@ fn main() -> ExitCode {
     evnas::runtime::keep_freed_memory(cli.command.as_ref().map_or(Arenas::One, Command::heap_arenas));
     let _faults = evnas::fault::setup();
     evnas::daemon::logging::init();
+    // Under a launcher (torchrun, srun), a search is one process of a job: rank 0 runs it, the
+    // other ranks train it on their devices.
+    let search_config =
+        if cli.version { None } else { cli.command.as_ref().and_then(Command::search_config) };
+    let job = match search_config.as_ref().map(|_| cli::job::join()).transpose() {
+        Ok(job) => job.flatten(),
+        Err(err) => return fail(&err),
+    };
+    if let (Some(job), Some(cfg)) = (job.filter(|j| j.rank() > 0), search_config) {
+        return match cfg.and_then(|cfg| cli::job::follow(job, &cfg)) {
+            Ok(code) => code,
+            Err(err) => fail(&err),
+        };
+    }
     let result = match (cli.version, cli.command) {
         (true, _) => cli::version::run(),
         (false, Some(Command::Doctor(args))) => cli::doctor::run(&args),
@@ -84,11 +107,16 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::failure::code::USAGE);
         }
     };
+    if let Some(job) = job {
+        cli::job::finish(job, &result);
+    }
     match result {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {}", cli::failure::describe(&err));
-            cli::failure::exit_code(&err)
-        }
+        Err(err) => fail(&err),
     }
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {}", cli::failure::describe(err));
+    cli::failure::exit_code(err)
 }

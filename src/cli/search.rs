@@ -45,18 +45,29 @@ pub struct SearchArgs {
 }
 
 impl SearchArgs {
-    /// The CPU replicas the search will train on, from the config it will load (the resumed
-    /// run's own, or the one given); 1 when it does not load (the search then reports why).
-    pub fn cpu_replicas(&self) -> usize {
-        if self.device.is_some() {
-            return 1;
-        }
-        let cfg = match (&self.resume, &self.config) {
-            (Some(_), Some(path)) => evnas::config::load(Some(path), &[]).ok(),
-            (Some(dir), None) => evnas::launch::search_config(dir).ok(),
-            (None, path) => evnas::config::load(path.as_deref(), &self.set).ok(),
+    /// The config this invocation runs with on this machine (the resumed run's own, or the one
+    /// given), `--device` applied.
+    pub fn config_here(&self) -> anyhow::Result<evnas::config::Config> {
+        let mut cfg = match (&self.resume, &self.config) {
+            (Some(_), Some(path)) => evnas::config::load(Some(path), &[])?,
+            // A rank of a job on a machine without the run directory: its devices are --device.
+            (Some(dir), None) => match evnas::launch::search_config(dir) {
+                Err(_) if self.device.is_some() => evnas::config::load(None, &[])?,
+                read => read.with_context(|| format!("cannot read the config of {}", dir.display()))?,
+            },
+            (None, path) => evnas::config::load(path.as_deref(), &self.set)?,
         };
-        cfg.map_or(1, |c| c.cpu_replicas())
+        if let Some(device) = &self.device {
+            cfg.run.device = device.clone();
+            cfg.run.devices.clear();
+        }
+        Ok(cfg)
+    }
+
+    /// The CPU replicas the search will train on; 1 when its config does not load (the search
+    /// then reports why).
+    pub fn cpu_replicas(&self) -> usize {
+        self.config_here().map_or(1, |c| c.cpu_replicas())
     }
 }
 

@@ -31,6 +31,11 @@ impl CellWeights {
         &self.values[e * self.ops..(e + 1) * self.ops]
     }
 
+    /// Every edge's weights, row after row.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
     /// Every edge's weights in order.
     pub fn rows(&self) -> impl Iterator<Item = &[f32]> {
         self.values.chunks(self.ops.max(1))
@@ -65,6 +70,21 @@ impl ArchWeights {
                 let values = Vec::<f32>::try_from(weights.flatten(0, -1))
                     .map_err(|source| ModelError::Torch { context: "reading softmax(alpha)", source })?;
                 Ok(CellWeights { ops: ops as usize, values })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { cells })
+    }
+
+    /// Weights computed elsewhere (another process's): per cell, its ops per edge and its rows.
+    pub fn from_rows(cells: Vec<(usize, Vec<f32>)>) -> Result<Self, ModelError> {
+        let cells = cells
+            .into_iter()
+            .map(|(ops, values)| match ops {
+                0 => Err(ModelError::AlphaRank { got: vec![values.len() as i64, 0] }),
+                _ if values.len() % ops != 0 => {
+                    Err(ModelError::AlphaRank { got: vec![values.len() as i64, ops as i64] })
+                }
+                _ => Ok(CellWeights { ops, values }),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { cells })

@@ -15,7 +15,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::evolution::Strategy;
 use crate::evolution::{ChildStreams, Fitness, Population};
 use crate::model::OneShotModel;
-use crate::train::data_parallel::{BuildReplica, ReplicaSet};
+use crate::train::data_parallel::{BuildReplica, InJob, ReplicaSet};
 use crate::train::reduced_precision::Bf16Shadow;
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::{BnMode, Precision};
@@ -298,8 +298,9 @@ pub fn evaluator_devices(settings: &SearchSettings) -> Vec<Device> {
     (0..per_device).flat_map(|_| distinct.iter().copied()).take(population).collect()
 }
 
-/// The other training replicas when the search trains on several devices, started from the
-/// leader's supernet `vs` and momentum `opt`; each builds its own supernet of `settings`.
+/// The other training replicas when the search trains on several devices or in a job of several
+/// processes (this one rank 0), started from the leader's supernet `vs` and momentum `opt`; each
+/// builds its own supernet of `settings`.
 fn start_replicas(
     settings: &SearchSettings,
     data: &SearchData,
@@ -307,18 +308,22 @@ fn start_replicas(
     opt: &mut Sgd,
 ) -> Result<Option<ReplicaSet>, SearchError> {
     let devices = &settings.runtime.devices;
-    if devices.len() < 2 {
+    let job = crate::distributed::joined();
+    if devices.len() < 2 && job.is_none() {
         return Ok(None);
     }
     let [channels, _, _] = data.input_shape();
-    let classes = data.num_classes() as i64;
+    let (channels, classes) = (channels as i64, data.num_classes() as i64);
     let replica_settings = settings.clone();
     let build: BuildReplica = Arc::new(move |vs: &VarStore| {
-        super::model_factory::build(&replica_settings, vs, channels as i64, classes)
-            .map_err(|e| e.to_string())
+        super::model_factory::build(&replica_settings, vs, channels, classes).map_err(|e| e.to_string())
+    });
+    let in_job = job.map(|job| InJob {
+        job,
+        model_spec: super::model_factory::replica_spec(settings, channels, classes),
     });
     let threads = crate::threads::current_threads();
-    Ok(Some(ReplicaSet::start(vs, opt, devices, sgd_config(settings), threads, build)?))
+    Ok(Some(ReplicaSet::start(vs, opt, devices, sgd_config(settings), threads, build, in_job)?))
 }
 
 /// The fitness evaluators, each with a supernet of its own in the configured precision.

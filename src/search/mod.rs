@@ -7,6 +7,7 @@ pub mod engine;
 pub mod evaluator;
 pub mod generation;
 mod model_factory;
+pub use model_factory::replica_builder;
 pub mod observer;
 pub mod record;
 pub mod run_dir;

@@ -26,8 +26,12 @@ use super::sgd::{Sgd, SgdConfig};
 use super::supernet_epoch::{BatchTrainer, StepIndex};
 use super::TrainError;
 use crate::data::Batch;
-use crate::distributed::{DistributedError, GlooBind, ProcessGroup, Store};
+use crate::distributed::{DistributedError, GlooBind, Job, ProcessGroup, Store};
 use crate::model::{ArchWeights, OneShotModel};
+
+mod ranks;
+
+pub use ranks::{serve_job, shutdown_job, BuildFromSpec};
 
 /// How long a replica waits for the others in a collective before the step fails (a replica
 /// that died or hangs): a generous bound on one training step.
@@ -37,10 +41,21 @@ pub const COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(600);
 /// leader's).
 pub type BuildReplica = Arc<dyn Fn(&VarStore) -> Result<Box<dyn OneShotModel>, String> + Send + Sync>;
 
-/// Replicas 1.. of a data-parallel supernet; replica 0 is the caller's.
+/// The replicas of the job's other processes ([`crate::distributed::Job`]) also train with this
+/// process's: `model_spec` tells them what supernet to build (the caller's model settings,
+/// opaque here; each rank's [`BuildFromSpec`] reads it).
+pub struct InJob {
+    pub job: &'static Job,
+    pub model_spec: serde_json::Value,
+}
+
+/// Replicas 1.. of a data-parallel supernet; replica 0 is the caller's. In a job of several
+/// processes, replicas 1.. of this process come first, then every other rank's.
 pub struct ReplicaSet {
     group: ProcessGroup,
-    workers: Vec<Worker>,
+    workers: Workers,
+    /// The other processes' replicas.
+    remote: Option<ranks::RemoteRanks>,
     /// Intra-op threads of each replica's thread.
     threads_per_replica: usize,
     /// The leader's time in the gradient all-reduce (transfer and waiting for the slowest
@@ -53,6 +68,10 @@ struct Worker {
     replies: Receiver<Result<Reply, String>>,
     handle: Option<JoinHandle<()>>,
 }
+
+/// Replica threads, joined when dropped.
+#[derive(Default)]
+struct Workers(Vec<Worker>);
 
 enum Command {
     Step(Shard),
@@ -79,7 +98,8 @@ struct Shard {
 impl ReplicaSet {
     /// Starts a replica on each of `devices[1..]` (`devices[0]` is the leader's, whose supernet
     /// and momentum are `leader_vs` and `leader_opt`) and makes them equal to the leader's.
-    /// `threads`: the process's CPU threads, shared out equally.
+    /// `threads`: the process's CPU threads, shared out equally. `in_job`: the other ranks'
+    /// replicas join them (this process is rank 0).
     pub fn start(
         leader_vs: &VarStore,
         leader_opt: &mut Sgd,
@@ -87,16 +107,27 @@ impl ReplicaSet {
         sgd: SgdConfig,
         threads: usize,
         build: BuildReplica,
+        in_job: Option<InJob>,
     ) -> Result<Self, TrainError> {
-        let size = devices.len();
-        let threads_per_replica = (threads / size.max(1)).max(1);
-        let store = Arc::new(Store::in_process()?);
-        let mut workers = Vec::with_capacity(size.saturating_sub(1));
-        let mut ready = Vec::with_capacity(size.saturating_sub(1));
+        let local = devices.len();
+        let threads_per_replica = (threads / local.max(1)).max(1);
+        let (remote, store, bind) = match in_job {
+            None => (None, Store::in_process()?, loopback()),
+            Some(InJob { job, model_spec }) => {
+                let spec = ranks::SessionSpec {
+                    momentum: sgd.momentum,
+                    weight_decay: sgd.weight_decay,
+                    model: model_spec,
+                };
+                let (remote, session) = ranks::RemoteRanks::open(job, &spec, local)?;
+                (Some(remote), job.session_store(session)?, job.gloo_bind())
+            }
+        };
+        let size = remote.as_ref().map_or(local, ranks::RemoteRanks::total);
+        let store = Arc::new(store);
+        let mut workers = Workers::default();
+        let mut ready = Vec::with_capacity(local.saturating_sub(1));
         for (rank, &device) in devices.iter().enumerate().skip(1) {
-            let (command_tx, command_rx) = bounded(1);
-            let (reply_tx, reply_rx) = bounded(1);
-            let (ready_tx, ready_rx) = bounded(1);
             let context = WorkerContext {
                 rank,
                 size,
@@ -104,35 +135,52 @@ impl ReplicaSet {
                 sgd,
                 threads: threads_per_replica,
                 store: store.clone(),
+                bind: bind.clone(),
                 build: build.clone(),
             };
-            let handle = std::thread::Builder::new()
-                .name(format!("replica-{rank}"))
-                .spawn(move || run_worker(context, ready_tx, command_rx, reply_tx))
-                .map_err(|e| TrainError::Replica {
-                    replica: rank,
-                    reason: format!("cannot start its thread: {e}"),
-                })?;
-            workers.push(Worker { commands: Some(command_tx), replies: reply_rx, handle: Some(handle) });
-            ready.push(ready_rx);
-        }
-        // Every replica's supernet is built before any of them waits for the others.
-        for (i, ready) in ready.iter().enumerate() {
-            let replica = i + 1;
-            match ready.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(reason)) => return Err(TrainError::Replica { replica, reason }),
-                Err(_) => return Err(TrainError::Replica { replica, reason: "its thread ended".into() }),
+            match spawn_worker(context) {
+                Ok((worker, ready_rx)) => {
+                    workers.0.push(worker);
+                    ready.push(ready_rx);
+                }
+                Err(e) => {
+                    workers.abandon();
+                    return Err(e);
+                }
             }
         }
-        let group = ProcessGroup::gloo(&store, 0, size, &loopback(), COLLECTIVE_TIMEOUT)?;
-        broadcast_state(leader_vs, leader_opt, &group)?;
-        Ok(Self { group, workers, threads_per_replica, communication: Cell::new(Duration::ZERO) })
+        // Every replica's supernet is built before any of them waits for the others.
+        let built = wait_ready(&ready, 1);
+        if let Some(remote) = &remote {
+            if let Err(e) = remote.confirm_ready(built.is_ok()) {
+                workers.abandon();
+                return Err(built.err().unwrap_or(e));
+            }
+        }
+        if let Err(e) = built {
+            workers.abandon();
+            return Err(e);
+        }
+        let joined = ProcessGroup::gloo(&store, 0, size, &bind, COLLECTIVE_TIMEOUT)
+            .and_then(|group| broadcast_state(leader_vs, leader_opt, &group).map(|()| group));
+        let group = match joined {
+            Ok(group) => group,
+            Err(e) => {
+                workers.abandon();
+                return Err(e.into());
+            }
+        };
+        Ok(Self { group, workers, remote, threads_per_replica, communication: Cell::new(Duration::ZERO) })
     }
 
-    /// All replicas, the leader included.
+    /// All replicas, the leader and other processes' included.
     pub fn replicas(&self) -> usize {
-        self.workers.len() + 1
+        self.group.size()
+    }
+
+    /// This process's replicas, the leader included.
+    pub fn local_replicas(&self) -> usize {
+        self.workers.0.len() + 1
     }
 
     pub fn threads_per_replica(&self) -> usize {
@@ -144,32 +192,28 @@ impl ReplicaSet {
         self.communication.take()
     }
 
-    /// Per replica (the leader first): a digest of its weights and momentum. Equal digests:
-    /// the replicas are bit-identical.
+    /// Per replica of this process (the leader first): a digest of its weights and momentum.
+    /// Equal digests: the replicas are bit-identical.
     pub fn fingerprints(&self, leader_vs: &VarStore, leader_opt: &Sgd) -> Result<Vec<String>, TrainError> {
-        for (i, worker) in self.workers.iter().enumerate() {
-            worker.send(i + 1, Command::Fingerprint)?;
-        }
         let mut out = vec![fingerprint(leader_vs, leader_opt)?];
-        for (i, worker) in self.workers.iter().enumerate() {
-            match worker.receive(i + 1)? {
-                Reply::Fingerprint(f) => out.push(f),
-                Reply::Trained(_) => unreachable!("a replica answers the command it was sent"),
-            }
-        }
+        out.extend(self.workers.fingerprints(1)?);
         Ok(out)
     }
 
-    /// Fails unless every replica is bit-identical to the leader.
+    /// Fails unless every replica, the other processes' included, is bit-identical to the
+    /// leader.
     pub fn check_in_step(&self, leader_vs: &VarStore, leader_opt: &Sgd) -> Result<(), TrainError> {
         let prints = self.fingerprints(leader_vs, leader_opt)?;
-        match prints.iter().position(|p| *p != prints[0]) {
-            None => Ok(()),
-            Some(replica) => Err(TrainError::Replica {
-                replica,
-                reason: "its weights or momentum differ from replica 0's".into(),
-            }),
+        let differs = |replica| TrainError::Replica {
+            replica,
+            reason: "its weights or momentum differ from replica 0's".into(),
+        };
+        let local = prints.iter().position(|p| *p != prints[0]);
+        if let Some(remote) = &self.remote {
+            // Asked even when a local replica differs, so that every rank takes part.
+            remote.check_in_step(&prints[0])?;
         }
+        local.map_or(Ok(()), |replica| Err(differs(replica)))
     }
 }
 
@@ -192,47 +236,119 @@ impl BatchTrainer for DataParallel<'_> {
         let replicas = self.replicas.replicas();
         let images = batch.labels.size().first().copied().unwrap_or(0);
         let sizes = shard_sizes(images, replicas).ok_or(TrainError::EmptyBatch { batch: step.batch })?;
-        // A replica left without images (a batch smaller than the replicas, e.g. an epoch's
-        // last) passes the batch's first image with weight 0: its gradients are defined, zero.
-        let shard = |start: i64, len: i64| {
-            let (from, taken) = if len > 0 { (start, len) } else { (0, 1) };
-            Shard {
-                images: batch.images.narrow(0, from, taken),
-                labels: batch.labels.narrow(0, from, taken),
-                weight: len as f64 / images as f64,
-                arch: arch.clone(),
-                step,
-                lr,
-                grad_clip,
-            }
-        };
-        let mut start = sizes[0];
-        for (i, worker) in self.replicas.workers.iter().enumerate() {
-            let r = i + 1;
-            worker.send(r, Command::Step(shard(start, sizes[r])))?;
-            start += sizes[r];
+        let part = StepPart { arch, step, lr, grad_clip };
+        // The other processes first: their replicas start while this one's are sent theirs.
+        let remote = self.replicas.remote.as_ref();
+        if let Some(remote) = remote {
+            remote.send_step(batch, &part)?;
         }
-        let leader = replica_step(self.model, self.opt, &self.replicas.group, &shard(0, sizes[0]));
-        // Every reply is collected, even after a failure, so that no answer is left queued.
-        let mut tally = Tally::default();
-        let mut worker_error = None;
-        for (i, worker) in self.replicas.workers.iter().enumerate() {
-            match worker.receive(i + 1) {
-                Ok(Reply::Trained(t)) => tally.merge(&t),
-                Ok(Reply::Fingerprint(_)) => unreachable!("a replica answers the command it was sent"),
-                Err(e) => {
-                    worker_error.get_or_insert(e);
-                }
+        let (sent, unsent) = self.replicas.workers.send_steps(batch, &sizes, 1, &part);
+        let leader = match unsent {
+            None => {
+                replica_step(self.model, self.opt, &self.replicas.group, &shard_of(batch, &sizes, 0, &part))
             }
+            Some(_) => Ok((Tally::default(), Duration::ZERO)),
+        };
+        // Every reply is collected, even after a failure, so that no answer is left queued and
+        // every rank takes part in the tallies' exchange.
+        let local = self.replicas.workers.collect_tallies(1, sent);
+        let remote_tallies = match remote {
+            Some(remote) => remote.gather_tallies(),
+            None => Ok(Vec::new()),
+        };
+        if let Some(e) = unsent {
+            return Err(e);
         }
         // The leader's own error comes first: a non-finite loss is seen by every replica.
         let (mut total, communication) = leader?;
-        if let Some(e) = worker_error {
-            return Err(e);
+        let remote_tallies = remote_tallies?;
+        let mut rest = Tally::default();
+        for tally in local.into_iter().chain(remote_tallies) {
+            rest.merge(&tally?);
         }
         self.replicas.communication.set(self.replicas.communication.get() + communication);
-        total.merge(&tally);
+        total.merge(&rest);
         Ok(total)
+    }
+}
+
+/// What every replica's shard of a step shares.
+struct StepPart<'a> {
+    arch: &'a ArchWeights,
+    step: StepIndex,
+    lr: f64,
+    grad_clip: f64,
+}
+
+/// Replica `replica`'s shard of `batch`, `sizes` images per replica in order. A replica left
+/// without images (a batch smaller than the replicas, e.g. an epoch's last) passes the batch's
+/// first image with weight 0: its gradients are defined, zero.
+fn shard_of(batch: &Batch, sizes: &[i64], replica: usize, part: &StepPart) -> Shard {
+    let images: i64 = sizes.iter().sum();
+    let (start, len) = (sizes[..replica].iter().sum::<i64>(), sizes[replica]);
+    let (from, taken) = if len > 0 { (start, len) } else { (0, 1) };
+    Shard {
+        images: batch.images.narrow(0, from, taken),
+        labels: batch.labels.narrow(0, from, taken),
+        weight: len as f64 / images as f64,
+        arch: part.arch.clone(),
+        step: part.step,
+        lr: part.lr,
+        grad_clip: part.grad_clip,
+    }
+}
+
+impl Workers {
+    /// Sends each worker its shard (worker `i` is replica `first + i`): how many were sent, and
+    /// why not the rest.
+    fn send_steps(
+        &self,
+        batch: &Batch,
+        sizes: &[i64],
+        first: usize,
+        part: &StepPart,
+    ) -> (usize, Option<TrainError>) {
+        for (i, worker) in self.0.iter().enumerate() {
+            if let Err(e) = worker.send(first + i, Command::Step(shard_of(batch, sizes, first + i, part))) {
+                return (i, Some(e));
+            }
+        }
+        (self.0.len(), None)
+    }
+
+    /// The answers of the first `sent` workers to their steps, in order.
+    fn collect_tallies(&self, first: usize, sent: usize) -> Vec<Result<Tally, TrainError>> {
+        (0..sent)
+            .map(|i| {
+                self.0[i].receive(first + i).map(|reply| match reply {
+                    Reply::Trained(t) => t,
+                    Reply::Fingerprint(_) => unreachable!("a replica answers the command it was sent"),
+                })
+            })
+            .collect()
+    }
+
+    fn fingerprints(&self, first: usize) -> Result<Vec<String>, TrainError> {
+        for (i, worker) in self.0.iter().enumerate() {
+            worker.send(first + i, Command::Fingerprint)?;
+        }
+        let mut out = Vec::with_capacity(self.0.len());
+        for (i, worker) in self.0.iter().enumerate() {
+            match worker.receive(first + i)? {
+                Reply::Fingerprint(f) => out.push(f),
+                Reply::Trained(_) => unreachable!("a replica answers the command it was sent"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Leaves the threads to end with the process: after a failed start they may be waiting
+    /// for peers that will never come, and joining them would hang.
+    fn abandon(&mut self) {
+        for mut worker in self.0.drain(..) {
+            worker.commands = None;
+            drop(worker.handle.take());
+        }
     }
 }
 
@@ -253,15 +369,53 @@ impl Worker {
 
 impl Drop for ReplicaSet {
     fn drop(&mut self) {
-        for worker in &mut self.workers {
+        if let Some(remote) = &self.remote {
+            remote.close();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for worker in &mut self.0 {
             worker.commands = None;
         }
-        for worker in &mut self.workers {
+        for worker in &mut self.0 {
             if let Some(handle) = worker.handle.take() {
                 let _ = handle.join();
             }
         }
     }
+}
+
+/// Starts a replica's thread; it builds its supernet, says so on the returned channel, then
+/// joins the replicas' group.
+fn spawn_worker(context: WorkerContext) -> Result<(Worker, Receiver<Result<(), String>>), TrainError> {
+    let rank = context.rank;
+    let (command_tx, command_rx) = bounded(1);
+    let (reply_tx, reply_rx) = bounded(1);
+    let (ready_tx, ready_rx) = bounded(1);
+    let handle = std::thread::Builder::new()
+        .name(format!("replica-{rank}"))
+        .spawn(move || run_worker(context, ready_tx, command_rx, reply_tx))
+        .map_err(|e| TrainError::Replica {
+            replica: rank,
+            reason: format!("cannot start its thread: {e}"),
+        })?;
+    Ok((Worker { commands: Some(command_tx), replies: reply_rx, handle: Some(handle) }, ready_rx))
+}
+
+/// Waits until every replica (`first`, `first + 1`, …) built its supernet.
+fn wait_ready(ready: &[Receiver<Result<(), String>>], first: usize) -> Result<(), TrainError> {
+    for (i, ready) in ready.iter().enumerate() {
+        let replica = first + i;
+        match ready.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return Err(TrainError::Replica { replica, reason }),
+            Err(_) => return Err(TrainError::Replica { replica, reason: "its thread ended".into() }),
+        }
+    }
+    Ok(())
 }
 
 struct WorkerContext {
@@ -271,6 +425,7 @@ struct WorkerContext {
     sgd: SgdConfig,
     threads: usize,
     store: Arc<Store>,
+    bind: GlooBind,
     build: BuildReplica,
 }
 
@@ -292,7 +447,7 @@ fn run_worker(
     let mut opt = Sgd::new(&vs, context.sgd);
     let _ = ready.send(Ok(()));
     let joined =
-        ProcessGroup::gloo(&context.store, context.rank, context.size, &loopback(), COLLECTIVE_TIMEOUT)
+        ProcessGroup::gloo(&context.store, context.rank, context.size, &context.bind, COLLECTIVE_TIMEOUT)
             .and_then(|group| broadcast_state(&vs, &mut opt, &group).map(|()| group));
     let group = match joined {
         Ok(group) => group,

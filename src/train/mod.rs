@@ -31,6 +31,9 @@ pub enum TrainError {
     NonFiniteLoss { batch: usize, individual: usize },
     #[error("supernet replica {replica}: {reason}")]
     Replica { replica: usize, reason: String },
+    /// Another process of the job failed or broke the protocol; its own log says more.
+    #[error("rank {rank} of the job: {reason}")]
+    Rank { rank: usize, reason: String },
     #[error("training batch {batch} holds no images")]
     EmptyBatch { batch: usize },
     #[error(transparent)]

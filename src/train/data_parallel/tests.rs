@@ -69,9 +69,16 @@ fn averaged_gradient_is_the_full_batch_gradient(replicas: usize, images: i64) {
     let mut parallel_opt = Sgd::new(&parallel_vs, SGD_PLAIN);
     let build: BuildReplica =
         Arc::new(|vs: &VarStore| Ok(Box::new(Linear::new(vs)) as Box<dyn OneShotModel>));
-    let set =
-        ReplicaSet::start(&parallel_vs, &mut parallel_opt, &vec![Device::Cpu; replicas], SGD_PLAIN, 2, build)
-            .unwrap();
+    let set = ReplicaSet::start(
+        &parallel_vs,
+        &mut parallel_opt,
+        &vec![Device::Cpu; replicas],
+        SGD_PLAIN,
+        2,
+        build,
+        None,
+    )
+    .unwrap();
 
     let (a, b) = (arch(2, 3, 1), batch(images, &[3, 2, 2], 5));
     let step = StepIndex { batch: 0, individual: 0 };
@@ -124,7 +131,7 @@ fn darts_replicas_stay_bit_identical_over_steps() {
     let build: BuildReplica = Arc::new(move |vs: &VarStore| {
         Ok(Box::new(Supernet::new(&vs.root(), config)) as Box<dyn OneShotModel>)
     });
-    let set = ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 3], SGD_PAPER, 3, build).unwrap();
+    let set = ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 3], SGD_PAPER, 3, build, None).unwrap();
     assert_eq!(set.replicas(), 3);
     assert_eq!(set.threads_per_replica(), 1);
     set.check_in_step(&vs, &opt).unwrap();
@@ -154,7 +161,7 @@ fn a_replica_that_cannot_build_its_supernet_is_named() {
     let _model = Linear::new(&vs);
     let mut opt = Sgd::new(&vs, SGD_PLAIN);
     let build: BuildReplica = Arc::new(|_: &VarStore| Err("no memory left".to_string()));
-    let err = ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 2], SGD_PLAIN, 2, build).err().unwrap();
+    let err = ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 2], SGD_PLAIN, 2, build, None).err().unwrap();
     assert!(err.to_string().contains("replica 1") && err.to_string().contains("no memory left"), "{err}");
 }
 

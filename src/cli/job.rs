@@ -1,0 +1,86 @@
+//! `evnas search` and `evnas serve` started as one process of a job of several (torchrun,
+//! Slurm's srun, a PyTorchJob: every process with the same command line): rank 0 runs the
+//! search; every other rank lends it the devices of its own config until rank 0 ends the job.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use evnas::config::Config;
+use evnas::distributed::{Job, LaunchEnv, JOIN_TIMEOUT};
+
+use super::failure::code;
+
+/// Joins the job the launcher's environment describes; `None` when this process runs alone.
+pub fn join() -> anyhow::Result<Option<&'static Job>> {
+    let Some(env) = LaunchEnv::from_env().context("cannot read the launcher's environment")? else {
+        return Ok(None);
+    };
+    let (rank, world, addr, port) = (env.rank, env.world_size, env.master_addr.clone(), env.master_port);
+    eprintln!("evnas: rank {rank} of a job of {world} processes, meeting at {addr}:{port}");
+    let job = Job::join(env, JOIN_TIMEOUT)
+        .with_context(|| format!("rank {rank} cannot join the job of {world} processes at {addr}:{port}"))?;
+    Ok(Some(Job::install(job)))
+}
+
+/// A rank other than 0: trains rank 0's search on the devices of `cfg` (run.devices, run.device,
+/// run.threads; the search itself is rank 0's), then exits with rank 0's exit code.
+pub fn follow(job: &'static Job, cfg: &Config) -> anyhow::Result<ExitCode> {
+    let rank = job.rank();
+    let devices =
+        evnas::launch::devices(cfg).with_context(|| format!("rank {rank} cannot use its devices"))?;
+    evnas::threads::set_process_threads(cfg.run.threads);
+    let threads = evnas::threads::current_threads();
+    eprintln!(
+        "evnas: rank {rank}: {} on {devices:?} with {}, training rank 0's search",
+        counted(devices.len(), "replica"),
+        counted(threads, "thread")
+    );
+    leave_stopping_to_rank_0(rank);
+    let code =
+        evnas::train::data_parallel::serve_job(job, &devices, threads, &evnas::search::replica_builder)
+            .with_context(|| format!("rank {rank} stopped"))?;
+    Ok(ExitCode::from(code))
+}
+
+fn counted(n: usize, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        n => format!("{n} {thing}s"),
+    }
+}
+
+/// Tells the other ranks that the job is over, with rank 0's exit code for them (`result`:
+/// what rank 0's command returned).
+pub fn finish(job: &Job, result: &anyhow::Result<ExitCode>) {
+    let number = match result {
+        Ok(c) if *c == ExitCode::SUCCESS => 0,
+        Ok(c) if *c == ExitCode::from(code::INTERRUPTED) => code::INTERRUPTED,
+        Ok(_) => code::RUNTIME,
+        Err(e) if super::failure::exit_code(e) == ExitCode::from(code::USAGE) => code::USAGE,
+        Err(_) => code::RUNTIME,
+    };
+    evnas::train::data_parallel::shutdown_job(job, number);
+}
+
+/// Launchers signal every process of a job at once (torchrun, scancel): rank 0 stops the search
+/// at a checkpoint and then ends the others, so a follower waits for that; a second signal ends
+/// it at once.
+fn leave_stopping_to_rank_0(rank: usize) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
+                return;
+            };
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            eprintln!("evnas: rank {rank}: waiting for rank 0 to stop the search (signal again to quit now)");
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            evnas::daemon::exit_now(code::INTERRUPTED.into());
+        });
+    });
+}

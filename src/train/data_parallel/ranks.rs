@@ -1,0 +1,456 @@
+//! The job's other processes (ranks 1..) as replicas of rank 0's data-parallel training. Over
+//! the job's control group, rank 0 tells them what supernet to build (a session), then each
+//! step's batch and architecture; each rank trains its share of the batch on its own replicas
+//! (threads, as rank 0's), which sum their gradients with all the others' in the session's
+//! Gloo group, and answers with their tallies. The ranks keep no state of the search: rank 0
+//! broadcasts its weights and momentum when a session opens (new or resumed runs alike).
+//!
+//! Every message is a fixed-size header of f64s from rank 0, then the tensors it announces; every
+//! rank takes part in each exchange, even after a failure of its own, so that none waits for an
+//! answer that never comes. A rank that fails exits; its sockets close and the others' next
+//! collective fails at once.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::{shard_sizes, spawn_worker, wait_ready, BuildReplica, StepPart, WorkerContext, Workers};
+use crate::data::Batch;
+use crate::distributed::Job;
+use crate::model::ArchWeights;
+use crate::train::accuracy::Tally;
+use crate::train::sgd::SgdConfig;
+use crate::train::supernet_epoch::StepIndex;
+use crate::train::TrainError;
+
+/// f64s in a header: room for a step's numbers, 2 cells' shapes and an image's dimensions.
+const HEADER: usize = 32;
+/// f64s per replica in the tallies' exchange: images, top-1, top-5, loss sum, failed.
+const TALLY_ROW: usize = 5;
+
+/// What a header asks for (its first number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Word {
+    /// A new group of replicas: [number, spec bytes], then the spec.
+    Session = 1,
+    /// [images, batch, individual, lr, grad clip, cells, (edges, ops) per cell, dims, dims…],
+    /// then the architecture's weights, the images and the labels.
+    Step = 2,
+    /// Then rank 0's leader's fingerprint: every rank compares its replicas' with it.
+    CheckInStep = 3,
+    /// The session's replicas are dropped.
+    EndSession = 4,
+    /// [exit code]: the job is over.
+    Shutdown = 5,
+}
+
+impl Word {
+    fn read(value: f64) -> Option<Self> {
+        [Self::Session, Self::Step, Self::CheckInStep, Self::EndSession, Self::Shutdown]
+            .into_iter()
+            .find(|w| *w as i64 as f64 == value)
+    }
+}
+
+/// What the ranks need to build their replicas of a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct SessionSpec {
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// The supernet, in the terms of the caller's [`BuildFromSpec`].
+    pub model: serde_json::Value,
+}
+
+/// Makes the replica builder of a session's model spec (the search's supernet settings).
+pub type BuildFromSpec = dyn Fn(&serde_json::Value) -> Result<BuildReplica, String> + Sync;
+
+/// Rank 0's view of the other ranks' replicas during a session.
+pub(super) struct RemoteRanks {
+    job: &'static Job,
+    /// Replicas per rank.
+    counts: Vec<usize>,
+}
+
+impl RemoteRanks {
+    /// Opens a session: the ranks learn `spec`, rank 0 learns how many replicas each rank has
+    /// (`local` of its own). Also returns the session's number.
+    pub(super) fn open(
+        job: &'static Job,
+        spec: &SessionSpec,
+        local: usize,
+    ) -> Result<(Self, usize), TrainError> {
+        let number = job.next_session();
+        let bytes =
+            serde_json::to_vec(spec).map_err(|e| rank_error(0, format!("cannot encode the session: {e}")))?;
+        send_header(job, Word::Session, &[number as f64, bytes.len() as f64])?;
+        let mut payload = Tensor::from_slice(&bytes);
+        job.broadcast(&mut payload)?;
+        let counts = exchange_counts(job, local)?;
+        if let Some(rank) = counts.iter().position(|&n| n == 0) {
+            return Err(rank_error(rank, "has no replicas".into()));
+        }
+        Ok((Self { job, counts }, number))
+    }
+
+    /// Tells the ranks whether this process's replicas were built (`built`) and learns whether
+    /// theirs were.
+    pub(super) fn confirm_ready(&self, built: bool) -> Result<(), TrainError> {
+        match exchange_ready(self.job, built)? {
+            None => Ok(()),
+            Some(rank) => Err(rank_error(rank, "could not build its replicas".into())),
+        }
+    }
+
+    /// Replicas of all ranks.
+    pub(super) fn total(&self) -> usize {
+        self.counts.iter().sum()
+    }
+
+    /// Sends the ranks a step: `batch` (all of it; each takes its replicas' shards) and `part`.
+    pub(super) fn send_step(&self, batch: &Batch, part: &StepPart) -> Result<(), TrainError> {
+        let images = batch.images.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let labels = batch.labels.to_device(Device::Cpu).to_kind(Kind::Int64).contiguous();
+        let size = images.size();
+        let cells = part.arch.cells();
+        let mut numbers = vec![
+            size[0] as f64,
+            part.step.batch as f64,
+            part.step.individual as f64,
+            part.lr,
+            part.grad_clip,
+            cells.len() as f64,
+        ];
+        for cell in cells {
+            numbers.extend([cell.edges() as f64, cell.ops() as f64]);
+        }
+        numbers.push((size.len() - 1) as f64);
+        numbers.extend(size[1..].iter().map(|&d| d as f64));
+        send_header(self.job, Word::Step, &numbers)?;
+        let flat: Vec<f32> = cells.iter().flat_map(|c| c.values().iter().copied()).collect();
+        let mut arch = Tensor::from_slice(&flat);
+        self.job.broadcast(&mut arch)?;
+        let (mut images, mut labels) = (images, labels);
+        self.job.broadcast(&mut images)?;
+        self.job.broadcast(&mut labels)?;
+        Ok(())
+    }
+
+    /// The other ranks' replicas' tallies of the step just sent, in replica order.
+    pub(super) fn gather_tallies(&self) -> Result<Vec<Result<Tally, TrainError>>, TrainError> {
+        let rows = exchange_tallies(self.job, self.total(), self.counts[0], &[])?;
+        Ok(self.remote_replicas().map(|replica| read_tally(&rows, replica, self.rank_of(replica))).collect())
+    }
+
+    /// Fails unless every other rank's replicas have the leader's fingerprint `leader`.
+    pub(super) fn check_in_step(&self, leader: &str) -> Result<(), TrainError> {
+        send_header(self.job, Word::CheckInStep, &[])?;
+        let mut print = Tensor::from_slice(leader.as_bytes());
+        self.job.broadcast(&mut print)?;
+        let flags = exchange_flags(self.job, self.total(), &[])?;
+        for replica in self.remote_replicas() {
+            let rank = self.rank_of(replica);
+            match flags[replica] as i64 {
+                0 => {}
+                1 => {
+                    return Err(rank_error(
+                        rank,
+                        format!("replica {replica}'s weights or momentum differ from replica 0's"),
+                    ))
+                }
+                _ => {
+                    return Err(rank_error(
+                        rank,
+                        format!("replica {replica} could not compute its fingerprint"),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session (best effort: a job that lost a process is ending anyway).
+    pub(super) fn close(&self) {
+        if !self.job.is_broken() {
+            let _ = send_header(self.job, Word::EndSession, &[]);
+        }
+    }
+
+    fn remote_replicas(&self) -> std::ops::Range<usize> {
+        self.counts[0]..self.total()
+    }
+
+    fn rank_of(&self, replica: usize) -> usize {
+        let mut end = 0;
+        for (rank, &n) in self.counts.iter().enumerate() {
+            end += n;
+            if replica < end {
+                return rank;
+            }
+        }
+        self.counts.len() - 1
+    }
+}
+
+/// Ends the job (rank 0, as its command ends): every other rank exits with `code`. Best effort:
+/// after a lost process the others have ended already.
+pub fn shutdown_job(job: &Job, code: u8) {
+    if job.rank() == 0 && !job.is_broken() {
+        let _ = send_header(job, Word::Shutdown, &[f64::from(code)]);
+    }
+}
+
+/// A rank other than 0: trains on `devices` with `threads` CPU threads whatever sessions rank
+/// 0 opens, their supernets built by `build_from_spec`, until rank 0 ends the job; returns the
+/// exit code rank 0 gave.
+pub fn serve_job(
+    job: &'static Job,
+    devices: &[Device],
+    threads: usize,
+    build_from_spec: &BuildFromSpec,
+) -> Result<u8, TrainError> {
+    let mut session: Option<LocalSession> = None;
+    loop {
+        let header = receive_header(job)?;
+        let word = Word::read(header[0])
+            .ok_or_else(|| rank_error(0, format!("sent an unknown word {}", header[0])))?;
+        match word {
+            Word::Session => {
+                drop(session.take());
+                let (number, length) = (header[1] as usize, header[2] as i64);
+                let mut payload = Tensor::zeros([length], (Kind::Uint8, Device::Cpu));
+                job.broadcast(&mut payload)?;
+                let spec = Vec::<u8>::try_from(&payload)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| {
+                        serde_json::from_slice::<SessionSpec>(&bytes).map_err(|e| e.to_string())
+                    })
+                    .map_err(|e| rank_error(0, format!("sent a session this rank cannot read: {e}")));
+                session = LocalSession::open(job, number, spec, devices, threads, build_from_spec)?;
+            }
+            Word::Step => session_of(&session)?.step(job, &header)?,
+            Word::CheckInStep => session_of(&session)?.check_in_step(job)?,
+            Word::EndSession => session = None,
+            Word::Shutdown => return Ok(header[1].clamp(0.0, 255.0) as u8),
+        }
+    }
+}
+
+fn session_of(session: &Option<LocalSession>) -> Result<&LocalSession, TrainError> {
+    session.as_ref().ok_or_else(|| rank_error(0, "sent a step outside a session".into()))
+}
+
+/// This rank's replicas of a session.
+struct LocalSession {
+    workers: Workers,
+    /// Its first replica's index among all.
+    first: usize,
+    total: usize,
+}
+
+impl LocalSession {
+    /// The session's replicas on `devices`; `None` when another rank could not build its own
+    /// (rank 0 then ends the session).
+    fn open(
+        job: &'static Job,
+        number: usize,
+        spec: Result<SessionSpec, TrainError>,
+        devices: &[Device],
+        threads: usize,
+        build_from_spec: &BuildFromSpec,
+    ) -> Result<Option<Self>, TrainError> {
+        let counts = exchange_counts(job, devices.len())?;
+        let first: usize = counts[..job.rank()].iter().sum();
+        let total: usize = counts.iter().sum();
+        let mut workers = Workers::default();
+        let built = spec.and_then(|spec| {
+            let build = build_from_spec(&spec.model)
+                .map_err(|reason| TrainError::Replica { replica: first, reason })?;
+            let store = Arc::new(job.session_store(number)?);
+            let sgd = SgdConfig { momentum: spec.momentum, weight_decay: spec.weight_decay };
+            let mut ready = Vec::with_capacity(devices.len());
+            for (i, &device) in devices.iter().enumerate() {
+                let context = WorkerContext {
+                    rank: first + i,
+                    size: total,
+                    device,
+                    sgd,
+                    threads: (threads / devices.len().max(1)).max(1),
+                    store: store.clone(),
+                    bind: job.gloo_bind(),
+                    build: build.clone(),
+                };
+                let (worker, ready_rx) = spawn_worker(context)?;
+                workers.0.push(worker);
+                ready.push(ready_rx);
+            }
+            wait_ready(&ready, first)
+        });
+        let failed = exchange_ready(job, built.is_ok())?;
+        if let Err(e) = built {
+            workers.abandon();
+            return Err(e);
+        }
+        if failed.is_some() {
+            workers.abandon();
+            return Ok(None);
+        }
+        Ok(Some(Self { workers, first, total }))
+    }
+
+    fn step(&self, job: &Job, header: &[f64]) -> Result<(), TrainError> {
+        crate::fault::point("replica.step")?;
+        let malformed = || rank_error(0, "sent a malformed step".into());
+        let number = |i: usize| header.get(i).copied().ok_or_else(malformed);
+        let images = number(1)? as i64;
+        let step = StepIndex { batch: number(2)? as usize, individual: number(3)? as usize };
+        let (lr, grad_clip) = (number(4)?, number(5)?);
+        let cells = number(6)? as usize;
+        let mut shapes = Vec::with_capacity(cells);
+        for c in 0..cells {
+            shapes.push((number(7 + 2 * c)? as usize, number(8 + 2 * c)? as usize));
+        }
+        let dims_at = 7 + 2 * cells;
+        let mut size = vec![images];
+        for d in 0..number(dims_at)? as usize {
+            size.push(number(dims_at + 1 + d)? as i64);
+        }
+        let values: usize = shapes.iter().map(|(e, o)| e * o).sum();
+        let mut arch = Tensor::zeros([values as i64], (Kind::Float, Device::Cpu));
+        job.broadcast(&mut arch)?;
+        let mut batch = Batch {
+            images: Tensor::zeros(size.as_slice(), (Kind::Float, Device::Cpu)),
+            labels: Tensor::zeros([images], (Kind::Int64, Device::Cpu)),
+            index: 0,
+        };
+        job.broadcast(&mut batch.images)?;
+        job.broadcast(&mut batch.labels)?;
+        let flat = Vec::<f32>::try_from(&arch).map_err(|_| malformed())?;
+        let mut rows = Vec::with_capacity(cells);
+        let mut at = 0;
+        for (edges, ops) in shapes {
+            rows.push((ops, flat[at..at + edges * ops].to_vec()));
+            at += edges * ops;
+        }
+        let arch = ArchWeights::from_rows(rows)?;
+        let sizes = shard_sizes(images, self.total).ok_or(TrainError::EmptyBatch { batch: step.batch })?;
+        let part = StepPart { arch: &arch, step, lr, grad_clip };
+        let (sent, unsent) = self.workers.send_steps(&batch, &sizes, self.first, &part);
+        let mut results = self.workers.collect_tallies(self.first, sent);
+        results.extend(unsent.into_iter().map(Err));
+        exchange_tallies(job, self.total, self.first, &results)?;
+        results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+    }
+
+    fn check_in_step(&self, job: &Job) -> Result<(), TrainError> {
+        let mut print = Tensor::zeros([64], (Kind::Uint8, Device::Cpu));
+        job.broadcast(&mut print)?;
+        let leader = Vec::<u8>::try_from(&print).unwrap_or_default();
+        let prints = self.workers.fingerprints(self.first);
+        let flags: Vec<f64> = match &prints {
+            Ok(prints) => {
+                prints.iter().map(|p| if p.as_bytes() == leader.as_slice() { 0.0 } else { 1.0 }).collect()
+            }
+            Err(_) => vec![2.0; self.workers.0.len()],
+        };
+        let mut own = vec![0.0; self.total];
+        own[self.first..self.first + flags.len()].copy_from_slice(&flags);
+        exchange_flags(job, self.total, &own)?;
+        match prints {
+            Err(e) => Err(e),
+            Ok(_) if flags.iter().any(|&f| f != 0.0) => Err(TrainError::Replica {
+                replica: self.first + flags.iter().position(|&f| f != 0.0).unwrap_or(0),
+                reason: "its weights or momentum differ from replica 0's".into(),
+            }),
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+fn rank_error(rank: usize, reason: String) -> TrainError {
+    TrainError::Rank { rank, reason }
+}
+
+fn send_header(job: &Job, word: Word, numbers: &[f64]) -> Result<(), TrainError> {
+    let mut header = vec![0.0; HEADER];
+    header[0] = word as i64 as f64;
+    if numbers.len() >= HEADER {
+        return Err(rank_error(0, format!("a message of {} numbers does not fit a header", numbers.len())));
+    }
+    header[1..=numbers.len()].copy_from_slice(numbers);
+    let mut tensor = Tensor::from_slice(&header);
+    job.broadcast(&mut tensor)?;
+    Ok(())
+}
+
+fn receive_header(job: &Job) -> Result<Vec<f64>, TrainError> {
+    let mut tensor = Tensor::zeros([HEADER as i64], (Kind::Double, Device::Cpu));
+    job.broadcast(&mut tensor)?;
+    Vec::<f64>::try_from(&tensor).map_err(|e| rank_error(0, format!("sent an unreadable header: {e}")))
+}
+
+/// Every rank's replica count (`own` for this one).
+fn exchange_counts(job: &Job, own: usize) -> Result<Vec<usize>, TrainError> {
+    let mut slots = vec![0.0; job.world_size()];
+    slots[job.rank()] = own as f64;
+    let summed = all_reduce(job, slots)?;
+    Ok(summed.into_iter().map(|n| n as usize).collect())
+}
+
+/// Whether every rank built its replicas (`built` for this one): the first that did not.
+fn exchange_ready(job: &Job, built: bool) -> Result<Option<usize>, TrainError> {
+    let mut slots = vec![0.0; job.world_size()];
+    slots[job.rank()] = if built { 1.0 } else { 0.0 };
+    let summed = all_reduce(job, slots)?;
+    Ok(summed.iter().position(|&ok| ok == 0.0))
+}
+
+/// Per replica, a number its rank set (`own`: this rank's, zeros elsewhere; empty: none).
+fn exchange_flags(job: &Job, total: usize, own: &[f64]) -> Result<Vec<f64>, TrainError> {
+    let mut slots = vec![0.0; total];
+    slots[..own.len()].copy_from_slice(own);
+    all_reduce(job, slots)
+}
+
+/// Every replica's tally row; this rank fills those of `results` (its replicas from `first`).
+fn exchange_tallies(
+    job: &Job,
+    total: usize,
+    first: usize,
+    results: &[Result<Tally, TrainError>],
+) -> Result<Vec<f64>, TrainError> {
+    let mut rows = vec![0.0; total * TALLY_ROW];
+    for (i, result) in results.iter().enumerate() {
+        let row = &mut rows[(first + i) * TALLY_ROW..(first + i + 1) * TALLY_ROW];
+        match result {
+            Ok(t) => row.copy_from_slice(&[
+                t.images as f64,
+                t.correct_top1 as f64,
+                t.correct_top5 as f64,
+                t.loss_sum,
+                0.0,
+            ]),
+            Err(_) => row[TALLY_ROW - 1] = 1.0,
+        }
+    }
+    all_reduce(job, rows)
+}
+
+fn read_tally(rows: &[f64], replica: usize, rank: usize) -> Result<Tally, TrainError> {
+    let row = &rows[replica * TALLY_ROW..(replica + 1) * TALLY_ROW];
+    if row[TALLY_ROW - 1] != 0.0 {
+        return Err(rank_error(rank, format!("replica {replica} failed its step")));
+    }
+    Ok(Tally {
+        images: row[0] as u64,
+        correct_top1: row[1] as u64,
+        correct_top5: row[2] as u64,
+        loss_sum: row[3],
+    })
+}
+
+fn all_reduce(job: &Job, values: Vec<f64>) -> Result<Vec<f64>, TrainError> {
+    let mut tensor = Tensor::from_slice(&values);
+    job.all_reduce_sum(&mut tensor)?;
+    Vec::<f64>::try_from(&tensor).map_err(|e| rank_error(job.rank(), format!("cannot read an exchange: {e}")))
+}

@@ -1,0 +1,172 @@
+//! A search as a job of two processes on loopback, launched as torchrun launches them: the same
+//! command line for both, told apart by RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
+//! MASTER_PORT. Rank 0 hosts the TCPStore and runs the search; rank 1's replica trains beside
+//! rank 0's through a Gloo group across the processes. The job computes what two replicas in
+//! one process compute (within rounding), and torchrun's own launch of it the very same bytes;
+//! a rank killed in the middle of training fails the whole job (both processes exit non-zero,
+//! the last checkpoint intact) and relaunching the same command lines resumes it to the
+//! uninterrupted result.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::search::{
+    assert_checkpoints_intact, assert_same_search, evnas, history_text_without_timings,
+    history_without_timings, run_ok, search_command, tiny_setup,
+};
+
+/// Each process trains one replica on one thread, as each of two replicas in one process does.
+const ONE_THREAD: [&str; 2] = ["--set", "run.threads=1"];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `command(rank)` as ranks 0 and 1 of a job, with `faults[rank]` as its FAILPOINTS;
+/// the outputs in rank order.
+fn run_job(command: impl Fn() -> Command, faults: [Option<&str>; 2]) -> [Output; 2] {
+    let port = free_port().to_string();
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            let mut cmd = command();
+            cmd.env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("LOCAL_RANK", rank.to_string())
+                .env("LOCAL_WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env_remove("FAILPOINTS")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            if let Some(fault) = faults[rank] {
+                cmd.env("FAILPOINTS", fault);
+            }
+            cmd.spawn().expect("start evnas")
+        })
+        .collect();
+    let outputs: Vec<Output> =
+        children.into_iter().map(|c| c.wait_with_output().expect("wait for evnas")).collect();
+    outputs.try_into().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_success(outputs: &[Output; 2]) {
+    for (rank, out) in outputs.iter().enumerate() {
+        assert!(out.status.success(), "rank {rank} failed ({}):\n{}", out.status, stderr(out));
+    }
+}
+
+#[test]
+fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 3 generations of 4 individuals; 96 training images in batches of 16 (8 per replica).
+    let (config, _) = tiny_setup(tmp.path(), 3);
+    let threads = tmp.path().join("threads");
+    run_ok(&mut search_command(
+        &config,
+        &threads,
+        &["--set", "run.devices=[cpu, cpu]", "--set", "run.threads=2"],
+    ));
+
+    let job = tmp.path().join("job");
+    let outputs = run_job(|| search_command(&config, &job, &ONE_THREAD), [None, None]);
+    assert_success(&outputs);
+    assert!(stderr(&outputs[0]).contains("rank 0 of a job of 2 processes"), "{}", stderr(&outputs[0]));
+    assert!(
+        stderr(&outputs[1]).contains("rank 1: 1 replica on [Cpu] with 1 thread"),
+        "{}",
+        stderr(&outputs[1])
+    );
+    // Every image trained once across the processes, to the loss two replicas in one process
+    // reach (libtorch's kernels round differently under another thread setup, so not bit for
+    // bit; the GA then ranks other fitnesses).
+    let (job_history, threads_history) = (history_without_timings(&job), history_without_timings(&threads));
+    assert_eq!(job_history.len(), 3);
+    for record in &job_history {
+        assert_eq!(record["train"]["images"], 96, "{}", record["train"]);
+    }
+    let loss = |h: &[serde_json::Value]| h[0]["train"]["loss"].as_f64().unwrap();
+    assert!((loss(&job_history) - loss(&threads_history)).abs() < 1e-5, "{job_history:?}");
+
+    // PyTorch's own launcher (its agent hosts the store; every rank is a client) runs the same
+    // job, byte for byte.
+    let torchrun = tmp.path().join("torchrun");
+    let out = Command::new("python3")
+        .env("PYTHONPATH", common::python_site_dir())
+        .args(["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"])
+        .arg(env!("CARGO_BIN_EXE_evnas"))
+        .args(["search", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--run-dir")
+        .arg(&torchrun)
+        .args(ONE_THREAD)
+        .env_remove("FAILPOINTS")
+        .output()
+        .expect("run torchrun");
+    assert!(out.status.success(), "torchrun failed ({}):\n{}", out.status, stderr(&out));
+    assert!(stderr(&out).contains("rank 1: 1 replica on [Cpu]"), "{}", stderr(&out));
+    assert_eq!(history_text_without_timings(&torchrun), history_text_without_timings(&job));
+    assert_same_search(&torchrun, &job);
+
+    // Rank 1 killed at its 9th step (generation 2's third batch): the job fails, rank 0 with
+    // an error naming what it lost, generation 1's checkpoint intact.
+    let killed = tmp.path().join("killed");
+    let outputs = run_job(
+        || search_command(&config, &killed, &ONE_THREAD),
+        [None, Some("replica.step=8*off->return(kill)")],
+    );
+    assert_eq!(outputs[1].status.signal(), Some(libc::SIGKILL), "{}", stderr(&outputs[1]));
+    assert_eq!(outputs[0].status.code(), Some(1), "{}", stderr(&outputs[0]));
+    assert!(stderr(&outputs[0]).contains("error:"), "{}", stderr(&outputs[0]));
+    assert_checkpoints_intact(&killed);
+    assert_eq!(generations_done(&killed), 1);
+    // The launcher's restart: the same command lines again, resuming the run.
+    let resume = || {
+        let mut cmd = evnas();
+        cmd.args(["search", "--quiet", "--resume"]).arg(&killed);
+        cmd
+    };
+    let outputs = run_job(resume, [None, None]);
+    assert_success(&outputs);
+    assert!(stderr(&outputs[0]).contains("resuming"), "{}", stderr(&outputs[0]));
+    assert_eq!(history_text_without_timings(&killed), history_text_without_timings(&job));
+    assert_same_search(&killed, &job);
+    assert_checkpoints_intact(&killed);
+
+    // Rank 0 killed in training: rank 1 notices and exits non-zero too.
+    let lost_leader = tmp.path().join("lost-leader");
+    let outputs = run_job(
+        || search_command(&config, &lost_leader, &ONE_THREAD),
+        [Some("train.batch=8*off->return(kill)"), None],
+    );
+    assert_eq!(outputs[0].status.signal(), Some(libc::SIGKILL), "{}", stderr(&outputs[0]));
+    assert_eq!(outputs[1].status.code(), Some(1), "{}", stderr(&outputs[1]));
+    assert!(stderr(&outputs[1]).contains("error: rank 1 stopped"), "{}", stderr(&outputs[1]));
+}
+
+/// A launch environment that does not add up is refused before anything runs.
+#[test]
+fn a_broken_launch_environment_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 1);
+    let out = search_command(&config, &tmp.path().join("run"), &[])
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "2")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", "29500")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("RANK: 2 is not below WORLD_SIZE = 2"), "{}", stderr(&out));
+    assert!(!tmp.path().join("run").exists());
+}
+
+fn generations_done(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("generations.jsonl")).map_or(0, |t| t.lines().count())
+}
