@@ -127,6 +127,7 @@ impl ReplicaSet {
         let store = Arc::new(store);
         let mut workers = Workers::default();
         let mut ready = Vec::with_capacity(local.saturating_sub(1));
+        let mut spawned = Ok(());
         for (rank, &device) in devices.iter().enumerate().skip(1) {
             let context = WorkerContext {
                 rank,
@@ -144,20 +145,16 @@ impl ReplicaSet {
                     ready.push(ready_rx);
                 }
                 Err(e) => {
-                    workers.abandon();
-                    return Err(e);
+                    spawned = Err(e);
+                    break;
                 }
             }
         }
-        // Every replica's supernet is built before any of them waits for the others.
-        let built = wait_ready(&ready, 1);
-        if let Some(remote) = &remote {
-            if let Err(e) = remote.confirm_ready(built.is_ok()) {
-                workers.abandon();
-                return Err(built.err().unwrap_or(e));
-            }
-        }
-        if let Err(e) = built {
+        // Every replica's supernet is built before any of them waits for the others; the other
+        // ranks learn whether this one's were, even when they were not.
+        let built = spawned.and_then(|()| wait_ready(&ready, 1));
+        let confirmed = remote.as_ref().map_or(Ok(()), |remote| remote.confirm_ready(built.is_ok()));
+        if let Err(e) = built.and(confirmed) {
             workers.abandon();
             return Err(e);
         }
@@ -176,11 +173,6 @@ impl ReplicaSet {
     /// All replicas, the leader and other processes' included.
     pub fn replicas(&self) -> usize {
         self.group.size()
-    }
-
-    /// This process's replicas, the leader included.
-    pub fn local_replicas(&self) -> usize {
-        self.workers.0.len() + 1
     }
 
     pub fn threads_per_replica(&self) -> usize {

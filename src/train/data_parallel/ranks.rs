@@ -87,9 +87,6 @@ impl RemoteRanks {
         let mut payload = Tensor::from_slice(&bytes);
         job.broadcast(&mut payload)?;
         let counts = exchange_counts(job, local)?;
-        if let Some(rank) = counts.iter().position(|&n| n == 0) {
-            return Err(rank_error(rank, "has no replicas".into()));
-        }
         Ok((Self { job, counts }, number))
     }
 
@@ -211,29 +208,50 @@ pub fn serve_job(
 ) -> Result<u8, TrainError> {
     let mut session: Option<LocalSession> = None;
     loop {
-        let header = receive_header(job)?;
-        let word = Word::read(header[0])
-            .ok_or_else(|| rank_error(0, format!("sent an unknown word {}", header[0])))?;
-        match word {
-            Word::Session => {
-                drop(session.take());
-                let (number, length) = (header[1] as usize, header[2] as i64);
-                let mut payload = Tensor::zeros([length], (Kind::Uint8, Device::Cpu));
-                job.broadcast(&mut payload)?;
-                let spec = Vec::<u8>::try_from(&payload)
-                    .map_err(|e| e.to_string())
-                    .and_then(|bytes| {
-                        serde_json::from_slice::<SessionSpec>(&bytes).map_err(|e| e.to_string())
-                    })
-                    .map_err(|e| rank_error(0, format!("sent a session this rank cannot read: {e}")));
-                session = LocalSession::open(job, number, spec, devices, threads, build_from_spec)?;
+        match serve_message(job, &mut session, devices, threads, build_from_spec) {
+            Ok(None) => {}
+            Ok(Some(code)) => return Ok(code),
+            Err(e) => {
+                // Its replicas may be waiting in a collective that will not complete: the
+                // process ends instead of joining them, which lets the other ranks see it gone.
+                if let Some(mut failed) = session.take() {
+                    failed.workers.abandon();
+                }
+                return Err(e);
             }
-            Word::Step => session_of(&session)?.step(job, &header)?,
-            Word::CheckInStep => session_of(&session)?.check_in_step(job)?,
-            Word::EndSession => session = None,
-            Word::Shutdown => return Ok(header[1].clamp(0.0, 255.0) as u8),
         }
     }
+}
+
+/// Receives and carries out rank 0's next message: `Some(exit code)` when it ends the job.
+fn serve_message(
+    job: &'static Job,
+    session: &mut Option<LocalSession>,
+    devices: &[Device],
+    threads: usize,
+    build_from_spec: &BuildFromSpec,
+) -> Result<Option<u8>, TrainError> {
+    let header = receive_header(job)?;
+    let word =
+        Word::read(header[0]).ok_or_else(|| rank_error(0, format!("sent an unknown word {}", header[0])))?;
+    match word {
+        Word::Session => {
+            drop(session.take());
+            let (number, length) = (header[1] as usize, header[2] as i64);
+            let mut payload = Tensor::zeros([length], (Kind::Uint8, Device::Cpu));
+            job.broadcast(&mut payload)?;
+            let spec = Vec::<u8>::try_from(&payload)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| serde_json::from_slice::<SessionSpec>(&bytes).map_err(|e| e.to_string()))
+                .map_err(|e| rank_error(0, format!("sent a session this rank cannot read: {e}")));
+            *session = LocalSession::open(job, number, spec, devices, threads, build_from_spec)?;
+        }
+        Word::Step => session_of(session)?.step(job, &header)?,
+        Word::CheckInStep => session_of(session)?.check_in_step(job)?,
+        Word::EndSession => *session = None,
+        Word::Shutdown => return Ok(Some(header[1].clamp(0.0, 255.0) as u8)),
+    }
+    Ok(None)
 }
 
 fn session_of(session: &Option<LocalSession>) -> Result<&LocalSession, TrainError> {
