@@ -66,21 +66,7 @@ pub fn finish(job: &Job, result: &anyhow::Result<ExitCode>) {
 /// at a checkpoint and then ends the others, so a follower waits for that; a second signal ends
 /// it at once.
 fn leave_stopping_to_rank_0(rank: usize) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-            return;
-        };
-        rt.block_on(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) =
-                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-            else {
-                return;
-            };
-            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-            eprintln!("evnas: rank {rank}: waiting for rank 0 to stop the search (signal again to quit now)");
-            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-            evnas::daemon::exit_now(code::INTERRUPTED.into());
-        });
-    });
+    let message =
+        format!("evnas: rank {rank}: waiting for rank 0 to stop the search (signal again to quit now)");
+    super::search::on_signals(message, || {});
 }

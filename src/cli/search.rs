@@ -201,6 +201,11 @@ fn print_pictures(run: &Path) {
 
 /// SIGINT/SIGTERM raise the stop flag once; a second signal exits at once.
 pub(super) fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
+    on_signals("\nstopping after the current batch (signal again to quit now)".into(), on_stop);
+}
+
+/// The first SIGINT/SIGTERM prints `message` and calls `on_first`; a second exits at once.
+pub(super) fn on_signals(message: String, on_first: impl Fn() + Send + 'static) {
     std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
@@ -214,8 +219,8 @@ pub(super) fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
                 return;
             };
             tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-            eprintln!("\nstopping after the current batch (signal again to quit now)");
-            on_stop();
+            eprintln!("{message}");
+            on_first();
             tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
             evnas::daemon::exit_now(super::failure::code::INTERRUPTED.into());
         });
