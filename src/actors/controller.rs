@@ -232,7 +232,9 @@ impl Actor for SearchController {
         });
         names.insert(trainer.id(), trainer::NAME.to_string());
         let count = evaluators.len();
-        let threads = if count > 1 && device == tch::Device::Cpu { 1 } else { 0 };
+        // Evaluators of this process share its CPU threads; another rank's use its own.
+        let local = evaluators.iter().filter(|e| !e.is_remote()).count();
+        let threads = if local > 1 && device == tch::Device::Cpu { 1 } else { 0 };
         let evaluators: Vec<_> = evaluators
             .into_iter()
             .enumerate()

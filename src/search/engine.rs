@@ -17,6 +17,7 @@ use crate::evolution::{ChildStreams, Fitness, Population};
 use crate::model::OneShotModel;
 use crate::train::data_parallel::{BuildReplica, InJob, ReplicaSet};
 use crate::train::reduced_precision::Bf16Shadow;
+use crate::train::remote_fitness::FitnessLink;
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::{BnMode, Precision};
 
@@ -171,9 +172,10 @@ impl SearchEngine {
         (vs, model, mut opt): (VarStore, Box<dyn OneShotModel>, Sgd),
         state: SearchState,
     ) -> Result<Self, SearchError> {
-        let replicas = start_replicas(&settings, &data, &vs, &mut opt)?;
+        let mut replicas = start_replicas(&settings, &data, &vs, &mut opt)?;
+        let links = replicas.as_mut().map(ReplicaSet::take_fitness_links).unwrap_or_default();
         let trainer = SupernetTrainer::new(vs, model, opt, settings.training.grad_clip, replicas);
-        let evaluators = build_evaluators(&settings, &data)?;
+        let evaluators = build_evaluators(&settings, &data, links)?;
         let store = checkpointing::store(&run, &settings)?;
         let stop_store = checkpointing::stop_store(&run)?;
         Ok(Self { settings, trainer, evaluators, data, state, run, store, stop_store })
@@ -318,21 +320,27 @@ fn start_replicas(
     let build: BuildReplica = Arc::new(move |vs: &VarStore| {
         super::model_factory::build(&replica_settings, vs, channels, classes).map_err(|e| e.to_string())
     });
+    // The other ranks measure fitness on fp32 models of their own (bf16 fitness stays on rank 0).
+    let fitness_batchnorm = (settings.fitness.precision == Precision::Fp32)
+        .then_some(settings.fitness.batchnorm == BnMode::Batch);
     let in_job = job.map(|job| InJob {
         job,
         model_spec: super::model_factory::replica_spec(settings, channels, classes),
+        fitness_batchnorm,
     });
     let threads = crate::threads::current_threads();
     Ok(Some(ReplicaSet::start(vs, opt, devices, sgd_config(settings), threads, build, in_job)?))
 }
 
-/// The fitness evaluators, each with a supernet of its own in the configured precision.
+/// The fitness evaluators, each with a supernet of its own in the configured precision, then
+/// one per link to another rank's model (a job of several processes).
 fn build_evaluators(
     settings: &SearchSettings,
     data: &SearchData,
+    links: Vec<FitnessLink>,
 ) -> Result<Vec<FitnessEvaluator>, SearchError> {
     let train_mode_bn = settings.fitness.batchnorm == BnMode::Batch;
-    evaluator_devices(settings)
+    let mut evaluators = evaluator_devices(settings)
         .into_iter()
         .map(|device| {
             let (vs, model) = build_model(settings, data, device)?;
@@ -342,7 +350,10 @@ fn build_evaluators(
             };
             Ok(FitnessEvaluator::new(model, data.valid_source_on(device), train_mode_bn))
         })
-        .collect()
+        .collect::<Result<Vec<_>, SearchError>>()?;
+    let remote = links.into_iter().map(FitnessModel::Remote);
+    evaluators.extend(remote.map(|model| FitnessEvaluator::new(model, data.valid_source(), train_mode_bn)));
+    Ok(evaluators)
 }
 
 fn sgd_config(settings: &SearchSettings) -> SgdConfig {

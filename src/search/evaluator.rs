@@ -15,6 +15,7 @@ use crate::telemetry;
 use crate::train::fitness::evaluate_individual;
 use crate::train::fitness::EvalBatch;
 use crate::train::reduced_precision::Bf16Shadow;
+use crate::train::remote_fitness::FitnessLink;
 
 use super::data::ValidSource;
 use super::generation::{MeasuredFitness, PlannedIndividual};
@@ -23,8 +24,13 @@ use super::SearchError;
 
 /// The model an evaluator measures on.
 pub enum FitnessModel {
-    Fp32 { vs: VarStore, model: Box<dyn OneShotModel> },
+    Fp32 {
+        vs: VarStore,
+        model: Box<dyn OneShotModel>,
+    },
     Bf16(Bf16Shadow),
+    /// Another process's fp32 model, fed this process's validation batches.
+    Remote(FitnessLink),
 }
 
 pub struct FitnessEvaluator {
@@ -39,6 +45,11 @@ impl FitnessEvaluator {
         Self { model, valid, train_mode_bn }
     }
 
+    /// Whether it measures on another process's model.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.model, FitnessModel::Remote(_))
+    }
+
     /// Measures on a fitness subset of `subset` validation images (0: all) from now on.
     pub fn set_subset(&mut self, subset: usize) -> Result<(), SearchError> {
         self.valid.set_subset(subset)
@@ -49,6 +60,7 @@ impl FitnessEvaluator {
         let vs = match &self.model {
             FitnessModel::Fp32 { vs, .. } => vs,
             FitnessModel::Bf16(shadow) => shadow.var_store(),
+            FitnessModel::Remote(link) => return Ok(snapshot.with_sorted(|tensors| link.load(tensors))??),
         };
         snapshot.load_into(vs)
     }
@@ -60,18 +72,20 @@ impl FitnessEvaluator {
         individual: &PlannedIndividual,
         stop: &StopFlag,
     ) -> Result<MeasuredFitness, SearchError> {
-        let model: &dyn OneShotModel = match &self.model {
-            FitnessModel::Fp32 { model, .. } => model.as_ref(),
-            FitnessModel::Bf16(shadow) => shadow,
-        };
         let started = Instant::now();
         let mut batches = Timed {
             inner: self.valid.batches(generation, individual.position)?,
             waited: Duration::ZERO,
             previous: None,
         };
-        let tally =
-            evaluate_individual(model, &individual.architecture, batches.by_ref(), self.train_mode_bn, stop)?;
+        let (arch, bn) = (&individual.architecture, self.train_mode_bn);
+        let tally = match &self.model {
+            FitnessModel::Fp32 { model, .. } => {
+                evaluate_individual(model.as_ref(), arch, batches.by_ref(), bn, stop)?
+            }
+            FitnessModel::Bf16(shadow) => evaluate_individual(shadow, arch, batches.by_ref(), bn, stop)?,
+            FitnessModel::Remote(link) => link.measure(arch, batches.by_ref(), stop)?,
+        };
         Ok(MeasuredFitness {
             id: individual.id,
             fitness: Fitness { top1: tally.top1(), top5: tally.top5(), loss: tally.mean_loss() },

@@ -26,6 +26,17 @@ impl WeightsSnapshot {
         Self { generation, tensors: Mutex::new(tensors) }
     }
 
+    /// Calls `f` with every tensor, sorted by name (handles on the snapshot's, read under its
+    /// lock).
+    pub fn with_sorted<R>(&self, f: impl FnOnce(&[(String, Tensor)]) -> R) -> Result<R, SearchError> {
+        let tensors =
+            self.tensors.lock().map_err(|_| SearchError::Model("weights snapshot poisoned".into()))?;
+        let mut sorted: Vec<(String, Tensor)> =
+            tensors.iter().map(|(name, t)| (name.clone(), t.shallow_clone())).collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(f(&sorted))
+    }
+
     /// Copies the snapshot into `vs`, variable by variable (cast to its kind, kept in its
     /// layout); every variable of `vs` must be in the snapshot.
     pub fn load_into(&self, vs: &VarStore) -> Result<(), SearchError> {

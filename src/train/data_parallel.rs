@@ -28,6 +28,7 @@ use super::TrainError;
 use crate::data::Batch;
 use crate::distributed::{DistributedError, GlooBind, Job, ProcessGroup, Store};
 use crate::model::{ArchWeights, OneShotModel};
+use crate::train::remote_fitness::FitnessLink;
 
 mod ranks;
 
@@ -47,6 +48,9 @@ pub type BuildReplica = Arc<dyn Fn(&VarStore) -> Result<Box<dyn OneShotModel>, S
 pub struct InJob {
     pub job: &'static Job,
     pub model_spec: serde_json::Value,
+    /// The other ranks also measure fitness, BatchNorm on batch statistics or not; `None`:
+    /// rank 0 measures it alone.
+    pub fitness_batchnorm: Option<bool>,
 }
 
 /// Replicas 1.. of a data-parallel supernet; replica 0 is the caller's. In a job of several
@@ -56,6 +60,8 @@ pub struct ReplicaSet {
     workers: Workers,
     /// The other processes' replicas.
     remote: Option<ranks::RemoteRanks>,
+    /// Rank 0's ends of the other ranks' fitness models, until the search's evaluators take them.
+    fitness_links: Vec<FitnessLink>,
     /// Intra-op threads of each replica's thread.
     threads_per_replica: usize,
     /// The leader's time in the gradient all-reduce (transfer and waiting for the slowest
@@ -113,11 +119,12 @@ impl ReplicaSet {
         let threads_per_replica = (threads / local.max(1)).max(1);
         let (remote, store, bind) = match in_job {
             None => (None, Store::in_process()?, loopback()),
-            Some(InJob { job, model_spec }) => {
+            Some(InJob { job, model_spec, fitness_batchnorm }) => {
                 let spec = ranks::SessionSpec {
                     momentum: sgd.momentum,
                     weight_decay: sgd.weight_decay,
                     model: model_spec,
+                    fitness_batchnorm,
                 };
                 let (remote, session) = ranks::RemoteRanks::open(job, &spec, local)?;
                 (Some(remote), job.session_store(session)?, job.gloo_bind())
@@ -167,12 +174,29 @@ impl ReplicaSet {
                 return Err(e.into());
             }
         };
-        Ok(Self { group, workers, remote, threads_per_replica, communication: Cell::new(Duration::ZERO) })
+        let fitness_links = match &remote {
+            Some(remote) => remote.fitness_links(&store, &bind)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            group,
+            workers,
+            remote,
+            fitness_links,
+            threads_per_replica,
+            communication: Cell::new(Duration::ZERO),
+        })
     }
 
     /// All replicas, the leader and other processes' included.
     pub fn replicas(&self) -> usize {
         self.group.size()
+    }
+
+    /// The other ranks' fitness models, for fitness evaluators of this process to measure on
+    /// (empty after the first call, or when the ranks measure none).
+    pub fn take_fitness_links(&mut self) -> Vec<FitnessLink> {
+        std::mem::take(&mut self.fitness_links)
     }
 
     pub fn threads_per_replica(&self) -> usize {

@@ -5,6 +5,7 @@ pub mod data_parallel;
 pub mod fitness;
 pub mod fitness_mode;
 pub mod reduced_precision;
+pub mod remote_fitness;
 pub mod schedule;
 pub mod sgd;
 pub mod supernet_epoch;

@@ -13,13 +13,15 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::{shard_sizes, spawn_worker, wait_ready, BuildReplica, StepPart, WorkerContext, Workers};
 use crate::data::Batch;
-use crate::distributed::Job;
+use crate::distributed::{GlooBind, Job, Store};
 use crate::model::ArchWeights;
 use crate::train::accuracy::Tally;
+use crate::train::remote_fitness::{join_pair, serve_fitness, FitnessLink};
 use crate::train::sgd::SgdConfig;
 use crate::train::supernet_epoch::StepIndex;
 use crate::train::TrainError;
@@ -60,6 +62,10 @@ pub(super) struct SessionSpec {
     pub weight_decay: f64,
     /// The supernet, in the terms of the caller's [`BuildFromSpec`].
     pub model: serde_json::Value,
+    /// Each rank also serves fitness on a model of its own, BatchNorm on batch statistics or
+    /// not (crate::train::remote_fitness); `None`: it does not.
+    #[serde(default)]
+    pub fitness_batchnorm: Option<bool>,
 }
 
 /// Makes the replica builder of a session's model spec (the search's supernet settings).
@@ -70,6 +76,8 @@ pub(super) struct RemoteRanks {
     job: &'static Job,
     /// Replicas per rank.
     counts: Vec<usize>,
+    /// The ranks serve fitness too.
+    fitness: bool,
 }
 
 impl RemoteRanks {
@@ -87,7 +95,7 @@ impl RemoteRanks {
         let mut payload = Tensor::from_slice(&bytes);
         job.broadcast(&mut payload)?;
         let counts = exchange_counts(job, local)?;
-        Ok((Self { job, counts }, number))
+        Ok((Self { job, counts, fitness: spec.fitness_batchnorm.is_some() }, number))
     }
 
     /// Tells the ranks whether this process's replicas were built (`built`) and learns whether
@@ -97,6 +105,24 @@ impl RemoteRanks {
             None => Ok(()),
             Some(rank) => Err(rank_error(rank, "could not build its replicas".into())),
         }
+    }
+
+    /// Rank 0's end of each other rank's fitness model (after the session's replicas met):
+    /// ranks that serve fitness join theirs meanwhile.
+    pub(super) fn fitness_links(
+        &self,
+        store: &Store,
+        bind: &GlooBind,
+    ) -> Result<Vec<FitnessLink>, TrainError> {
+        if !self.fitness {
+            return Ok(Vec::new());
+        }
+        (1..self.counts.len())
+            .map(|rank| {
+                let group = join_pair(&fitness_store(store, rank)?, 0, bind)?;
+                Ok(FitnessLink::new(group, rank))
+            })
+            .collect()
     }
 
     /// Replicas of all ranks.
@@ -302,16 +328,23 @@ impl LocalSession {
                 workers.0.push(worker);
                 ready.push(ready_rx);
             }
-            wait_ready(&ready, first)
+            wait_ready(&ready, first).map(|()| (store, build, spec.fitness_batchnorm))
         });
         let failed = exchange_ready(job, built.is_ok())?;
-        if let Err(e) = built {
-            workers.abandon();
-            return Err(e);
-        }
+        let (store, build, fitness_batchnorm) = match built {
+            Ok(parts) => parts,
+            Err(e) => {
+                workers.abandon();
+                return Err(e);
+            }
+        };
         if failed.is_some() {
             workers.abandon();
             return Ok(None);
+        }
+        if let Some(train_mode_bn) = fitness_batchnorm {
+            let server = FitnessServer { rank: job.rank(), device: devices[0], threads, train_mode_bn };
+            server.start(fitness_store(&store, job.rank())?, job.gloo_bind(), build)?;
         }
         Ok(Some(Self { workers, first, total }))
     }
@@ -383,6 +416,47 @@ impl LocalSession {
             Ok(_) => Ok(()),
         }
     }
+}
+
+/// This rank's fitness model, measuring what rank 0 sends over their pair's group.
+struct FitnessServer {
+    rank: usize,
+    device: Device,
+    threads: usize,
+    train_mode_bn: bool,
+}
+
+impl FitnessServer {
+    /// On a thread of its own, which ends when rank 0 closes the link. A failure there ends the
+    /// process: rank 0 then sees the job lose a process, as with any other failure of a rank.
+    fn start(self, store: Store, bind: GlooBind, build: BuildReplica) -> Result<(), TrainError> {
+        std::thread::Builder::new()
+            .name("fitness-server".into())
+            .spawn(move || {
+                crate::threads::set_this_thread_threads(self.threads);
+                let vs = VarStore::new(self.device);
+                let served = build(&vs)
+                    .map_err(|reason| TrainError::Rank { rank: self.rank, reason })
+                    .and_then(|model| {
+                        let group = join_pair(&store, 1, &bind)?;
+                        serve_fitness(&group, &vs, model.as_ref(), self.train_mode_bn)
+                    });
+                if let Err(e) = served {
+                    eprintln!("error: rank {} stopped measuring fitness: {e}", self.rank);
+                    std::process::exit(1);
+                }
+            })
+            .map_err(|e| TrainError::Rank {
+                rank: self.rank,
+                reason: format!("cannot start its fitness thread: {e}"),
+            })?;
+        Ok(())
+    }
+}
+
+/// The keys where rank 0 and rank `rank` form their fitness pair.
+fn fitness_store(session: &Store, rank: usize) -> Result<Store, TrainError> {
+    Ok(session.prefixed(&format!("fitness_{rank}"))?)
 }
 
 fn rank_error(rank: usize, reason: String) -> TrainError {
