@@ -31,11 +31,6 @@ impl CellWeights {
         &self.values[e * self.ops..(e + 1) * self.ops]
     }
 
-    /// Every edge's weights, row after row.
-    pub fn values(&self) -> &[f32] {
-        &self.values
-    }
-
     /// Every edge's weights in order.
     pub fn rows(&self) -> impl Iterator<Item = &[f32]> {
         self.values.chunks(self.ops.max(1))
@@ -75,19 +70,33 @@ impl ArchWeights {
         Ok(Self { cells })
     }
 
-    /// Weights computed elsewhere (another process's): per cell, its ops per edge and its rows.
-    pub fn from_rows(cells: Vec<(usize, Vec<f32>)>) -> Result<Self, ModelError> {
-        let cells = cells
-            .into_iter()
-            .map(|(ops, values)| match ops {
-                0 => Err(ModelError::AlphaRank { got: vec![values.len() as i64, 0] }),
-                _ if values.len() % ops != 0 => {
-                    Err(ModelError::AlphaRank { got: vec![values.len() as i64, ops as i64] })
-                }
-                _ => Ok(CellWeights { ops, values }),
+    /// Weights computed elsewhere (another process's), as [`Self::shapes`] and
+    /// [`Self::flat_values`] give them.
+    pub fn from_flat(shapes: &[(usize, usize)], flat: &[f32]) -> Result<Self, ModelError> {
+        let wanted: usize = shapes.iter().map(|(edges, ops)| edges * ops).sum();
+        if wanted != flat.len() || shapes.iter().any(|&(_, ops)| ops == 0) {
+            return Err(ModelError::AlphaRank { got: vec![flat.len() as i64] });
+        }
+        let mut at = 0;
+        let cells = shapes
+            .iter()
+            .map(|&(edges, ops)| {
+                let values = flat[at..at + edges * ops].to_vec();
+                at += edges * ops;
+                CellWeights { ops, values }
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect();
         Ok(Self { cells })
+    }
+
+    /// (edges, ops) of each cell.
+    pub fn shapes(&self) -> Vec<(usize, usize)> {
+        self.cells.iter().map(|c| (c.edges(), c.ops())).collect()
+    }
+
+    /// Every cell's weights, one after the other.
+    pub fn flat_values(&self) -> Vec<f32> {
+        self.cells.iter().flat_map(|c| c.values.iter().copied()).collect()
     }
 
     pub fn cells(&self) -> &[CellWeights] {
@@ -132,6 +141,19 @@ mod tests {
         let e = 1f32.exp();
         assert!((cell.edge(1)[0] - e / (e + 2.0)).abs() < 1e-6);
         assert_eq!(cell.rows().count(), 2);
+    }
+
+    #[test]
+    fn flat_values_and_shapes_give_the_weights_back() {
+        let alphas = [
+            Tensor::randn([14, 8], (Kind::Float, Device::Cpu)),
+            Tensor::randn([6, 5], (Kind::Float, Device::Cpu)),
+        ];
+        let arch = ArchWeights::from_alphas(&alphas).unwrap();
+        assert_eq!(arch.shapes(), vec![(14, 8), (6, 5)]);
+        assert_eq!(ArchWeights::from_flat(&arch.shapes(), &arch.flat_values()).unwrap(), arch);
+        assert!(ArchWeights::from_flat(&[(14, 8)], &[0.0; 3]).is_err());
+        assert!(ArchWeights::from_flat(&[(3, 0)], &[]).is_err());
     }
 
     #[test]

@@ -76,14 +76,11 @@ impl FitnessLink {
         batches: impl IntoIterator<Item = Result<EvalBatch, E>>,
         stop: &StopFlag,
     ) -> Result<Tally, TrainError> {
-        let cells = architecture.cells();
-        let mut header = vec![MEASURE, cells.len() as f64];
-        for cell in cells {
-            header.extend([cell.edges() as f64, cell.ops() as f64]);
-        }
+        let shapes = architecture.shapes();
+        let mut header = vec![MEASURE, shapes.len() as f64];
+        header.extend(shapes.iter().flat_map(|&(edges, ops)| [edges as f64, ops as f64]));
         self.send_header(&header)?;
-        let flat: Vec<f32> = cells.iter().flat_map(|c| c.values().iter().copied()).collect();
-        self.group.broadcast(&mut Tensor::from_slice(&flat), 0)?;
+        self.group.broadcast(&mut Tensor::from_slice(&architecture.flat_values()), 0)?;
         for batch in batches {
             let batch = match (stop.is_stopped(), batch) {
                 (true, _) => Err(TrainError::Interrupted),
@@ -192,13 +189,7 @@ fn measure_for_rank_0(
     group.broadcast(&mut flat, 0)?;
     let flat =
         Vec::<f32>::try_from(&flat).map_err(|e| TrainError::Rank { rank: 0, reason: e.to_string() })?;
-    let mut rows = Vec::with_capacity(cells);
-    let mut at = 0;
-    for (edges, ops) in shapes {
-        rows.push((ops, flat[at..at + edges * ops].to_vec()));
-        at += edges * ops;
-    }
-    let architecture = ArchWeights::from_rows(rows)?;
+    let architecture = ArchWeights::from_flat(&shapes, &flat)?;
     // Batches as rank 0 sends them, until END (answer) or ABORT (rank 0 stopped: no answer).
     let mut ended = None;
     let mut link_error = None;

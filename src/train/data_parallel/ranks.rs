@@ -135,23 +135,20 @@ impl RemoteRanks {
         let images = batch.images.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
         let labels = batch.labels.to_device(Device::Cpu).to_kind(Kind::Int64).contiguous();
         let size = images.size();
-        let cells = part.arch.cells();
+        let shapes = part.arch.shapes();
         let mut numbers = vec![
             size[0] as f64,
             part.step.batch as f64,
             part.step.individual as f64,
             part.lr,
             part.grad_clip,
-            cells.len() as f64,
+            shapes.len() as f64,
         ];
-        for cell in cells {
-            numbers.extend([cell.edges() as f64, cell.ops() as f64]);
-        }
+        numbers.extend(shapes.iter().flat_map(|&(edges, ops)| [edges as f64, ops as f64]));
         numbers.push((size.len() - 1) as f64);
         numbers.extend(size[1..].iter().map(|&d| d as f64));
         send_header(self.job, Word::Step, &numbers)?;
-        let flat: Vec<f32> = cells.iter().flat_map(|c| c.values().iter().copied()).collect();
-        let mut arch = Tensor::from_slice(&flat);
+        let mut arch = Tensor::from_slice(&part.arch.flat_values());
         self.job.broadcast(&mut arch)?;
         let (mut images, mut labels) = (images, labels);
         self.job.broadcast(&mut images)?;
@@ -377,13 +374,7 @@ impl LocalSession {
         job.broadcast(&mut batch.images)?;
         job.broadcast(&mut batch.labels)?;
         let flat = Vec::<f32>::try_from(&arch).map_err(|_| malformed())?;
-        let mut rows = Vec::with_capacity(cells);
-        let mut at = 0;
-        for (edges, ops) in shapes {
-            rows.push((ops, flat[at..at + edges * ops].to_vec()));
-            at += edges * ops;
-        }
-        let arch = ArchWeights::from_rows(rows)?;
+        let arch = ArchWeights::from_flat(&shapes, &flat)?;
         let sizes = shard_sizes(images, self.total).ok_or(TrainError::EmptyBatch { batch: step.batch })?;
         let part = StepPart { arch: &arch, step, lr, grad_clip };
         let (sent, unsent) = self.workers.send_steps(&batch, &sizes, self.first, &part);
