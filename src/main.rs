@@ -52,33 +52,29 @@ impl Command {
             _ => None,
         }
     }
+}
 
-    /// How the command's threads share the heap ([`evnas::runtime::keep_freed_memory`]): an
-    /// arena per thread for a search on several CPU replicas.
-    fn heap_arenas(&self) -> Arenas {
-        let replicas = match self {
-            Command::Search(args) => args.cpu_replicas(),
-            Command::Serve(args) => args.cpu_replicas(),
-            _ => 1,
-        };
-        if replicas > 1 {
-            Arenas::PerThread
-        } else {
-            Arenas::One
-        }
+/// How the command's threads share the heap ([`evnas::runtime::keep_freed_memory`]): an arena
+/// per thread for a search on several CPU replicas (one when its config does not load: the
+/// command then reports why).
+fn heap_arenas(search_config: Option<&anyhow::Result<evnas::config::Config>>) -> Arenas {
+    match search_config {
+        Some(Ok(cfg)) if cfg.cpu_replicas() > 1 => Arenas::PerThread,
+        _ => Arenas::One,
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Read once: it decides the heap's arenas and, under a launcher, this rank's devices.
+    let search_config =
+        if cli.version { None } else { cli.command.as_ref().and_then(Command::search_config) };
     // Before any thread exists: the heap's arenas are fixed once a second thread allocates.
-    evnas::runtime::keep_freed_memory(cli.command.as_ref().map_or(Arenas::One, Command::heap_arenas));
+    evnas::runtime::keep_freed_memory(heap_arenas(search_config.as_ref()));
     let _faults = evnas::fault::setup();
     evnas::daemon::logging::init();
     // Under a launcher (torchrun, srun), a search is one process of a job: rank 0 runs it, the
     // other ranks train it on their devices.
-    let search_config =
-        if cli.version { None } else { cli.command.as_ref().and_then(Command::search_config) };
     let job = match search_config.as_ref().map(|_| cli::job::join()).transpose() {
         Ok(job) => job.flatten(),
         Err(err) => return fail(&err),

@@ -63,12 +63,6 @@ impl SearchArgs {
         }
         Ok(cfg)
     }
-
-    /// The CPU replicas the search will train on; 1 when its config does not load (the search
-    /// then reports why).
-    pub fn cpu_replicas(&self) -> usize {
-        self.config_here().map_or(1, |c| c.cpu_replicas())
-    }
 }
 
 pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {

@@ -18,11 +18,6 @@ impl ServeArgs {
     pub fn config_here(&self) -> anyhow::Result<evnas::config::Config> {
         Ok(evnas::config::load(Some(&self.config), &[])?)
     }
-
-    /// The config's CPU replicas; 1 when it does not load (serve then reports why).
-    pub fn cpu_replicas(&self) -> usize {
-        self.config_here().map_or(1, |cfg| cfg.cpu_replicas())
-    }
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
