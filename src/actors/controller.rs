@@ -373,6 +373,7 @@ impl SearchController {
             learning_rate: plan.learning_rate,
             settings: self.state.settings,
         });
+        crate::runtime::release_freed_memory();
         let message = TrainGeneration { plan: plan.clone(), start };
         self.step = Step::Training { plan, measured };
         if self.workers.trainer.tell(message).send().await.is_err() {
@@ -417,6 +418,7 @@ impl SearchController {
         if all_measured {
             return self.fitness_done().await;
         }
+        crate::runtime::release_freed_memory();
         for evaluator in &self.workers.evaluators {
             let message = EvaluateGeneration {
                 generation,
