@@ -73,11 +73,22 @@ pub fn settings(cfg: &Config) -> Result<SearchSettings, SearchError> {
 /// A new search of `cfg` in a fresh run directory (`run_dir`, or one under `run.dir`), its
 /// config saved there.
 pub fn create(cfg: &Config, run_dir: Option<&Path>) -> Result<SearchEngine, SearchError> {
-    SearchEngine::create(settings(cfg)?, || {
-        let run = RunDir::create(&cfg.run.dir, cfg.search.seed, run_dir)?;
-        run.write_config(cfg)?;
-        Ok(run)
+    let settings = settings(cfg)?;
+    on_setup_thread(move || {
+        SearchEngine::create(settings, || {
+            let run = RunDir::create(&cfg.run.dir, cfg.search.seed, run_dir)?;
+            run.write_config(cfg)?;
+            Ok(run)
+        })
     })
+}
+
+/// The engine's set-up (data, supernet, checkpoint) on a thread that ends with it
+/// ([`crate::threads::on_phase_thread`]): the calling thread keeps no OpenMP team of it.
+fn on_setup_thread<T: Send>(setup: impl FnOnce() -> Result<T, SearchError> + Send) -> Result<T, SearchError> {
+    const NAME: &str = "evnas-setup";
+    crate::threads::on_phase_thread(NAME, setup)
+        .map_err(|e| SearchError::Thread { name: NAME.into(), reason: e.to_string() })?
 }
 
 /// A search resumed in `run_dir` ([`SearchEngine::resume`]). `cfg`, when given (the `--config`
@@ -109,7 +120,7 @@ pub fn resume(
     }
     let settings = settings(&cfg)?;
     let wanted = given.then_some(settings.hot);
-    SearchEngine::resume(settings, run, started_with, wanted)
+    on_setup_thread(move || SearchEngine::resume(settings, run, started_with, wanted))
 }
 
 /// The genotype a training run trains, as `genotype.json` of its run directory holds it.

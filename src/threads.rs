@@ -34,6 +34,40 @@ pub fn set_this_thread_threads(threads: usize) -> bool {
     true
 }
 
+/// Runs `work` on a thread that ends with it (named `name`), and returns what it returns.
+///
+/// Why: libgomp keeps a thread's OpenMP team for as long as the thread lives, and once the
+/// process holds more OpenMP threads than there are CPUs, every team stops spinning between
+/// parallel regions and sleeps instead, so that each op waits for its threads to wake. The
+/// trainer and an evaluator on all threads each kept a team on their actor threads: the search
+/// trained and measured 1.5-1.8x slower than one thread doing both (measured here, 2 cores,
+/// C=16). A phase's libtorch work goes on a thread of its own: one team at a time.
+/// A panic of `work` goes on in the caller.
+pub fn on_phase_thread<T: Send>(name: &str, work: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new().name(name.to_string()).spawn_scoped(scope, work)?;
+        Ok(thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
+/// Runs `work` with the calling thread's intra-op count at one, then restores the count.
+///
+/// For small libtorch work on threads that otherwise run none (the controller's softmax of α
+/// on a runtime thread): at two or more threads, an op that libtorch splits starts an OpenMP
+/// team, which libgomp then keeps for as long as that thread lives, one more team making
+/// every other team sleep between parallel regions ([`on_phase_thread`]). Measured here (2
+/// cores, C=16): one such team left on a runtime thread made the search's training and fitness
+/// 1.3-1.5x slower, with 200 times the context switches.
+pub fn on_this_thread_alone<T>(work: impl FnOnce() -> T) -> T {
+    let threads = current_threads();
+    let alone = threads > 1 && set_this_thread_threads(1);
+    let result = work();
+    if alone {
+        set_this_thread_threads(threads);
+    }
+    result
+}
+
 type OmpSetNumThreads = unsafe extern "C" fn(c_int);
 
 /// libtorch's OpenMP runtime (libgomp, loaded with libtorch_cpu) entry point, looked up once.

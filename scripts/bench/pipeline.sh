@@ -53,9 +53,9 @@ settings() {
 
 echo "$(lscpu | grep 'Model name' | sed 's/ \+/ /g'); $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 results=$work/results.jsonl
-# The sequential engine predates search.id, search.state, run.log_level and [metrics] (and
+# The sequential engine predates search.id, search.state, run.devices, run.log_level and [metrics] (and
 # refuses unknown keys); the pipeline's defaults for them are these values (no metrics served).
-sed -e '/^\[metrics\]/,$d' -e '/^id = /d' -e '/^state = /d' -e '/^log_level = /d' \
+sed -e '/^\[metrics\]/,$d' -e '/^id = /d' -e '/^devices = /d' -e '/^state = /d' -e '/^log_level = /d' \
     "$root/config/evnas.toml" >"$work/evnas.toml"
 for config in $configs; do
     for impl in sequential pipeline; do

@@ -19,6 +19,7 @@ use super::controller::{ActorFailed, Measured, SearchController};
 pub struct EvaluatorActor {
     name: String,
     evaluator: FitnessEvaluator,
+    threads: usize,
     controller: ActorRef<SearchController>,
     stop: StopFlag,
 }
@@ -27,7 +28,7 @@ pub struct EvaluatorArgs {
     /// e.g. "fitness evaluator 2", as errors name it.
     pub name: String,
     pub evaluator: FitnessEvaluator,
-    /// Intra-op threads of this evaluator's thread (0: the process's); one when several
+    /// Intra-op threads of this evaluator's measuring (0: the process's); one when several
     /// evaluators share the CPU, so that whole individuals run side by side.
     pub threads: usize,
     pub controller: ActorRef<SearchController>,
@@ -38,13 +39,9 @@ impl Actor for EvaluatorActor {
     type Args = EvaluatorArgs;
     type Error = Infallible;
 
-    /// Runs on the evaluator's own thread (it is spawned with `spawn_in_thread`).
     async fn on_start(args: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
         let EvaluatorArgs { name, evaluator, threads, controller, stop } = args;
-        if threads > 0 && !crate::threads::set_this_thread_threads(threads) {
-            tracing::warn!("{name}: libtorch's OpenMP runtime not found; using the process's threads");
-        }
-        Ok(Self { name, evaluator, controller, stop })
+        Ok(Self { name, evaluator, threads, controller, stop })
     }
 }
 
@@ -58,18 +55,30 @@ pub struct EvaluateGeneration {
 }
 
 impl EvaluatorActor {
-    async fn evaluate(&mut self, msg: EvaluateGeneration) -> Result<(), SearchError> {
-        self.evaluator.set_subset(msg.subset)?;
-        self.evaluator.load(&msg.snapshot)?;
-        drop(msg.snapshot);
-        while let Ok(individual) = msg.queue.try_recv() {
-            let fitness = self.evaluator.measure(msg.generation, &individual, &self.stop)?;
-            let measured = Measured { generation: msg.generation, fitness };
-            if self.controller.tell(measured).send().await.is_err() {
-                break;
+    /// Measures on a thread that ends with the generation
+    /// ([`crate::threads::on_phase_thread`]), telling the controller each fitness as it is known.
+    fn evaluate(&mut self, msg: EvaluateGeneration) -> Result<(), SearchError> {
+        let (evaluator, controller, stop, threads) =
+            (&mut self.evaluator, &self.controller, &self.stop, self.threads);
+        let measure = move || -> Result<(), SearchError> {
+            if threads > 0 && !crate::threads::set_this_thread_threads(threads) {
+                tracing::warn!("libtorch's OpenMP runtime not found; using the process's threads");
             }
-        }
-        Ok(())
+            evaluator.set_subset(msg.subset)?;
+            evaluator.load(&msg.snapshot)?;
+            drop(msg.snapshot);
+            while let Ok(individual) = msg.queue.try_recv() {
+                let fitness = evaluator.measure(msg.generation, &individual, stop)?;
+                let measured = Measured { generation: msg.generation, fitness };
+                if controller.tell(measured).blocking_send().is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        let thread = format!("evnas-fitness-{}", self.name.rsplit(' ').next().unwrap_or_default());
+        crate::threads::on_phase_thread(&thread, measure)
+            .map_err(|e| SearchError::Thread { name: thread, reason: e.to_string() })?
     }
 }
 
@@ -77,7 +86,7 @@ impl Message<EvaluateGeneration> for EvaluatorActor {
     type Reply = ();
 
     async fn handle(&mut self, msg: EvaluateGeneration, _: &mut Context<Self, Self::Reply>) {
-        if let Err(error) = self.evaluate(msg).await {
+        if let Err(error) = self.evaluate(msg) {
             let _ = self.controller.tell(ActorFailed { actor: self.name.clone(), error }).send().await;
         }
     }

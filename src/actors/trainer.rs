@@ -92,11 +92,14 @@ impl TrainerActor {
                     }
                     _ => (self.batches_of(g).await?, None),
                 };
-                let events = self.events.clone();
-                let training = self.trainer.train(plan, batches, done, &self.stop, |step| {
-                    telemetry::TrainStep(step).emit();
-                    events.send(PipelineEvent::Advanced { phase: Phase::Train, done: step.step as u64 + 1 })
-                })?;
+                let (events, trainer, stop) = (self.events.clone(), &mut self.trainer, &self.stop);
+                let training = on_phase_thread(|| {
+                    trainer.train(plan, batches, done, stop, |step| {
+                        telemetry::TrainStep(step).emit();
+                        events
+                            .send(PipelineEvent::Advanced { phase: Phase::Train, done: step.step as u64 + 1 })
+                    })
+                })??;
                 match training {
                     Training::Finished(summary) => summary,
                     Training::Stopped(report) => {
@@ -111,10 +114,20 @@ impl TrainerActor {
         if g + 1 < plan.generations {
             self.ahead = Some((g + 1, self.batches(g + 1, 0).await?));
         }
-        let trained = Trained { generation: g, summary, snapshot: Arc::new(self.trainer.snapshot(g)) };
+        // `&mut`: the trainer is not Sync, only Send.
+        let trainer = &mut self.trainer;
+        let snapshot = Arc::new(on_phase_thread(move || trainer.snapshot(g))?);
+        let trained = Trained { generation: g, summary, snapshot };
         let _ = self.controller.tell(trained).send().await;
         Ok(())
     }
+}
+
+/// `work` on a thread of its own ([`crate::threads::on_phase_thread`]): the trainer's libtorch
+/// work never keeps an OpenMP team on the actor's thread.
+fn on_phase_thread<T: Send>(work: impl FnOnce() -> T + Send) -> Result<T, SearchError> {
+    crate::threads::on_phase_thread("evnas-train", work)
+        .map_err(|e| SearchError::Thread { name: "evnas-train".into(), reason: e.to_string() })
 }
 
 /// Where a generation's training starts.
@@ -157,7 +170,8 @@ impl Message<CaptureCheckpoint> for TrainerActor {
 
     async fn handle(&mut self, msg: CaptureCheckpoint, _: &mut Context<Self, Self::Reply>) {
         let started = std::time::Instant::now();
-        match self.trainer.capture(&msg.state) {
+        let trainer = &mut self.trainer;
+        match on_phase_thread(move || trainer.capture(&msg.state)).and_then(|captured| captured) {
             Ok(captured) => {
                 let seconds = started.elapsed().as_secs_f64();
                 let _ = self.controller.tell(Captured { captured, seconds, kind: msg.kind }).send().await;

@@ -60,6 +60,11 @@ impl Producer {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .thread_name(|i| format!("evnas-data-{i}"))
+            // A worker prepares one batch at a time; an OpenMP team of its own would only add
+            // threads that make every other team stop spinning (crate::threads::on_phase_thread).
+            .start_handler(|_| {
+                crate::threads::set_this_thread_threads(1);
+            })
             .build()
             .map_err(|e| DataError::InvalidSetting { reason: format!("data worker pool: {e}") })?;
         Ok(Producer { source, pool: Arc::new(pool), config })

@@ -53,8 +53,14 @@ impl ArchWeights {
         Self::from_alphas(&tensors)
     }
 
-    /// The softmax of each `(edges, ops)` α tensor (any device and float kind), on the CPU.
+    /// The softmax of each `(edges, ops)` α tensor (any device and float kind), on the CPU, on
+    /// the calling thread alone (it runs on the controller's runtime thread:
+    /// [`crate::threads::on_this_thread_alone`]).
     pub fn from_alphas(alphas: &[Tensor]) -> Result<Self, ModelError> {
+        crate::threads::on_this_thread_alone(|| Self::softmax_of(alphas))
+    }
+
+    fn softmax_of(alphas: &[Tensor]) -> Result<Self, ModelError> {
         let cells = alphas
             .iter()
             .map(|alpha| {

@@ -61,6 +61,8 @@ pub enum SearchError {
     CheckpointDecode { path: PathBuf, reason: String },
     #[error("the {actor} actor is gone")]
     ActorGone { actor: String },
+    #[error("cannot start the thread {name}: {reason}")]
+    Thread { name: String, reason: String },
     #[error("the search has not finished")]
     NotFinished,
     #[error("decoding an architecture: {0}")]
