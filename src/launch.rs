@@ -284,6 +284,19 @@ mod tests {
     }
 
     #[test]
+    fn evaluators_side_by_side_on_the_cpu_are_counted_before_any_thread_starts() {
+        let count = |sets: &[&str]| config_with(sets).cpu_fitness_evaluators();
+        let narrow = ["run.device=cpu", "run.threads=2", "supernet.init_channels=8"];
+        assert_eq!(count(&narrow), 2, "a narrow supernet measures one individual per thread");
+        assert_eq!(count(&[&narrow[..], &["run.fitness_workers=3"]].concat()), 3);
+        let many = ["run.fitness_workers=5", "search.population=3"];
+        assert_eq!(count(&[&narrow[..], &many].concat()), 3, "never more than the population");
+        assert_eq!(count(&[&narrow[..], &["fitness.precision=bf16"]].concat()), 1);
+        assert_eq!(count(&["run.device=cuda:0", "run.threads=2", "supernet.init_channels=8"]), 1);
+        assert_eq!(count(&["run.device=cpu", "run.threads=2", "supernet.init_channels=16"]), 1);
+    }
+
+    #[test]
     fn a_device_list_names_the_replicas_and_leaves_the_identity_alone() {
         let one = config_with(&["run.device=cpu"]);
         let two = config_with(&["run.device=cuda:3", "run.devices=[cpu, cpu]"]);

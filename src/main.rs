@@ -55,11 +55,12 @@ impl Command {
 }
 
 /// How the command's threads share the heap ([`evnas::runtime::keep_freed_memory`]): an arena
-/// per thread for a search on several CPU replicas (one when its config does not load: the
+/// per thread for a search whose libtorch work runs on several CPU threads at once (CPU
+/// replicas, or fitness evaluators side by side); one when its config does not load (the
 /// command then reports why).
 fn heap_arenas(search_config: Option<&anyhow::Result<evnas::config::Config>>) -> Arenas {
     match search_config {
-        Some(Ok(cfg)) if cfg.cpu_replicas() > 1 => Arenas::PerThread,
+        Some(Ok(cfg)) if cfg.cpu_replicas() > 1 || cfg.cpu_fitness_evaluators() > 1 => Arenas::PerThread,
         _ => Arenas::One,
     }
 }

@@ -79,10 +79,12 @@ pub enum Arenas {
 /// otherwise): with one arena per thread, the trainer's heap kept its step's peak while each
 /// fitness evaluator's heap grew to its own, and peak RSS was their sum (measured here on the
 /// memory config: 4.94 GB with the arenas, 3.63 GB with one, at the same speed). Except with
-/// [`Arenas::PerThread`], for data-parallel CPU replicas, whose steps allocate at the same
-/// moments: on one arena they queue on its lock (measured here, 2 replicas of C=8 on 2 cores:
-/// 25 img/s with one arena, 34-35 with glibc's per-thread arenas, peak RSS +4%; a limit of 2
-/// arenas gave either, as threads happened to share them). Call once, early, before other
+/// [`Arenas::PerThread`], for threads that run libtorch at the same moments: on one arena they
+/// queue on its lock. Measured here: 2 data-parallel CPU replicas of C=8 on 2 cores trained at
+/// 25 img/s with one arena, 34-35 with glibc's per-thread arenas, peak RSS +4% (a limit of 2
+/// arenas gave either, as threads happened to share them); 2 fitness evaluators of the default
+/// config (C=4) measured a generation in 9.5-12.6 s with one arena, 9.5-10.9 s with an arena
+/// each, peak RSS +5-9% (memory config: 2.22-2.36 GB, 2.42-2.47 GB). Call once, early, before other
 /// threads allocate (glibc fixes the limit when a second thread first allocates). A no-op off
 /// glibc.
 pub fn keep_freed_memory(arenas: Arenas) {
