@@ -1,7 +1,7 @@
 //! The cell of the evaluation networks, compiled from a genotype (reference model.py `Cell`),
 //! and drop path (reference utils.py `drop_path`).
 
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
 use super::eval_cifar::EvalNetConfig;
 use super::layers::{Conv2d, ConvSpec, Hw};
@@ -15,7 +15,8 @@ pub fn drop_path(x: &Tensor, drop_prob: f64) -> Tensor {
         return x.shallow_clone();
     }
     let keep_prob = 1.0 - drop_prob;
-    let mut mask = Tensor::empty([x.size()[0], 1, 1, 1], (Kind::Float, x.device()));
+    // In x's precision: an fp32 mask would promote a bf16 (autocast) activation to fp32.
+    let mut mask = Tensor::empty([x.size()[0], 1, 1, 1], (x.kind(), x.device()));
     let _ = mask.bernoulli_float_(keep_prob);
     // Same order as the reference: divide, then mask.
     (x / keep_prob) * mask
