@@ -1,5 +1,6 @@
-//! Builds the c10d shim (src/distributed/c10d_shim.cpp) against the libtorch torch-sys links,
-//! and links libtorch_cuda even though no symbol of ours references it directly.
+//! Builds the C++ shims (src/distributed/c10d_shim.cpp, src/train/autocast_shim.cpp) against the
+//! libtorch torch-sys links, and links libtorch_cuda even though no symbol of ours references it
+//! directly.
 //!
 //! CUDA kernels register themselves when libtorch_cuda.so is loaded; the linker's default
 //! `--as-needed` drops it, and then `tch::Cuda::is_available()` is false on every GPU machine.
@@ -19,38 +20,51 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
     build_c10d_shim(Path::new(&lib_dir));
+    build_autocast_shim(Path::new(&lib_dir));
+    // After the shims on the link line: their symbols live in libtorch_cpu and c10.
+    for lib in ["torch_cpu", "c10"] {
+        println!("cargo:rustc-link-lib=dylib={lib}");
+    }
     let version = read_libtorch_version(Path::new(&lib_dir)).unwrap_or_default();
     println!("cargo:rustc-env=EVNAS_BUILD_LIBTORCH_VERSION={version}");
 }
 
-/// Compiled as torch-sys compiles its own C++ (C++17, the same C++ ABI), with the wheel's headers
-/// and Gloo's from Debian's libgloo-dev (the wheel has none; scripts/setup.sh installs them).
+/// A C++ build of ours as torch-sys compiles its own (C++17, the same C++ ABI, the wheel's
+/// headers).
+fn torch_cpp(lib_dir: &Path) -> cc::Build {
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include = lib_dir.parent().map(|p| p.join("include")).unwrap_or_default();
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false);
+    build
+}
+
+/// The c10d shim, with Gloo's headers from Debian's libgloo-dev (the wheel has none;
+/// scripts/setup.sh installs them).
 fn build_c10d_shim(lib_dir: &Path) {
     const SHIM: &str = "src/distributed/c10d_shim.cpp";
     println!("cargo:rerun-if-changed={SHIM}");
-    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
-    let include = lib_dir.parent().map(|p| p.join("include")).unwrap_or_default();
     if !Path::new("/usr/include/gloo/algorithm.h").exists() {
         println!(
             "cargo:warning=gloo's headers are missing (Debian package libgloo-dev; run scripts/setup.sh)"
         );
     }
-    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
-        .cpp(true)
-        .file(SHIM)
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .flag("-DUSE_C10D_GLOO")
-        .flag("-DGLOG_USE_GLOG_EXPORT")
-        .warnings(false)
-        .compile("evnas_c10d_shim");
-    // After the shim on the link line: its c10d and Gloo symbols live in libtorch_cpu.
-    for lib in ["torch_cpu", "c10"] {
-        println!("cargo:rustc-link-lib=dylib={lib}");
-    }
+    torch_cpp(lib_dir).file(SHIM).flag("-DUSE_C10D_GLOO").compile("evnas_c10d_shim");
+}
+
+/// The autocast switches tch lacks for the CPU (src/train/autocast.rs).
+fn build_autocast_shim(lib_dir: &Path) {
+    const SHIM: &str = "src/train/autocast_shim.cpp";
+    println!("cargo:rerun-if-changed={SHIM}");
+    torch_cpp(lib_dir).file(SHIM).compile("evnas_autocast_shim");
 }
 
 include!("src/libtorch_version.rs");

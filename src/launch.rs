@@ -166,6 +166,7 @@ pub fn training_settings(
         cutout: f.cutout.then_some(f.cutout_length),
         train_subset: (f.train_subset > 0).then_some(f.train_subset),
         channels_last: f.channels_last,
+        precision: f.precision,
         test_every: f.test_every,
         seed: f.seed,
         device,
@@ -281,6 +282,16 @@ mod tests {
 
         let off = settings(&config_with(&["run.device=cpu", "data.cutout=false"])).unwrap();
         assert_eq!(off.data.cutout, None);
+    }
+
+    #[test]
+    fn bf16_training_is_part_of_a_runs_identity() {
+        let genotype =
+            TrainedGenotype { genotype: Genotype::load("EvNAS-A").unwrap(), name: "EvNAS-A".into() };
+        let identity = |sets: &[&str]| training_settings(&config_with(sets), &genotype).unwrap().identity();
+        let fp32 = identity(&["run.device=cpu"]);
+        assert_eq!(fp32, identity(&["run.device=cpu", "final_training.precision=fp32"]));
+        assert_ne!(fp32, identity(&["run.device=cpu", "final_training.precision=bf16"]));
     }
 
     #[test]

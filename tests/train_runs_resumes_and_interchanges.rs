@@ -2,7 +2,8 @@
 //! loss falls and the schedule is train.py's; the weights it writes give, in `evnas eval`, the
 //! test accuracy it reported; a run killed in the middle of an epoch and resumed ends with the
 //! very bytes of an uninterrupted run; a NaN loss stops it cleanly; its safetensors hold the
-//! reference NetworkCIFAR's state_dict (keys, shapes, dtypes), read by PyTorch.
+//! reference NetworkCIFAR's state_dict (keys, shapes, dtypes), read by PyTorch; bf16 autocast
+//! trains fp32 weights along the fp32 loss curve.
 
 mod common;
 
@@ -55,6 +56,19 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON")
 }
 
+/// `evnas eval --json` (fp32) of a run's `weights/last.safetensors`, loaded strictly.
+fn eval_last_weights(data: &Path, run: &Path) -> Value {
+    let eval = run_ok(
+        evnas()
+            .args(["eval", "--genotype", "EvNAS-A", "--dataset", "cifar10", "--init-channels", "4"])
+            .args(["--layers", "5", "--batch-size", "50", "--device", "cpu", "--json", "--data"])
+            .arg(data)
+            .arg("--weights")
+            .arg(run.join("weights/last.safetensors")),
+    );
+    serde_json::from_slice(&eval.stdout).expect("eval --json")
+}
+
 #[test]
 fn training_lowers_the_loss_on_schedule_and_its_weights_give_the_reported_accuracy() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,17 +105,31 @@ fn training_lowers_the_loss_on_schedule_and_its_weights_give_the_reported_accura
     assert_eq!(checkpoints.len(), 2, "keep_checkpoints = 2: {checkpoints:?}");
 
     // The last weights, loaded strictly by `evnas eval`, score what training reported.
-    let eval = run_ok(
-        evnas()
-            .args(["eval", "--genotype", "EvNAS-A", "--dataset", "cifar10", "--init-channels", "4"])
-            .args(["--layers", "5", "--batch-size", "50", "--device", "cpu", "--json", "--data"])
-            .arg(&data)
-            .arg("--weights")
-            .arg(run.join("weights/last.safetensors")),
-    );
-    let scored: Value = serde_json::from_slice(&eval.stdout).expect("eval --json");
+    let scored = eval_last_weights(&data, &run);
     assert_eq!(scored["images"], 100);
     assert_eq!(scored["top1"], result["test_top1"], "eval of last.safetensors vs result.json");
+}
+
+#[test]
+fn bf16_autocast_trains_fp32_weights_along_the_fp32_loss_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_cifar(dir.path());
+    let (fp32, bf16) = (dir.path().join("fp32"), dir.path().join("bf16"));
+    run_ok(&mut train(&data, &fp32, 3));
+    run_ok(train(&data, &bf16, 3).args(["--set", "final_training.precision=bf16"]));
+    let losses =
+        |run: &Path| -> Vec<f64> { epochs(run).iter().map(|r| r["train_loss"].as_f64().unwrap()).collect() };
+    let (exact, mixed) = (losses(&fp32), losses(&bf16));
+    assert_ne!(exact, mixed, "bf16 must change the arithmetic");
+    for (e, (a, b)) in exact.iter().zip(&mixed).enumerate() {
+        assert!((a - b).abs() < 0.1 * a, "epoch {}: fp32 loss {a}, bf16 {b}", e + 1);
+    }
+    assert!(mixed[2] < 0.9 * mixed[0], "bf16 training loss {mixed:?}");
+    // Weights stay fp32: `evnas eval` (fp32) loads them strictly and scores the reported top-1.
+    let scored = eval_last_weights(&data, &bf16);
+    assert_eq!(scored["top1"], json(&bf16.join("result.json"))["test_top1"]);
+    // A resumed run trains as it started: its config.json keeps the precision.
+    assert_eq!(json(&bf16.join("config.json"))["final_training"]["precision"], "bf16");
 }
 
 #[test]

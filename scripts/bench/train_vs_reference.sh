@@ -18,13 +18,15 @@
 # then `steps` timed steps; a CPU drop_path patched in, as the reference's is CUDA-only). It also
 # reports the figure with its warm-up step counted (`steps` steps, the first cold), comparable with
 # evnas's epoch 1.
-# The two run alternately, evnas first, ROUNDS times (default 2).
+# The two run alternately, evnas first, ROUNDS times (default 2). With PRECISIONS="fp32 bf16", evnas
+# runs once per precision in each round (final_training.precision; the reference stays fp32, as
+# train.py is).
 #
 # Usage: scripts/bench/train_vs_reference.sh REFERENCE_DIR [steps] [threads]
 #   env: EVNAS_BIN (default target/release/evnas, copied to a temp file first), TORCH_PYTHONPATH
 #        (default /root/.cache/evnas/torch-2.11.0:/root/.cache/evnas/bench-py: torch, torchvision,
 #        numpy, pillow for the reference's imports), ROUNDS (2), EPOCHS (2, at least 1),
-#        DROP_PATH (0).
+#        DROP_PATH (0), PRECISIONS (fp32).
 # The machine's load is printed: on a shared machine, rerun and compare ratios, not absolutes.
 set -euo pipefail
 
@@ -34,6 +36,7 @@ threads=${3:-2}
 rounds=${ROUNDS:-2}
 epochs=${EPOCHS:-2}
 drop_path=${DROP_PATH:-0}
+precisions=${PRECISIONS:-fp32}
 batch=96
 torch_path=${TORCH_PYTHONPATH:-/root/.cache/evnas/torch-2.11.0:/root/.cache/evnas/bench-py}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -66,21 +69,23 @@ evnas_drop_path=$(python3 -c "e = $epochs; print($drop_path * e / (e - 1) if e >
 
 results=$work/results.jsonl
 evnas_round() {
-    local run=$work/run-$1
+    local run=$work/run-$1-$2
     if ! "$work/evnas" train --genotype EvNAS-A --dataset cifar10 --data "$data" --epochs "$epochs" \
         --train-subset $((batch * steps)) --batch-size "$batch" --init-channels 36 --layers 20 \
         --device cpu --quiet --run-dir "$run" --set run.threads="$threads" \
         --set final_training.test_batch_size="$batch" \
-        --set final_training.drop_path_prob="$evnas_drop_path" >"$work/evnas-$1.log" 2>&1; then
-        cat "$work/evnas-$1.log" >&2
+        --set final_training.drop_path_prob="$evnas_drop_path" --set final_training.precision="$2" \
+        >"$work/evnas-$1-$2.log" 2>&1; then
+        cat "$work/evnas-$1-$2.log" >&2
         return 1
     fi
-    python3 - "$run/epochs.jsonl" "$1" >>"$results" <<'EOF'
+    python3 - "$run/epochs.jsonl" "$1" "$2" >>"$results" <<'EOF'
 import json, sys
 for line in open(sys.argv[1]):
     if line.strip():
         r = json.loads(line)
-        print(json.dumps({"impl": "evnas", "round": int(sys.argv[2]), "epoch": r["epoch"],
+        print(json.dumps({"impl": "evnas", "round": int(sys.argv[2]), "precision": sys.argv[3],
+                          "epoch": r["epoch"],
                           "images_per_s": r["images_per_second"], "train_seconds": r["train_seconds"],
                           "train_images": r["train_images"], "drop_path": r["drop_path_prob"]}))
 EOF
@@ -95,41 +100,48 @@ reference_round() {
 echo "$(lscpu | grep 'Model name' | sed 's/  */ /g'); $(nproc) CPUs; threads $threads; $steps steps of batch $batch; evnas $epochs epochs; drop path $drop_path" >&2
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for round in $(seq 1 "$rounds"); do
-    evnas_round "$round"
-    echo "round $round: evnas done (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    for precision in $precisions; do
+        evnas_round "$round" "$precision"
+        echo "round $round: evnas $precision done (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    done
     reference_round "$round"
     echo "round $round: reference done (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-python3 - "$results" "$rounds" "$epochs" "$batch" <<'EOF'
+python3 - "$results" "$rounds" "$epochs" "$batch" "$precisions" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 rounds, epochs, batch = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-ev = {(r["round"], r["epoch"]): r for r in rows if r["impl"] == "evnas"}
+precisions = sys.argv[5].split()
+ev = {(r["precision"], r["round"], r["epoch"]): r for r in rows if r["impl"] == "evnas"}
 rf = {r["round"]: r for r in rows if r["impl"] == "reference"}
 cols = "".join(f"{'round ' + str(i):>10}" for i in range(1, rounds + 1))
 print(f"{'training images/s':<44}{cols}")
 def line(name, values, fmt="{:>10.2f}"):
     print(f"{name:<44}" + "".join(fmt.format(v) for v in values))
+R = range(1, rounds + 1)
 warm = epochs if epochs > 1 else None
-if warm:
-    line(f"evnas epoch {warm} (warm)", [ev[(i, warm)]["images_per_s"] for i in range(1, rounds + 1)])
-line("reference timed steps (warm)", [rf[i]["images_per_s"] for i in range(1, rounds + 1)])
-if warm:
-    line("ratio evnas / reference (warm)",
-         [ev[(i, warm)]["images_per_s"] / rf[i]["images_per_s"] for i in range(1, rounds + 1)], "{:>9.2f}x")
-line("evnas epoch 1 (first step cold)", [ev[(i, 1)]["images_per_s"] for i in range(1, rounds + 1)])
-line("reference, warm-up step counted", [rf[i]["images_per_s_with_warmup"] for i in range(1, rounds + 1)])
-line("ratio evnas / reference (cold)",
-     [ev[(i, 1)]["images_per_s"] / rf[i]["images_per_s_with_warmup"] for i in range(1, rounds + 1)], "{:>9.2f}x")
+line("reference timed steps (warm, fp32)", [rf[i]["images_per_s"] for i in R])
+for p in precisions:
+    if warm:
+        line(f"evnas {p} epoch {warm} (warm)", [ev[(p, i, warm)]["images_per_s"] for i in R])
+        line(f"ratio evnas {p} / reference (warm)",
+             [ev[(p, i, warm)]["images_per_s"] / rf[i]["images_per_s"] for i in R], "{:>9.2f}x")
+line("reference, warm-up step counted", [rf[i]["images_per_s_with_warmup"] for i in R])
+for p in precisions:
+    line(f"evnas {p} epoch 1 (first step cold)", [ev[(p, i, 1)]["images_per_s"] for i in R])
+    line(f"ratio evnas {p} / reference (cold)",
+         [ev[(p, i, 1)]["images_per_s"] / rf[i]["images_per_s_with_warmup"] for i in R], "{:>9.2f}x")
 print("seconds per step:")
-if warm:
-    line(f"evnas epoch {warm}",
-         [ev[(i, warm)]["train_seconds"] * batch / ev[(i, warm)]["train_images"] for i in range(1, rounds + 1)])
-line("reference timed", [rf[i]["seconds_per_step"] for i in range(1, rounds + 1)])
-line("evnas epoch 1 total", [ev[(i, 1)]["train_seconds"] for i in range(1, rounds + 1)], "{:>10.1f}")
-line("reference warm-up step", [rf[i]["warmup_seconds"] for i in range(1, rounds + 1)], "{:>10.1f}")
-print("drop path: evnas " + ", ".join(f"epoch {e} {ev[(1, e)]['drop_path']:g}" for e in range(1, epochs + 1))
+line("reference timed", [rf[i]["seconds_per_step"] for i in R])
+for p in precisions:
+    if warm:
+        line(f"evnas {p} epoch {warm}",
+             [ev[(p, i, warm)]["train_seconds"] * batch / ev[(p, i, warm)]["train_images"] for i in R])
+    line(f"evnas {p} epoch 1 total", [ev[(p, i, 1)]["train_seconds"] for i in R], "{:>10.1f}")
+line("reference warm-up step", [rf[i]["warmup_seconds"] for i in R], "{:>10.1f}")
+p = precisions[0]
+print("drop path: evnas " + ", ".join(f"epoch {e} {ev[(p, 1, e)]['drop_path']:g}" for e in range(1, epochs + 1))
       + f"; reference {rf[1]['drop_path']:g}")
 EOF

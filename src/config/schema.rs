@@ -184,6 +184,10 @@ pub struct FinalTrainingSection {
     /// Use only the first N training images; 0 = all.
     pub train_subset: usize,
     pub channels_last: bool,
+    /// fp32, or bf16 autocast of the forward passes of training (absent from the config.json of
+    /// runs from before it existed: fp32).
+    #[serde(default)]
+    pub precision: Precision,
     pub test_every: usize,
     pub seed: u64,
     pub keep_checkpoints: usize,

@@ -3,15 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use tch::{Device, Reduction, Tensor};
+use tch::{Device, Kind, Reduction, Tensor};
 
 use super::network::TrainedNetwork;
 use super::FinalTrainingError;
 use crate::data::Batch;
 use crate::model::layers::channels_last;
 use crate::stop::StopFlag;
+use crate::train::autocast::{Autocast, LowPrecision};
 use crate::train::sgd::Sgd;
-use crate::train::Tally;
+use crate::train::{Precision, Tally};
 
 /// The step settings of one epoch.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +23,8 @@ pub struct StepSettings {
     pub auxiliary_weight: f64,
     pub label_smoothing: f64,
     pub channels_last: bool,
+    /// bf16: the forward pass and loss under autocast.
+    pub precision: Precision,
     pub device: Device,
 }
 
@@ -71,15 +74,27 @@ where
         let images = if step.channels_last { channels_last(&images) } else { images };
         let labels = batch.labels.to_device(step.device);
         opt.zero_grad();
+        let autocast = match step.precision {
+            Precision::Bf16 => Some(Autocast::enter(step.device, LowPrecision::BFloat16)),
+            Precision::Fp32 => None,
+        };
         let (logits, auxiliary) = net.forward_t(&images, true);
+        // The loss in fp32 from the (possibly bf16) logits, as a mixed-precision step does.
         let criterion = |x: &Tensor| {
-            x.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, step.label_smoothing)
+            x.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+                &labels,
+                None,
+                Reduction::Mean,
+                -100,
+                step.label_smoothing,
+            )
         };
         let main_loss = criterion(&logits);
         let loss = match auxiliary {
             Some(aux) => main_loss + criterion(&aux) * step.auxiliary_weight,
             None => main_loss,
         };
+        drop(autocast);
         // Checked before the step, so that a diverged batch never reaches the weights.
         let loss_value =
             if crate::fault::corrupts("final_training.loss") { f64::NAN } else { loss.double_value(&[]) };

@@ -29,6 +29,7 @@ use crate::seeds::{derive_seed, streams};
 use crate::stop::StopFlag;
 use crate::train::sgd::Sgd;
 use crate::train::test_set::evaluate_test_set;
+use crate::train::Precision;
 use crate::weights::{load_into, safetensors_bytes, safetensors_from_bytes, LoadOptions};
 
 const STATE: &str = "state.json";
@@ -102,6 +103,15 @@ impl TrainingRun {
         resume: bool,
     ) -> Result<Self, FinalTrainingError> {
         settings.check_supported()?;
+        if settings.precision == Precision::Bf16
+            && !settings.device.is_cuda()
+            && !crate::runtime::cpu_computes_bf16()
+        {
+            tracing::warn!(
+                "final_training.precision = \"bf16\" on a CPU without AVX-512 BF16 or AMX: libtorch \
+                 emulates bf16 here, many times slower than fp32"
+            );
+        }
         let (train_source, test_source) = sources(&settings)?;
         // An image folder has as many classes as it has; the network is built to match.
         settings.network.num_classes = train_source.num_classes() as i64;
@@ -252,6 +262,7 @@ impl TrainingRun {
             auxiliary_weight: s.auxiliary_weight,
             label_smoothing: s.label_smoothing,
             channels_last: s.uses_channels_last(),
+            precision: s.precision,
             device: s.device,
         };
         // Each stream gets its own flag: dropping a stream raises it to end its producer.

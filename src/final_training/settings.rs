@@ -13,6 +13,7 @@ use crate::model::EvalNetConfig;
 use crate::space::Genotype;
 use crate::train::schedule::cosine_lr;
 use crate::train::sgd::SgdConfig;
+use crate::train::Precision;
 
 #[derive(Debug, Clone)]
 pub struct FinalTrainingSettings {
@@ -40,6 +41,8 @@ pub struct FinalTrainingSettings {
     /// Convolution weights and activations laid out channels-last (NetworkCIFAR only: see
     /// [`FinalTrainingSettings::uses_channels_last`]).
     pub channels_last: bool,
+    /// The arithmetic of the training steps' forward passes.
+    pub precision: Precision,
     pub test_every: usize,
     pub seed: u64,
     pub device: Device,
@@ -101,6 +104,9 @@ struct Identity<'a> {
     cutout: Option<usize>,
     train_subset: Option<usize>,
     channels_last: bool,
+    /// Left out when fp32, so that runs from before bf16 keep their digest.
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    precision: Precision,
     seed: u64,
 }
 
@@ -165,6 +171,7 @@ impl FinalTrainingSettings {
             cutout: self.cutout,
             train_subset: self.train_subset,
             channels_last: self.channels_last,
+            precision: self.precision,
             seed: self.seed,
         };
         let json = serde_json::to_vec(&id).expect("settings serialise to JSON");

@@ -12,10 +12,19 @@ pub enum BnMode {
     Running,
 }
 
-/// The precision fitness is measured in (training is always fp32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The arithmetic of fitness (`fitness.precision`: a bf16 copy of the supernet) or of a final
+/// training's forward passes (`final_training.precision`: bf16 autocast, weights and optimizer
+/// fp32). The supernet always trains in fp32.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {
+    #[default]
     Fp32,
     Bf16,
+}
+
+impl Precision {
+    pub fn is_fp32(&self) -> bool {
+        *self == Precision::Fp32
+    }
 }

@@ -1,6 +1,7 @@
 //! Training and evaluation of the one-shot supernet during a search.
 
 pub mod accuracy;
+pub mod autocast;
 pub mod data_parallel;
 pub mod fitness;
 pub mod fitness_mode;
