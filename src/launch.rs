@@ -83,12 +83,10 @@ pub fn create(cfg: &Config, run_dir: Option<&Path>) -> Result<SearchEngine, Sear
     })
 }
 
-/// The engine's set-up (data, supernet, checkpoint) on a thread that ends with it
-/// ([`crate::threads::on_phase_thread`]): the calling thread keeps no OpenMP team of it.
+/// The engine's set-up (data, supernet, checkpoint) on a thread that ends with it: the calling
+/// thread keeps no OpenMP team of it.
 fn on_setup_thread<T: Send>(setup: impl FnOnce() -> Result<T, SearchError> + Send) -> Result<T, SearchError> {
-    const NAME: &str = "evnas-setup";
-    crate::threads::on_phase_thread(NAME, setup)
-        .map_err(|e| SearchError::Thread { name: NAME.into(), reason: e.to_string() })?
+    crate::search::on_phase_thread("evnas-setup", setup)?
 }
 
 /// A search resumed in `run_dir` ([`SearchEngine::resume`]). `cfg`, when given (the `--config`

@@ -77,8 +77,7 @@ impl EvaluatorActor {
             Ok(())
         };
         let thread = format!("evnas-fitness-{}", self.name.rsplit(' ').next().unwrap_or_default());
-        crate::threads::on_phase_thread(&thread, measure)
-            .map_err(|e| SearchError::Thread { name: thread, reason: e.to_string() })?
+        crate::search::on_phase_thread(&thread, measure)?
     }
 }
 

@@ -15,7 +15,7 @@ use kameo::Actor;
 
 use crate::search::record::TrainSummary;
 use crate::search::{
-    GenerationPlan, Phase, SearchError, SearchState, SupernetTrainer, TrainBatches, Training,
+    on_phase_thread, GenerationPlan, Phase, SearchError, SearchState, SupernetTrainer, TrainBatches, Training,
 };
 use crate::stop::StopFlag;
 use crate::telemetry;
@@ -93,7 +93,7 @@ impl TrainerActor {
                     _ => (self.batches_of(g).await?, None),
                 };
                 let (events, trainer, stop) = (self.events.clone(), &mut self.trainer, &self.stop);
-                let training = on_phase_thread(|| {
+                let training = on_phase_thread(PHASE_THREAD, || {
                     trainer.train(plan, batches, done, stop, |step| {
                         telemetry::TrainStep(step).emit();
                         events
@@ -116,19 +116,15 @@ impl TrainerActor {
         }
         // `&mut`: the trainer is not Sync, only Send.
         let trainer = &mut self.trainer;
-        let snapshot = Arc::new(on_phase_thread(move || trainer.snapshot(g))?);
+        let snapshot = Arc::new(on_phase_thread(PHASE_THREAD, move || trainer.snapshot(g))?);
         let trained = Trained { generation: g, summary, snapshot };
         let _ = self.controller.tell(trained).send().await;
         Ok(())
     }
 }
 
-/// `work` on a thread of its own ([`crate::threads::on_phase_thread`]): the trainer's libtorch
-/// work never keeps an OpenMP team on the actor's thread.
-fn on_phase_thread<T: Send>(work: impl FnOnce() -> T + Send) -> Result<T, SearchError> {
-    crate::threads::on_phase_thread("evnas-train", work)
-        .map_err(|e| SearchError::Thread { name: "evnas-train".into(), reason: e.to_string() })
-}
+/// The trainer's libtorch work runs on a thread named so that ends with it.
+const PHASE_THREAD: &str = "evnas-train";
 
 /// Where a generation's training starts.
 pub enum TrainStart {
@@ -171,7 +167,8 @@ impl Message<CaptureCheckpoint> for TrainerActor {
     async fn handle(&mut self, msg: CaptureCheckpoint, _: &mut Context<Self, Self::Reply>) {
         let started = std::time::Instant::now();
         let trainer = &mut self.trainer;
-        match on_phase_thread(move || trainer.capture(&msg.state)).and_then(|captured| captured) {
+        match on_phase_thread(PHASE_THREAD, move || trainer.capture(&msg.state)).and_then(|captured| captured)
+        {
             Ok(captured) => {
                 let seconds = started.elapsed().as_secs_f64();
                 let _ = self.controller.tell(Captured { captured, seconds, kind: msg.kind }).send().await;

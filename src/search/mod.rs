@@ -39,6 +39,13 @@ pub use snapshot::WeightsSnapshot;
 pub use timings::GenerationTimings;
 pub use trainer::{SupernetTrainer, Training};
 
+/// `work` on a thread named `name` that ends with it ([`crate::threads::on_phase_thread`]): a
+/// search phase's libtorch work never keeps an OpenMP team on the thread that asked for it.
+pub fn on_phase_thread<T: Send>(name: &str, work: impl FnOnce() -> T + Send) -> Result<T, SearchError> {
+    crate::threads::on_phase_thread(name, work)
+        .map_err(|e| SearchError::Thread { name: name.to_string(), reason: e.to_string() })
+}
+
 /// Errors of a search. Each message names its own problem; a wrapped error is the `source`,
 /// never repeated in the message (the printer at the edge joins the chain).
 #[derive(Debug, thiserror::Error)]
