@@ -437,6 +437,7 @@ fn main() -> Result<()> {
                 args.fitness_workers,
                 setup.config.init_channels as usize,
                 args.threads.max(1) as usize,
+                usize::MAX, // no population here to bound them
             );
             let fp32 = if workers > 1 {
                 parallel_eval_throughput(&vs, setup, channels_last, workers, args.iters)?

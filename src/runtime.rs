@@ -95,9 +95,9 @@ pub enum Arenas {
 /// 25 img/s with one arena, 34-35 with glibc's per-thread arenas, peak RSS +4% (a limit of 2
 /// arenas gave either, as threads happened to share them); 2 fitness evaluators of the default
 /// config (C=4) measured a generation in 9.5-12.6 s with one arena, 9.5-10.9 s with an arena
-/// each, peak RSS +5-9% (memory config: 2.22-2.36 GB, 2.42-2.47 GB). Call once, early, before other
-/// threads allocate (glibc fixes the limit when a second thread first allocates). A no-op off
-/// glibc.
+/// each, peak RSS +5-9% (memory config: 2.22-2.36 GB, 2.42-2.47 GB). Call once, early, before
+/// other threads allocate (glibc fixes the limit when a second thread first allocates). A no-op
+/// off glibc.
 pub fn keep_freed_memory(arenas: Arenas) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

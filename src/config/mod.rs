@@ -46,7 +46,7 @@ impl Config {
     /// How many fitness evaluators measure whole individuals side by side on the CPU: fp32
     /// fitness on a CPU device ("auto" counts as one: main asks before CUDA may be looked at),
     /// as many as [`crate::search::fitness_workers`] makes of `run.fitness_workers` with
-    /// `run.threads` (0: one per CPU), never more than the population; else 1.
+    /// `run.threads` (0: one per CPU); else 1.
     pub fn cpu_fitness_evaluators(&self) -> usize {
         let on_cpu = self.run.devices.first().unwrap_or(&self.run.device);
         if !matches!(on_cpu.as_str(), "cpu" | "auto") || self.fitness.precision != Precision::Fp32 {
@@ -56,9 +56,8 @@ impl Config {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        let workers =
-            crate::search::fitness_workers(self.run.fitness_workers, self.supernet.init_channels, threads);
-        workers.clamp(1, self.search.population.max(1))
+        let (requested, channels) = (self.run.fitness_workers, self.supernet.init_channels);
+        crate::search::fitness_workers(requested, channels, threads, self.search.population)
     }
 
     /// Digest of everything that shapes a search's results; a run resumes only under the same one.

@@ -268,13 +268,15 @@ fn baseline_label(settings: &SearchSettings) -> Option<&'static str> {
 const NARROW_SUPERNET_CHANNELS: usize = 16;
 
 /// How many individuals a fitness phase measures at once on the CPU for `run.fitness_workers =
-/// requested` (0: automatic) with `threads` libtorch threads.
-pub fn fitness_workers(requested: usize, init_channels: usize, threads: usize) -> usize {
-    match requested {
-        0 if init_channels < NARROW_SUPERNET_CHANNELS => threads.max(1),
+/// requested` (0: automatic) with `threads` libtorch threads: at least one, never more than the
+/// `population`.
+pub fn fitness_workers(requested: usize, init_channels: usize, threads: usize, population: usize) -> usize {
+    let workers = match requested {
+        0 if init_channels < NARROW_SUPERNET_CHANNELS => threads,
         0 => 1,
         n => n,
-    }
+    };
+    workers.clamp(1, population.max(1))
 }
 
 /// The devices of a search's fitness evaluators, one entry per evaluator: on the CPU with fp32
@@ -286,9 +288,11 @@ pub fn evaluator_devices(settings: &SearchSettings) -> Vec<Device> {
     let leader = settings.runtime.device();
     let population = settings.hot.population.max(1);
     if leader == Device::Cpu && settings.fitness.precision == Precision::Fp32 {
-        let count =
-            fitness_workers(requested, settings.supernet.init_channels, crate::threads::current_threads());
-        return vec![leader; count.clamp(1, population)];
+        let threads = crate::threads::current_threads();
+        return vec![
+            leader;
+            fitness_workers(requested, settings.supernet.init_channels, threads, population)
+        ];
     }
     let mut distinct: Vec<Device> = Vec::new();
     for &device in &settings.runtime.devices {
