@@ -21,10 +21,15 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// found network for days meanwhile; a rank 0 that died is noticed at once (its sockets close).
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// How long the members of a new group (a session's replicas, a fitness pair) wait for each
+/// other's keys: rank 0 tells them all when to form it, so one still missing after this is
+/// gone. (Gloo waits up to five times as long for a pair's connection.)
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub struct Job {
     env: LaunchEnv,
-    /// The job's keys, under this launch attempt's prefix.
-    store: Store,
+    /// The job's TCPStore, open for the job's life: on the rank that hosts it, its server.
+    _store: Store,
     control: Mutex<ProcessGroup>,
     sessions: AtomicUsize,
     /// A collective of the control group failed (a process died): the group is not used again.
@@ -41,7 +46,7 @@ impl Job {
         let role = if env.hosts_store() { StoreRole::Server } else { StoreRole::Client };
         let tcp = Store::tcp(&env.master_addr, env.master_port, role, timeout)?;
         // A restarted job meets under fresh keys; the prefix store keeps the TCP store alive.
-        let store = tcp.prefixed(&format!("evnas/attempt_{}", env.attempt))?;
+        let store = tcp.prefixed(&attempt_prefix(&env))?;
         let control = ProcessGroup::gloo(
             &store.prefixed("control")?,
             env.rank,
@@ -52,7 +57,7 @@ impl Job {
         control.set_timeout(CONTROL_TIMEOUT)?;
         Ok(Self {
             env,
-            store,
+            _store: store,
             control: Mutex::new(control),
             sessions: AtomicUsize::new(0),
             broken: AtomicBool::new(false),
@@ -127,15 +132,26 @@ impl Job {
         self.sessions.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The keys where the replicas of session `number` meet.
+    /// The keys where the replicas of session `number` meet, through a TCPStore client of its
+    /// own: call it once per group formed. A TCPStore client keeps its lock while it waits for
+    /// a key, so groups formed side by side through one client wait on each other. (They did:
+    /// rank 1's fitness pair, waiting for rank 0's key, held the client that rank 1's replica
+    /// needed to join the session group, which rank 0 had to finish before writing that key.)
     pub fn session_store(&self, number: usize) -> Result<Store, DistributedError> {
-        self.store.prefixed(&format!("session_{number}"))
+        let client =
+            Store::tcp(&self.env.master_addr, self.env.master_port, StoreRole::Client, FORM_TIMEOUT)?;
+        client.prefixed(&format!("{}/session_{number}", attempt_prefix(&self.env)))
     }
 
     /// How this process's Gloo devices reach the other machines.
     pub fn gloo_bind(&self) -> GlooBind {
         gloo_bind_from_env()
     }
+}
+
+/// Where this launch attempt's keys live: a restarted job meets under fresh ones.
+fn attempt_prefix(env: &LaunchEnv) -> String {
+    format!("evnas/attempt_{}", env.attempt)
 }
 
 /// The job this process joined at start ([`Job::install`]), if it runs in one.

@@ -10,7 +10,7 @@ mod process_group;
 mod store;
 
 pub use error::DistributedError;
-pub use job::{joined, Job, CONTROL_TIMEOUT, JOIN_TIMEOUT};
+pub use job::{joined, Job, CONTROL_TIMEOUT, FORM_TIMEOUT, JOIN_TIMEOUT};
 pub use launch_env::LaunchEnv;
 pub use process_group::{GlooBind, ProcessGroup};
 pub use store::{Store, StoreRole};
@@ -99,6 +99,40 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(results, vec![(5.0, 3.0, 2), (5.0, 3.0, 2)]);
+    }
+
+    /// Groups formed side by side in one process do not wait on each other: rank 1 starts
+    /// forming the fitness pair (waiting for rank 0's key) before its replica joins the session
+    /// group, which rank 0 forms first. Through one shared TCPStore client, the pair's wait held
+    /// the client's lock and the session group could not form (a deadlock until the timeout).
+    #[test]
+    fn groups_formed_side_by_side_in_a_process_do_not_wait_on_each_other() {
+        let port = free_port();
+        let form = |job: &Job, prefix: &str, rank: usize| -> Result<usize, DistributedError> {
+            let store = job.session_store(0)?.prefixed(prefix)?;
+            let group = ProcessGroup::gloo(&store, rank, 2, &job.gloo_bind(), TIMEOUT)?;
+            group.barrier()?;
+            Ok(group.size())
+        };
+        let started = std::time::Instant::now();
+        std::thread::scope(|s| {
+            let rank0 = s.spawn(|| {
+                let job = Job::join(env(0, port), TIMEOUT).unwrap();
+                (form(&job, "session", 0).unwrap(), form(&job, "pair", 0).unwrap())
+            });
+            let rank1 = s.spawn(|| {
+                let job = Job::join(env(1, port), TIMEOUT).unwrap();
+                std::thread::scope(|inner| {
+                    let pair = inner.spawn(|| form(&job, "pair", 1).unwrap());
+                    // The pair is waiting for rank 0's key by now.
+                    std::thread::sleep(Duration::from_millis(500));
+                    (form(&job, "session", 1).unwrap(), pair.join().unwrap())
+                })
+            });
+            assert_eq!(rank0.join().unwrap(), (2, 2));
+            assert_eq!(rank1.join().unwrap(), (2, 2));
+        });
+        assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
     }
 
     /// A rank whose peers never come gives up after the join timeout, naming the job.

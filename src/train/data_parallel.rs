@@ -26,7 +26,7 @@ use super::sgd::{Sgd, SgdConfig};
 use super::supernet_epoch::{BatchTrainer, StepIndex};
 use super::TrainError;
 use crate::data::Batch;
-use crate::distributed::{DistributedError, GlooBind, Job, ProcessGroup, Store};
+use crate::distributed::{DistributedError, GlooBind, Job, ProcessGroup, Store, FORM_TIMEOUT};
 use crate::model::{ArchWeights, OneShotModel};
 use crate::train::remote_fitness::FitnessLink;
 
@@ -117,8 +117,8 @@ impl ReplicaSet {
     ) -> Result<Self, TrainError> {
         let local = devices.len();
         let threads_per_replica = (threads / local.max(1)).max(1);
-        let (remote, store, bind) = match in_job {
-            None => (None, Store::in_process()?, loopback()),
+        let (remote, meeting, bind) = match in_job {
+            None => (None, Meeting::InProcess(Arc::new(Store::in_process()?)), loopback()),
             Some(InJob { job, model_spec, fitness_batchnorm }) => {
                 let spec = ranks::SessionSpec {
                     momentum: sgd.momentum,
@@ -127,26 +127,26 @@ impl ReplicaSet {
                     fitness_batchnorm,
                 };
                 let (remote, session) = ranks::RemoteRanks::open(job, &spec, local)?;
-                (Some(remote), job.session_store(session)?, job.gloo_bind())
+                (Some(remote), Meeting::Job { job, session }, job.gloo_bind())
             }
         };
         let size = remote.as_ref().map_or(local, ranks::RemoteRanks::total);
-        let store = Arc::new(store);
+        let store = meeting.store()?;
         let mut workers = Workers::default();
         let mut ready = Vec::with_capacity(local.saturating_sub(1));
         let mut spawned = Ok(());
         for (rank, &device) in devices.iter().enumerate().skip(1) {
-            let context = WorkerContext {
+            let context = meeting.store().map(|store| WorkerContext {
                 rank,
                 size,
                 device,
                 sgd,
                 threads: threads_per_replica,
-                store: store.clone(),
+                store,
                 bind: bind.clone(),
                 build: build.clone(),
-            };
-            match spawn_worker(context) {
+            });
+            match context.map_err(TrainError::from).and_then(spawn_worker) {
                 Ok((worker, ready_rx)) => {
                     workers.0.push(worker);
                     ready.push(ready_rx);
@@ -165,7 +165,7 @@ impl ReplicaSet {
             workers.abandon();
             return Err(e);
         }
-        let joined = ProcessGroup::gloo(&store, 0, size, &bind, COLLECTIVE_TIMEOUT)
+        let joined = form_group(&store, 0, size, &bind)
             .and_then(|group| broadcast_state(leader_vs, leader_opt, &group).map(|()| group));
         let group = match joined {
             Ok(group) => group,
@@ -404,6 +404,38 @@ impl Drop for Workers {
     }
 }
 
+/// Replica `rank` of `size` joins the replicas' group: its members wait [`FORM_TIMEOUT`] for
+/// each other, then each collective waits [`COLLECTIVE_TIMEOUT`].
+fn form_group(
+    store: &Store,
+    rank: usize,
+    size: usize,
+    bind: &GlooBind,
+) -> Result<ProcessGroup, DistributedError> {
+    let group = ProcessGroup::gloo(store, rank, size, bind, FORM_TIMEOUT)?;
+    group.set_timeout(COLLECTIVE_TIMEOUT)?;
+    Ok(group)
+}
+
+/// Where a session's replicas meet to form their group.
+enum Meeting {
+    /// Threads of one process: one in-process store for all.
+    InProcess(Arc<Store>),
+    /// A job's session: a TCPStore client for each group formed ([`Job::session_store`] says
+    /// why).
+    Job { job: &'static Job, session: usize },
+}
+
+impl Meeting {
+    /// The store one member forms the group through.
+    fn store(&self) -> Result<Arc<Store>, DistributedError> {
+        match self {
+            Meeting::InProcess(store) => Ok(store.clone()),
+            Meeting::Job { job, session } => Ok(Arc::new(job.session_store(*session)?)),
+        }
+    }
+}
+
 /// Starts a replica's thread; it builds its supernet, says so on the returned channel, then
 /// joins the replicas' group.
 fn spawn_worker(context: WorkerContext) -> Result<(Worker, Receiver<Result<(), String>>), TrainError> {
@@ -462,9 +494,8 @@ fn run_worker(
     };
     let mut opt = Sgd::new(&vs, context.sgd);
     let _ = ready.send(Ok(()));
-    let joined =
-        ProcessGroup::gloo(&context.store, context.rank, context.size, &context.bind, COLLECTIVE_TIMEOUT)
-            .and_then(|group| broadcast_state(&vs, &mut opt, &group).map(|()| group));
+    let joined = form_group(&context.store, context.rank, context.size, &context.bind)
+        .and_then(|group| broadcast_state(&vs, &mut opt, &group).map(|()| group));
     let group = match joined {
         Ok(group) => group,
         Err(e) => {

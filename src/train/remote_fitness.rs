@@ -6,15 +6,13 @@
 //! r answers with the tally. Results equal those of rank 0's own evaluators: the same forward on
 //! the same numbers.
 
-use std::time::Duration;
-
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::accuracy::Tally;
 use super::fitness::{evaluate_individual, EvalBatch};
 use super::TrainError;
-use crate::distributed::{DistributedError, GlooBind, ProcessGroup, Store, CONTROL_TIMEOUT};
+use crate::distributed::{DistributedError, GlooBind, ProcessGroup, Store, CONTROL_TIMEOUT, FORM_TIMEOUT};
 use crate::model::{ArchWeights, OneShotModel};
 use crate::stop::StopFlag;
 
@@ -27,14 +25,11 @@ const END: f64 = 4.0;
 const ABORT: f64 = 5.0;
 const CLOSE: f64 = 6.0;
 
-/// How long the two ends of a pair wait for each other to join it.
-pub const LINK_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Joins the pair of rank 0 (`member` 0) and another rank (`member` 1) meeting in `store`. Its
-/// exchanges then wait as long as the job's control group does: rank r waits for the next
+/// Joins the pair of rank 0 (`member` 0) and another rank (`member` 1) meeting in `store` (each
+/// waiting [`FORM_TIMEOUT`] for the other). Its exchanges then wait as long as the job's control group does: rank r waits for the next
 /// generation's weights through a whole training phase.
 pub fn join_pair(store: &Store, member: usize, bind: &GlooBind) -> Result<ProcessGroup, DistributedError> {
-    let group = ProcessGroup::gloo(store, member, 2, bind, LINK_TIMEOUT)?;
+    let group = ProcessGroup::gloo(store, member, 2, bind, FORM_TIMEOUT)?;
     group.set_timeout(CONTROL_TIMEOUT)?;
     Ok(group)
 }

@@ -307,7 +307,6 @@ impl LocalSession {
         let built = spec.and_then(|spec| {
             let build = build_from_spec(&spec.model)
                 .map_err(|reason| TrainError::Replica { replica: first, reason })?;
-            let store = Arc::new(job.session_store(number)?);
             let sgd = SgdConfig { momentum: spec.momentum, weight_decay: spec.weight_decay };
             let mut ready = Vec::with_capacity(devices.len());
             for (i, &device) in devices.iter().enumerate() {
@@ -317,7 +316,8 @@ impl LocalSession {
                     device,
                     sgd,
                     threads: (threads / devices.len().max(1)).max(1),
-                    store: store.clone(),
+                    // A client each: the groups of this rank form side by side.
+                    store: Arc::new(job.session_store(number)?),
                     bind: job.gloo_bind(),
                     build: build.clone(),
                 };
@@ -325,10 +325,10 @@ impl LocalSession {
                 workers.0.push(worker);
                 ready.push(ready_rx);
             }
-            wait_ready(&ready, first).map(|()| (store, build, spec.fitness_batchnorm))
+            wait_ready(&ready, first).map(|()| (build, spec.fitness_batchnorm))
         });
         let failed = exchange_ready(job, built.is_ok())?;
-        let (store, build, fitness_batchnorm) = match built {
+        let (build, fitness_batchnorm) = match built {
             Ok(parts) => parts,
             Err(e) => {
                 workers.abandon();
@@ -341,7 +341,7 @@ impl LocalSession {
         }
         if let Some(train_mode_bn) = fitness_batchnorm {
             let server = FitnessServer { rank: job.rank(), device: devices[0], threads, train_mode_bn };
-            server.start(fitness_store(&store, job.rank())?, job.gloo_bind(), build)?;
+            server.start(fitness_store(&job.session_store(number)?, job.rank())?, job.gloo_bind(), build)?;
         }
         Ok(Some(Self { workers, first, total }))
     }
