@@ -72,7 +72,7 @@ impl SupernetTrainer {
         let (mut single, mut parallel);
         let trainer: &mut dyn BatchTrainer = match &self.replicas {
             None => {
-                single = SingleReplica { model, opt };
+                single = SingleReplica::new(model, opt);
                 &mut single
             }
             Some(replicas) => {

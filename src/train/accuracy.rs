@@ -1,6 +1,6 @@
 //! Running top-1 / top-5 / loss totals over batches, as the reference's `accuracy` + `AvgrageMeter`.
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Sums over the batches seen so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -14,18 +14,14 @@ pub struct Tally {
 
 impl Tally {
     /// Adds one batch: `logits` [B, classes], `labels` [B] (i64), `mean_loss` the batch's mean loss.
+    /// Reads the batch's counts to the host (one synchronisation of a CUDA device).
     pub fn add(&mut self, logits: &Tensor, labels: &Tensor, mean_loss: f64) {
-        let n = labels.size()[0];
-        let classes = logits.size()[1];
-        let k = classes.min(5);
-        let (_, top) = logits.topk(k, 1, true, true);
-        let hits = top.eq_tensor(&labels.unsqueeze(1));
-        let top1 = hits.narrow(1, 0, 1).sum(Kind::Int64).int64_value(&[]);
-        let top5 = hits.sum(Kind::Int64).int64_value(&[]);
-        self.images += n as u64;
-        self.correct_top1 += top1 as u64;
-        self.correct_top5 += top5 as u64;
-        self.loss_sum += mean_loss * n as f64;
+        let counts = Vec::<i64>::try_from(&hit_counts(logits, labels).to_kind(Kind::Int64))
+            .expect("two counts of a batch");
+        self.images += labels.size()[0] as u64;
+        self.correct_top1 += counts[0] as u64;
+        self.correct_top5 += counts[1] as u64;
+        self.loss_sum += mean_loss * labels.size()[0] as f64;
     }
 
     pub fn merge(&mut self, other: &Tally) {
@@ -61,6 +57,89 @@ impl Tally {
     }
 }
 
+/// A [`Tally`] whose sums stay on the logits' device until read: adding a batch queues a few
+/// small kernels and never waits for the device, so a GPU runs ahead of the host.
+///
+/// The sums are f64 and added batch by batch in the same order as [`Tally::merge`] of per-batch
+/// tallies, so [`read`](Self::read) gives the same bits as adding host tallies would.
+#[derive(Debug, Default)]
+pub struct DeviceTally {
+    /// What was added before the first batch: the start of the device sums.
+    base: Tally,
+    images: u64,
+    /// top-1 hits, top-5 hits, loss sum; `None` until a batch is added.
+    sums: Option<Tensor>,
+}
+
+impl DeviceTally {
+    /// Continues from `base` (a pass stopped earlier, or nothing).
+    pub fn starting_at(base: Tally) -> Self {
+        Self { base, images: base.images, sums: None }
+    }
+
+    /// Adds one batch: `loss` the batch's mean loss, a scalar tensor on the logits' device.
+    pub fn add(&mut self, logits: &Tensor, labels: &Tensor, loss: &Tensor) {
+        let n = labels.size()[0];
+        let batch = Tensor::cat(
+            &[
+                hit_counts(logits, labels).to_kind(Kind::Double),
+                (loss.to_kind(Kind::Double) * n as f64).reshape([1]),
+            ],
+            0,
+        );
+        self.images += n as u64;
+        self.accumulate(&batch);
+    }
+
+    /// Adds a batch already counted on the host.
+    pub fn add_tally(&mut self, tally: &Tally) {
+        let device = self.sums.as_ref().map_or(Device::Cpu, Tensor::device);
+        let batch =
+            Tensor::from_slice(&[tally.correct_top1 as f64, tally.correct_top5 as f64, tally.loss_sum])
+                .to_device(device);
+        self.images += tally.images;
+        self.accumulate(&batch);
+    }
+
+    fn accumulate(&mut self, batch: &Tensor) {
+        match &mut self.sums {
+            Some(sums) => {
+                let _ = sums.g_add_(batch);
+            }
+            None => {
+                let base = &self.base;
+                let start =
+                    Tensor::from_slice(&[base.correct_top1 as f64, base.correct_top5 as f64, base.loss_sum]);
+                self.sums = Some(start.to_device(batch.device()) + batch);
+            }
+        }
+    }
+
+    /// The sums so far (waits for the device).
+    pub fn read(&self) -> Tally {
+        match &self.sums {
+            None => self.base,
+            Some(sums) => {
+                let s = Vec::<f64>::try_from(sums).expect("three sums of a tally");
+                Tally {
+                    images: self.images,
+                    correct_top1: s[0] as u64,
+                    correct_top5: s[1] as u64,
+                    loss_sum: s[2],
+                }
+            }
+        }
+    }
+}
+
+/// The batch's top-1 and top-5 hits, as a tensor of 2 on the logits' device.
+fn hit_counts(logits: &Tensor, labels: &Tensor) -> Tensor {
+    let k = logits.size()[1].min(5);
+    let (_, top) = logits.topk(k, 1, true, true);
+    let hits = top.eq_tensor(&labels.unsqueeze(1));
+    Tensor::stack(&[hits.narrow(1, 0, 1).sum(Kind::Int64), hits.sum(Kind::Int64)], 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +159,34 @@ mod tests {
         assert_eq!((t.images, t.correct_top1, t.correct_top5), (3, 1, 2));
         assert!((t.top1() - 100.0 / 3.0).abs() < 1e-9);
         assert!((t.mean_loss() - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn device_tally_reads_what_host_tallies_add_up_to() {
+        tch::manual_seed(7);
+        let base = Tally { images: 5, correct_top1: 2, correct_top5: 4, loss_sum: 11.375 };
+        let mut host = base;
+        let mut device = DeviceTally::starting_at(base);
+        for batch in 0..4 {
+            let logits = Tensor::randn([6, 10], (Kind::Float, Device::Cpu));
+            let labels = Tensor::randint(10, [6], (Kind::Int64, Device::Cpu));
+            let loss = logits.cross_entropy_for_logits(&labels);
+            if batch == 2 {
+                // A batch counted elsewhere (another replica's), added as a host tally.
+                let mut other = Tally::default();
+                other.add(&logits, &labels, loss.double_value(&[]));
+                host.merge(&other);
+                device.add_tally(&other);
+            } else {
+                let mut one = Tally::default();
+                one.add(&logits, &labels, loss.double_value(&[]));
+                host.merge(&one);
+                device.add(&logits, &labels, &loss);
+            }
+        }
+        let read = device.read();
+        assert_eq!(read, host);
+        assert_eq!(read.loss_sum.to_bits(), host.loss_sum.to_bits());
+        assert_eq!(DeviceTally::starting_at(base).read(), base);
     }
 }

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::accuracy::Tally;
+use super::accuracy::{DeviceTally, Tally};
 use super::sgd::{Sgd, SgdConfig};
 use super::supernet_epoch::{BatchTrainer, StepIndex};
 use super::TrainError;
@@ -248,7 +248,8 @@ impl BatchTrainer for DataParallel<'_> {
         step: StepIndex,
         lr: f64,
         grad_clip: f64,
-    ) -> Result<Tally, TrainError> {
+        tally: &mut DeviceTally,
+    ) -> Result<(), TrainError> {
         let replicas = self.replicas.replicas();
         let images = batch.labels.size().first().copied().unwrap_or(0);
         let sizes = shard_sizes(images, replicas).ok_or(TrainError::EmptyBatch { batch: step.batch })?;
@@ -284,7 +285,8 @@ impl BatchTrainer for DataParallel<'_> {
         }
         self.replicas.communication.set(self.replicas.communication.get() + communication);
         total.merge(&rest);
-        Ok(total)
+        tally.add_tally(&total);
+        Ok(())
     }
 }
 

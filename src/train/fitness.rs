@@ -6,7 +6,7 @@ use std::borrow::Borrow;
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use super::accuracy::Tally;
+use super::accuracy::{DeviceTally, Tally};
 use super::TrainError;
 use crate::data::DataError;
 use crate::model::{ArchWeights, OneShotModel};
@@ -42,7 +42,8 @@ where
     E: std::fmt::Display,
 {
     crate::fault::point("fitness.individual")?;
-    let mut tally = Tally::default();
+    // Summed on the device and read once per individual, not once per batch.
+    let mut tally = DeviceTally::default();
     tch::no_grad(|| {
         for batch in batches {
             if stop.is_stopped() {
@@ -51,12 +52,12 @@ where
             let batch = batch.map_err(|e| TrainError::Data { reason: e.to_string() })?;
             let batch = batch.borrow();
             let logits = model.forward_arch(&batch.images, architecture, train_mode_bn)?;
-            let loss = logits.cross_entropy_for_logits(&batch.labels).double_value(&[]);
-            tally.add(&logits, &batch.labels, loss);
+            let loss = logits.cross_entropy_for_logits(&batch.labels);
+            tally.add(&logits, &batch.labels, &loss);
         }
         Ok(())
     })?;
-    Ok(tally)
+    Ok(tally.read())
 }
 
 /// Validation batches a worker thread owns: shared device-resident ones, or a stream of

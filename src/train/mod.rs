@@ -5,6 +5,7 @@ pub mod autocast;
 pub mod data_parallel;
 pub mod fitness;
 pub mod fitness_mode;
+pub mod loss_check;
 pub mod reduced_precision;
 pub mod remote_fitness;
 pub mod schedule;

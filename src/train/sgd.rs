@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use tch::{nn::VarStore, Tensor};
+use tch::{nn::VarStore, Device, Tensor};
 
 /// Hyper-parameters of one SGD step (the learning rate comes from the schedule per step).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,30 +31,35 @@ impl Sgd {
         Self { config, params, momentum: BTreeMap::new() }
     }
 
+    /// Where the tracked variables live (the CPU when there are none).
+    pub fn device(&self) -> Device {
+        self.params.first().map_or(Device::Cpu, |(_, p)| p.device())
+    }
+
     pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
             p.zero_grad();
         }
     }
 
-    /// Scales all gradients so that their joint L2 norm is at most `max_norm`; returns the norm
-    /// before clipping (PyTorch's `clip_grad_norm_` with its 1e-6 guard).
-    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+    /// Scales all gradients so that their joint L2 norm is at most `max_norm`, as PyTorch's
+    /// `clip_grad_norm_` (its 1e-6 guard; the coefficient computed on the device, so that a GPU
+    /// is not waited for).
+    pub fn clip_grad_norm(&mut self, max_norm: f64) {
         tch::no_grad(|| {
             let norms: Vec<Tensor> =
                 self.params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).map(|g| g.norm()).collect();
             if norms.is_empty() {
-                return 0.0;
+                return;
             }
             let total = Tensor::stack(&norms, 0).norm();
-            let coef = (max_norm / (total.double_value(&[]) + 1e-6)).min(1.0);
+            let coef = ((&total + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
             for (_, p) in &self.params {
                 let mut g = p.grad();
                 if g.defined() {
-                    let _ = g.g_mul_scalar_(coef);
+                    let _ = g.g_mul_(&coef);
                 }
             }
-            total.double_value(&[])
         })
     }
 
@@ -192,11 +197,14 @@ mod tests {
         let mut opt = Sgd::new(&vs, SgdConfig { momentum: 0.0, weight_decay: 0.0 });
         opt.zero_grad();
         ((&a * &a + &b * &b).sum(Kind::Float) / 2.0).backward();
-        let norm = opt.clip_grad_norm(1.0);
-        assert!((norm - 5.0).abs() < 1e-5);
-        let ga = a.grad().double_value(&[0]);
-        let gb = b.grad().double_value(&[0]);
-        assert!(((ga * ga + gb * gb).sqrt() - 1.0).abs() < 1e-5);
+        opt.clip_grad_norm(1.0);
+        // Gradients (3, 4), norm 5: scaled to norm 1, same direction.
+        let grads = || (a.grad().double_value(&[0]), b.grad().double_value(&[0]));
+        let (ga, gb) = grads();
+        assert!((ga - 0.6).abs() < 1e-6 && (gb - 0.8).abs() < 1e-6, "{ga} {gb}");
+        // Below the bound: untouched (the coefficient is clamped to 1).
+        opt.clip_grad_norm(10.0);
+        assert_eq!(grads(), (ga, gb));
         let _ = nn::VarStore::new(Device::Cpu);
     }
 

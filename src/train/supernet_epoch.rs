@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::accuracy::Tally;
+use super::accuracy::{DeviceTally, Tally};
+use super::loss_check::LossCheck;
 use super::sgd::Sgd;
 use super::TrainError;
 use crate::data::Batch;
@@ -92,14 +93,15 @@ where
     I: IntoIterator<Item = Result<Batch, E>>,
     E: std::fmt::Display,
 {
-    continue_epoch_with(&mut SingleReplica { model, opt }, settings, batches, done, on_batch)
+    continue_epoch_with(&mut SingleReplica::new(model, opt), settings, batches, done, on_batch)
 }
 
 /// What trains the supernet on one batch: one replica, or several in step
 /// ([`super::data_parallel::ReplicaSet`]).
 pub trait BatchTrainer {
-    /// One SGD step on `batch` through `arch`; the batch's tally. The loss is checked before
-    /// the step: a non-finite one is [`TrainError::NonFiniteLoss`] with the weights untouched.
+    /// One SGD step on `batch` through `arch`, the batch added to `tally`. A non-finite loss is
+    /// [`TrainError::NonFiniteLoss`], found before the step that trains on it (or, where checks
+    /// are batched, by [`settle`](Self::settle) or a later step's check).
     fn train_batch(
         &mut self,
         batch: &Batch,
@@ -107,7 +109,14 @@ pub trait BatchTrainer {
         step: StepIndex,
         lr: f64,
         grad_clip: f64,
-    ) -> Result<Tally, TrainError>;
+        tally: &mut DeviceTally,
+    ) -> Result<(), TrainError>;
+
+    /// Finishes the checks of the steps trained so far, before their tallies or weights are
+    /// used.
+    fn settle(&mut self) -> Result<(), TrainError> {
+        Ok(())
+    }
 }
 
 /// Which batch of the pass a step trains, and through whom.
@@ -117,10 +126,28 @@ pub struct StepIndex {
     pub individual: usize,
 }
 
-/// The supernet on one device.
+/// The supernet on one device. Nothing of a step is read back to the host, apart from the
+/// losses' batched finiteness checks.
 pub struct SingleReplica<'a> {
-    pub model: &'a dyn OneShotModel,
-    pub opt: &'a mut Sgd,
+    model: &'a dyn OneShotModel,
+    opt: &'a mut Sgd,
+    losses: LossCheck<StepIndex>,
+}
+
+impl<'a> SingleReplica<'a> {
+    /// Checks losses as [`LossCheck::for_device`] does on the supernet's device.
+    pub fn new(model: &'a dyn OneShotModel, opt: &'a mut Sgd) -> Self {
+        let losses = LossCheck::for_device(opt.device());
+        Self::with_loss_check(model, opt, losses)
+    }
+
+    pub fn with_loss_check(
+        model: &'a dyn OneShotModel,
+        opt: &'a mut Sgd,
+        losses: LossCheck<StepIndex>,
+    ) -> Self {
+        Self { model, opt, losses }
+    }
 }
 
 impl BatchTrainer for SingleReplica<'_> {
@@ -131,21 +158,32 @@ impl BatchTrainer for SingleReplica<'_> {
         step: StepIndex,
         lr: f64,
         grad_clip: f64,
-    ) -> Result<Tally, TrainError> {
+        tally: &mut DeviceTally,
+    ) -> Result<(), TrainError> {
         self.opt.zero_grad();
         let logits = self.model.forward_arch(&batch.images, arch, true)?;
         let loss = logits.cross_entropy_for_logits(&batch.labels);
-        // Checked before the step, so that a diverged batch never reaches the weights.
-        let loss_value = if crate::fault::corrupts("train.loss") { f64::NAN } else { loss.double_value(&[]) };
-        if !loss_value.is_finite() {
-            return Err(TrainError::NonFiniteLoss { batch: step.batch, individual: step.individual });
+        let checked = if crate::fault::corrupts("train.loss") {
+            loss.full_like(f64::NAN)
+        } else {
+            loss.shallow_clone()
+        };
+        // Checked before the step, so that a diverged batch never reaches the saved weights.
+        if let Some(bad) = self.losses.record(step, &checked) {
+            return Err(TrainError::NonFiniteLoss { batch: bad.batch, individual: bad.individual });
         }
         loss.backward();
         self.opt.clip_grad_norm(grad_clip);
         self.opt.step(lr);
-        let mut tally = Tally::default();
-        tch::no_grad(|| tally.add(&logits, &batch.labels, loss_value));
-        Ok(tally)
+        tch::no_grad(|| tally.add(&logits, &batch.labels, &loss.detach()));
+        Ok(())
+    }
+
+    fn settle(&mut self) -> Result<(), TrainError> {
+        match self.losses.check() {
+            Some(bad) => Err(TrainError::NonFiniteLoss { batch: bad.batch, individual: bad.individual }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -174,14 +212,15 @@ where
         report.per_individual = vec![Tally::default(); population];
     }
     let earlier = report.elapsed;
+    let mut tallies: Vec<DeviceTally> =
+        report.per_individual.iter().copied().map(DeviceTally::starting_at).collect();
     let mut iter = batches.into_iter();
-    loop {
+    let stopped = loop {
         if settings.stop.is_stopped() {
-            report.elapsed = earlier + started.elapsed();
-            return Ok(EpochEnd::Stopped(report));
+            break true;
         }
         let wait_start = Instant::now();
-        let Some(next) = iter.next() else { break };
+        let Some(next) = iter.next() else { break false };
         let data_wait = wait_start.elapsed();
         report.data_wait += data_wait;
         let compute_start = Instant::now();
@@ -190,18 +229,110 @@ where
         let step = report.batches;
         let who = step % population;
         let index = StepIndex { batch: step, individual: who };
-        let tally = trainer.train_batch(
+        trainer.train_batch(
             &batch,
             &settings.architectures[who],
             index,
             settings.lr,
             settings.grad_clip,
+            &mut tallies[who],
         )?;
-        report.per_individual[who].merge(&tally);
         report.batches += 1;
         let images = batch.labels.size().first().map_or(0, |&n| n as usize);
         on_batch(&StepReport { step, images, data_wait, compute: compute_start.elapsed() });
-    }
+    };
+    // A stopped pass is checkpointed: its losses are checked first, as a finished one's.
+    trainer.settle()?;
+    report.per_individual = tallies.iter().map(DeviceTally::read).collect();
     report.elapsed = earlier + started.elapsed();
-    Ok(EpochEnd::Finished(report))
+    Ok(if stopped { EpochEnd::Stopped(report) } else { EpochEnd::Finished(report) })
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use super::*;
+    use crate::model::{Supernet, SupernetConfig};
+    use crate::train::sgd::SgdConfig;
+
+    const SGD_PAPER: SgdConfig = SgdConfig { momentum: 0.9, weight_decay: 3e-4 };
+
+    fn batches(count: usize, nan_at: Option<usize>) -> Vec<Result<Batch, String>> {
+        tch::manual_seed(3);
+        (0..count)
+            .map(|i| {
+                let images = Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu));
+                let images = if Some(i) == nan_at { images * f64::NAN } else { images };
+                let labels = Tensor::randint(10, [4], (Kind::Int64, Device::Cpu));
+                Ok(Batch { images, labels, index: i })
+            })
+            .collect()
+    }
+
+    /// Trains a fresh supernet over `batches` with losses checked every `interval` steps: the
+    /// pass's end and the trainable weights after it (BatchNorm's running statistics take in
+    /// every forward pass, as PyTorch's).
+    fn pass(
+        interval: usize,
+        batches: Vec<Result<Batch, String>>,
+    ) -> (Result<EpochEnd, TrainError>, Vec<Tensor>) {
+        tch::manual_seed(5);
+        let vs = VarStore::new(Device::Cpu);
+        let model = Supernet::new(&vs.root(), SupernetConfig::new(4, 3, 3, 10));
+        let mut opt = Sgd::new(&vs, SGD_PAPER);
+        tch::manual_seed(6);
+        let architectures: Vec<ArchWeights> = (0..3)
+            .map(|_| {
+                let alphas: Vec<Tensor> =
+                    (0..2).map(|_| Tensor::randn([14, 8], (Kind::Float, Device::Cpu))).collect();
+                ArchWeights::from_alphas(&alphas).unwrap()
+            })
+            .collect();
+        let stop = StopFlag::new();
+        let settings = EpochSettings { lr: 0.05, grad_clip: 5.0, architectures: &architectures, stop: &stop };
+        let mut trainer = SingleReplica::with_loss_check(&model, &mut opt, LossCheck::every(interval));
+        let end = continue_epoch_with(&mut trainer, &settings, batches, EpochReport::default(), |_| {});
+        let mut weights: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        (end, weights.into_iter().map(|(_, t)| t.detach().copy()).collect())
+    }
+
+    /// Losses checked in groups (as on a GPU) train the same weights and count the same
+    /// tallies, bit for bit, as losses checked at every step.
+    #[test]
+    fn grouped_loss_checks_change_no_number() {
+        let (every_step, w1) = pass(1, batches(7, None));
+        let (grouped, w4) = pass(4, batches(7, None));
+        let (Ok(EpochEnd::Finished(a)), Ok(EpochEnd::Finished(b))) = (every_step, grouped) else {
+            panic!("a pass failed")
+        };
+        assert_eq!(a.batches, 7);
+        assert_eq!(a.per_individual, b.per_individual);
+        assert_eq!(a.total().images, 28);
+        for (x, y) in w1.iter().zip(&w4) {
+            assert!(x.equal(y));
+        }
+    }
+
+    /// A non-finite loss is named by its batch and individual whether it is found at once or
+    /// with its group (here by the pass's final check); checked at every step, it never reaches
+    /// the trained weights.
+    #[test]
+    fn a_non_finite_loss_is_named_exactly_in_any_grouping() {
+        for interval in [1, 4, 32] {
+            let (end, _) = pass(interval, batches(7, Some(5)));
+            assert!(
+                matches!(end, Err(TrainError::NonFiniteLoss { batch: 5, individual: 2 })),
+                "interval {interval}: {end:?}"
+            );
+        }
+        let (_, clean) = pass(1, batches(5, None));
+        let (_, stopped_at_nan) = pass(1, batches(7, Some(5)));
+        for (x, y) in clean.iter().zip(&stopped_at_nan) {
+            assert!(x.equal(y));
+        }
+    }
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::{Supernet, SupernetConfig};
+use crate::train::accuracy::DeviceTally;
 use crate::train::supernet_epoch::SingleReplica;
 
 const SGD_PLAIN: SgdConfig = SgdConfig { momentum: 0.0, weight_decay: 0.0 };
@@ -82,10 +83,11 @@ fn averaged_gradient_is_the_full_batch_gradient(replicas: usize, images: i64) {
 
     let (a, b) = (arch(2, 3, 1), batch(images, &[3, 2, 2], 5));
     let step = StepIndex { batch: 0, individual: 0 };
-    let t1 =
-        SingleReplica { model: &single, opt: &mut single_opt }.train_batch(&b, &a, step, 1.0, 1e9).unwrap();
+    let (mut t1, mut tn) = (DeviceTally::default(), DeviceTally::default());
+    SingleReplica::new(&single, &mut single_opt).train_batch(&b, &a, step, 1.0, 1e9, &mut t1).unwrap();
     let mut dp = DataParallel { model: &parallel, opt: &mut parallel_opt, replicas: &set };
-    let tn = dp.train_batch(&b, &a, step, 1.0, 1e9).unwrap();
+    dp.train_batch(&b, &a, step, 1.0, 1e9, &mut tn).unwrap();
+    let (t1, tn) = (t1.read(), tn.read());
 
     assert_eq!(t1.images, tn.images);
     assert_eq!(t1.correct_top1, tn.correct_top1);
@@ -123,8 +125,8 @@ fn darts_replicas_stay_bit_identical_over_steps() {
     let archs = [arch(14, 8, 2), arch(14, 8, 2)];
     let first = batch(4, &[3, 8, 8], 10);
     let step = |i| StepIndex { batch: i, individual: i % 2 };
-    SingleReplica { model: &model, opt: &mut opt }
-        .train_batch(&first, &archs[0], step(0), 0.05, 5.0)
+    SingleReplica::new(&model, &mut opt)
+        .train_batch(&first, &archs[0], step(0), 0.05, 5.0, &mut DeviceTally::default())
         .unwrap();
     assert!(!opt.momentum_buffers().is_empty());
 
@@ -139,8 +141,9 @@ fn darts_replicas_stay_bit_identical_over_steps() {
     for i in 1..4 {
         let b = batch(7, &[3, 8, 8], 10);
         let mut dp = DataParallel { model: &model, opt: &mut opt, replicas: &set };
-        let tally = dp.train_batch(&b, &archs[i % 2], step(i), 0.05, 5.0).unwrap();
-        assert_eq!(tally.images, 7);
+        let mut tally = DeviceTally::default();
+        dp.train_batch(&b, &archs[i % 2], step(i), 0.05, 5.0, &mut tally).unwrap();
+        assert_eq!(tally.read().images, 7);
     }
     let prints = set.fingerprints(&vs, &opt).unwrap();
     assert_ne!(prints[0], start, "the steps changed nothing");
