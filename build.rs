@@ -1,6 +1,6 @@
-//! Builds the C++ shims (src/distributed/c10d_shim.cpp, src/train/autocast_shim.cpp) against the
-//! libtorch torch-sys links, and links libtorch_cuda even though no symbol of ours references it
-//! directly.
+//! Builds the C++ shims (src/distributed/c10d_shim.cpp, src/train/autocast_shim.cpp,
+//! src/cudnn_shim.cpp) against the libtorch torch-sys links, and links libtorch_cuda even though
+//! no symbol of ours references it directly.
 //!
 //! CUDA kernels register themselves when libtorch_cuda.so is loaded; the linker's default
 //! `--as-needed` drops it, and then `tch::Cuda::is_available()` is false on every GPU machine.
@@ -21,6 +21,7 @@ fn main() {
     }
     build_c10d_shim(Path::new(&lib_dir));
     build_autocast_shim(Path::new(&lib_dir));
+    build_cudnn_shim(Path::new(&lib_dir));
     // After the shims on the link line: their symbols live in libtorch_cpu and c10.
     for lib in ["torch_cpu", "c10"] {
         println!("cargo:rustc-link-lib=dylib={lib}");
@@ -65,6 +66,13 @@ fn build_autocast_shim(lib_dir: &Path) {
     const SHIM: &str = "src/train/autocast_shim.cpp";
     println!("cargo:rerun-if-changed={SHIM}");
     torch_cpp(lib_dir).file(SHIM).compile("evnas_autocast_shim");
+}
+
+/// cuDNN's algorithm flags, which tch exposes only in part (src/cudnn.rs).
+fn build_cudnn_shim(lib_dir: &Path) {
+    const SHIM: &str = "src/cudnn_shim.cpp";
+    println!("cargo:rerun-if-changed={SHIM}");
+    torch_cpp(lib_dir).file(SHIM).compile("evnas_cudnn_shim");
 }
 
 include!("src/libtorch_version.rs");

@@ -6,6 +6,7 @@
 pub mod actors;
 pub mod checkpoint;
 pub mod config;
+pub mod cudnn;
 pub mod daemon;
 pub mod data;
 pub mod distributed;

@@ -29,6 +29,8 @@ pub fn follow(job: &'static Job, cfg: &Config) -> anyhow::Result<ExitCode> {
     let devices =
         evnas::launch::devices(cfg).with_context(|| format!("rank {rank} cannot use its devices"))?;
     evnas::threads::set_process_threads(cfg.run.threads);
+    // Rank 0's search computes reproducibly; its replicas here must as well.
+    evnas::cudnn::set_mode(evnas::cudnn::CudnnMode::Reproducible);
     let threads = evnas::threads::current_threads();
     eprintln!(
         "evnas: rank {rank}: {} on {devices:?} with {}, training rank 0's search",

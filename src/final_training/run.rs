@@ -203,6 +203,9 @@ impl TrainingRun {
         observer: &mut dyn TrainingObserver,
         stop: &StopFlag,
     ) -> Result<TrainingOutcome, FinalTrainingError> {
+        // As the reference's train.py: each shape's fastest cuDNN algorithm (on a GPU, a resumed
+        // run is then close to, not bit-equal with, an uninterrupted one).
+        crate::cudnn::set_mode(crate::cudnn::CudnnMode::Fastest);
         // Whatever a killed process left beyond its last checkpoint is rewritten from it.
         self.run.write_epochs(&self.state.records)?;
         let epochs = self.settings.epochs;

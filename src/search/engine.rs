@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device};
 
 use crate::checkpoint::CheckpointStore;
+use crate::cudnn::CudnnMode;
 use crate::evolution::Strategy;
 use crate::evolution::{ChildStreams, Fitness, Population};
 use crate::model::OneShotModel;
@@ -365,9 +366,10 @@ fn sgd_config(settings: &SearchSettings) -> SgdConfig {
 }
 
 /// libtorch's process-wide thread count, set here on the thread that builds the search, before
-/// any actor thread exists.
+/// any actor thread exists; and cuDNN's reproducible mode, as the reference's search.
 fn apply_threads(settings: &SearchSettings) {
     crate::threads::set_process_threads(settings.runtime.threads);
+    crate::cudnn::set_mode(CudnnMode::Reproducible);
 }
 
 /// The supernet of a new run: libtorch's generator seeded from the run's seed first.
