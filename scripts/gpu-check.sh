@@ -1,19 +1,122 @@
 #!/usr/bin/env bash
-# GPU smoke check, for a machine with an NVIDIA GPU and PyTorch 2.11 (CUDA 13) but no registry:
-# runs a release binary built elsewhere against that PyTorch's libtorch and checks that evnas sees
-# the GPU and runs a tensor op on it.
-#   usage: scripts/gpu-check.sh [path/to/evnas]   (default target/release/evnas)
+# GPU check, for a machine with NVIDIA GPUs and PyTorch 2.11 (CUDA 13) but no registry: runs a
+# release binary built elsewhere against that PyTorch's libtorch, in a few minutes.
+#  1. evnas sees CUDA and runs a tensor op on every GPU (evnas doctor).
+#  2. On every GPU, one generation of a small search of the paper config (C=16, 8 cells, 4
+#     individuals, 256 training and 256 validation images): a training pass and a fitness pass.
+#  3. The benchmark rows on the first GPU: one generation of the paper config (P=50, batch 64,
+#     fitness batch 1024) on 1/FRACTION of CIFAR-10's 25k training and 25k validation images,
+#     its time split and extrapolated to a whole generation (the goal: <= 6 minutes), fp32 and
+#     bf16 fitness, with the Kendall tau of the bf16 fitness ranking against fp32 (same seed,
+#     so the same population and trained weights).
+# The images are random bytes in CIFAR-10's binary format (no dataset can be downloaded there):
+# timings do not depend on pixel values. NCCL is not checked: evnas does not use it yet.
+#
+#   usage: scripts/gpu-check.sh [path/to/evnas]   (default target/release/evnas; to carry it to
+#          another machine, strip a copy first: `strip -o target/gpu/evnas target/release/evnas`
+#          is about 11 MB, the release binary with its line tables over 120 MB)
+#   env:   FRACTION (default 20), DEVICES (default: every CUDA device; "cpu" tries the script's
+#          steps on the CPU, without the CUDA checks), PYTHON (default python3)
 set -euo pipefail
-bin=${1:-target/release/evnas}
+bin=$(readlink -f "${1:-target/release/evnas}")
 py=${PYTHON:-python3}
+fraction=${FRACTION:-20}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "gpu-check: FAIL: $*"; exit 1; }
 
 torch_lib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "gpu-check: libtorch from $torch_lib"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+echo "gpu-check: $(lscpu | grep 'Model name' | sed 's/ \+/ /g'); $(nproc) CPUs"
 
-"$bin" --version | tee /tmp/evnas-version.txt
-grep -q '^libtorch 2\.11\.0' /tmp/evnas-version.txt || { echo "gpu-check: FAIL: libtorch is not 2.11.0"; exit 1; }
-grep -q '^CUDA available' /tmp/evnas-version.txt || { echo "gpu-check: FAIL: evnas does not see CUDA"; exit 1; }
-"$bin" doctor --data "${EVNAS_GPU_CHECK_DATA:-/tmp}" | tee /tmp/evnas-doctor.txt
-grep -q '^ok: tensor op on cuda:0' /tmp/evnas-doctor.txt || { echo "gpu-check: FAIL: no tensor op ran on cuda:0"; exit 1; }
+"$bin" --version | tee "$work/version.txt"
+grep -q '^libtorch 2\.11\.0' "$work/version.txt" || fail "libtorch is not 2.11.0"
+if [[ -n ${DEVICES:-} ]]; then
+    read -r -a devices <<<"$DEVICES"
+else
+    grep -q '^CUDA available' "$work/version.txt" || fail "evnas does not see CUDA"
+    "$bin" doctor --data "$work" | tee "$work/doctor.txt" || true
+    mapfile -t devices < <(sed -n 's/^ok: tensor op on \(cuda:[0-9]*\)$/\1/p' "$work/doctor.txt")
+    ((${#devices[@]} > 0)) || fail "no tensor op ran on a GPU"
+fi
+echo "gpu-check: devices ${devices[*]}"
+
+# CIFAR-10's binary format: per image a label byte and 3x32x32 pixel bytes; 5 training files
+# and a test file of 10,000 images each.
+"$py" - "$work/cifar" <<'PY'
+import os, sys
+out = sys.argv[1]
+os.makedirs(out)
+for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+    record = bytearray(os.urandom(10000 * 3073))
+    for i in range(10000):
+        record[i * 3073] %= 10
+    open(os.path.join(out, name), "wb").write(record)
+PY
+
+search() { # run-dir, then --set values
+    local run=$1
+    shift
+    local args=(search --quiet --config "$here/../config/evnas-cifar10-paper.toml" --run-dir "$run"
+                --set "data.path=$work/cifar" --set search.generations=1)
+    for s in "$@"; do args+=(--set "$s"); done
+    /usr/bin/time -f "%e %M" -o "$run.time" "$bin" "${args[@]}" >"$run.log" 2>&1 || { cat "$run.log"; return 1; }
+}
+
+for device in "${devices[@]}"; do
+    search "$work/small-${device/:/-}" "run.device=$device" search.population=4 search.tournament_size=2 \
+        data.train_subset=256 fitness.subset=256 fitness.batch_size=256 ||
+        fail "a small search on $device"
+    echo "gpu-check: ok: a training pass and a fitness pass on $device"
+done
+
+images=$((25000 / fraction))
+for precision in fp32 bf16; do
+    search "$work/paper-$precision" "run.device=${devices[0]}" "data.train_subset=$images" \
+        "fitness.subset=$images" "fitness.precision=$precision" || fail "the paper config on ${devices[0]}"
+done
+"$py" - "$work" "$fraction" "${devices[0]}" <<'PY'
+import json, os, sys
+work, fraction, device = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+def tau_b(a, b):
+    concordant = discordant = ties_a = ties_b = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            da, db = a[i] - a[j], b[i] - b[j]
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ties_a += 1
+            elif db == 0:
+                ties_b += 1
+            elif (da > 0) == (db > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    n = concordant + discordant
+    return (concordant - discordant) / (((n + ties_a) * (n + ties_b)) ** 0.5 or 1.0)
+
+fitness = {}
+for precision in ("fp32", "bf16"):
+    run = os.path.join(work, f"paper-{precision}")
+    g = json.loads(open(os.path.join(run, "generations.jsonl")).readline())
+    t = json.loads(open(os.path.join(run, "timings.jsonl")).readline())
+    wall, rss_kb = open(run + ".time").read().split()
+    train, fit = g["train"]["seconds"], g["evaluation_seconds"]
+    ga, ckpt = t["ga_seconds"], t["checkpoint_capture_seconds"] + t["checkpoint_wait_seconds"]
+    whole = fraction * (train + fit) + ga + ckpt
+    print(f"gpu-check: paper config on {device}, fitness {precision}, 1/{fraction} of a generation: "
+          f"training {train:.1f} s ({g['train']['images'] / train:.0f} img/s), fitness {fit:.1f} s "
+          f"({g['evaluated_images'] / fit:.0f} img/s), GA {ga:.3f} s, checkpoint {ckpt:.3f} s; wall "
+          f"{float(wall):.1f} s (start-up included), peak RSS {int(rss_kb) / 1024**2:.2f} GB")
+    print(f"gpu-check: a whole generation extrapolated: {whole / 60:.2f} min (goal: <= 6 min)")
+    fitness[precision] = {i["id"]: i["fitness"]["top1"] for i in g["individuals"]}
+ids = sorted(fitness["fp32"])
+print(f"gpu-check: bf16 against fp32 fitness over {len(ids)} individuals: Kendall tau "
+      f"{tau_b([fitness['fp32'][i] for i in ids], [fitness['bf16'][i] for i in ids]):.3f}")
+PY
 echo "gpu-check: OK"
