@@ -39,7 +39,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let producer =
         Producer::new(source, PrefetchConfig { pin_memory: device.is_cuda(), ..PrefetchConfig::default() })?;
     let batches = producer.start_epoch(plan, StopFlag::new())?;
-    let tally = evaluate_test_set(&*forward, batches, device, |_| {})?;
+    let tally = evaluate_test_set(&*forward, batches, device, || {})?;
 
     if args.json {
         println!(

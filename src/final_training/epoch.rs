@@ -10,7 +10,9 @@ use super::FinalTrainingError;
 use crate::data::Batch;
 use crate::model::layers::channels_last;
 use crate::stop::StopFlag;
+use crate::train::accuracy::DeviceTally;
 use crate::train::autocast::{Autocast, LowPrecision};
+use crate::train::loss_check::LossCheck;
 use crate::train::sgd::Sgd;
 use crate::train::{Precision, Tally};
 
@@ -29,12 +31,17 @@ pub struct StepSettings {
 }
 
 /// Totals of a finished epoch.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct EpochTotals {
+    /// The batches' hits and losses, as of the last loss check (every step on the CPU, every
+    /// [`CUDA_INTERVAL`](crate::train::loss_check::CUDA_INTERVAL) on CUDA; all of the epoch once
+    /// it is done).
     pub tally: Tally,
     pub batches: usize,
     pub compute: Duration,
     pub data_wait: Duration,
+    /// The sums on the device, read into `tally` at each loss check.
+    running: DeviceTally,
 }
 
 /// After each step: the running totals and the images of this step.
@@ -59,6 +66,7 @@ where
     E: std::fmt::Display,
 {
     let mut totals = EpochTotals::default();
+    let mut losses = LossCheck::for_device(step.device);
     let mut iter = batches.into_iter();
     loop {
         if stop.is_stopped() {
@@ -95,21 +103,33 @@ where
             None => main_loss,
         };
         drop(autocast);
-        // Checked before the step, so that a diverged batch never reaches the weights.
-        let loss_value =
-            if crate::fault::corrupts("final_training.loss") { f64::NAN } else { loss.double_value(&[]) };
-        if !loss_value.is_finite() {
-            return Err(FinalTrainingError::NonFiniteLoss { epoch: step.epoch + 1, batch: totals.batches });
+        // Checked before the step (on CUDA, before the last step of a group of them), so that a
+        // diverged batch never reaches the saved weights.
+        let checked = if crate::fault::corrupts("final_training.loss") {
+            loss.full_like(f64::NAN)
+        } else {
+            loss.shallow_clone()
+        };
+        let group_checked = losses.will_check();
+        if let Some(batch) = losses.record(totals.batches, &checked) {
+            return Err(FinalTrainingError::NonFiniteLoss { epoch: step.epoch + 1, batch });
         }
         loss.backward();
         opt.clip_grad_norm(step.grad_clip);
         opt.step(step.learning_rate);
-        tch::no_grad(|| totals.tally.add(&logits, &labels, loss_value));
+        tch::no_grad(|| totals.running.add(&logits, &labels, &loss.detach()));
+        if group_checked {
+            totals.tally = totals.running.read();
+        }
         totals.batches += 1;
         let compute = started.elapsed();
         totals.compute += compute;
         let n = labels.size().first().map_or(0, |&n| n as usize);
         on_step(&Step { totals: &totals, images: n, compute });
     }
+    if let Some(batch) = losses.check() {
+        return Err(FinalTrainingError::NonFiniteLoss { epoch: step.epoch + 1, batch });
+    }
+    totals.tally = totals.running.read();
     Ok(Some(totals))
 }

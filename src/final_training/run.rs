@@ -287,7 +287,7 @@ impl TrainingRun {
                 |x| net.forward_t(&layout(x), false).0,
                 batches,
                 s.device,
-                |_| observer.tested_batch(),
+                || observer.tested_batch(),
             )?;
             if stop.is_stopped() && tally.images < self.test_images as u64 {
                 return Ok(None);

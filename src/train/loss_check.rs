@@ -30,6 +30,11 @@ impl<K: Copy> LossCheck<K> {
         Self::every(if device.is_cuda() { CUDA_INTERVAL } else { 1 })
     }
 
+    /// Whether the next [`record`](Self::record) checks its group.
+    pub fn will_check(&self) -> bool {
+        self.pending.len() + 1 >= self.interval
+    }
+
     /// Records step `step`'s loss (a scalar) before its update; when the group is complete,
     /// checks it and returns the first step whose loss is not finite.
     pub fn record(&mut self, step: K, loss: &Tensor) -> Option<K> {
@@ -73,8 +78,10 @@ mod tests {
     #[test]
     fn a_group_names_its_first_bad_step_when_complete_or_checked() {
         let mut check = LossCheck::every(3);
+        assert!(!check.will_check());
         assert_eq!(check.record(0, &scalar(1.0)), None);
         assert_eq!(check.record(1, &scalar(f32::INFINITY)), None);
+        assert!(check.will_check());
         assert_eq!(check.record(2, &scalar(f32::NAN)), Some(1));
         assert_eq!(check.record(3, &scalar(2.0)), None);
         assert_eq!(check.record(4, &scalar(f32::NAN)), None);
