@@ -563,7 +563,7 @@ fn replica_step(
     let batch_loss = flat.double_value(&[flat.size()[0] - 1]);
     // Checked before the step, and the same on every replica, so that all refuse it together.
     if !batch_loss.is_finite() {
-        return Err(TrainError::NonFiniteLoss { batch: shard.step.batch, individual: shard.step.individual });
+        return Err(shard.step.non_finite_loss());
     }
     tch::no_grad(|| {
         let mut offset = 0;

@@ -126,6 +126,13 @@ pub struct StepIndex {
     pub individual: usize,
 }
 
+impl StepIndex {
+    /// The error of a step whose loss is not finite.
+    pub(super) fn non_finite_loss(self) -> TrainError {
+        TrainError::NonFiniteLoss { batch: self.batch, individual: self.individual }
+    }
+}
+
 /// The supernet on one device. Nothing of a step is read back to the host, apart from the
 /// losses' batched finiteness checks.
 pub struct SingleReplica<'a> {
@@ -170,7 +177,7 @@ impl BatchTrainer for SingleReplica<'_> {
         };
         // Checked before the step, so that a diverged batch never reaches the saved weights.
         if let Some(bad) = self.losses.record(step, &checked) {
-            return Err(TrainError::NonFiniteLoss { batch: bad.batch, individual: bad.individual });
+            return Err(bad.non_finite_loss());
         }
         loss.backward();
         self.opt.clip_grad_norm(grad_clip);
@@ -180,10 +187,7 @@ impl BatchTrainer for SingleReplica<'_> {
     }
 
     fn settle(&mut self) -> Result<(), TrainError> {
-        match self.losses.check() {
-            Some(bad) => Err(TrainError::NonFiniteLoss { batch: bad.batch, individual: bad.individual }),
-            None => Ok(()),
-        }
+        self.losses.check().map_or(Ok(()), |bad| Err(bad.non_finite_loss()))
     }
 }
 
