@@ -6,9 +6,10 @@
 #     individuals, 256 training and 256 validation images): a training pass and a fitness pass.
 #  3. The benchmark rows on the first GPU: one generation of the paper config (P=50, batch 64,
 #     fitness batch 1024) on 1/FRACTION of CIFAR-10's 25k training and 25k validation images,
-#     its time split and extrapolated to a whole generation (the goal: <= 6 minutes), fp32 and
-#     bf16 fitness, with the Kendall tau of the bf16 fitness ranking against fp32 (same seed,
-#     so the same population and trained weights).
+#     its time split and extrapolated to a whole generation (the goal: <= 6 minutes): as shipped
+#     (channels-last, fp32 fitness), with bf16 fitness (and the Kendall tau of its ranking
+#     against fp32: same seed, so the same population and trained weights), and in NCHW layout
+#     (channels-last is a CPU choice; its time ratio says whether it pays on the GPU too).
 # The images are random bytes in CIFAR-10's binary format (no dataset can be downloaded there):
 # timings do not depend on pixel values. NCCL is not checked: evnas does not use it yet.
 #
@@ -74,9 +75,15 @@ for device in "${devices[@]}"; do
 done
 
 images=$((25000 / fraction))
-for precision in fp32 bf16; do
-    search "$work/paper-$precision" "run.device=${devices[0]}" "data.train_subset=$images" \
-        "fitness.subset=$images" "fitness.precision=$precision" || fail "the paper config on ${devices[0]}"
+# The paper config as shipped (channels-last, fp32), with bf16 fitness, and with NCHW layout.
+for variant in fp32 bf16 nchw; do
+    case $variant in
+    fp32) extra=() ;;
+    bf16) extra=(fitness.precision=bf16) ;;
+    nchw) extra=(supernet.channels_last=false) ;;
+    esac
+    search "$work/paper-$variant" "run.device=${devices[0]}" "data.train_subset=$images" \
+        "fitness.subset=$images" "${extra[@]}" || fail "the paper config ($variant) on ${devices[0]}"
 done
 "$py" - "$work" "$fraction" "${devices[0]}" <<'PY'
 import json, os, sys
@@ -100,23 +107,29 @@ def tau_b(a, b):
     n = concordant + discordant
     return (concordant - discordant) / (((n + ties_a) * (n + ties_b)) ** 0.5 or 1.0)
 
-fitness = {}
-for precision in ("fp32", "bf16"):
-    run = os.path.join(work, f"paper-{precision}")
+fitness, seconds = {}, {}
+variants = {"fp32": "channels-last, fp32 fitness", "bf16": "channels-last, bf16 fitness",
+            "nchw": "NCHW, fp32 fitness"}
+for variant, label in variants.items():
+    run = os.path.join(work, f"paper-{variant}")
     g = json.loads(open(os.path.join(run, "generations.jsonl")).readline())
     t = json.loads(open(os.path.join(run, "timings.jsonl")).readline())
     wall, rss_kb = open(run + ".time").read().split()
     train, fit = g["train"]["seconds"], g["evaluation_seconds"]
     ga, ckpt = t["ga_seconds"], t["checkpoint_capture_seconds"] + t["checkpoint_wait_seconds"]
     whole = fraction * (train + fit) + ga + ckpt
-    print(f"gpu-check: paper config on {device}, fitness {precision}, 1/{fraction} of a generation: "
+    print(f"gpu-check: paper config on {device}, {label}, 1/{fraction} of a generation: "
           f"training {train:.1f} s ({g['train']['images'] / train:.0f} img/s), fitness {fit:.1f} s "
           f"({g['evaluated_images'] / fit:.0f} img/s), GA {ga:.3f} s, checkpoint {ckpt:.3f} s; wall "
           f"{float(wall):.1f} s (start-up included), peak RSS {int(rss_kb) / 1024**2:.2f} GB")
     print(f"gpu-check: a whole generation extrapolated: {whole / 60:.2f} min (goal: <= 6 min)")
-    fitness[precision] = {i["id"]: i["fitness"]["top1"] for i in g["individuals"]}
+    fitness[variant] = {i["id"]: i["fitness"]["top1"] for i in g["individuals"]}
+    seconds[variant] = (train, fit)
 ids = sorted(fitness["fp32"])
 print(f"gpu-check: bf16 against fp32 fitness over {len(ids)} individuals: Kendall tau "
       f"{tau_b([fitness['fp32'][i] for i in ids], [fitness['bf16'][i] for i in ids]):.3f}")
+(cl_train, cl_fit), (nchw_train, nchw_fit) = seconds["fp32"], seconds["nchw"]
+print(f"gpu-check: channels-last against NCHW (time ratio): training {cl_train / nchw_train:.2f}x, "
+      f"fitness {cl_fit / nchw_fit:.2f}x")
 PY
 echo "gpu-check: OK"
