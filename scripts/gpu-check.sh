@@ -64,7 +64,14 @@ search() { # run-dir, then --set values
     local args=(search --quiet --config "$here/../config/evnas-cifar10-paper.toml" --run-dir "$run"
                 --set "data.path=$work/cifar" --set search.generations=1)
     for s in "$@"; do args+=(--set "$s"); done
-    /usr/bin/time -f "%e %M" -o "$run.time" "$bin" "${args[@]}" >"$run.log" 2>&1 || { cat "$run.log"; return 1; }
+    # Wall seconds and peak RSS (KiB) into $run.time, by Python: a bare machine may lack /usr/bin/time.
+    "$py" -c 'import resource, subprocess, sys, time
+start = time.monotonic()
+with open(sys.argv[2], "w") as log:
+    code = subprocess.call(sys.argv[3:], stdout=log, stderr=subprocess.STDOUT)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+open(sys.argv[1], "w").write(f"{time.monotonic() - start:.2f} {peak}\n")
+sys.exit(code)' "$run.time" "$run.log" "$bin" "${args[@]}" || { cat "$run.log"; return 1; }
 }
 
 for device in "${devices[@]}"; do
