@@ -150,6 +150,39 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
     assert!(stderr(&outputs[1]).contains("error: rank 1 stopped"), "{}", stderr(&outputs[1]));
 }
 
+/// Two processes of two replicas each, as two machines of two GPUs: each process forms the
+/// session group from two threads while rank 1's fitness pair forms from a third, and the job
+/// trains as four replicas in one process do.
+#[test]
+fn two_processes_of_two_replicas_each_train_as_four_replicas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    let threads = tmp.path().join("threads");
+    run_ok(&mut search_command(
+        &config,
+        &threads,
+        &["--set", "run.devices=[cpu, cpu, cpu, cpu]", "--set", "run.threads=4"],
+    ));
+    let job = tmp.path().join("job");
+    let two_each = ["--set", "run.devices=[cpu, cpu]", "--set", "run.threads=2"];
+    let outputs = run_job(|| search_command(&config, &job, &two_each), [None, None]);
+    assert_success(&outputs);
+    assert!(
+        stderr(&outputs[1]).contains("rank 1: 2 replicas on [Cpu, Cpu] with 2 threads"),
+        "{}",
+        stderr(&outputs[1])
+    );
+    // Every image trained once per generation; generation 1 to the loss of four replicas in one
+    // process (within rounding: from there the GA may rank other fitnesses).
+    let (job_history, threads_history) = (history_without_timings(&job), history_without_timings(&threads));
+    assert_eq!(job_history.len(), 2);
+    for record in &job_history {
+        assert_eq!(record["train"]["images"], 96, "{}", record["train"]);
+    }
+    let loss = |h: &[serde_json::Value]| h[0]["train"]["loss"].as_f64().unwrap();
+    assert!((loss(&job_history) - loss(&threads_history)).abs() < 1e-5, "{job_history:?}");
+}
+
 /// A launch environment that does not add up is refused before anything runs.
 #[test]
 fn a_broken_launch_environment_is_named() {
