@@ -14,8 +14,8 @@
 # timings do not depend on pixel values. NCCL is not checked: evnas does not use it yet.
 #
 #   usage: scripts/gpu-check.sh [path/to/evnas]   (default target/release/evnas; to carry it to
-#          another machine, strip a copy first: `strip -o target/gpu/evnas target/release/evnas`
-#          is about 11 MB, the release binary with its line tables over 120 MB)
+#          another machine, strip a copy first: `mkdir -p target/gpu && strip -o target/gpu/evnas
+#          target/release/evnas` is about 11 MB, the release binary with line tables over 120 MB)
 #   env:   FRACTION (default 20), DEVICES (default: every CUDA device; "cpu" tries the script's
 #          steps on the CPU, without the CUDA checks), PYTHON (default python3)
 set -euo pipefail
