@@ -83,16 +83,7 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
         "{}",
         stderr(&outputs[1])
     );
-    // Every image trained once across the processes, to the loss two replicas in one process
-    // reach (libtorch's kernels round differently under another thread setup, so not bit for
-    // bit; the GA then ranks other fitnesses).
-    let (job_history, threads_history) = (history_without_timings(&job), history_without_timings(&threads));
-    assert_eq!(job_history.len(), 3);
-    for record in &job_history {
-        assert_eq!(record["train"]["images"], 96, "{}", record["train"]);
-    }
-    let loss = |h: &[serde_json::Value]| h[0]["train"]["loss"].as_f64().unwrap();
-    assert!((loss(&job_history) - loss(&threads_history)).abs() < 1e-5, "{job_history:?}");
+    assert_trains_as(&job, &threads, 3);
 
     // PyTorch's own launcher (its agent hosts the store; every rank is a client) runs the same
     // job, byte for byte.
@@ -172,10 +163,16 @@ fn two_processes_of_two_replicas_each_train_as_four_replicas() {
         "{}",
         stderr(&outputs[1])
     );
-    // Every image trained once per generation; generation 1 to the loss of four replicas in one
-    // process (within rounding: from there the GA may rank other fitnesses).
-    let (job_history, threads_history) = (history_without_timings(&job), history_without_timings(&threads));
-    assert_eq!(job_history.len(), 2);
+    assert_trains_as(&job, &threads, 2);
+}
+
+/// The job's run trained all 96 images in each of its `generations`, generation 1 to the loss
+/// of as many replicas in one process (`threads`' run): libtorch's kernels round differently
+/// under another thread setup, so within 1e-5, not bit for bit, and the GA may then rank other
+/// fitnesses.
+fn assert_trains_as(job: &Path, threads: &Path, generations: usize) {
+    let (job_history, threads_history) = (history_without_timings(job), history_without_timings(threads));
+    assert_eq!(job_history.len(), generations);
     for record in &job_history {
         assert_eq!(record["train"]["images"], 96, "{}", record["train"]);
     }
