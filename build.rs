@@ -20,8 +20,7 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
     build_c10d_shim(Path::new(&lib_dir));
-    build_autocast_shim(Path::new(&lib_dir));
-    build_cudnn_shim(Path::new(&lib_dir));
+    build_torch_shims(Path::new(&lib_dir));
     // After the shims on the link line: their symbols live in libtorch_cpu and c10.
     for lib in ["torch_cpu", "c10"] {
         println!("cargo:rustc-link-lib=dylib={lib}");
@@ -61,18 +60,14 @@ fn build_c10d_shim(lib_dir: &Path) {
     torch_cpp(lib_dir).file(SHIM).flag("-DUSE_C10D_GLOO").compile("evnas_c10d_shim");
 }
 
-/// The autocast switches tch lacks for the CPU (src/train/autocast.rs).
-fn build_autocast_shim(lib_dir: &Path) {
-    const SHIM: &str = "src/train/autocast_shim.cpp";
-    println!("cargo:rerun-if-changed={SHIM}");
-    torch_cpp(lib_dir).file(SHIM).compile("evnas_autocast_shim");
-}
-
-/// cuDNN's algorithm flags, which tch exposes only in part (src/cudnn.rs).
-fn build_cudnn_shim(lib_dir: &Path) {
-    const SHIM: &str = "src/cudnn_shim.cpp";
-    println!("cargo:rerun-if-changed={SHIM}");
-    torch_cpp(lib_dir).file(SHIM).compile("evnas_cudnn_shim");
+/// The switches tch lacks, built alike: autocast for the CPU (src/train/autocast.rs) and cuDNN's
+/// algorithm flags (src/cudnn.rs).
+fn build_torch_shims(lib_dir: &Path) {
+    const SHIMS: [&str; 2] = ["src/train/autocast_shim.cpp", "src/cudnn_shim.cpp"];
+    for shim in SHIMS {
+        println!("cargo:rerun-if-changed={shim}");
+    }
+    torch_cpp(lib_dir).files(SHIMS).compile("evnas_torch_shims");
 }
 
 include!("src/libtorch_version.rs");
