@@ -121,7 +121,7 @@ impl SearchEngine {
         open_run: impl FnOnce() -> Result<RunDir, SearchError>,
     ) -> Result<Self, SearchError> {
         let device = settings.runtime.device();
-        apply_threads(&settings);
+        apply_process_settings(&settings);
         let data = SearchData::load(&settings, device)?;
         let run = open_run()?;
         let (vs, model) = build_initial_model(&settings, &data, device)?;
@@ -144,7 +144,7 @@ impl SearchEngine {
         wanted: Option<HotSettings>,
     ) -> Result<(Self, Vec<String>), SearchError> {
         let device = settings.runtime.device();
-        apply_threads(&settings);
+        apply_process_settings(&settings);
         let data = SearchData::load(&settings, device)?;
         // Initialised exactly as `create` does, so that a run without a checkpoint starts again
         // from the very same weights; a checkpoint then overwrites them.
@@ -367,7 +367,7 @@ fn sgd_config(settings: &SearchSettings) -> SgdConfig {
 
 /// libtorch's process-wide thread count, set here on the thread that builds the search, before
 /// any actor thread exists; and cuDNN's reproducible mode, as the reference's search.
-fn apply_threads(settings: &SearchSettings) {
+fn apply_process_settings(settings: &SearchSettings) {
     crate::threads::set_process_threads(settings.runtime.threads);
     crate::cudnn::set_mode(CudnnMode::Reproducible);
 }

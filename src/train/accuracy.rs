@@ -94,11 +94,8 @@ impl DeviceTally {
     /// Adds a batch already counted on the host.
     pub fn add_tally(&mut self, tally: &Tally) {
         let device = self.sums.as_ref().map_or(Device::Cpu, Tensor::device);
-        let batch =
-            Tensor::from_slice(&[tally.correct_top1 as f64, tally.correct_top5 as f64, tally.loss_sum])
-                .to_device(device);
         self.images += tally.images;
-        self.accumulate(&batch);
+        self.accumulate(&sums_of(tally).to_device(device));
     }
 
     fn accumulate(&mut self, batch: &Tensor) {
@@ -106,12 +103,7 @@ impl DeviceTally {
             Some(sums) => {
                 let _ = sums.g_add_(batch);
             }
-            None => {
-                let base = &self.base;
-                let start =
-                    Tensor::from_slice(&[base.correct_top1 as f64, base.correct_top5 as f64, base.loss_sum]);
-                self.sums = Some(start.to_device(batch.device()) + batch);
-            }
+            None => self.sums = Some(sums_of(&self.base).to_device(batch.device()) + batch),
         }
     }
 
@@ -130,6 +122,11 @@ impl DeviceTally {
             }
         }
     }
+}
+
+/// A tally's sums as a [`DeviceTally`] keeps them: top-1 hits, top-5 hits, loss sum (on the CPU).
+fn sums_of(tally: &Tally) -> Tensor {
+    Tensor::from_slice(&[tally.correct_top1 as f64, tally.correct_top5 as f64, tally.loss_sum])
 }
 
 /// The batch's top-1 and top-5 hits, as a tensor of 2 on the logits' device.
