@@ -50,6 +50,19 @@ else
     python3 -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps \
       --target "$target" "safetensors==0.7.0"
   fi
+  # NCCL through c10d (src/distributed/nccl_shim.cpp) compiles against ProcessGroupNCCL's
+  # headers, which include CUDA's runtime headers; the wheel's nvidia packages lack two parts of
+  # them: crt/ (nvidia-cuda-crt) and nv/ (from nvidia-cuda-cccl), both headers only, of the CUDA
+  # release the wheel was built for. Without them evnas builds without NCCL (Gloo only).
+  cuda_include="$target/nvidia/cu13/include"
+  if [ -d "$cuda_include" ] && { [ ! -f "$cuda_include/crt/host_config.h" ] || [ ! -f "$cuda_include/nv/target" ]; }; then
+    log "adding CUDA 13.0's crt/ and nv/ headers to $cuda_include (for NCCL through c10d)"
+    headers=$(mktemp -d)
+    python3 -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps \
+      --target "$headers" "nvidia-cuda-crt==13.0.88" "nvidia-cuda-cccl==13.0.85"
+    cp -r "$headers/nvidia/cu13/include/crt" "$headers/nvidia/cu13/include/nv" "$cuda_include/"
+    rm -rf "$headers"
+  fi
   ln -sfn "$target/torch" "$root/.libtorch"
   log "libtorch $TORCH_VERSION: $root/.libtorch -> $target/torch"
 fi

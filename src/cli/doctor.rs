@@ -40,6 +40,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("note: CUDA not available; searches will run on the CPU");
     }
+    check_nccl(&rt, &mut problems);
 
     let mut dirs = args.data.clone();
     if let Some(path) = &args.config {
@@ -63,6 +64,28 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
+
+/// NCCL's version, then an all-reduce across every GPU (one rank each) when there are any.
+fn check_nccl(rt: &TorchRuntime, problems: &mut Vec<String>) {
+    let Some(version) = evnas::distributed::nccl_version() else {
+        println!("note: built without NCCL; replicas on GPUs sum gradients through Gloo (via the host)");
+        return;
+    };
+    if !rt.cuda_available {
+        println!("ok: NCCL {version} linked (no GPU to run it on)");
+        return;
+    }
+    let gpus: Vec<tch::Device> = (0..rt.cuda_devices.max(0) as usize).map(tch::Device::Cuda).collect();
+    match evnas::distributed::nccl_all_reduce_check(&gpus, NCCL_CHECK_TIMEOUT) {
+        Ok(()) => println!("ok: NCCL {version} all-reduce across {} GPU(s)", gpus.len()),
+        Err(why) => {
+            problems.push(format!("NCCL {version} all-reduce across {} GPU(s) failed: {why}", gpus.len()))
+        }
+    }
+}
+
+/// How long the NCCL check waits for its ranks: they are threads of this process.
+const NCCL_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A small matrix product checked against the CPU, to prove kernels really run on `device`.
 fn tensor_op_on(device: tch::Device) -> Result<(), String> {

@@ -1,7 +1,7 @@
-// A C interface to PyPI libtorch's c10d (stores and the Gloo process group), for
-// src/distributed/ffi.rs. Every entry point catches C++ exceptions and returns them as a
-// malloc'd message through `error` (freed by the caller with evnas_c10d_free_error), so that
-// no exception crosses into Rust.
+// A C interface to PyPI libtorch's c10d (stores, the Gloo process group, and the collectives of
+// any group, NCCL's from nccl_shim.cpp included), for src/distributed/ffi.rs. Every entry point
+// catches C++ exceptions and returns them as a malloc'd message through `error` (freed by the
+// caller with evnas_c10d_free_error), so that no exception crosses into Rust.
 //
 // Tensors are passed as tch's `C_tensor` handles, which are `at::Tensor*`.
 
@@ -16,38 +16,11 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
-namespace {
+#include "c10d_shim.h"
 
-struct Store {
-  c10::intrusive_ptr<c10d::Store> inner;
-};
-
-struct Group {
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> inner;
-};
-
-void set_error(char** error, const char* message) {
-  if (error != nullptr) {
-    *error = strdup(message);
-  }
-}
-
-template <typename F>
-int guarded(char** error, F&& body) {
-  try {
-    body();
-    return 0;
-  } catch (const c10::Error& e) {
-    set_error(error, e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    set_error(error, e.what());
-  } catch (...) {
-    set_error(error, "unknown C++ exception");
-  }
-  return -1;
-}
-
-}  // namespace
+using evnas_c10d::Group;
+using evnas_c10d::guarded;
+using evnas_c10d::Store;
 
 extern "C" {
 
@@ -130,7 +103,15 @@ int evnas_c10d_group_set_timeout(void* group, int64_t timeout_ms, char** error) 
   });
 }
 
-void evnas_c10d_group_free(void* group) { delete static_cast<Group*>(group); }
+void evnas_c10d_group_free(void* group) {
+  auto* g = static_cast<Group*>(group);
+  if (g->abort_on_free) {
+    char* ignored = nullptr;
+    guarded(&ignored, [&] { g->inner->abort(); });
+    std::free(ignored);
+  }
+  delete g;
+}
 
 // Sums `tensor` over all ranks, in place; returns when done.
 int evnas_c10d_all_reduce_sum(void* group, void* tensor, char** error) {

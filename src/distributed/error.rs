@@ -7,8 +7,11 @@ pub enum DistributedError {
     LaunchEnv { variable: &'static str, reason: String },
     #[error("cannot set up the c10d store at {address}: {reason}")]
     Store { address: String, reason: String },
-    #[error("cannot form the Gloo group as rank {rank} of {size}: {reason}")]
-    Group { rank: usize, size: usize, reason: String },
+    #[error("cannot form the {backend} group as rank {rank} of {size}: {reason}")]
+    Group { backend: &'static str, rank: usize, size: usize, reason: String },
+    /// `run.collectives = "nccl"` where NCCL cannot run.
+    #[error("NCCL cannot be used: {reason}; set run.collectives = \"gloo\" (or \"auto\")")]
+    NcclUnavailable { reason: String },
     /// A collective between the job's processes failed: one of them is gone.
     #[error(
         "{operation} as rank {rank} of {size} failed: a process of the job is gone (it ended, or its machine cannot be reached): {reason}"

@@ -32,6 +32,17 @@ extern "C" {
         timeout_ms: i64,
         error: *mut *mut c_char,
     ) -> *mut c_void;
+    #[cfg(evnas_nccl)]
+    pub fn evnas_c10d_nccl_group(
+        store: *mut c_void,
+        rank: c_int,
+        size: c_int,
+        timeout_ms: i64,
+        error: *mut *mut c_char,
+    ) -> *mut c_void;
+    /// Sets `*version` to a string the caller frees with [`evnas_c10d_free_error`].
+    #[cfg(evnas_nccl)]
+    pub fn evnas_c10d_nccl_version(version: *mut *mut c_char, error: *mut *mut c_char) -> c_int;
     pub fn evnas_c10d_group_set_timeout(
         group: *mut c_void,
         timeout_ms: i64,

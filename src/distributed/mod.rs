@@ -1,17 +1,22 @@
 //! Several replicas of the supernet, as threads of one process and as processes on several
-//! machines, kept identical through PyTorch's c10d (the Gloo process group and TCPStore inside
-//! the libtorch evnas links), reached through a small C++ shim (c10d_shim.cpp, built by build.rs).
+//! machines, kept identical through PyTorch's c10d (the Gloo and NCCL process groups and the
+//! TCPStore inside the libtorch evnas links), reached through small C++ shims (c10d_shim.cpp,
+//! and nccl_shim.cpp where libtorch has CUDA; built by build.rs).
 
+mod collectives;
 mod error;
 mod ffi;
 mod job;
 mod launch_env;
+mod nccl_check;
 mod process_group;
 mod store;
 
+pub use collectives::{nccl_version, Collectives, CollectivesSetting};
 pub use error::DistributedError;
 pub use job::{joined, Job, CONTROL_TIMEOUT, FORM_TIMEOUT, JOIN_TIMEOUT};
 pub use launch_env::LaunchEnv;
+pub use nccl_check::nccl_all_reduce_check;
 pub use process_group::{GlooBind, ProcessGroup};
 pub use store::{Store, StoreRole};
 
@@ -50,6 +55,60 @@ mod tests {
             assert_eq!(sum, vec![3.0, 3.0]);
             assert_eq!(broadcast, vec![10.0, 10.0]);
         }
+    }
+
+    /// The build links NCCL wherever its libtorch has CUDA (the PyPI wheel CI uses has), unless
+    /// told not to, and the shim reaches the library.
+    #[test]
+    fn nccl_is_there_when_libtorch_has_cuda() {
+        let lib_dir = crate::runtime::TorchRuntime::detect().lib_dir.expect("libtorch is loaded");
+        // EVNAS_NO_NCCL at build time leaves NCCL out on purpose.
+        let has_cuda = lib_dir.join("libtorch_cuda.so").exists() && option_env!("EVNAS_NO_NCCL").is_none();
+        let version = nccl_version();
+        assert_eq!(
+            version.is_some(),
+            has_cuda,
+            "NCCL {version:?}, libtorch_cuda in {}: {has_cuda}",
+            lib_dir.display()
+        );
+        if let Some(version) = version {
+            assert!(version.starts_with("2."), "NCCL {version}");
+        }
+    }
+
+    /// Across the GPUs present, every rank gets the sum; without a GPU, forming the group fails
+    /// with c10d's reason, and nothing crashes.
+    #[test]
+    fn nccl_all_reduces_across_the_gpus_or_says_why_not() {
+        let gpus = tch::Cuda::device_count().max(0) as usize;
+        let devices: Vec<tch::Device> =
+            if gpus > 0 { (0..gpus).map(tch::Device::Cuda).collect() } else { vec![tch::Device::Cuda(0)] };
+        let result = nccl_all_reduce_check(&devices, TIMEOUT);
+        if gpus > 0 && nccl_version().is_some() {
+            result.unwrap();
+        } else {
+            let message = result.unwrap_err().to_string();
+            assert!(message.contains("cannot form the NCCL group as rank 0 of 1"), "{message}");
+            let why = if nccl_version().is_some() { "no GPUs found" } else { "built without NCCL" };
+            assert!(message.contains(why), "{message}");
+        }
+    }
+
+    #[test]
+    fn collectives_are_nccl_between_gpus_and_gloo_elsewhere() {
+        use tch::Device::{Cpu, Cuda};
+        let loopback = || GlooBind::Host("127.0.0.1".into());
+        let choose = |setting, devices: &[tch::Device]| Collectives::choose(setting, devices, loopback());
+        let gloo = Collectives::Gloo(loopback());
+        assert_eq!(choose(CollectivesSetting::Auto, &[Cpu, Cpu]).unwrap(), gloo);
+        assert_eq!(choose(CollectivesSetting::Gloo, &[Cuda(0), Cuda(1)]).unwrap(), gloo);
+        let on_gpus = choose(CollectivesSetting::Auto, &[Cuda(0), Cuda(1)]).unwrap();
+        let nccl_built = nccl_version().is_some();
+        assert_eq!(on_gpus, if nccl_built { Collectives::Nccl } else { gloo.clone() });
+        let refused = choose(CollectivesSetting::Nccl, &[Cpu, Cpu]).unwrap_err().to_string();
+        let why = if nccl_built { "a replica is on the CPU" } else { "built without NCCL" };
+        assert!(refused.contains(why) && refused.contains("run.collectives"), "{refused}");
+        assert_eq!(choose(CollectivesSetting::Nccl, &[Cuda(0), Cuda(1)]).is_ok(), nccl_built);
     }
 
     fn env(rank: usize, port: u16) -> LaunchEnv {

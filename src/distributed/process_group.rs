@@ -1,10 +1,10 @@
-//! A Gloo process group: the collectives replicas use to stay identical (gradients summed every
-//! step, state broadcast from rank 0).
+//! A c10d process group, Gloo's or NCCL's: the collectives replicas use to stay identical
+//! (gradients summed every step, state broadcast from rank 0).
 
 use std::ffi::{c_void, CString};
 use std::time::Duration;
 
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 use super::error::DistributedError;
 use super::ffi;
@@ -26,10 +26,12 @@ pub struct ProcessGroup {
     raw: *mut c_void,
     rank: usize,
     size: usize,
+    /// NCCL's collectives take tensors on the rank's GPU; Gloo's take host tensors.
+    on_device: bool,
 }
 
-// SAFETY: ProcessGroupGloo serialises its work internally; a group is used by one replica
-// thread at a time and freed once, on drop.
+// SAFETY: c10d's groups serialise their work internally; a group is used by one replica thread
+// at a time and freed once, on drop.
 unsafe impl Send for ProcessGroup {}
 
 impl ProcessGroup {
@@ -42,7 +44,7 @@ impl ProcessGroup {
         bind: &GlooBind,
         timeout: Duration,
     ) -> Result<Self, DistributedError> {
-        let fail = |reason: String| DistributedError::Group { rank, size, reason };
+        let fail = |reason: String| DistributedError::Group { backend: "Gloo", rank, size, reason };
         let (interface, host) = match bind {
             GlooBind::Default => ("", ""),
             GlooBind::Interface(name) => (name.as_str(), ""),
@@ -68,7 +70,52 @@ impl ProcessGroup {
             },
         )
         .map_err(fail)?;
-        Ok(Self { raw, rank, size })
+        Ok(Self { raw, rank, size, on_device: false })
+    }
+
+    /// Joins the NCCL group of `size` ranks meeting in `store` as `rank`. NCCL's communicator
+    /// is made at the first collective, which waits for every rank; each rank's GPU is that of
+    /// the tensors it passes (one GPU per rank: NCCL refuses two ranks on one).
+    #[cfg(evnas_nccl)]
+    pub fn nccl(
+        store: &Store,
+        rank: usize,
+        size: usize,
+        timeout: Duration,
+    ) -> Result<Self, DistributedError> {
+        let fail = |reason: String| DistributedError::Group { backend: "NCCL", rank, size, reason };
+        let (c_rank, c_size) = (to_c_int(rank).map_err(fail)?, to_c_int(size).map_err(fail)?);
+        // SAFETY: `store` is live for the call and the group keeps its own reference.
+        let raw = ffi::checked(
+            |p: &*mut c_void| p.is_null(),
+            |error| unsafe {
+                ffi::evnas_c10d_nccl_group(store.raw(), c_rank, c_size, timeout_ms(timeout), error)
+            },
+        )
+        .map_err(fail)?;
+        Ok(Self { raw, rank, size, on_device: true })
+    }
+
+    /// Without NCCL in the build, no group forms (the reason is [`super::Collectives::usable_on`]'s).
+    #[cfg(not(evnas_nccl))]
+    pub fn nccl(
+        _store: &Store,
+        rank: usize,
+        size: usize,
+        _timeout: Duration,
+    ) -> Result<Self, DistributedError> {
+        let reason = super::Collectives::Nccl.usable_on(&[]).err().map(|e| e.to_string()).unwrap_or_default();
+        Err(DistributedError::Group { backend: "NCCL", rank, size, reason })
+    }
+
+    /// Where this group's collectives take their tensors: `device` (the rank's GPU) for NCCL,
+    /// the host for Gloo.
+    pub fn buffer_device(&self, device: Device) -> Device {
+        if self.on_device {
+            device
+        } else {
+            Device::Cpu
+        }
     }
 
     pub fn rank(&self) -> usize {
