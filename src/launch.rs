@@ -65,6 +65,7 @@ pub fn settings(cfg: &Config) -> Result<SearchSettings, SearchError> {
             keep_checkpoints: cfg.run.keep_checkpoints,
             threads: cfg.run.threads,
             fitness_workers: cfg.run.fitness_workers,
+            collectives: cfg.run.collectives,
         },
         identity: cfg.digest(),
     })

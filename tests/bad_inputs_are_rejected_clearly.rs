@@ -212,6 +212,18 @@ fn config_cases() -> Vec<Case> {
             &["bad.toml", "run.devices"],
         ),
         config_case(
+            "config_nccl_on_cpu_replicas",
+            &[("run.devices", "[\"cpu\", \"cpu\"]"), ("run.collectives", "\"nccl\"")],
+            "NCCL sums gradients between GPUs, and a replica is on \"cpu\"",
+            &["bad.toml", "run.collectives"],
+        ),
+        config_case(
+            "config_collectives_unknown",
+            &[("run.collectives", "\"mpi\"")],
+            "mpi",
+            &["bad.toml", "run.collectives"],
+        ),
+        config_case(
             "config_population_below_2",
             &[("search.population", "1"), ("search.tournament_size", "1"), ("search.elites", "0")],
             "need at least 2 individuals",

@@ -74,6 +74,7 @@ impl Config {
         relevant.run.dir = PathBuf::new();
         relevant.run.device = String::new();
         relevant.run.devices = Vec::new();
+        relevant.run.collectives = CollectivesSetting::Auto;
         relevant.run.keep_checkpoints = 0;
         relevant.run.threads = 0;
         relevant.run.fitness_workers = 0;

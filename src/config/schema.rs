@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 // The domain's enums live with the code they steer; the config names them here.
+pub use crate::distributed::CollectivesSetting;
 pub use crate::evolution::Strategy;
 pub use crate::final_training::LrSchedule;
 pub use crate::space::SpaceKind;
@@ -135,6 +136,10 @@ pub struct RunSection {
     /// config.json of runs started before evnas trained on several devices.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// Which c10d backend sums the replicas' gradients: "auto" (NCCL between GPUs, else Gloo),
+    /// "nccl" or "gloo". (Absent from configs written before evnas had NCCL: "auto".)
+    #[serde(default, skip_serializing_if = "CollectivesSetting::is_auto")]
+    pub collectives: CollectivesSetting,
     /// Checkpoints kept in a run directory.
     pub keep_checkpoints: usize,
     /// CPU threads for libtorch; 0 = libtorch's default.

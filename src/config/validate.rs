@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use super::schema::{Config, SpaceKind};
+use super::schema::{CollectivesSetting, Config, RunSection, SpaceKind};
 
 /// Returns one line per problem, each naming the `section.key` at fault.
 pub fn validate(cfg: &Config) -> Vec<String> {
@@ -105,6 +105,7 @@ pub fn validate(cfg: &Config) -> Vec<String> {
         p.push(format!("run.device = {:?}: must be cpu, cuda, cuda:N or auto", r.device));
     }
     validate_devices(&r.devices, &mut p);
+    validate_collectives(r, &mut p);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&r.log_level) {
         p.push(format!("run.log_level = {:?}: not a log filter ({e})", r.log_level));
     }
@@ -190,6 +191,20 @@ fn validate_devices(devices: &[String], p: &mut Vec<String>) {
         if !seen.insert(index) {
             p.push(format!("run.devices = {devices:?}: cuda:{index} is listed twice; one replica per GPU"));
         }
+    }
+}
+
+/// `run.collectives = "nccl"`: every replica on a GPU (for "auto" devices, and the build's
+/// NCCL, that is checked at start).
+fn validate_collectives(r: &RunSection, p: &mut Vec<String>) {
+    if r.collectives != CollectivesSetting::Nccl {
+        return;
+    }
+    let names = if r.devices.is_empty() { std::slice::from_ref(&r.device) } else { r.devices.as_slice() };
+    if let Some(name) = names.iter().find(|name| !name.starts_with("cuda") && *name != "auto") {
+        p.push(format!(
+            "run.collectives = \"nccl\": NCCL sums gradients between GPUs, and a replica is on {name:?}; use \"gloo\" or \"auto\""
+        ));
     }
 }
 

@@ -16,7 +16,7 @@ use crate::cudnn::CudnnMode;
 use crate::evolution::Strategy;
 use crate::evolution::{ChildStreams, Fitness, Population};
 use crate::model::OneShotModel;
-use crate::train::data_parallel::{BuildReplica, InJob, ReplicaSet};
+use crate::train::data_parallel::{BuildReplica, InJob, ReplicaOptions, ReplicaSet};
 use crate::train::reduced_precision::Bf16Shadow;
 use crate::train::remote_fitness::FitnessLink;
 use crate::train::sgd::{Sgd, SgdConfig};
@@ -333,8 +333,12 @@ fn start_replicas(
         model_spec: super::model_factory::replica_spec(settings, channels, classes),
         fitness_batchnorm,
     });
-    let threads = crate::threads::current_threads();
-    Ok(Some(ReplicaSet::start(vs, opt, devices, sgd_config(settings), threads, build, in_job)?))
+    let options = ReplicaOptions {
+        sgd: sgd_config(settings),
+        threads: crate::threads::current_threads(),
+        collectives: settings.runtime.collectives,
+    };
+    Ok(Some(ReplicaSet::start(vs, opt, devices, options, build, in_job)?))
 }
 
 /// The fitness evaluators, each with a supernet of its own in the configured precision, then

@@ -85,6 +85,8 @@ pub struct RuntimeSettings {
     /// Every replica's device, the leader's first (never empty); more than one: data-parallel
     /// training.
     pub devices: Vec<tch::Device>,
+    /// The c10d backend of data-parallel replicas.
+    pub collectives: crate::distributed::CollectivesSetting,
     /// Generation checkpoints kept.
     pub keep_checkpoints: usize,
     /// libtorch's CPU threads; 0: its default.

@@ -1,7 +1,8 @@
 //! Data-parallel supernet training: several replicas of the supernet, each on its own device
 //! and thread, train every batch together. The batch's images are split into one shard per
 //! replica; each replica's gradient of its shard's mean loss, weighted by its share of the
-//! images, is summed across replicas through a c10d Gloo all-reduce, so that every replica holds
+//! images, is summed across replicas through a c10d all-reduce (NCCL between GPUs, else Gloo), so
+//! that every replica holds
 //! the gradient of the whole batch's mean loss and takes the same clipped SGD step. The replicas
 //! start from the leader's weights and momentum (broadcast) and stay identical, as PyTorch's
 //! DistributedDataParallel keeps them. BatchNorm normalises each shard by its own statistics
@@ -26,7 +27,9 @@ use super::sgd::{Sgd, SgdConfig};
 use super::supernet_epoch::{BatchTrainer, StepIndex};
 use super::TrainError;
 use crate::data::Batch;
-use crate::distributed::{DistributedError, GlooBind, Job, ProcessGroup, Store, FORM_TIMEOUT};
+use crate::distributed::{
+    Collectives, CollectivesSetting, DistributedError, GlooBind, Job, ProcessGroup, Store, FORM_TIMEOUT,
+};
 use crate::model::{ArchWeights, OneShotModel};
 use crate::train::remote_fitness::FitnessLink;
 
@@ -53,6 +56,16 @@ pub struct InJob {
     pub fitness_batchnorm: Option<bool>,
 }
 
+/// How the replicas train together.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaOptions {
+    pub sgd: SgdConfig,
+    /// The process's CPU threads, shared out equally among its replicas.
+    pub threads: usize,
+    /// The backend that sums gradients, chosen for this process's devices.
+    pub collectives: CollectivesSetting,
+}
+
 /// Replicas 1.. of a data-parallel supernet; replica 0 is the caller's. In a job of several
 /// processes, replicas 1.. of this process come first, then every other rank's.
 pub struct ReplicaSet {
@@ -65,7 +78,8 @@ pub struct ReplicaSet {
     /// Intra-op threads of each replica's thread.
     threads_per_replica: usize,
     /// The leader's time in the gradient all-reduce (transfer and waiting for the slowest
-    /// replica) since it was last taken.
+    /// replica; with NCCL, also for its own GPU to finish the backward pass the all-reduce
+    /// queues behind) since it was last taken.
     communication: Cell<Duration>,
 }
 
@@ -104,30 +118,33 @@ struct Shard {
 impl ReplicaSet {
     /// Starts a replica on each of `devices[1..]` (`devices[0]` is the leader's, whose supernet
     /// and momentum are `leader_vs` and `leader_opt`) and makes them equal to the leader's.
-    /// `threads`: the process's CPU threads, shared out equally. `in_job`: the other ranks'
-    /// replicas join them (this process is rank 0).
+    /// `in_job`: the other ranks' replicas join them (this process is rank 0, and they use its
+    /// choice of collectives).
     pub fn start(
         leader_vs: &VarStore,
         leader_opt: &mut Sgd,
         devices: &[Device],
-        sgd: SgdConfig,
-        threads: usize,
+        options: ReplicaOptions,
         build: BuildReplica,
         in_job: Option<InJob>,
     ) -> Result<Self, TrainError> {
+        let ReplicaOptions { sgd, threads, collectives } = options;
         let local = devices.len();
         let threads_per_replica = (threads / local.max(1)).max(1);
-        let (remote, meeting, bind) = match in_job {
-            None => (None, Meeting::InProcess(Arc::new(Store::in_process()?)), loopback()),
+        let bind = in_job.as_ref().map_or_else(loopback, |in_job| in_job.job.gloo_bind());
+        let collectives = Collectives::choose(collectives, devices, bind.clone())?;
+        let (remote, meeting) = match in_job {
+            None => (None, Meeting::InProcess(Arc::new(Store::in_process()?))),
             Some(InJob { job, model_spec, fitness_batchnorm }) => {
                 let spec = ranks::SessionSpec {
                     momentum: sgd.momentum,
                     weight_decay: sgd.weight_decay,
                     model: model_spec,
                     fitness_batchnorm,
+                    nccl: collectives == Collectives::Nccl,
                 };
                 let (remote, session) = ranks::RemoteRanks::open(job, &spec, local)?;
-                (Some(remote), Meeting::Job { job, session }, job.gloo_bind())
+                (Some(remote), Meeting::Job { job, session })
             }
         };
         let size = remote.as_ref().map_or(local, ranks::RemoteRanks::total);
@@ -143,7 +160,7 @@ impl ReplicaSet {
                 sgd,
                 threads: threads_per_replica,
                 store,
-                bind: bind.clone(),
+                collectives: collectives.clone(),
                 build: build.clone(),
             });
             match context.map_err(TrainError::from).and_then(spawn_worker) {
@@ -165,7 +182,7 @@ impl ReplicaSet {
             workers.abandon();
             return Err(e);
         }
-        let joined = form_group(&store, 0, size, &bind)
+        let joined = form_group(&store, 0, size, &collectives)
             .and_then(|group| broadcast_state(leader_vs, leader_opt, &group).map(|()| group));
         let group = match joined {
             Ok(group) => group,
@@ -412,9 +429,9 @@ fn form_group(
     store: &Store,
     rank: usize,
     size: usize,
-    bind: &GlooBind,
+    collectives: &Collectives,
 ) -> Result<ProcessGroup, DistributedError> {
-    let group = ProcessGroup::gloo(store, rank, size, bind, FORM_TIMEOUT)?;
+    let group = collectives.form(store, rank, size, FORM_TIMEOUT)?;
     group.set_timeout(COLLECTIVE_TIMEOUT)?;
     Ok(group)
 }
@@ -475,7 +492,7 @@ struct WorkerContext {
     sgd: SgdConfig,
     threads: usize,
     store: Arc<Store>,
-    bind: GlooBind,
+    collectives: Collectives,
     build: BuildReplica,
 }
 
@@ -496,7 +513,7 @@ fn run_worker(
     };
     let mut opt = Sgd::new(&vs, context.sgd);
     let _ = ready.send(Ok(()));
-    let joined = form_group(&context.store, context.rank, context.size, &context.bind)
+    let joined = form_group(&context.store, context.rank, context.size, &context.collectives)
         .and_then(|group| broadcast_state(&vs, &mut opt, &group).map(|()| group));
     let group = match joined {
         Ok(group) => group,
@@ -554,13 +571,14 @@ fn replica_step(
     let loss_part = if shard.weight > 0.0 { weighted.detach() } else { weighted.zeros_like() };
     parts.push(loss_part.reshape([1]).to_kind(Kind::Float));
     let device = logits.device();
-    // Gloo reduces host memory: a CUDA replica's buffer goes through the host.
+    // Gloo reduces host memory: with it, a CUDA replica's buffer goes through the host.
     let reducing = Instant::now();
-    let mut flat = Tensor::cat(&parts, 0).to_device(Device::Cpu);
+    let mut flat = Tensor::cat(&parts, 0).to_device(group.buffer_device(device));
     group.all_reduce_sum(&mut flat)?;
     let flat = flat.to_device(device);
-    let communication = reducing.elapsed();
     let batch_loss = flat.double_value(&[flat.size()[0] - 1]);
+    // Until the sum is on the host: NCCL's all-reduce only queues its kernels.
+    let communication = reducing.elapsed();
     // Checked before the step, and the same on every replica, so that all refuse it together.
     if !batch_loss.is_finite() {
         return Err(shard.step.non_finite_loss());
@@ -590,7 +608,8 @@ fn broadcast_state(vs: &VarStore, opt: &mut Sgd, group: &ProcessGroup) -> Result
     broadcast_into(variables.iter().map(|(_, t)| t.shallow_clone()).collect(), group)?;
     // Which parameters have momentum (none before the first step), then the buffers.
     let mask = opt.momentum_mask();
-    let mut mask_tensor = Tensor::from_slice(&mask.iter().map(|&m| u8::from(m)).collect::<Vec<_>>());
+    let mut mask_tensor = Tensor::from_slice(&mask.iter().map(|&m| u8::from(m)).collect::<Vec<_>>())
+        .to_device(group.buffer_device(vs.device()));
     group.broadcast(&mut mask_tensor, 0)?;
     let leader_mask: Vec<bool> = Vec::<u8>::try_from(&mask_tensor)
         .map_err(|e| DistributedError::Collective {
@@ -605,14 +624,16 @@ fn broadcast_state(vs: &VarStore, opt: &mut Sgd, group: &ProcessGroup) -> Result
     broadcast_into(opt.momentum_for(&leader_mask), group)
 }
 
-/// Overwrites `tensors` (any devices and layouts) with rank 0's, through one flat host buffer.
+/// Overwrites `tensors` (any layouts, on one device) with rank 0's, through one flat buffer
+/// where the group's collectives take it.
 fn broadcast_into(tensors: Vec<Tensor>, group: &ProcessGroup) -> Result<(), DistributedError> {
-    if tensors.is_empty() {
+    let Some(first) = tensors.first() else {
         return Ok(());
-    }
+    };
+    let buffer = group.buffer_device(first.device());
     tch::no_grad(|| {
         let parts: Vec<Tensor> =
-            tensors.iter().map(|t| t.reshape([-1]).to_kind(Kind::Float).to_device(Device::Cpu)).collect();
+            tensors.iter().map(|t| t.reshape([-1]).to_kind(Kind::Float).to_device(buffer)).collect();
         let mut flat = Tensor::cat(&parts, 0);
         group.broadcast(&mut flat, 0)?;
         let mut offset = 0;

@@ -18,7 +18,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{shard_sizes, spawn_worker, wait_ready, BuildReplica, StepPart, WorkerContext, Workers};
 use crate::data::Batch;
-use crate::distributed::{GlooBind, Job, Store};
+use crate::distributed::{Collectives, GlooBind, Job, Store};
 use crate::model::ArchWeights;
 use crate::train::accuracy::Tally;
 use crate::train::remote_fitness::{join_pair, serve_fitness, FitnessLink};
@@ -66,6 +66,9 @@ pub(super) struct SessionSpec {
     /// not (crate::train::remote_fitness); `None`: it does not.
     #[serde(default)]
     pub fitness_batchnorm: Option<bool>,
+    /// Rank 0 chose NCCL for the replicas' group (else Gloo); every rank uses its choice.
+    #[serde(default)]
+    pub nccl: bool,
 }
 
 /// Makes the replica builder of a session's model spec (the search's supernet settings).
@@ -308,6 +311,8 @@ impl LocalSession {
             let build = build_from_spec(&spec.model)
                 .map_err(|reason| TrainError::Replica { replica: first, reason })?;
             let sgd = SgdConfig { momentum: spec.momentum, weight_decay: spec.weight_decay };
+            let collectives = if spec.nccl { Collectives::Nccl } else { Collectives::Gloo(job.gloo_bind()) };
+            collectives.usable_on(devices)?;
             let mut ready = Vec::with_capacity(devices.len());
             for (i, &device) in devices.iter().enumerate() {
                 let context = WorkerContext {
@@ -318,7 +323,7 @@ impl LocalSession {
                     threads: (threads / devices.len().max(1)).max(1),
                     // A client each: the groups of this rank form side by side.
                     store: Arc::new(job.session_store(number)?),
-                    bind: job.gloo_bind(),
+                    collectives: collectives.clone(),
                     build: build.clone(),
                 };
                 let (worker, ready_rx) = spawn_worker(context)?;

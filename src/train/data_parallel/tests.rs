@@ -74,8 +74,7 @@ fn averaged_gradient_is_the_full_batch_gradient(replicas: usize, images: i64) {
         &parallel_vs,
         &mut parallel_opt,
         &vec![Device::Cpu; replicas],
-        SGD_PLAIN,
-        2,
+        options(SGD_PLAIN, 2),
         build,
         None,
     )
@@ -133,7 +132,8 @@ fn darts_replicas_stay_bit_identical_over_steps() {
     let build: BuildReplica = Arc::new(move |vs: &VarStore| {
         Ok(Box::new(Supernet::new(&vs.root(), config)) as Box<dyn OneShotModel>)
     });
-    let set = ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 3], SGD_PAPER, 3, build, None).unwrap();
+    let set =
+        ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 3], options(SGD_PAPER, 3), build, None).unwrap();
     assert_eq!(set.replicas(), 3);
     assert_eq!(set.threads_per_replica(), 1);
     set.check_in_step(&vs, &opt).unwrap();
@@ -164,8 +164,28 @@ fn a_replica_that_cannot_build_its_supernet_is_named() {
     let _model = Linear::new(&vs);
     let mut opt = Sgd::new(&vs, SGD_PLAIN);
     let build: BuildReplica = Arc::new(|_: &VarStore| Err("no memory left".to_string()));
-    let err = ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 2], SGD_PLAIN, 2, build, None).err().unwrap();
+    let err = ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 2], options(SGD_PLAIN, 2), build, None)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("replica 1") && err.to_string().contains("no memory left"), "{err}");
+}
+
+/// NCCL asked for CPU replicas: refused before any replica is built.
+#[test]
+fn nccl_for_cpu_replicas_is_refused_before_they_start() {
+    let vs = VarStore::new(Device::Cpu);
+    let _model = Linear::new(&vs);
+    let mut opt = Sgd::new(&vs, SGD_PLAIN);
+    let built = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = built.clone();
+    let build: BuildReplica = Arc::new(move |vs: &VarStore| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Box::new(Linear::new(vs)) as Box<dyn OneShotModel>)
+    });
+    let nccl = ReplicaOptions { collectives: CollectivesSetting::Nccl, ..options(SGD_PLAIN, 2) };
+    let err = ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 2], nccl, build, None).err().unwrap();
+    assert!(err.to_string().contains("NCCL cannot be used"), "{err}");
+    assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
 #[test]
@@ -174,4 +194,9 @@ fn shards_are_as_equal_as_possible() {
     assert_eq!(shard_sizes(64, 2), Some(vec![32, 32]));
     assert_eq!(shard_sizes(2, 3), Some(vec![1, 1, 0]));
     assert_eq!(shard_sizes(0, 3), None);
+}
+
+/// CPU replicas sharing `threads`, with the default collectives (Gloo on the CPU).
+fn options(sgd: SgdConfig, threads: usize) -> ReplicaOptions {
+    ReplicaOptions { sgd, threads, collectives: CollectivesSetting::Auto }
 }
