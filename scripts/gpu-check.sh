@@ -10,8 +10,11 @@
 #     (channels-last, fp32 fitness), with bf16 fitness (and the Kendall tau of its ranking
 #     against fp32: same seed, so the same population and trained weights), and in NCHW layout
 #     (channels-last is a CPU choice; its time ratio says whether it pays on the GPU too).
+#  4. With two GPUs or more: NCCL's all-reduce across all of them (step 1, evnas doctor, which runs
+#     it on one GPU too), and the paper config's generation data-parallel on the first two, with
+#     NCCL and with Gloo, against one GPU (the goal: >= 1.8x).
 # The images are random bytes in CIFAR-10's binary format (no dataset can be downloaded there):
-# timings do not depend on pixel values. NCCL is not checked: evnas does not use it yet.
+# timings do not depend on pixel values.
 #
 #   usage: scripts/gpu-check.sh [path/to/evnas]   (default target/release/evnas; to carry it to
 #          another machine, strip a copy first: `mkdir -p target/gpu && strip -o target/gpu/evnas
@@ -42,6 +45,7 @@ else
     "$bin" doctor --data "$work" | tee "$work/doctor.txt" || true
     mapfile -t devices < <(sed -n 's/^ok: tensor op on \(cuda:[0-9]*\)$/\1/p' "$work/doctor.txt")
     ((${#devices[@]} > 0)) || fail "no tensor op ran on a GPU"
+    grep -q '^ok: NCCL .* all-reduce across' "$work/doctor.txt" || fail "NCCL's all-reduce did not run"
 fi
 echo "gpu-check: devices ${devices[*]}"
 
@@ -92,6 +96,14 @@ for variant in fp32 bf16 nchw; do
     search "$work/paper-$variant" "run.device=${devices[0]}" "data.train_subset=$images" \
         "fitness.subset=$images" "${extra[@]}" || fail "the paper config ($variant) on ${devices[0]}"
 done
+# Two GPUs data-parallel, NCCL (what "auto" picks) and Gloo through the host.
+if ((${#devices[@]} >= 2)) && [[ ${devices[0]} == cuda* ]]; then
+    for backend in nccl gloo; do
+        search "$work/paper-2gpu-$backend" "run.devices=[${devices[0]}, ${devices[1]}]" \
+            "run.collectives=$backend" "data.train_subset=$images" "fitness.subset=$images" ||
+            fail "the paper config on ${devices[0]} and ${devices[1]} ($backend)"
+    done
+fi
 "$py" - "$work" "$fraction" "${devices[0]}" <<'PY'
 import json, os, sys
 work, fraction, device = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -114,11 +126,14 @@ def tau_b(a, b):
     n = concordant + discordant
     return (concordant - discordant) / (((n + ties_a) * (n + ties_b)) ** 0.5 or 1.0)
 
-fitness, seconds = {}, {}
+fitness, seconds, generation = {}, {}, {}
 variants = {"fp32": "channels-last, fp32 fitness", "bf16": "channels-last, bf16 fitness",
-            "nchw": "NCHW, fp32 fitness"}
+            "nchw": "NCHW, fp32 fitness", "2gpu-nccl": "2 GPUs with NCCL",
+            "2gpu-gloo": "2 GPUs with Gloo"}
 for variant, label in variants.items():
     run = os.path.join(work, f"paper-{variant}")
+    if not os.path.isdir(run):
+        continue
     g = json.loads(open(os.path.join(run, "generations.jsonl")).readline())
     t = json.loads(open(os.path.join(run, "timings.jsonl")).readline())
     wall, rss_kb = open(run + ".time").read().split()
@@ -130,13 +145,20 @@ for variant, label in variants.items():
           f"({g['evaluated_images'] / fit:.0f} img/s), GA {ga:.3f} s, checkpoint {ckpt:.3f} s; wall "
           f"{float(wall):.1f} s (start-up included), peak RSS {int(rss_kb) / 1024**2:.2f} GB")
     print(f"gpu-check: a whole generation extrapolated: {whole / 60:.2f} min (goal: <= 6 min)")
+    if "communication_seconds" in g["train"]:
+        print(f"gpu-check: of the training, all-reduce {g['train']['communication_seconds']:.1f} s")
     fitness[variant] = {i["id"]: i["fitness"]["top1"] for i in g["individuals"]}
     seconds[variant] = (train, fit)
+    generation[variant] = whole
 ids = sorted(fitness["fp32"])
 print(f"gpu-check: bf16 against fp32 fitness over {len(ids)} individuals: Kendall tau "
       f"{tau_b([fitness['fp32'][i] for i in ids], [fitness['bf16'][i] for i in ids]):.3f}")
 (cl_train, cl_fit), (nchw_train, nchw_fit) = seconds["fp32"], seconds["nchw"]
 print(f"gpu-check: channels-last against NCHW (time ratio): training {cl_train / nchw_train:.2f}x, "
       f"fitness {cl_fit / nchw_fit:.2f}x")
+for variant in ("2gpu-nccl", "2gpu-gloo"):
+    if variant in generation:
+        print(f"gpu-check: {variants[variant]}: a generation {generation['fp32'] / generation[variant]:.2f}x "
+              f"as fast as on one GPU (goal: >= 1.8x)")
 PY
 echo "gpu-check: OK"
