@@ -338,7 +338,13 @@ fn start_replicas(
         threads: crate::threads::current_threads(),
         collectives: settings.runtime.collectives,
     };
-    Ok(Some(ReplicaSet::start(vs, opt, devices, options, build, in_job)?))
+    let replicas = ReplicaSet::start(vs, opt, devices, options, build, in_job)?;
+    tracing::info!(
+        replicas = replicas.replicas(),
+        collectives = replicas.collectives(),
+        "data-parallel training: gradients summed every step"
+    );
+    Ok(Some(replicas))
 }
 
 /// The fitness evaluators, each with a supernet of its own in the configured precision, then

@@ -70,6 +70,8 @@ pub struct ReplicaOptions {
 /// processes, replicas 1.. of this process come first, then every other rank's.
 pub struct ReplicaSet {
     group: ProcessGroup,
+    /// The group's backend, as `run.collectives` names it.
+    collectives: &'static str,
     workers: Workers,
     /// The other processes' replicas.
     remote: Option<ranks::RemoteRanks>,
@@ -197,6 +199,7 @@ impl ReplicaSet {
         };
         Ok(Self {
             group,
+            collectives: collectives.name(),
             workers,
             remote,
             fitness_links,
@@ -208,6 +211,11 @@ impl ReplicaSet {
     /// All replicas, the leader and other processes' included.
     pub fn replicas(&self) -> usize {
         self.group.size()
+    }
+
+    /// The backend that sums their gradients: "nccl" or "gloo".
+    pub fn collectives(&self) -> &'static str {
+        self.collectives
     }
 
     /// The other ranks' fitness models, for fitness evaluators of this process to measure on

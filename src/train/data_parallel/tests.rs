@@ -135,6 +135,7 @@ fn darts_replicas_stay_bit_identical_over_steps() {
     let set =
         ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 3], options(SGD_PAPER, 3), build, None).unwrap();
     assert_eq!(set.replicas(), 3);
+    assert_eq!(set.collectives(), "gloo");
     assert_eq!(set.threads_per_replica(), 1);
     set.check_in_step(&vs, &opt).unwrap();
     let start = set.fingerprints(&vs, &opt).unwrap()[0].clone();
