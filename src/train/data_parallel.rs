@@ -1,11 +1,10 @@
 //! Data-parallel supernet training: several replicas of the supernet, each on its own device
 //! and thread, train every batch together. The batch's images are split into one shard per
 //! replica; each replica's gradient of its shard's mean loss, weighted by its share of the
-//! images, is summed across replicas through a c10d all-reduce (NCCL between GPUs, else Gloo), so
-//! that every replica holds
-//! the gradient of the whole batch's mean loss and takes the same clipped SGD step. The replicas
-//! start from the leader's weights and momentum (broadcast) and stay identical, as PyTorch's
-//! DistributedDataParallel keeps them. BatchNorm normalises each shard by its own statistics
+//! images, is summed across replicas through a c10d all-reduce (NCCL between GPUs, else Gloo),
+//! so that every replica holds the gradient of the whole batch's mean loss and takes the same
+//! clipped SGD step. The replicas start from the leader's weights and momentum (broadcast) and
+//! stay identical, as PyTorch's DistributedDataParallel keeps them. BatchNorm normalises each shard by its own statistics
 //! (DDP without SyncBatchNorm); the running statistics anyone reads are the leader's, as DDP's
 //! default `broadcast_buffers` makes them.
 //!

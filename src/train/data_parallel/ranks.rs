@@ -2,7 +2,7 @@
 //! the job's control group, rank 0 tells them what supernet to build (a session), then each
 //! step's batch and architecture; each rank trains its share of the batch on its own replicas
 //! (threads, as rank 0's), which sum their gradients with all the others' in the session's
-//! Gloo group, and answers with their tallies. The ranks keep no state of the search: rank 0
+//! group (Gloo, or NCCL where rank 0 chose it), and answers with their tallies. The ranks keep no state of the search: rank 0
 //! broadcasts its weights and momentum when a session opens (new or resumed runs alike).
 //!
 //! Every message is a fixed-size header of f64s from rank 0, then the tensors it announces; every
