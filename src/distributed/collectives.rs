@@ -61,9 +61,7 @@ impl Collectives {
             return Ok(());
         }
         if nccl_version().is_none() {
-            return Err(DistributedError::NcclUnavailable {
-                reason: "this evnas was built without NCCL (its libtorch has no CUDA, or the headers were missing: see scripts/setup.sh)".into(),
-            });
+            return Err(nccl_not_built());
         }
         match devices.iter().find(|d| !d.is_cuda()) {
             Some(Device::Cpu) => Err(DistributedError::NcclUnavailable {
@@ -73,14 +71,6 @@ impl Collectives {
                 reason: format!("NCCL sums tensors on GPUs, and a replica is on {other:?}"),
             }),
             None => Ok(()),
-        }
-    }
-
-    /// The wire name, as `run.collectives` spells it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Gloo(_) => "gloo",
-            Self::Nccl => "nccl",
         }
     }
 
@@ -100,6 +90,13 @@ impl Collectives {
     }
 }
 
+/// Why NCCL cannot be used in a build without it.
+pub(super) fn nccl_not_built() -> DistributedError {
+    DistributedError::NcclUnavailable {
+        reason: "this evnas was built without NCCL (its libtorch has no CUDA, or the headers were missing: see scripts/setup.sh)".into(),
+    }
+}
+
 /// The version of the NCCL library this evnas uses ("2.28.9"); `None` when built without NCCL.
 pub fn nccl_version() -> Option<String> {
     #[cfg(evnas_nccl)]
@@ -113,6 +110,7 @@ pub fn nccl_version() -> Option<String> {
         if rc.is_err() || version.is_null() {
             return None;
         }
+        // SAFETY: `version` is that NUL-terminated string, read then freed once.
         let text = unsafe { std::ffi::CStr::from_ptr(version) }.to_string_lossy().into_owned();
         unsafe { super::ffi::evnas_c10d_free_error(version) };
         Some(text)

@@ -27,21 +27,17 @@ pub fn nccl_all_reduce_check(devices: &[Device], timeout: Duration) -> Result<()
                 scope.spawn(move || all_reduce_on(&store, rank, size, device, timeout))
             })
             .collect();
-        let results: Vec<_> = ranks
-            .into_iter()
-            .enumerate()
-            .map(|(rank, handle)| {
-                handle.join().unwrap_or_else(|_| {
-                    Err(DistributedError::Collective {
-                        operation: "NCCL all-reduce check",
-                        rank,
-                        size,
-                        reason: "its thread panicked".into(),
-                    })
+        // The scope joins every rank's thread, also after an early error.
+        ranks.into_iter().enumerate().try_for_each(|(rank, handle)| {
+            handle.join().unwrap_or_else(|_| {
+                Err(DistributedError::Collective {
+                    operation: "NCCL all-reduce check",
+                    rank,
+                    size,
+                    reason: "its thread panicked".into(),
                 })
             })
-            .collect();
-        results.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ())
+        })
     })
 }
 

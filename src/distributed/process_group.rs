@@ -26,8 +26,8 @@ pub struct ProcessGroup {
     raw: *mut c_void,
     rank: usize,
     size: usize,
-    /// NCCL's collectives take tensors on the rank's GPU; Gloo's take host tensors.
-    on_device: bool,
+    /// "gloo" or "nccl", as `run.collectives` names them.
+    backend: &'static str,
 }
 
 // SAFETY: c10d's groups serialise their work internally; a group is used by one replica thread
@@ -70,7 +70,7 @@ impl ProcessGroup {
             },
         )
         .map_err(fail)?;
-        Ok(Self { raw, rank, size, on_device: false })
+        Ok(Self { raw, rank, size, backend: "gloo" })
     }
 
     /// Joins the NCCL group of `size` ranks meeting in `store` as `rank`. NCCL's communicator
@@ -93,10 +93,10 @@ impl ProcessGroup {
             },
         )
         .map_err(fail)?;
-        Ok(Self { raw, rank, size, on_device: true })
+        Ok(Self { raw, rank, size, backend: "nccl" })
     }
 
-    /// Without NCCL in the build, no group forms (the reason is [`super::Collectives::usable_on`]'s).
+    /// Without NCCL in the build, no group forms.
     #[cfg(not(evnas_nccl))]
     pub fn nccl(
         _store: &Store,
@@ -104,18 +104,23 @@ impl ProcessGroup {
         size: usize,
         _timeout: Duration,
     ) -> Result<Self, DistributedError> {
-        let reason = super::Collectives::Nccl.usable_on(&[]).err().map(|e| e.to_string()).unwrap_or_default();
+        let reason = super::collectives::nccl_not_built().to_string();
         Err(DistributedError::Group { backend: "NCCL", rank, size, reason })
     }
 
     /// Where this group's collectives take their tensors: `device` (the rank's GPU) for NCCL,
     /// the host for Gloo.
     pub fn buffer_device(&self, device: Device) -> Device {
-        if self.on_device {
+        if self.backend == "nccl" {
             device
         } else {
             Device::Cpu
         }
+    }
+
+    /// "gloo" or "nccl".
+    pub fn backend(&self) -> &'static str {
+        self.backend
     }
 
     pub fn rank(&self) -> usize {

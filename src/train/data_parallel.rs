@@ -69,8 +69,6 @@ pub struct ReplicaOptions {
 /// processes, replicas 1.. of this process come first, then every other rank's.
 pub struct ReplicaSet {
     group: ProcessGroup,
-    /// The group's backend, as `run.collectives` names it.
-    collectives: &'static str,
     workers: Workers,
     /// The other processes' replicas.
     remote: Option<ranks::RemoteRanks>,
@@ -198,7 +196,6 @@ impl ReplicaSet {
         };
         Ok(Self {
             group,
-            collectives: collectives.name(),
             workers,
             remote,
             fitness_links,
@@ -214,7 +211,7 @@ impl ReplicaSet {
 
     /// The backend that sums their gradients: "nccl" or "gloo".
     pub fn collectives(&self) -> &'static str {
-        self.collectives
+        self.group.backend()
     }
 
     /// The other ranks' fitness models, for fitness evaluators of this process to measure on
