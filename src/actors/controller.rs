@@ -226,10 +226,11 @@ impl Actor for SearchController {
             BatchOrder::Shuffled,
         ));
         names.insert(prefetch.id(), prefetch::NAME.to_string());
+        let batch_device = trainer.batch_device(data_device);
         let trainer = TrainerActor::spawn_in_thread(TrainerArgs {
             trainer,
             prefetch: prefetch.clone(),
-            device: data_device,
+            device: batch_device,
             controller: me.clone(),
             events: events.clone(),
             stop: stop.clone(),

@@ -3,6 +3,7 @@
 //! that mutates the shared weights (reference: train_search.py `train`).
 
 use tch::nn::VarStore;
+use tch::Device;
 
 use crate::data::{Batch, DataError};
 use crate::model::OneShotModel;
@@ -49,6 +50,18 @@ impl SupernetTrainer {
         Self { vs, model, opt, grad_clip, replicas }
     }
 
+    /// Where the training batches from `data_device` (the supernet's) should be delivered: there
+    /// when this supernet trains alone; with replicas, on the host (pinned where CUDA is), so that
+    /// each replica copies its own shard to its device and another rank's is sent it without
+    /// waiting for a GPU.
+    pub fn batch_device(&self, data_device: Device) -> Device {
+        if self.replicas.is_some() {
+            Device::Cpu
+        } else {
+            data_device
+        }
+    }
+
     /// One pass over `batches`, batch i through individual i mod P of `plan`; `on_batch` after
     /// each. `done` continues a pass stopped earlier (`batches` then starts after its
     /// last batch); stopped by `stop`, it returns what to continue from.
@@ -76,7 +89,7 @@ impl SupernetTrainer {
                 &mut single
             }
             Some(replicas) => {
-                parallel = DataParallel { model, opt, replicas };
+                parallel = DataParallel::new(model, opt, replicas);
                 &mut parallel
             }
         };

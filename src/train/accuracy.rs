@@ -79,16 +79,8 @@ impl DeviceTally {
 
     /// Adds one batch: `loss` the batch's mean loss, a scalar tensor on the logits' device.
     pub fn add(&mut self, logits: &Tensor, labels: &Tensor, loss: &Tensor) {
-        let n = labels.size()[0];
-        let batch = Tensor::cat(
-            &[
-                hit_counts(logits, labels).to_kind(Kind::Double),
-                (loss.to_kind(Kind::Double) * n as f64).reshape([1]),
-            ],
-            0,
-        );
-        self.images += n as u64;
-        self.accumulate(&batch);
+        self.images += labels.size()[0] as u64;
+        self.accumulate(&batch_sums(logits, labels, loss));
     }
 
     /// Adds a batch already counted on the host.
@@ -122,6 +114,76 @@ impl DeviceTally {
             }
         }
     }
+}
+
+/// The tallies of single batches, kept on their device until all are read at once: a replica of
+/// data-parallel training counts its shards without waiting for its device at every step.
+#[derive(Debug, Default)]
+pub struct BatchTallies {
+    /// Per batch: its images, and its top-1 hits, top-5 hits and loss sum on the device (`None`:
+    /// a batch that counts nothing).
+    batches: Vec<(u64, Option<Tensor>)>,
+}
+
+impl BatchTallies {
+    /// Adds a batch as [`DeviceTally::add`] does.
+    pub fn add(&mut self, logits: &Tensor, labels: &Tensor, loss: &Tensor) {
+        self.batches.push((labels.size()[0] as u64, Some(batch_sums(logits, labels, loss))));
+    }
+
+    /// Adds a batch that counts nothing (a replica's empty shard).
+    pub fn add_nothing(&mut self) {
+        self.batches.push((0, None));
+    }
+
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// Every batch's tally, in the order added (one wait for the device), and forgets them.
+    pub fn take(&mut self) -> Vec<Tally> {
+        let batches = std::mem::take(&mut self.batches);
+        let counted: Vec<Tensor> =
+            batches.iter().filter_map(|(_, sums)| sums.as_ref().map(|s| s.to_device(Device::Cpu))).collect();
+        let values = if counted.is_empty() {
+            Vec::new()
+        } else {
+            Vec::<f64>::try_from(&Tensor::cat(&counted, 0)).expect("three sums per batch")
+        };
+        let mut sums = values.chunks_exact(3);
+        batches
+            .iter()
+            .map(|(images, counted)| match counted {
+                None => Tally::default(),
+                Some(_) => {
+                    let s = sums.next().expect("three sums per counted batch");
+                    Tally {
+                        images: *images,
+                        correct_top1: s[0] as u64,
+                        correct_top5: s[1] as u64,
+                        loss_sum: s[2],
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// One batch's top-1 hits, top-5 hits and loss sum (f64, on the logits' device); `loss` is the
+/// batch's mean loss.
+fn batch_sums(logits: &Tensor, labels: &Tensor, loss: &Tensor) -> Tensor {
+    let n = labels.size()[0];
+    Tensor::cat(
+        &[
+            hit_counts(logits, labels).to_kind(Kind::Double),
+            (loss.to_kind(Kind::Double) * n as f64).reshape([1]),
+        ],
+        0,
+    )
 }
 
 /// A tally's sums as a [`DeviceTally`] keeps them: top-1 hits, top-5 hits, loss sum (on the CPU).
@@ -185,5 +247,35 @@ mod tests {
         assert_eq!(read, host);
         assert_eq!(read.loss_sum.to_bits(), host.loss_sum.to_bits());
         assert_eq!(DeviceTally::starting_at(base).read(), base);
+    }
+
+    /// Batch tallies read at once equal each batch's host tally, bit for bit, in order; a batch
+    /// that counts nothing reads as an empty tally.
+    #[test]
+    fn batch_tallies_read_each_batch_as_a_host_tally() {
+        tch::manual_seed(8);
+        let mut kept = BatchTallies::default();
+        let mut host = Vec::new();
+        for batch in 0..4 {
+            if batch == 1 {
+                kept.add_nothing();
+                host.push(Tally::default());
+                continue;
+            }
+            let logits = Tensor::randn([5, 10], (Kind::Float, Device::Cpu));
+            let labels = Tensor::randint(10, [5], (Kind::Int64, Device::Cpu));
+            let loss = logits.cross_entropy_for_logits(&labels);
+            let mut one = Tally::default();
+            one.add(&logits, &labels, loss.double_value(&[]));
+            host.push(one);
+            kept.add(&logits, &labels, &loss);
+        }
+        assert_eq!(kept.len(), 4);
+        let read = kept.take();
+        assert_eq!(read, host);
+        for (a, b) in read.iter().zip(&host) {
+            assert_eq!(a.loss_sum.to_bits(), b.loss_sum.to_bits());
+        }
+        assert!(kept.is_empty() && kept.take().is_empty());
     }
 }

@@ -21,7 +21,8 @@ use sha2::{Digest, Sha256};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::accuracy::{DeviceTally, Tally};
+use super::accuracy::{BatchTallies, DeviceTally, Tally};
+use super::loss_check::{LossCheck, CUDA_INTERVAL};
 use super::sgd::{Sgd, SgdConfig};
 use super::supernet_epoch::{BatchTrainer, StepIndex};
 use super::TrainError;
@@ -76,6 +77,9 @@ pub struct ReplicaSet {
     fitness_links: Vec<FitnessLink>,
     /// Intra-op threads of each replica's thread.
     threads_per_replica: usize,
+    /// Steps whose summed losses every replica checks together (the same for all, so that
+    /// they refuse a step together).
+    check_every: usize,
     /// The leader's time in the gradient all-reduce (transfer and waiting for the slowest
     /// replica; with NCCL, also for its own GPU to finish the backward pass the all-reduce
     /// queues behind) since it was last taken.
@@ -94,11 +98,16 @@ struct Workers(Vec<Worker>);
 
 enum Command {
     Step(Shard),
+    /// The pass's steps were all sent: check their losses and report their counts.
+    Settle,
     Fingerprint,
 }
 
 enum Reply {
-    Trained(Tally),
+    /// The step is queued on the replica's device.
+    Stepped,
+    /// The tally of each step of the pass, in order.
+    Settled(Vec<Tally>),
     Fingerprint(String),
 }
 
@@ -112,6 +121,30 @@ struct Shard {
     step: StepIndex,
     lr: f64,
     grad_clip: f64,
+    /// The first step of a pass: what an earlier, unsettled pass left is forgotten.
+    starts_pass: bool,
+    check_every: usize,
+}
+
+/// What a replica keeps of the pass being trained until the pass settles: its summed losses
+/// still to check and its shards' counts, on its device.
+struct PassCounts {
+    losses: LossCheck<StepIndex>,
+    tallies: BatchTallies,
+}
+
+impl PassCounts {
+    fn new(check_every: usize) -> Self {
+        Self { losses: LossCheck::every(check_every), tallies: BatchTallies::default() }
+    }
+
+    /// Checks the losses not yet checked, then reads every step's counts (one wait for the
+    /// device).
+    fn settle(&mut self) -> Result<Vec<Tally>, TrainError> {
+        let bad = self.losses.check();
+        let tallies = self.tallies.take();
+        bad.map_or(Ok(tallies), |step| Err(step.non_finite_loss()))
+    }
 }
 
 impl ReplicaSet {
@@ -194,12 +227,15 @@ impl ReplicaSet {
             Some(remote) => remote.fitness_links(&store, &bind)?,
             None => Vec::new(),
         };
+        // A GPU's losses are checked in groups, as a single replica's are (LossCheck).
+        let check_every = if devices.iter().any(|d| d.is_cuda()) { CUDA_INTERVAL } else { 1 };
         Ok(Self {
             group,
             workers,
             remote,
             fitness_links,
             threads_per_replica,
+            check_every,
             communication: Cell::new(Duration::ZERO),
         })
     }
@@ -254,11 +290,36 @@ impl ReplicaSet {
     }
 }
 
-/// The leader's supernet stepping with its replicas.
+/// The leader's supernet stepping with its replicas through one pass. Nothing of a step is read
+/// back to the host: each replica keeps its summed losses and counts on its device until the
+/// pass settles, apart from the losses' grouped finiteness checks (every step on the CPU, every
+/// [`CUDA_INTERVAL`] steps where a replica is on a GPU).
 pub struct DataParallel<'a> {
-    pub model: &'a dyn OneShotModel,
-    pub opt: &'a mut Sgd,
-    pub replicas: &'a ReplicaSet,
+    model: &'a dyn OneShotModel,
+    opt: &'a mut Sgd,
+    replicas: &'a ReplicaSet,
+    /// The leader's own counts and unchecked losses of the pass.
+    pass: PassCounts,
+    /// The pass's steps so far, in order: whose tally each adds to.
+    steps: Vec<StepIndex>,
+}
+
+impl<'a> DataParallel<'a> {
+    /// A pass of `replicas` led by `model` and `opt`.
+    pub fn new(model: &'a dyn OneShotModel, opt: &'a mut Sgd, replicas: &'a ReplicaSet) -> Self {
+        let check_every = replicas.check_every;
+        Self::checking_every(model, opt, replicas, check_every)
+    }
+
+    /// As [`new`](Self::new), every replica checking its summed losses every `check_every` steps.
+    pub fn checking_every(
+        model: &'a dyn OneShotModel,
+        opt: &'a mut Sgd,
+        replicas: &'a ReplicaSet,
+        check_every: usize,
+    ) -> Self {
+        Self { model, opt, replicas, pass: PassCounts::new(check_every), steps: Vec::new() }
+    }
 }
 
 impl BatchTrainer for DataParallel<'_> {
@@ -269,44 +330,95 @@ impl BatchTrainer for DataParallel<'_> {
         step: StepIndex,
         lr: f64,
         grad_clip: f64,
-        tally: &mut DeviceTally,
+        _tally: &mut DeviceTally,
     ) -> Result<(), TrainError> {
         let replicas = self.replicas.replicas();
         let images = batch.labels.size().first().copied().unwrap_or(0);
         let sizes = shard_sizes(images, replicas).ok_or(TrainError::EmptyBatch { batch: step.batch })?;
-        let part = StepPart { arch, step, lr, grad_clip };
+        let part = StepPart {
+            arch,
+            step,
+            lr,
+            grad_clip,
+            starts_pass: self.steps.is_empty(),
+            check_every: self.pass.losses.interval(),
+        };
         // The other processes first: their replicas start while this one's are sent theirs.
         let remote = self.replicas.remote.as_ref();
         if let Some(remote) = remote {
             remote.send_step(batch, &part)?;
         }
-        let (sent, unsent) = self.replicas.workers.send_steps(batch, &sizes, 1, &part);
+        let workers = &self.replicas.workers;
+        let (sent, unsent) =
+            workers.send_all(1, |replica| Command::Step(shard_of(batch, &sizes, replica, &part)));
         let leader = match unsent {
             None => {
-                replica_step(self.model, self.opt, &self.replicas.group, &shard_of(batch, &sizes, 0, &part))
+                let shard = shard_of(batch, &sizes, 0, &part);
+                replica_step(self.model, self.opt, &self.replicas.group, &shard, &mut self.pass)
             }
-            Some(_) => Ok((Tally::default(), Duration::ZERO)),
+            Some(_) => Ok(Duration::ZERO),
         };
         // Every reply is collected, even after a failure, so that no answer is left queued and
-        // every rank takes part in the tallies' exchange.
-        let local = self.replicas.workers.collect_tallies(1, sent);
-        let remote_tallies = match remote {
-            Some(remote) => remote.gather_tallies(),
-            None => Ok(Vec::new()),
-        };
+        // every rank takes part in the step's exchange.
+        let local = workers.collect(1, sent, |reply| matches!(reply, Reply::Stepped).then_some(()));
+        let remote_steps = remote.map_or(Ok(Vec::new()), ranks::RemoteRanks::step_results);
         if let Some(e) = unsent {
             return Err(e);
         }
         // The leader's own error comes first: a non-finite loss is seen by every replica.
-        let (mut total, communication) = leader?;
-        let remote_tallies = remote_tallies?;
-        let mut rest = Tally::default();
-        for tally in local.into_iter().chain(remote_tallies) {
-            rest.merge(&tally?);
+        let communication = leader?;
+        self.steps.push(step);
+        for result in local.into_iter().chain(remote_steps?) {
+            result?;
         }
         self.replicas.communication.set(self.replicas.communication.get() + communication);
-        total.merge(&rest);
-        tally.add_tally(&total);
+        Ok(())
+    }
+
+    /// Checks every replica's remaining losses, then adds each step's counts, summed over the
+    /// replicas, to its individual's tally in step order (as adding them step by step would).
+    fn settle(&mut self, tallies: &mut [DeviceTally]) -> Result<(), TrainError> {
+        let steps = std::mem::take(&mut self.steps);
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let workers = &self.replicas.workers;
+        let remote = self.replicas.remote.as_ref();
+        let (sent, unsent) = workers.send_all(1, |_| Command::Settle);
+        let own = self.pass.settle();
+        let local = workers.collect(1, sent, |reply| match reply {
+            Reply::Settled(counts) => Some(counts),
+            _ => None,
+        });
+        let remote_counts = remote.map_or(Ok(Vec::new()), |remote| remote.settle(steps.len()));
+        if let Some(e) = unsent {
+            return Err(e);
+        }
+        let own = own?;
+        let mut others = Vec::with_capacity(local.len());
+        for counts in local.into_iter().chain(remote_counts?) {
+            others.push(counts?);
+        }
+        let counted = std::iter::once(&own).chain(&others).enumerate();
+        if let Some((replica, counts)) = counted.clone().find(|(_, counts)| counts.len() != steps.len()) {
+            return Err(TrainError::Replica {
+                replica,
+                reason: format!("it counted {} steps of a pass of {}", counts.len(), steps.len()),
+            });
+        }
+        for (i, step) in steps.iter().enumerate() {
+            let mut total = own[i];
+            let mut rest = Tally::default();
+            for counts in &others {
+                rest.merge(&counts[i]);
+            }
+            total.merge(&rest);
+            let tally = tallies.get_mut(step.individual).ok_or(TrainError::Replica {
+                replica: 0,
+                reason: format!("it trained individual {}, beyond the population", step.individual),
+            })?;
+            tally.add_tally(&total);
+        }
         Ok(())
     }
 }
@@ -317,6 +429,8 @@ struct StepPart<'a> {
     step: StepIndex,
     lr: f64,
     grad_clip: f64,
+    starts_pass: bool,
+    check_every: usize,
 }
 
 /// Replica `replica`'s shard of `batch`, `sizes` images per replica in order. A replica left
@@ -334,34 +448,35 @@ fn shard_of(batch: &Batch, sizes: &[i64], replica: usize, part: &StepPart) -> Sh
         step: part.step,
         lr: part.lr,
         grad_clip: part.grad_clip,
+        starts_pass: part.starts_pass,
+        check_every: part.check_every,
     }
 }
 
 impl Workers {
-    /// Sends each worker its shard (worker `i` is replica `first + i`): how many were sent, and
-    /// why not the rest.
-    fn send_steps(
-        &self,
-        batch: &Batch,
-        sizes: &[i64],
-        first: usize,
-        part: &StepPart,
-    ) -> (usize, Option<TrainError>) {
+    /// Sends each worker (worker `i` is replica `first + i`) the command `command` makes for its
+    /// replica: how many were sent, and why not the rest.
+    fn send_all(&self, first: usize, command: impl Fn(usize) -> Command) -> (usize, Option<TrainError>) {
         for (i, worker) in self.0.iter().enumerate() {
-            if let Err(e) = worker.send(first + i, Command::Step(shard_of(batch, sizes, first + i, part))) {
+            if let Err(e) = worker.send(first + i, command(first + i)) {
                 return (i, Some(e));
             }
         }
         (self.0.len(), None)
     }
 
-    /// The answers of the first `sent` workers to their steps, in order.
-    fn collect_tallies(&self, first: usize, sent: usize) -> Vec<Result<Tally, TrainError>> {
+    /// The answers of the first `sent` workers, in order, each read by `answer` (`None`: not an
+    /// answer to the command sent).
+    fn collect<T>(
+        &self,
+        first: usize,
+        sent: usize,
+        answer: impl Fn(Reply) -> Option<T>,
+    ) -> Vec<Result<T, TrainError>> {
         (0..sent)
             .map(|i| {
-                self.0[i].receive(first + i).map(|reply| match reply {
-                    Reply::Trained(t) => t,
-                    Reply::Fingerprint(_) => unreachable!("a replica answers the command it was sent"),
+                self.0[i].receive(first + i).map(|reply| {
+                    answer(reply).unwrap_or_else(|| unreachable!("a replica answers the command it was sent"))
                 })
             })
             .collect()
@@ -371,14 +486,11 @@ impl Workers {
         for (i, worker) in self.0.iter().enumerate() {
             worker.send(first + i, Command::Fingerprint)?;
         }
-        let mut out = Vec::with_capacity(self.0.len());
-        for (i, worker) in self.0.iter().enumerate() {
-            match worker.receive(first + i)? {
-                Reply::Fingerprint(f) => out.push(f),
-                Reply::Trained(_) => unreachable!("a replica answers the command it was sent"),
-            }
-        }
-        Ok(out)
+        let answers = self.collect(first, self.0.len(), |reply| match reply {
+            Reply::Fingerprint(print) => Some(print),
+            _ => None,
+        });
+        answers.into_iter().collect()
     }
 
     /// Leaves the threads to end with the process: after a failed start they may be waiting
@@ -532,16 +644,16 @@ fn run_worker(
             return;
         }
     };
+    let mut pass = PassCounts::new(1);
     for command in commands.iter() {
         let reply = match command {
             Command::Step(shard) => {
-                let shard = Shard {
-                    images: shard.images.to_device(context.device),
-                    labels: shard.labels.to_device(context.device),
-                    ..shard
-                };
-                replica_step(model.as_ref(), &mut opt, &group, &shard).map(|(tally, _)| Reply::Trained(tally))
+                if shard.starts_pass {
+                    pass = PassCounts::new(shard.check_every);
+                }
+                replica_step(model.as_ref(), &mut opt, &group, &shard, &mut pass).map(|_| Reply::Stepped)
             }
+            Command::Settle => pass.settle().map(Reply::Settled),
             Command::Fingerprint => fingerprint(&vs, &opt).map(Reply::Fingerprint),
         };
         if replies.send(reply.map_err(|e| e.to_string())).is_err() {
@@ -555,37 +667,44 @@ fn loopback() -> GlooBind {
     GlooBind::Host("127.0.0.1".into())
 }
 
-/// One replica's step: its shard's weighted gradient summed with the others', the summed loss
-/// checked, then the same clipped SGD step as every other replica. Also returns the time spent
-/// in the all-reduce.
+/// One replica's step: its shard (on the host, or on any device) copied to the replica's
+/// device, its weighted gradient summed with the others', the summed loss recorded for its
+/// check, then the same clipped SGD step as every other replica; its counts join `pass`.
+/// Nothing is read back to the host unless the loss check falls due (or the collectives are
+/// Gloo's and the replica is on a GPU). Returns the host's time in the all-reduce.
 fn replica_step(
     model: &dyn OneShotModel,
     opt: &mut Sgd,
     group: &ProcessGroup,
     shard: &Shard,
-) -> Result<(Tally, Duration), TrainError> {
+    pass: &mut PassCounts,
+) -> Result<Duration, TrainError> {
+    let device = opt.device();
+    // From pinned host memory the copies overlap the device's work, as a single replica's do.
+    let non_blocking = device.is_cuda();
+    let images = shard.images.to_device_(device, shard.images.kind(), non_blocking, false);
+    let labels = shard.labels.to_device_(device, Kind::Int64, non_blocking, false);
     opt.zero_grad();
-    let logits = model.forward_arch(&shard.images, &shard.arch, true)?;
-    let loss = logits.cross_entropy_for_logits(&shard.labels);
-    let shard_loss = loss.double_value(&[]);
+    let logits = model.forward_arch(&images, &shard.arch, true)?;
+    let loss = logits.cross_entropy_for_logits(&labels);
     let weighted = &loss * shard.weight;
     weighted.backward();
     let grads = opt.gradients();
     let mut parts: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1]).to_kind(Kind::Float)).collect();
     let loss_part = if shard.weight > 0.0 { weighted.detach() } else { weighted.zeros_like() };
     parts.push(loss_part.reshape([1]).to_kind(Kind::Float));
-    let device = logits.device();
-    // Gloo reduces host memory: with it, a CUDA replica's buffer goes through the host.
+    // Gloo reduces host memory: with it, a CUDA replica's buffer goes through the host. NCCL's
+    // all-reduce only queues its kernels, so there this is the time to queue them.
     let reducing = Instant::now();
     let mut flat = Tensor::cat(&parts, 0).to_device(group.buffer_device(device));
     group.all_reduce_sum(&mut flat)?;
     let flat = flat.to_device(device);
-    let batch_loss = flat.double_value(&[flat.size()[0] - 1]);
-    // Until the sum is on the host: NCCL's all-reduce only queues its kernels.
     let communication = reducing.elapsed();
+    // A copy, so that the check does not keep the whole buffer alive.
+    let batch_loss = flat.narrow(0, flat.size()[0] - 1, 1).copy();
     // Checked before the step, and the same on every replica, so that all refuse it together.
-    if !batch_loss.is_finite() {
-        return Err(shard.step.non_finite_loss());
+    if let Some(bad) = pass.losses.record(shard.step, &batch_loss) {
+        return Err(bad.non_finite_loss());
     }
     tch::no_grad(|| {
         let mut offset = 0;
@@ -598,11 +717,12 @@ fn replica_step(
     });
     opt.clip_grad_norm(shard.grad_clip);
     opt.step(shard.lr);
-    let mut tally = Tally::default();
     if shard.weight > 0.0 {
-        tch::no_grad(|| tally.add(&logits, &shard.labels, shard_loss));
+        tch::no_grad(|| pass.tallies.add(&logits, &labels, &loss.detach()));
+    } else {
+        pass.tallies.add_nothing();
     }
-    Ok((tally, communication))
+    Ok(communication)
 }
 
 /// Makes every replica's weights, buffers and momentum the leader's (rank 0's), in place.

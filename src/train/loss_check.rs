@@ -30,6 +30,11 @@ impl<K: Copy> LossCheck<K> {
         Self::every(if device.is_cuda() { CUDA_INTERVAL } else { 1 })
     }
 
+    /// Steps checked together.
+    pub fn interval(&self) -> usize {
+        self.interval
+    }
+
     /// Whether the next [`record`](Self::record) checks its group.
     pub fn will_check(&self) -> bool {
         self.pending.len() + 1 >= self.interval

@@ -99,7 +99,8 @@ where
 /// What trains the supernet on one batch: one replica, or several in step
 /// ([`super::data_parallel::ReplicaSet`]).
 pub trait BatchTrainer {
-    /// One SGD step on `batch` through `arch`, the batch added to `tally`. A non-finite loss is
+    /// One SGD step on `batch` through `arch`, the batch added to `tally` (or, where counts are
+    /// kept elsewhere, to the tallies [`settle`](Self::settle) is given). A non-finite loss is
     /// [`TrainError::NonFiniteLoss`], found before the step that trains on it (or, where checks
     /// are batched, by [`settle`](Self::settle) or a later step's check).
     fn train_batch(
@@ -112,9 +113,9 @@ pub trait BatchTrainer {
         tally: &mut DeviceTally,
     ) -> Result<(), TrainError>;
 
-    /// Finishes the checks of the steps trained so far, before their tallies or weights are
-    /// used.
-    fn settle(&mut self) -> Result<(), TrainError> {
+    /// Finishes the checks of the steps trained so far and adds to `tallies` (per individual)
+    /// what the steps counted elsewhere, before their tallies or weights are used.
+    fn settle(&mut self, _tallies: &mut [DeviceTally]) -> Result<(), TrainError> {
         Ok(())
     }
 }
@@ -186,7 +187,7 @@ impl BatchTrainer for SingleReplica<'_> {
         Ok(())
     }
 
-    fn settle(&mut self) -> Result<(), TrainError> {
+    fn settle(&mut self, _tallies: &mut [DeviceTally]) -> Result<(), TrainError> {
         self.losses.check().map_or(Ok(()), |bad| Err(bad.non_finite_loss()))
     }
 }
@@ -246,7 +247,7 @@ where
         on_batch(&StepReport { step, images, data_wait, compute: compute_start.elapsed() });
     };
     // A stopped pass is checkpointed: its losses are checked first, as a finished one's.
-    trainer.settle()?;
+    trainer.settle(&mut tallies)?;
     report.per_individual = tallies.iter().map(DeviceTally::read).collect();
     report.elapsed = earlier + started.elapsed();
     Ok(if stopped { EpochEnd::Stopped(report) } else { EpochEnd::Finished(report) })

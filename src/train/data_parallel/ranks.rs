@@ -2,7 +2,9 @@
 //! the job's control group, rank 0 tells them what supernet to build (a session), then each
 //! step's batch and architecture; each rank trains its share of the batch on its own replicas
 //! (threads, as rank 0's), which sum their gradients with all the others' in the session's
-//! group (Gloo, or NCCL where rank 0 chose it), and answers with their tallies. The ranks keep no state of the search: rank 0
+//! group (Gloo, or NCCL where rank 0 chose it), and answers whether each replica queued its
+//! step. When a pass ends, rank 0 asks them to settle it: they answer with every step's counts
+//! (kept on their devices until then). The ranks keep no state of the search: rank 0
 //! broadcasts its weights and momentum when a session opens (new or resumed runs alike).
 //!
 //! Every message is a fixed-size header of f64s from rank 0, then the tensors it announces; every
@@ -16,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::{shard_sizes, spawn_worker, wait_ready, BuildReplica, StepPart, WorkerContext, Workers};
+use super::{
+    shard_of, shard_sizes, spawn_worker, wait_ready, BuildReplica, Command, Reply, StepPart, WorkerContext,
+    Workers,
+};
 use crate::data::Batch;
 use crate::distributed::{Collectives, GlooBind, Job, Store};
 use crate::model::ArchWeights;
@@ -28,16 +33,16 @@ use crate::train::TrainError;
 
 /// f64s in a header: room for a step's numbers, 2 cells' shapes and an image's dimensions.
 const HEADER: usize = 32;
-/// f64s per replica in the tallies' exchange: images, top-1, top-5, loss sum, failed.
-const TALLY_ROW: usize = 5;
+/// f64s per replica and step in a pass's counts: images, top-1, top-5, loss sum.
+const TALLY_ROW: usize = 4;
 
 /// What a header asks for (its first number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Word {
     /// A new group of replicas: [number, spec bytes], then the spec.
     Session = 1,
-    /// [images, batch, individual, lr, grad clip, cells, (edges, ops) per cell, dims, dims…],
-    /// then the architecture's weights, the images and the labels.
+    /// [images, batch, individual, lr, grad clip, starts pass, check every, cells, (edges, ops)
+    /// per cell, dims, dims…], then the architecture's weights, the images and the labels.
     Step = 2,
     /// Then rank 0's leader's fingerprint: every rank compares its replicas' with it.
     CheckInStep = 3,
@@ -45,11 +50,14 @@ enum Word {
     EndSession = 4,
     /// [exit code]: the job is over.
     Shutdown = 5,
+    /// [steps]: the pass's steps were all sent; every replica checks their remaining losses
+    /// and sends their counts.
+    Settle = 6,
 }
 
 impl Word {
     fn read(value: f64) -> Option<Self> {
-        [Self::Session, Self::Step, Self::CheckInStep, Self::EndSession, Self::Shutdown]
+        [Self::Session, Self::Step, Self::CheckInStep, Self::EndSession, Self::Shutdown, Self::Settle]
             .into_iter()
             .find(|w| *w as i64 as f64 == value)
     }
@@ -145,6 +153,8 @@ impl RemoteRanks {
             part.step.individual as f64,
             part.lr,
             part.grad_clip,
+            f64::from(u8::from(part.starts_pass)),
+            part.check_every as f64,
             shapes.len() as f64,
         ];
         numbers.extend(shapes.iter().flat_map(|&(edges, ops)| [edges as f64, ops as f64]));
@@ -159,10 +169,32 @@ impl RemoteRanks {
         Ok(())
     }
 
-    /// The other ranks' replicas' tallies of the step just sent, in replica order.
-    pub(super) fn gather_tallies(&self) -> Result<Vec<Result<Tally, TrainError>>, TrainError> {
-        let rows = exchange_tallies(self.job, self.total(), self.counts[0], &[])?;
-        Ok(self.remote_replicas().map(|replica| read_tally(&rows, replica, self.rank_of(replica))).collect())
+    /// Whether each of the other ranks' replicas queued the step just sent, in replica order.
+    pub(super) fn step_results(&self) -> Result<Vec<Result<(), TrainError>>, TrainError> {
+        let flags = exchange_flags(self.job, self.total(), &[])?;
+        Ok(self.remote_replicas().map(|replica| self.failed(&flags, replica, "its step")).collect())
+    }
+
+    /// Settles the pass of `steps` steps just sent: each of the other ranks' replicas' counts
+    /// of every step, in replica order.
+    pub(super) fn settle(&self, steps: usize) -> Result<Vec<Result<Vec<Tally>, TrainError>>, TrainError> {
+        send_header(self.job, Word::Settle, &[steps as f64])?;
+        let (flags, rows) = exchange_counts_of_pass(self.job, self.total(), steps, 0, &[])?;
+        Ok(self
+            .remote_replicas()
+            .map(|replica| {
+                self.failed(&flags, replica, "the end of its pass")
+                    .map(|()| read_tallies(&rows, replica, steps))
+            })
+            .collect())
+    }
+
+    /// An error naming `replica`'s rank when its flag says it failed `what`.
+    fn failed(&self, flags: &[f64], replica: usize, what: &str) -> Result<(), TrainError> {
+        if flags[replica] == 0.0 {
+            return Ok(());
+        }
+        Err(rank_error(self.rank_of(replica), format!("replica {replica} failed {what}")))
     }
 
     /// Fails unless every other rank's replicas have the leader's fingerprint `leader`.
@@ -273,6 +305,7 @@ fn serve_message(
             *session = LocalSession::open(job, number, spec, devices, threads, build_from_spec)?;
         }
         Word::Step => session_of(session)?.step(job, &header)?,
+        Word::Settle => session_of(session)?.settle(job, &header)?,
         Word::CheckInStep => session_of(session)?.check_in_step(job)?,
         Word::EndSession => *session = None,
         Word::Shutdown => return Ok(Some(header[1].clamp(0.0, 255.0) as u8)),
@@ -358,12 +391,13 @@ impl LocalSession {
         let images = number(1)? as i64;
         let step = StepIndex { batch: number(2)? as usize, individual: number(3)? as usize };
         let (lr, grad_clip) = (number(4)?, number(5)?);
-        let cells = number(6)? as usize;
+        let (starts_pass, check_every) = (number(6)? != 0.0, number(7)? as usize);
+        let cells = number(8)? as usize;
         let mut shapes = Vec::with_capacity(cells);
         for c in 0..cells {
-            shapes.push((number(7 + 2 * c)? as usize, number(8 + 2 * c)? as usize));
+            shapes.push((number(9 + 2 * c)? as usize, number(10 + 2 * c)? as usize));
         }
-        let dims_at = 7 + 2 * cells;
+        let dims_at = 9 + 2 * cells;
         let mut size = vec![images];
         for d in 0..number(dims_at)? as usize {
             size.push(number(dims_at + 1 + d)? as i64);
@@ -381,12 +415,51 @@ impl LocalSession {
         let flat = Vec::<f32>::try_from(&arch).map_err(|_| malformed())?;
         let arch = ArchWeights::from_flat(&shapes, &flat)?;
         let sizes = shard_sizes(images, self.total).ok_or(TrainError::EmptyBatch { batch: step.batch })?;
-        let part = StepPart { arch: &arch, step, lr, grad_clip };
-        let (sent, unsent) = self.workers.send_steps(&batch, &sizes, self.first, &part);
-        let mut results = self.workers.collect_tallies(self.first, sent);
+        let part = StepPart { arch: &arch, step, lr, grad_clip, starts_pass, check_every };
+        let (sent, unsent) = self
+            .workers
+            .send_all(self.first, |replica| Command::Step(shard_of(&batch, &sizes, replica, &part)));
+        let mut results =
+            self.workers.collect(self.first, sent, |reply| matches!(reply, Reply::Stepped).then_some(()));
         results.extend(unsent.into_iter().map(Err));
-        exchange_tallies(job, self.total, self.first, &results)?;
+        exchange_flags(job, self.total, &self.own_flags(&results))?;
         results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+    }
+
+    fn settle(&self, job: &Job, header: &[f64]) -> Result<(), TrainError> {
+        let steps =
+            header.get(1).copied().ok_or_else(|| rank_error(0, "sent a malformed settle".into()))? as usize;
+        let (sent, unsent) = self.workers.send_all(self.first, |_| Command::Settle);
+        let mut results = self.workers.collect(self.first, sent, |reply| match reply {
+            Reply::Settled(counts) => Some(counts),
+            _ => None,
+        });
+        results.extend(unsent.into_iter().map(Err));
+        let results: Vec<Result<Vec<Tally>, TrainError>> = results
+            .into_iter()
+            .enumerate()
+            .map(|(i, counts)| {
+                counts.and_then(|counts| match counts.len() == steps {
+                    true => Ok(counts),
+                    false => Err(TrainError::Replica {
+                        replica: self.first + i,
+                        reason: format!("it counted {} steps of a pass of {steps}", counts.len()),
+                    }),
+                })
+            })
+            .collect();
+        exchange_counts_of_pass(job, self.total, steps, self.first, &results)?;
+        results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+    }
+
+    /// Per replica of the job, 1 where this rank's failed (`results` are its replicas' from
+    /// `first`), else 0.
+    fn own_flags<T>(&self, results: &[Result<T, TrainError>]) -> Vec<f64> {
+        let mut flags = vec![0.0; self.total];
+        for (i, result) in results.iter().enumerate() {
+            flags[self.first + i] = f64::from(u8::from(result.is_err()));
+        }
+        flags
     }
 
     fn check_in_step(&self, job: &Job) -> Result<(), TrainError> {
@@ -500,41 +573,50 @@ fn exchange_flags(job: &Job, total: usize, own: &[f64]) -> Result<Vec<f64>, Trai
     all_reduce(job, slots)
 }
 
-/// Every replica's tally row; this rank fills those of `results` (its replicas from `first`).
-fn exchange_tallies(
+/// A pass's exchange of counts: per replica of the job, whether it failed, then per replica and
+/// step its counts. This rank fills in those of `results` (its replicas from `first`).
+fn exchange_counts_of_pass(
     job: &Job,
     total: usize,
+    steps: usize,
     first: usize,
-    results: &[Result<Tally, TrainError>],
-) -> Result<Vec<f64>, TrainError> {
-    let mut rows = vec![0.0; total * TALLY_ROW];
+    results: &[Result<Vec<Tally>, TrainError>],
+) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
+    let mut values = vec![0.0; total + total * steps * TALLY_ROW];
+    let (flags, rows) = values.split_at_mut(total);
     for (i, result) in results.iter().enumerate() {
-        let row = &mut rows[(first + i) * TALLY_ROW..(first + i + 1) * TALLY_ROW];
+        let replica = first + i;
         match result {
-            Ok(t) => row.copy_from_slice(&[
-                t.images as f64,
-                t.correct_top1 as f64,
-                t.correct_top5 as f64,
-                t.loss_sum,
-                0.0,
-            ]),
-            Err(_) => row[TALLY_ROW - 1] = 1.0,
+            Ok(counts) => {
+                let block = &mut rows[replica * steps * TALLY_ROW..(replica + 1) * steps * TALLY_ROW];
+                for (row, t) in block.chunks_exact_mut(TALLY_ROW).zip(counts) {
+                    row.copy_from_slice(&[
+                        t.images as f64,
+                        t.correct_top1 as f64,
+                        t.correct_top5 as f64,
+                        t.loss_sum,
+                    ]);
+                }
+            }
+            Err(_) => flags[replica] = 1.0,
         }
     }
-    all_reduce(job, rows)
+    let mut summed = all_reduce(job, values)?;
+    let rows = summed.split_off(total);
+    Ok((summed, rows))
 }
 
-fn read_tally(rows: &[f64], replica: usize, rank: usize) -> Result<Tally, TrainError> {
-    let row = &rows[replica * TALLY_ROW..(replica + 1) * TALLY_ROW];
-    if row[TALLY_ROW - 1] != 0.0 {
-        return Err(rank_error(rank, format!("replica {replica} failed its step")));
-    }
-    Ok(Tally {
-        images: row[0] as u64,
-        correct_top1: row[1] as u64,
-        correct_top5: row[2] as u64,
-        loss_sum: row[3],
-    })
+/// Replica `replica`'s counts of each of `steps` steps, from a pass's exchange.
+fn read_tallies(rows: &[f64], replica: usize, steps: usize) -> Vec<Tally> {
+    rows[replica * steps * TALLY_ROW..(replica + 1) * steps * TALLY_ROW]
+        .chunks_exact(TALLY_ROW)
+        .map(|row| Tally {
+            images: row[0] as u64,
+            correct_top1: row[1] as u64,
+            correct_top5: row[2] as u64,
+            loss_sum: row[3],
+        })
+        .collect()
 }
 
 fn all_reduce(job: &Job, values: Vec<f64>) -> Result<Vec<f64>, TrainError> {

@@ -1,7 +1,10 @@
 use super::*;
 use crate::model::{Supernet, SupernetConfig};
+use crate::stop::StopFlag;
 use crate::train::accuracy::DeviceTally;
-use crate::train::supernet_epoch::SingleReplica;
+use crate::train::supernet_epoch::{
+    continue_epoch_with, EpochEnd, EpochReport, EpochSettings, SingleReplica,
+};
 
 const SGD_PLAIN: SgdConfig = SgdConfig { momentum: 0.0, weight_decay: 0.0 };
 const SGD_PAPER: SgdConfig = SgdConfig { momentum: 0.9, weight_decay: 3e-4 };
@@ -84,8 +87,11 @@ fn averaged_gradient_is_the_full_batch_gradient(replicas: usize, images: i64) {
     let step = StepIndex { batch: 0, individual: 0 };
     let (mut t1, mut tn) = (DeviceTally::default(), DeviceTally::default());
     SingleReplica::new(&single, &mut single_opt).train_batch(&b, &a, step, 1.0, 1e9, &mut t1).unwrap();
-    let mut dp = DataParallel { model: &parallel, opt: &mut parallel_opt, replicas: &set };
+    let mut dp = DataParallel::new(&parallel, &mut parallel_opt, &set);
     dp.train_batch(&b, &a, step, 1.0, 1e9, &mut tn).unwrap();
+    // The replicas' counts join the tallies when the pass settles.
+    assert_eq!(tn.read().images, 0);
+    dp.settle(std::slice::from_mut(&mut tn)).unwrap();
     let (t1, tn) = (t1.read(), tn.read());
 
     assert_eq!(t1.images, tn.images);
@@ -139,13 +145,14 @@ fn darts_replicas_stay_bit_identical_over_steps() {
     assert_eq!(set.threads_per_replica(), 1);
     set.check_in_step(&vs, &opt).unwrap();
     let start = set.fingerprints(&vs, &opt).unwrap()[0].clone();
+    let mut dp = DataParallel::new(&model, &mut opt, &set);
+    let mut tallies: Vec<DeviceTally> = (0..2).map(|_| DeviceTally::default()).collect();
     for i in 1..4 {
         let b = batch(7, &[3, 8, 8], 10);
-        let mut dp = DataParallel { model: &model, opt: &mut opt, replicas: &set };
-        let mut tally = DeviceTally::default();
-        dp.train_batch(&b, &archs[i % 2], step(i), 0.05, 5.0, &mut tally).unwrap();
-        assert_eq!(tally.read().images, 7);
+        dp.train_batch(&b, &archs[i % 2], step(i), 0.05, 5.0, &mut tallies[i % 2]).unwrap();
     }
+    dp.settle(&mut tallies).unwrap();
+    assert_eq!([tallies[0].read().images, tallies[1].read().images], [7, 14]);
     let prints = set.fingerprints(&vs, &opt).unwrap();
     assert_ne!(prints[0], start, "the steps changed nothing");
     assert!(prints.iter().all(|p| *p == prints[0]), "{prints:?}");
@@ -187,6 +194,130 @@ fn nccl_for_cpu_replicas_is_refused_before_they_start() {
     let err = ReplicaSet::start(&vs, &mut opt, &[Device::Cpu; 2], nccl, build, None).err().unwrap();
     assert!(err.to_string().contains("NCCL cannot be used"), "{err}");
     assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// A DARTS supernet on `replicas` CPU replicas, and the architectures of a population of 3.
+struct Replicated {
+    vs: VarStore,
+    model: Supernet,
+    opt: Sgd,
+    set: ReplicaSet,
+    architectures: Vec<ArchWeights>,
+}
+
+impl Replicated {
+    fn new(replicas: usize) -> Self {
+        tch::manual_seed(5);
+        let config = SupernetConfig::new(4, 3, 3, 10);
+        let vs = VarStore::new(Device::Cpu);
+        let model = Supernet::new(&vs.root(), config);
+        let mut opt = Sgd::new(&vs, SGD_PAPER);
+        tch::manual_seed(6);
+        let architectures = (0..3).map(|_| arch(14, 8, 2)).collect();
+        let build: BuildReplica = Arc::new(move |vs: &VarStore| {
+            Ok(Box::new(Supernet::new(&vs.root(), config)) as Box<dyn OneShotModel>)
+        });
+        let devices = vec![Device::Cpu; replicas];
+        let set =
+            ReplicaSet::start(&vs, &mut opt, &devices, options(SGD_PAPER, replicas), build, None).unwrap();
+        Self { vs, model, opt, set, architectures }
+    }
+
+    /// Trains over `batches`, continuing `done`, every replica checking its summed losses every
+    /// `check_every` steps.
+    fn pass(
+        &mut self,
+        check_every: usize,
+        batches: Vec<Result<Batch, String>>,
+        done: EpochReport,
+    ) -> Result<EpochEnd, TrainError> {
+        let stop = StopFlag::new();
+        let settings =
+            EpochSettings { lr: 0.05, grad_clip: 5.0, architectures: &self.architectures, stop: &stop };
+        let mut dp = DataParallel::checking_every(&self.model, &mut self.opt, &self.set, check_every);
+        continue_epoch_with(&mut dp, &settings, batches, done, |_| {})
+    }
+
+    /// The leader's trainable weights, after checking every replica holds the same.
+    fn weights(&self) -> Vec<Tensor> {
+        self.set.check_in_step(&self.vs, &self.opt).unwrap();
+        let mut w: Vec<(String, Tensor)> =
+            self.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w.into_iter().map(|(_, t)| t.detach().copy()).collect()
+    }
+}
+
+/// `count` batches of 5 images (odd: the replicas' shards differ in size); batch `nan_at`'s
+/// images are NaN.
+fn batches(count: usize, nan_at: Option<usize>) -> Vec<Result<Batch, String>> {
+    tch::manual_seed(3);
+    (0..count)
+        .map(|i| {
+            let b = batch(5, &[3, 8, 8], 10);
+            let images = if Some(i) == nan_at { b.images * f64::NAN } else { b.images };
+            Ok(Batch { images, labels: b.labels, index: i })
+        })
+        .collect()
+}
+
+fn finished(end: Result<EpochEnd, TrainError>) -> EpochReport {
+    match end {
+        Ok(EpochEnd::Finished(report)) => report,
+        other => panic!("the pass did not finish: {other:?}"),
+    }
+}
+
+fn assert_same_weights(a: &[Tensor], b: &[Tensor]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!(x.equal(y));
+    }
+}
+
+/// Replicas that check their summed losses in groups (as on GPUs) and keep their counts on
+/// their devices until the pass settles train the same weights and count the same tallies, bit
+/// for bit, as replicas checking every step; and a pass continued after a stop counts what one
+/// uninterrupted pass does.
+#[test]
+fn grouped_checks_and_kept_counts_change_no_number_on_replicas() {
+    let mut every_step = Replicated::new(2);
+    let a = finished(every_step.pass(1, batches(7, None), EpochReport::default()));
+    let mut grouped = Replicated::new(2);
+    let b = finished(grouped.pass(4, batches(7, None), EpochReport::default()));
+    assert_eq!(a.batches, 7);
+    assert_eq!(a.total().images, 35);
+    assert_eq!(a.per_individual, b.per_individual);
+    assert_same_weights(&every_step.weights(), &grouped.weights());
+
+    let mut continued = Replicated::new(2);
+    let mut all = batches(7, None);
+    let rest = all.split_off(3);
+    let first = finished(continued.pass(4, all, EpochReport::default()));
+    let whole = finished(continued.pass(4, rest, first));
+    assert_eq!(whole.per_individual, a.per_individual);
+    for (x, y) in whole.per_individual.iter().zip(&a.per_individual) {
+        assert_eq!(x.loss_sum.to_bits(), y.loss_sum.to_bits());
+    }
+    assert_same_weights(&continued.weights(), &every_step.weights());
+}
+
+/// A non-finite loss on replicas is named by its batch and individual whether checked at once
+/// or with its group; checked at every step, it never reaches any replica's weights.
+#[test]
+fn a_non_finite_loss_on_replicas_is_named_exactly_in_any_grouping() {
+    for check_every in [1, 4] {
+        let end = Replicated::new(2).pass(check_every, batches(7, Some(5)), EpochReport::default());
+        assert!(
+            matches!(end, Err(TrainError::NonFiniteLoss { batch: 5, individual: 2 })),
+            "checking every {check_every}: {end:?}"
+        );
+    }
+    let mut clean = Replicated::new(2);
+    finished(clean.pass(1, batches(5, None), EpochReport::default()));
+    let mut stopped = Replicated::new(2);
+    assert!(stopped.pass(1, batches(7, Some(5)), EpochReport::default()).is_err());
+    assert_same_weights(&stopped.weights(), &clean.weights());
 }
 
 #[test]
