@@ -80,9 +80,9 @@ pub struct ReplicaSet {
     /// Steps whose summed losses every replica checks together (the same for all, so that
     /// they refuse a step together).
     check_every: usize,
-    /// The leader's time in the gradient all-reduce (transfer and waiting for the slowest
-    /// replica; with NCCL, also for its own GPU to finish the backward pass the all-reduce
-    /// queues behind) since it was last taken.
+    /// The leader's time in the gradient all-reduce since it was last taken: with Gloo, the
+    /// transfer and the wait for the slowest replica; with NCCL, the time to queue it (the GPU's
+    /// time in it is part of the step's).
     communication: Cell<Duration>,
 }
 
