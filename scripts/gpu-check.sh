@@ -10,7 +10,11 @@
 #     (channels-last, fp32 fitness), with bf16 fitness (and the Kendall tau of its ranking
 #     against fp32: same seed, so the same population and trained weights), and in NCHW layout
 #     (channels-last is a CPU choice; its time ratio says whether it pays on the GPU too).
-#  4. With two GPUs or more: NCCL's all-reduce across all of them (step 1, evnas doctor, which runs
+#  4. A small search data-parallel as a job of 2 processes started by torchrun: the replicas' GPU
+#     path (shards from pinned memory, grouped loss checks, counts kept on the device until the
+#     pass ends). Each rank on a GPU of its own with NCCL where there are two; else both on the
+#     one GPU with Gloo (NCCL refuses two ranks on one GPU).
+#  5. With two GPUs or more: NCCL's all-reduce across all of them (step 1, evnas doctor, which runs
 #     it on one GPU too), and the paper config's generation data-parallel on the first two, with
 #     NCCL and with Gloo, against one GPU (the goal: >= 1.8x).
 # The images are random bytes in CIFAR-10's binary format (no dataset can be downloaded there):
@@ -88,6 +92,37 @@ for device in "${devices[@]}"; do
     echo "gpu-check: ok: a training pass and a fitness pass on $device"
 done
 
+if [[ ${devices[0]} == cuda* ]]; then
+    if ((${#devices[@]} >= 2)); then
+        rank_device='cuda:$LOCAL_RANK' job_backend=nccl
+    else
+        rank_device=${devices[0]} job_backend=gloo
+    fi
+    # Every rank gets the same command line, as torchrun gives it; each picks its GPU here.
+    cat >"$work/rank.sh" <<EOF
+#!/usr/bin/env bash
+exec "$bin" search --quiet --config "$here/../config/evnas-cifar10-paper.toml" --run-dir "$work/job" \\
+    --set "data.path=$work/cifar" --set search.generations=1 --set search.population=4 \\
+    --set search.tournament_size=2 --set data.train_subset=256 --set fitness.subset=256 \\
+    --set fitness.batch_size=256 --set "run.device=$rank_device" --set run.collectives=$job_backend
+EOF
+    chmod +x "$work/rank.sh"
+    # A failure is reported at the end; the benchmark rows still run.
+    if "$py" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python "$work/rank.sh" \
+        >"$work/job.log" 2>&1; then
+        "$py" - "$work/job" "$job_backend" <<'PY' || failed_rows+=("a job of 2 ranks with $job_backend")
+import json, sys
+g = json.loads(open(sys.argv[1] + "/generations.jsonl").readline())["train"]
+assert g["images"] == 256, f"trained {g['images']} images, not 256"
+print(f"gpu-check: ok: a job of 2 ranks trained data-parallel with {sys.argv[2]}: {g['images']} images, "
+      f"all-reduce {g['communication_seconds']:.2f} s of {g['seconds']:.2f} s")
+PY
+    else
+        cat "$work/job.log"
+        failed_rows+=("a job of 2 ranks with $job_backend")
+    fi
+fi
+
 images=$((25000 / fraction))
 # The paper config as shipped (channels-last, fp32), with bf16 fitness, and with NCHW layout.
 for variant in fp32 bf16 nchw; do
@@ -105,7 +140,7 @@ if ((${#devices[@]} >= 2)) && [[ ${devices[0]} == cuda* ]]; then
         # A backend that fails is reported at the end; the other rows still run.
         search "$work/paper-2gpu-$backend" "run.devices=[${devices[0]}, ${devices[1]}]" \
             "run.collectives=$backend" "data.train_subset=$images" "fitness.subset=$images" ||
-            { failed_rows+=("two GPUs with $backend"); rm -rf "$work/paper-2gpu-$backend"; }
+            { failed_rows+=("the paper config on two GPUs with $backend"); rm -rf "$work/paper-2gpu-$backend"; }
     done
 fi
 "$py" - "$work" "$fraction" "${devices[0]}" <<'PY'
@@ -165,6 +200,6 @@ for variant in ("2gpu-nccl", "2gpu-gloo"):
         print(f"gpu-check: {variants[variant]}: a generation {generation['fp32'] / generation[variant]:.2f}x "
               f"as fast as on one GPU (goal: >= 1.8x)")
 PY
-((${#failed_rows[@]} == 0)) || fail "the paper config on ${failed_rows[*]} (its log is above)"
+((${#failed_rows[@]} == 0)) || fail "${failed_rows[*]} (the logs are above)"
 ((nccl_failed == 0)) || fail "evnas doctor did not run NCCL's all-reduce (see its lines above)"
 echo "gpu-check: OK"
