@@ -8,7 +8,8 @@
 #     fitness batch 1024) on 1/FRACTION of CIFAR-10's 25k training and 25k validation images,
 #     its time split and extrapolated to a whole generation (the goal: <= 6 minutes): as shipped
 #     (channels-last, fp32 fitness), with bf16 fitness (and the Kendall tau of its ranking
-#     against fp32: same seed, so the same population and trained weights), and in NCHW layout
+#     against fp32: same seed, so the same population and trained weights), with bf16 training
+#     too (its time and training loss against fp32's), and in NCHW layout
 #     (channels-last is a CPU choice; its time ratio says whether it pays on the GPU too).
 #  4. A small search data-parallel as a job of 2 processes started by torchrun: the replicas' GPU
 #     path (shards from pinned memory, grouped loss checks, counts kept on the device until the
@@ -124,11 +125,13 @@ PY
 fi
 
 images=$((25000 / fraction))
-# The paper config as shipped (channels-last, fp32), with bf16 fitness, and with NCHW layout.
-for variant in fp32 bf16 nchw; do
+# The paper config as shipped (channels-last, fp32), with bf16 fitness, with bf16 training too,
+# and with NCHW layout.
+for variant in fp32 bf16 bf16-train nchw; do
     case $variant in
     fp32) extra=() ;;
     bf16) extra=(fitness.precision=bf16) ;;
+    bf16-train) extra=(fitness.precision=bf16 train.precision=bf16) ;;
     nchw) extra=(supernet.channels_last=false) ;;
     esac
     search "$work/paper-$variant" "run.device=${devices[0]}" "data.train_subset=$images" \
@@ -165,9 +168,9 @@ def tau_b(a, b):
     n = concordant + discordant
     return (concordant - discordant) / (((n + ties_a) * (n + ties_b)) ** 0.5 or 1.0)
 
-fitness, seconds, generation = {}, {}, {}
+fitness, seconds, generation, losses = {}, {}, {}, {}
 variants = {"fp32": "channels-last, fp32 fitness", "bf16": "channels-last, bf16 fitness",
-            "nchw": "NCHW, fp32 fitness", "2gpu-nccl": "2 GPUs with NCCL",
+            "bf16-train": "channels-last, bf16 training and fitness", "nchw": "NCHW, fp32 fitness", "2gpu-nccl": "2 GPUs with NCCL",
             "2gpu-gloo": "2 GPUs with Gloo"}
 for variant, label in variants.items():
     run = os.path.join(work, f"paper-{variant}")
@@ -188,10 +191,13 @@ for variant, label in variants.items():
         print(f"gpu-check: of the training, all-reduce {g['train']['communication_seconds']:.1f} s")
     fitness[variant] = {i["id"]: i["fitness"]["top1"] for i in g["individuals"]}
     seconds[variant] = (train, fit)
+    losses[variant] = g["train"]["loss"]
     generation[variant] = whole
 ids = sorted(fitness["fp32"])
 print(f"gpu-check: bf16 against fp32 fitness over {len(ids)} individuals: Kendall tau "
       f"{tau_b([fitness['fp32'][i] for i in ids], [fitness['bf16'][i] for i in ids]):.3f}")
+print(f"gpu-check: bf16 training against fp32: training {seconds['bf16-train'][0] / seconds['fp32'][0]:.2f}x "
+      f"the time, training loss {losses['bf16-train']:.4f} against {losses['fp32']:.4f}")
 (cl_train, cl_fit), (nchw_train, nchw_fit) = seconds["fp32"], seconds["nchw"]
 print(f"gpu-check: channels-last against NCHW (time ratio): training {cl_train / nchw_train:.2f}x, "
       f"fitness {cl_fit / nchw_fit:.2f}x")

@@ -44,6 +44,7 @@ pub fn settings(cfg: &Config) -> Result<SearchSettings, SearchError> {
             momentum: cfg.train.momentum,
             weight_decay: cfg.train.weight_decay,
             grad_clip: cfg.train.grad_clip,
+            precision: cfg.train.precision,
         },
         fitness: FitnessSettings {
             batch_size: cfg.fitness.batch_size,

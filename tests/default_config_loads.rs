@@ -58,3 +58,18 @@ fn digest_ignores_where_but_not_what() {
     assert_eq!(a.digest(), b.digest());
     assert_ne!(a.digest(), c.digest());
 }
+
+/// `train.precision` came later: fp32 is left out of a saved config (so its digest is that of
+/// the configs saved before the key existed, and their runs resume), a saved config without it
+/// reads as fp32, and bf16 is another search.
+#[test]
+fn train_precision_defaults_to_fp32_and_keeps_older_digests() {
+    let fp32 = config::load(None, &[]).unwrap();
+    let bf16 = config::load(None, &["train.precision=bf16".into()]).unwrap();
+    assert_ne!(fp32.digest(), bf16.digest());
+    let saved = serde_json::to_value(&fp32).unwrap();
+    assert!(saved["train"].get("precision").is_none(), "{}", saved["train"]);
+    let read: config::Config = serde_json::from_value(saved).unwrap();
+    assert_eq!(read.digest(), fp32.digest());
+    assert_eq!(serde_json::to_value(&bf16).unwrap()["train"]["precision"], "bf16");
+}

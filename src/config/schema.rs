@@ -91,6 +91,11 @@ pub struct TrainSection {
     pub momentum: f64,
     pub weight_decay: f64,
     pub grad_clip: f64,
+    /// Arithmetic of the supernet's training steps: fp32 (the reference's) or bf16 autocast
+    /// (beyond the paper). Absent (fp32) from configs saved before it existed, whose digest it
+    /// leaves as it was.
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use crate::data::Batch;
 use crate::model::layers::channels_last;
 use crate::stop::StopFlag;
 use crate::train::accuracy::DeviceTally;
-use crate::train::autocast::{Autocast, LowPrecision};
+use crate::train::autocast::Autocast;
 use crate::train::loss_check::LossCheck;
 use crate::train::sgd::Sgd;
 use crate::train::{Precision, Tally};
@@ -82,10 +82,7 @@ where
         let images = if step.channels_last { channels_last(&images) } else { images };
         let labels = batch.labels.to_device(step.device);
         opt.zero_grad();
-        let autocast = match step.precision {
-            Precision::Bf16 => Some(Autocast::enter(step.device, LowPrecision::BFloat16)),
-            Precision::Fp32 => None,
-        };
+        let autocast = Autocast::for_precision(step.device, step.precision);
         let (logits, auxiliary) = net.forward_t(&images, true);
         // The loss in fp32 from the (possibly bf16) logits, as a mixed-precision step does.
         let criterion = |x: &Tensor| {

@@ -173,9 +173,19 @@ impl SearchEngine {
         (vs, model, mut opt): (VarStore, Box<dyn OneShotModel>, Sgd),
         state: SearchState,
     ) -> Result<Self, SearchError> {
+        if settings.training.precision == Precision::Bf16
+            && !settings.runtime.device().is_cuda()
+            && !crate::runtime::cpu_computes_bf16()
+        {
+            tracing::warn!(
+                "train.precision = \"bf16\" on a CPU without AVX-512 BF16 or AMX: libtorch emulates \
+                 bf16 here, many times slower than fp32"
+            );
+        }
         let mut replicas = start_replicas(&settings, &data, &vs, &mut opt)?;
         let links = replicas.as_mut().map(ReplicaSet::take_fitness_links).unwrap_or_default();
-        let trainer = SupernetTrainer::new(vs, model, opt, settings.training.grad_clip, replicas);
+        let training = &settings.training;
+        let trainer = SupernetTrainer::new(vs, model, opt, training.grad_clip, training.precision, replicas);
         let evaluators = build_evaluators(&settings, &data, links)?;
         let store = checkpointing::store(&run, &settings)?;
         let stop_store = checkpointing::stop_store(&run)?;
@@ -337,6 +347,7 @@ fn start_replicas(
         sgd: sgd_config(settings),
         threads: crate::threads::current_threads(),
         collectives: settings.runtime.collectives,
+        precision: settings.training.precision,
     };
     let replicas = ReplicaSet::start(vs, opt, devices, options, build, in_job)?;
     tracing::info!(

@@ -53,6 +53,8 @@ pub struct TrainingSettings {
     pub momentum: f64,
     pub weight_decay: f64,
     pub grad_clip: f64,
+    /// Arithmetic of the training steps' forward passes.
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use crate::train::sgd::Sgd;
 use crate::train::supernet_epoch::{
     continue_epoch_with, BatchTrainer, EpochEnd, EpochReport, EpochSettings, SingleReplica, StepReport,
 };
+use crate::train::Precision;
 
 use super::checkpointing::{self, CapturedCheckpoint};
 use super::engine::SearchState;
@@ -33,21 +34,24 @@ pub struct SupernetTrainer {
     model: Box<dyn OneShotModel>,
     opt: Sgd,
     grad_clip: f64,
+    precision: Precision,
     /// The other replicas of data-parallel training; this supernet is the leader's.
     replicas: Option<ReplicaSet>,
 }
 
 impl SupernetTrainer {
-    /// `replicas`: data-parallel training with them (started from this supernet's weights and
-    /// momentum); `None`: this supernet alone.
+    /// Steps clipped at `grad_clip`, their forward passes in `precision`. `replicas`:
+    /// data-parallel training with them (started from this supernet's weights and momentum, in
+    /// the same precision); `None`: this supernet alone.
     pub fn new(
         vs: VarStore,
         model: Box<dyn OneShotModel>,
         opt: Sgd,
         grad_clip: f64,
+        precision: Precision,
         replicas: Option<ReplicaSet>,
     ) -> Self {
-        Self { vs, model, opt, grad_clip, replicas }
+        Self { vs, model, opt, grad_clip, precision, replicas }
     }
 
     /// Where the training batches from `data_device` (the supernet's) should be delivered: there
@@ -85,7 +89,7 @@ impl SupernetTrainer {
         let (mut single, mut parallel);
         let trainer: &mut dyn BatchTrainer = match &self.replicas {
             None => {
-                single = SingleReplica::new(model, opt);
+                single = SingleReplica::new(model, opt).in_precision(self.precision);
                 &mut single
             }
             Some(replicas) => {

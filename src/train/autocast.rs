@@ -9,6 +9,8 @@ use std::marker::PhantomData;
 
 use tch::Device;
 
+use super::Precision;
+
 extern "C" {
     fn evnas_autocast_is_enabled(cuda: c_int) -> bool;
     fn evnas_autocast_dtype(cuda: c_int) -> c_int;
@@ -52,6 +54,13 @@ impl Autocast {
             evnas_autocast_set(cuda, true, precision.scalar_type(), true);
             Self { cuda, was_enabled, was_dtype, _thread_bound: PhantomData }
         }
+    }
+}
+
+impl Autocast {
+    /// Autocast to bf16 on `device` when `precision` is bf16; nothing for fp32.
+    pub fn for_precision(device: Device, precision: Precision) -> Option<Self> {
+        (precision == Precision::Bf16).then(|| Self::enter(device, LowPrecision::BFloat16))
     }
 }
 

@@ -22,10 +22,11 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::accuracy::{BatchTallies, DeviceTally, Tally};
+use super::autocast::Autocast;
 use super::loss_check::{LossCheck, CUDA_INTERVAL};
 use super::sgd::{Sgd, SgdConfig};
 use super::supernet_epoch::{BatchTrainer, StepIndex};
-use super::TrainError;
+use super::{Precision, TrainError};
 use crate::data::Batch;
 use crate::distributed::{
     Collectives, CollectivesSetting, DistributedError, GlooBind, Job, ProcessGroup, Store, FORM_TIMEOUT,
@@ -64,6 +65,8 @@ pub struct ReplicaOptions {
     pub threads: usize,
     /// The backend that sums gradients, chosen for this process's devices.
     pub collectives: CollectivesSetting,
+    /// Arithmetic of the forward passes (bf16: under autocast), the same on every replica.
+    pub precision: Precision,
 }
 
 /// Replicas 1.. of a data-parallel supernet; replica 0 is the caller's. In a job of several
@@ -80,6 +83,7 @@ pub struct ReplicaSet {
     /// Steps whose summed losses every replica checks together (the same for all, so that
     /// they refuse a step together).
     check_every: usize,
+    precision: Precision,
     /// The leader's time in the gradient all-reduce since it was last taken: with Gloo, the
     /// transfer and the wait for the slowest replica; with NCCL, the time to queue it (the GPU's
     /// time in it is part of the step's).
@@ -160,7 +164,7 @@ impl ReplicaSet {
         build: BuildReplica,
         in_job: Option<InJob>,
     ) -> Result<Self, TrainError> {
-        let ReplicaOptions { sgd, threads, collectives } = options;
+        let ReplicaOptions { sgd, threads, collectives, precision } = options;
         let local = devices.len();
         let threads_per_replica = (threads / local.max(1)).max(1);
         let bind = in_job.as_ref().map_or_else(loopback, |in_job| in_job.job.gloo_bind());
@@ -174,6 +178,7 @@ impl ReplicaSet {
                     model: model_spec,
                     fitness_batchnorm,
                     nccl: collectives == Collectives::Nccl,
+                    precision,
                 };
                 let (remote, session) = ranks::RemoteRanks::open(job, &spec, local)?;
                 (Some(remote), Meeting::Job { job, session })
@@ -193,6 +198,7 @@ impl ReplicaSet {
                 threads: threads_per_replica,
                 store,
                 collectives: collectives.clone(),
+                precision,
                 build: build.clone(),
             });
             match context.map_err(TrainError::from).and_then(spawn_worker) {
@@ -236,6 +242,7 @@ impl ReplicaSet {
             fitness_links,
             threads_per_replica,
             check_every,
+            precision,
             communication: Cell::new(Duration::ZERO),
         })
     }
@@ -302,6 +309,7 @@ pub struct DataParallel<'a> {
     pass: PassCounts,
     /// The pass's steps so far, in order: whose tally each adds to.
     steps: Vec<StepIndex>,
+    precision: Precision,
 }
 
 impl<'a> DataParallel<'a> {
@@ -318,7 +326,8 @@ impl<'a> DataParallel<'a> {
         replicas: &'a ReplicaSet,
         check_every: usize,
     ) -> Self {
-        Self { model, opt, replicas, pass: PassCounts::new(check_every), steps: Vec::new() }
+        let precision = replicas.precision;
+        Self { model, opt, replicas, pass: PassCounts::new(check_every), steps: Vec::new(), precision }
     }
 }
 
@@ -354,7 +363,9 @@ impl BatchTrainer for DataParallel<'_> {
         let leader = match unsent {
             None => {
                 let shard = shard_of(batch, &sizes, 0, &part);
-                replica_step(self.model, self.opt, &self.replicas.group, &shard, &mut self.pass)
+                let replica =
+                    Replica { model: self.model, group: &self.replicas.group, precision: self.precision };
+                replica_step(&replica, self.opt, &shard, &mut self.pass)
             }
             Some(_) => Ok(Duration::ZERO),
         };
@@ -609,6 +620,7 @@ struct WorkerContext {
     threads: usize,
     store: Arc<Store>,
     collectives: Collectives,
+    precision: Precision,
     build: BuildReplica,
 }
 
@@ -651,7 +663,8 @@ fn run_worker(
                 if shard.starts_pass {
                     pass = PassCounts::new(shard.check_every);
                 }
-                replica_step(model.as_ref(), &mut opt, &group, &shard, &mut pass).map(|_| Reply::Stepped)
+                let replica = Replica { model: model.as_ref(), group: &group, precision: context.precision };
+                replica_step(&replica, &mut opt, &shard, &mut pass).map(|_| Reply::Stepped)
             }
             Command::Settle => pass.settle().map(Reply::Settled),
             Command::Fingerprint => fingerprint(&vs, &opt).map(Reply::Fingerprint),
@@ -667,26 +680,36 @@ fn loopback() -> GlooBind {
     GlooBind::Host("127.0.0.1".into())
 }
 
+/// What one replica steps with, apart from its optimizer.
+struct Replica<'a> {
+    model: &'a dyn OneShotModel,
+    group: &'a ProcessGroup,
+    precision: Precision,
+}
+
 /// One replica's step: its shard (on the host, or on any device) copied to the replica's
 /// device, its weighted gradient summed with the others', the summed loss recorded for its
 /// check, then the same clipped SGD step as every other replica; its counts join `pass`.
 /// Nothing is read back to the host unless the loss check falls due (or the collectives are
 /// Gloo's and the replica is on a GPU). Returns the host's time in the all-reduce.
 fn replica_step(
-    model: &dyn OneShotModel,
+    replica: &Replica,
     opt: &mut Sgd,
-    group: &ProcessGroup,
     shard: &Shard,
     pass: &mut PassCounts,
 ) -> Result<Duration, TrainError> {
+    let &Replica { model, group, precision } = replica;
     let device = opt.device();
     // From pinned host memory the copies overlap the device's work, as a single replica's do.
     let non_blocking = device.is_cuda();
     let images = shard.images.to_device_(device, shard.images.kind(), non_blocking, false);
     let labels = shard.labels.to_device_(device, Kind::Int64, non_blocking, false);
     opt.zero_grad();
+    let autocast = Autocast::for_precision(device, precision);
     let logits = model.forward_arch(&images, &shard.arch, true)?;
-    let loss = logits.cross_entropy_for_logits(&labels);
+    // The loss in fp32 from the (possibly bf16) logits, as a mixed-precision step does.
+    let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&labels);
+    drop(autocast);
     let weighted = &loss * shard.weight;
     weighted.backward();
     let grads = opt.gradients();

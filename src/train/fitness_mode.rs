@@ -13,8 +13,8 @@ pub enum BnMode {
 }
 
 /// The arithmetic of fitness (`fitness.precision`: a bf16 copy of the supernet) or of a final
-/// training's forward passes (`final_training.precision`: bf16 autocast, weights and optimizer
-/// fp32). The supernet always trains in fp32.
+/// training's or the supernet's forward passes (`final_training.precision`, `train.precision`:
+/// bf16 autocast, weights and optimizer fp32).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {

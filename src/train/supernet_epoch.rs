@@ -3,9 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use tch::Kind;
+
 use super::accuracy::{DeviceTally, Tally};
+use super::autocast::Autocast;
 use super::loss_check::LossCheck;
 use super::sgd::Sgd;
+use super::Precision;
 use super::TrainError;
 use crate::data::Batch;
 use crate::model::{ArchWeights, OneShotModel};
@@ -140,6 +144,7 @@ pub struct SingleReplica<'a> {
     model: &'a dyn OneShotModel,
     opt: &'a mut Sgd,
     losses: LossCheck<StepIndex>,
+    precision: Precision,
 }
 
 impl<'a> SingleReplica<'a> {
@@ -154,7 +159,13 @@ impl<'a> SingleReplica<'a> {
         opt: &'a mut Sgd,
         losses: LossCheck<StepIndex>,
     ) -> Self {
-        Self { model, opt, losses }
+        Self { model, opt, losses, precision: Precision::Fp32 }
+    }
+
+    /// Its forward passes in `precision` (bf16: under autocast; weights, gradients and SGD stay
+    /// fp32).
+    pub fn in_precision(self, precision: Precision) -> Self {
+        Self { precision, ..self }
     }
 }
 
@@ -169,8 +180,11 @@ impl BatchTrainer for SingleReplica<'_> {
         tally: &mut DeviceTally,
     ) -> Result<(), TrainError> {
         self.opt.zero_grad();
+        let autocast = Autocast::for_precision(self.opt.device(), self.precision);
         let logits = self.model.forward_arch(&batch.images, arch, true)?;
-        let loss = logits.cross_entropy_for_logits(&batch.labels);
+        // The loss in fp32 from the (possibly bf16) logits, as a mixed-precision step does.
+        let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&batch.labels);
+        drop(autocast);
         let checked = if crate::fault::corrupts("train.loss") {
             loss.full_like(f64::NAN)
         } else {
@@ -283,6 +297,15 @@ mod tests {
         interval: usize,
         batches: Vec<Result<Batch, String>>,
     ) -> (Result<EpochEnd, TrainError>, Vec<Tensor>) {
+        pass_in(Precision::Fp32, interval, batches)
+    }
+
+    /// As [`pass`], the forward passes in `precision`.
+    fn pass_in(
+        precision: Precision,
+        interval: usize,
+        batches: Vec<Result<Batch, String>>,
+    ) -> (Result<EpochEnd, TrainError>, Vec<Tensor>) {
         tch::manual_seed(5);
         let vs = VarStore::new(Device::Cpu);
         let model = Supernet::new(&vs.root(), SupernetConfig::new(4, 3, 3, 10));
@@ -297,7 +320,8 @@ mod tests {
             .collect();
         let stop = StopFlag::new();
         let settings = EpochSettings { lr: 0.05, grad_clip: 5.0, architectures: &architectures, stop: &stop };
-        let mut trainer = SingleReplica::with_loss_check(&model, &mut opt, LossCheck::every(interval));
+        let mut trainer = SingleReplica::with_loss_check(&model, &mut opt, LossCheck::every(interval))
+            .in_precision(precision);
         let end = continue_epoch_with(&mut trainer, &settings, batches, EpochReport::default(), |_| {});
         let mut weights: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
@@ -320,6 +344,20 @@ mod tests {
         for (x, y) in w1.iter().zip(&w4) {
             assert!(x.equal(y));
         }
+    }
+
+    /// bf16 autocast trains other weights than fp32 (so it took effect), on a loss close to fp32's.
+    #[test]
+    fn bf16_training_follows_the_fp32_loss() {
+        let (fp32, w32) = pass_in(Precision::Fp32, 1, batches(7, None));
+        let (bf16, w16) = pass_in(Precision::Bf16, 1, batches(7, None));
+        let (Ok(EpochEnd::Finished(a)), Ok(EpochEnd::Finished(b))) = (fp32, bf16) else {
+            panic!("a pass failed")
+        };
+        assert_eq!(a.total().images, b.total().images);
+        let (la, lb) = (a.total().mean_loss(), b.total().mean_loss());
+        assert!(lb.is_finite() && (la - lb).abs() < 0.05 * la, "fp32 loss {la}, bf16 {lb}");
+        assert!(w32.iter().zip(&w16).any(|(x, y)| !x.equal(y)), "bf16 changed no weight");
     }
 
     /// A non-finite loss is named by its batch and individual whether it is found at once or

@@ -29,7 +29,7 @@ use crate::train::accuracy::Tally;
 use crate::train::remote_fitness::{join_pair, serve_fitness, FitnessLink};
 use crate::train::sgd::SgdConfig;
 use crate::train::supernet_epoch::StepIndex;
-use crate::train::TrainError;
+use crate::train::{Precision, TrainError};
 
 /// f64s in a header: room for a step's numbers, 2 cells' shapes and an image's dimensions.
 const HEADER: usize = 32;
@@ -77,6 +77,9 @@ pub(super) struct SessionSpec {
     /// Rank 0 chose NCCL for the replicas' group (else Gloo); every rank uses its choice.
     #[serde(default)]
     pub nccl: bool,
+    /// Arithmetic of the training steps' forward passes.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// Makes the replica builder of a session's model spec (the search's supernet settings).
@@ -357,6 +360,7 @@ impl LocalSession {
                     // A client each: the groups of this rank form side by side.
                     store: Arc::new(job.session_store(number)?),
                     collectives: collectives.clone(),
+                    precision: spec.precision,
                     build: build.clone(),
                 };
                 let (worker, ready_rx) = spawn_worker(context)?;

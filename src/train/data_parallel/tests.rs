@@ -207,6 +207,10 @@ struct Replicated {
 
 impl Replicated {
     fn new(replicas: usize) -> Self {
+        Self::in_precision(replicas, Precision::Fp32)
+    }
+
+    fn in_precision(replicas: usize, precision: Precision) -> Self {
         tch::manual_seed(5);
         let config = SupernetConfig::new(4, 3, 3, 10);
         let vs = VarStore::new(Device::Cpu);
@@ -218,8 +222,8 @@ impl Replicated {
             Ok(Box::new(Supernet::new(&vs.root(), config)) as Box<dyn OneShotModel>)
         });
         let devices = vec![Device::Cpu; replicas];
-        let set =
-            ReplicaSet::start(&vs, &mut opt, &devices, options(SGD_PAPER, replicas), build, None).unwrap();
+        let options = ReplicaOptions { precision, ..options(SGD_PAPER, replicas) };
+        let set = ReplicaSet::start(&vs, &mut opt, &devices, options, build, None).unwrap();
         Self { vs, model, opt, set, architectures }
     }
 
@@ -320,6 +324,18 @@ fn a_non_finite_loss_on_replicas_is_named_exactly_in_any_grouping() {
     assert_same_weights(&stopped.weights(), &clean.weights());
 }
 
+/// Replicas training in bf16 (each thread under autocast of its own) stay bit-identical, and
+/// train other weights than in fp32.
+#[test]
+fn bf16_replicas_stay_bit_identical() {
+    let mut fp32 = Replicated::new(2);
+    finished(fp32.pass(1, batches(4, None), EpochReport::default()));
+    let mut bf16 = Replicated::in_precision(2, Precision::Bf16);
+    finished(bf16.pass(1, batches(4, None), EpochReport::default()));
+    let (a, b) = (fp32.weights(), bf16.weights());
+    assert!(a.iter().zip(&b).any(|(x, y)| !x.equal(y)), "bf16 changed no weight");
+}
+
 #[test]
 fn shards_are_as_equal_as_possible() {
     assert_eq!(shard_sizes(7, 3), Some(vec![3, 2, 2]));
@@ -330,5 +346,5 @@ fn shards_are_as_equal_as_possible() {
 
 /// CPU replicas sharing `threads`, with the default collectives (Gloo on the CPU).
 fn options(sgd: SgdConfig, threads: usize) -> ReplicaOptions {
-    ReplicaOptions { sgd, threads, collectives: CollectivesSetting::Auto }
+    ReplicaOptions { sgd, threads, collectives: CollectivesSetting::Auto, precision: Precision::Fp32 }
 }
