@@ -93,30 +93,34 @@ for device in "${devices[@]}"; do
     echo "gpu-check: ok: a training pass and a fitness pass on $device"
 done
 
+# (GPUs only: CPU replicas of a job are what CI's tests run.)
 if [[ ${devices[0]} == cuda* ]]; then
     if ((${#devices[@]} >= 2)); then
-        rank_device='cuda:$LOCAL_RANK' job_backend=nccl
+        job_gpus="${devices[0]} ${devices[1]}" job_backend=nccl
     else
-        rank_device=${devices[0]} job_backend=gloo
+        job_gpus=${devices[0]} job_backend=gloo
     fi
     # Every rank gets the same command line, as torchrun gives it; each picks its GPU here.
     cat >"$work/rank.sh" <<EOF
 #!/usr/bin/env bash
+gpus=($job_gpus)
 exec "$bin" search --quiet --config "$here/../config/evnas-cifar10-paper.toml" --run-dir "$work/job" \\
     --set "data.path=$work/cifar" --set search.generations=1 --set search.population=4 \\
     --set search.tournament_size=2 --set data.train_subset=256 --set fitness.subset=256 \\
-    --set fitness.batch_size=256 --set "run.device=$rank_device" --set run.collectives=$job_backend
+    --set fitness.batch_size=256 --set "run.device=\${gpus[LOCAL_RANK % \${#gpus[@]}]}" \\
+    --set run.collectives=$job_backend
 EOF
     chmod +x "$work/rank.sh"
     # A failure is reported at the end; the benchmark rows still run.
-    if "$py" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python "$work/rank.sh" \
-        >"$work/job.log" 2>&1; then
+    # Bounded: a job that hangs must not take the machine's whole time.
+    if timeout 300 "$py" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python \
+        "$work/rank.sh" >"$work/job.log" 2>&1; then
         "$py" - "$work/job" "$job_backend" <<'PY' || failed_rows+=("a job of 2 ranks with $job_backend")
 import json, sys
 g = json.loads(open(sys.argv[1] + "/generations.jsonl").readline())["train"]
 assert g["images"] == 256, f"trained {g['images']} images, not 256"
 print(f"gpu-check: ok: a job of 2 ranks trained data-parallel with {sys.argv[2]}: {g['images']} images, "
-      f"all-reduce {g['communication_seconds']:.2f} s of {g['seconds']:.2f} s")
+      f"all-reduce {g.get('communication_seconds', 0):.2f} s of {g['seconds']:.2f} s")
 PY
     else
         cat "$work/job.log"

@@ -147,12 +147,13 @@ impl BatchTallies {
     /// Every batch's tally, in the order added (one wait for the device), and forgets them.
     pub fn take(&mut self) -> Vec<Tally> {
         let batches = std::mem::take(&mut self.batches);
-        let counted: Vec<Tensor> =
-            batches.iter().filter_map(|(_, sums)| sums.as_ref().map(|s| s.to_device(Device::Cpu))).collect();
+        // Joined where they are, then copied to the host at once.
+        let counted: Vec<&Tensor> = batches.iter().filter_map(|(_, sums)| sums.as_ref()).collect();
         let values = if counted.is_empty() {
             Vec::new()
         } else {
-            Vec::<f64>::try_from(&Tensor::cat(&counted, 0)).expect("three sums per batch")
+            Vec::<f64>::try_from(&Tensor::cat(&counted, 0).to_device(Device::Cpu))
+                .expect("three sums per batch")
         };
         let mut sums = values.chunks_exact(3);
         batches

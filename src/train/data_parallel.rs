@@ -80,9 +80,10 @@ pub struct ReplicaSet {
     fitness_links: Vec<FitnessLink>,
     /// Intra-op threads of each replica's thread.
     threads_per_replica: usize,
-    /// Steps whose summed losses every replica checks together (the same for all, so that
-    /// they refuse a step together).
+    /// How many steps' summed losses each check covers: the same on every replica, so that
+    /// they refuse a step together.
     check_every: usize,
+    /// Arithmetic of the forward passes.
     precision: Precision,
     /// The leader's time in the gradient all-reduce since it was last taken: with Gloo, the
     /// transfer and the wait for the slowest replica; with NCCL, the time to queue it (the GPU's
@@ -127,17 +128,18 @@ struct Shard {
     grad_clip: f64,
     /// The first step of a pass: what an earlier, unsettled pass left is forgotten.
     starts_pass: bool,
+    /// How many steps' summed losses each check covers.
     check_every: usize,
 }
 
 /// What a replica keeps of the pass being trained until the pass settles: its summed losses
 /// still to check and its shards' counts, on its device.
-struct PassCounts {
+struct UnsettledPass {
     losses: LossCheck<StepIndex>,
     tallies: BatchTallies,
 }
 
-impl PassCounts {
+impl UnsettledPass {
     fn new(check_every: usize) -> Self {
         Self { losses: LossCheck::every(check_every), tallies: BatchTallies::default() }
     }
@@ -179,6 +181,7 @@ impl ReplicaSet {
                     fitness_batchnorm,
                     nccl: collectives == Collectives::Nccl,
                     precision,
+                    protocol: ranks::PROTOCOL,
                 };
                 let (remote, session) = ranks::RemoteRanks::open(job, &spec, local)?;
                 (Some(remote), Meeting::Job { job, session })
@@ -306,7 +309,7 @@ pub struct DataParallel<'a> {
     opt: &'a mut Sgd,
     replicas: &'a ReplicaSet,
     /// The leader's own counts and unchecked losses of the pass.
-    pass: PassCounts,
+    pass: UnsettledPass,
     /// The pass's steps so far, in order: whose tally each adds to.
     steps: Vec<StepIndex>,
     precision: Precision,
@@ -320,14 +323,14 @@ impl<'a> DataParallel<'a> {
     }
 
     /// As [`new`](Self::new), every replica checking its summed losses every `check_every` steps.
-    pub fn checking_every(
+    pub(crate) fn checking_every(
         model: &'a dyn OneShotModel,
         opt: &'a mut Sgd,
         replicas: &'a ReplicaSet,
         check_every: usize,
     ) -> Self {
         let precision = replicas.precision;
-        Self { model, opt, replicas, pass: PassCounts::new(check_every), steps: Vec::new(), precision }
+        Self { model, opt, replicas, pass: UnsettledPass::new(check_every), steps: Vec::new(), precision }
     }
 }
 
@@ -363,8 +366,11 @@ impl BatchTrainer for DataParallel<'_> {
         let leader = match unsent {
             None => {
                 let shard = shard_of(batch, &sizes, 0, &part);
-                let replica =
-                    Replica { model: self.model, group: &self.replicas.group, precision: self.precision };
+                let replica = ReplicaParts {
+                    model: self.model,
+                    group: &self.replicas.group,
+                    precision: self.precision,
+                };
                 replica_step(&replica, self.opt, &shard, &mut self.pass)
             }
             Some(_) => Ok(Duration::ZERO),
@@ -378,6 +384,7 @@ impl BatchTrainer for DataParallel<'_> {
         }
         // The leader's own error comes first: a non-finite loss is seen by every replica.
         let communication = leader?;
+        // The leader counted it, whatever the others did.
         self.steps.push(step);
         for result in local.into_iter().chain(remote_steps?) {
             result?;
@@ -396,12 +403,18 @@ impl BatchTrainer for DataParallel<'_> {
         let workers = &self.replicas.workers;
         let remote = self.replicas.remote.as_ref();
         let (sent, unsent) = workers.send_all(1, |_| Command::Settle);
+        // The other ranks settle theirs meanwhile.
+        let asked = remote.map_or(Ok(()), |remote| remote.ask_to_settle(steps.len()));
         let own = self.pass.settle();
         let local = workers.collect(1, sent, |reply| match reply {
             Reply::Settled(counts) => Some(counts),
             _ => None,
         });
-        let remote_counts = remote.map_or(Ok(Vec::new()), |remote| remote.settle(steps.len()));
+        let remote_counts = match (remote, asked) {
+            (Some(remote), Ok(())) => remote.settled_counts(steps.len()),
+            (_, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(Vec::new()),
+        };
         if let Some(e) = unsent {
             return Err(e);
         }
@@ -656,14 +669,15 @@ fn run_worker(
             return;
         }
     };
-    let mut pass = PassCounts::new(1);
+    let mut pass = UnsettledPass::new(1);
     for command in commands.iter() {
         let reply = match command {
             Command::Step(shard) => {
                 if shard.starts_pass {
-                    pass = PassCounts::new(shard.check_every);
+                    pass = UnsettledPass::new(shard.check_every);
                 }
-                let replica = Replica { model: model.as_ref(), group: &group, precision: context.precision };
+                let replica =
+                    ReplicaParts { model: model.as_ref(), group: &group, precision: context.precision };
                 replica_step(&replica, &mut opt, &shard, &mut pass).map(|_| Reply::Stepped)
             }
             Command::Settle => pass.settle().map(Reply::Settled),
@@ -680,8 +694,8 @@ fn loopback() -> GlooBind {
     GlooBind::Host("127.0.0.1".into())
 }
 
-/// What one replica steps with, apart from its optimizer.
-struct Replica<'a> {
+/// What one replica steps with, apart from its optimizer and its pass.
+struct ReplicaParts<'a> {
     model: &'a dyn OneShotModel,
     group: &'a ProcessGroup,
     precision: Precision,
@@ -693,12 +707,12 @@ struct Replica<'a> {
 /// Nothing is read back to the host unless the loss check falls due (or the collectives are
 /// Gloo's and the replica is on a GPU). Returns the host's time in the all-reduce.
 fn replica_step(
-    replica: &Replica,
+    replica: &ReplicaParts,
     opt: &mut Sgd,
     shard: &Shard,
-    pass: &mut PassCounts,
+    pass: &mut UnsettledPass,
 ) -> Result<Duration, TrainError> {
-    let &Replica { model, group, precision } = replica;
+    let &ReplicaParts { model, group, precision } = replica;
     let device = opt.device();
     // From pinned host memory the copies overlap the device's work, as a single replica's do.
     let non_blocking = device.is_cuda();

@@ -33,6 +33,9 @@ use crate::train::{Precision, TrainError};
 
 /// f64s in a header: room for a step's numbers, 2 cells' shapes and an image's dimensions.
 const HEADER: usize = 32;
+/// The version of the messages below: a session of another is refused (ranks started with other
+/// builds of evnas).
+pub(super) const PROTOCOL: u32 = 2;
 /// f64s per replica and step in a pass's counts: images, top-1, top-5, loss sum.
 const TALLY_ROW: usize = 4;
 
@@ -80,6 +83,13 @@ pub(super) struct SessionSpec {
     /// Arithmetic of the training steps' forward passes.
     #[serde(default)]
     pub precision: Precision,
+    /// [`PROTOCOL`] of rank 0 (absent: 1, before the version was sent).
+    #[serde(default = "first_protocol")]
+    pub protocol: u32,
+}
+
+fn first_protocol() -> u32 {
+    1
 }
 
 /// Makes the replica builder of a session's model spec (the search's supernet settings).
@@ -178,10 +188,17 @@ impl RemoteRanks {
         Ok(self.remote_replicas().map(|replica| self.failed(&flags, replica, "its step")).collect())
     }
 
-    /// Settles the pass of `steps` steps just sent: each of the other ranks' replicas' counts
+    /// Asks the ranks to settle the pass of `steps` steps just sent.
+    pub(super) fn ask_to_settle(&self, steps: usize) -> Result<(), TrainError> {
+        send_header(self.job, Word::Settle, &[steps as f64])
+    }
+
+    /// After [`ask_to_settle`](Self::ask_to_settle): each of the other ranks' replicas' counts
     /// of every step, in replica order.
-    pub(super) fn settle(&self, steps: usize) -> Result<Vec<Result<Vec<Tally>, TrainError>>, TrainError> {
-        send_header(self.job, Word::Settle, &[steps as f64])?;
+    pub(super) fn settled_counts(
+        &self,
+        steps: usize,
+    ) -> Result<Vec<Result<Vec<Tally>, TrainError>>, TrainError> {
         let (flags, rows) = exchange_counts_of_pass(self.job, self.total(), steps, 0, &[])?;
         Ok(self
             .remote_replicas()
@@ -304,7 +321,17 @@ fn serve_message(
             let spec = Vec::<u8>::try_from(&payload)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| serde_json::from_slice::<SessionSpec>(&bytes).map_err(|e| e.to_string()))
-                .map_err(|e| rank_error(0, format!("sent a session this rank cannot read: {e}")));
+                .map_err(|e| rank_error(0, format!("sent a session this rank cannot read: {e}")))
+                .and_then(|spec| match spec.protocol {
+                    PROTOCOL => Ok(spec),
+                    other => Err(rank_error(
+                        0,
+                        format!(
+                            "speaks protocol {other}, this rank {PROTOCOL}: start every rank with the same \
+                             evnas build"
+                        ),
+                    )),
+                });
             *session = LocalSession::open(job, number, spec, devices, threads, build_from_spec)?;
         }
         Word::Step => session_of(session)?.step(job, &header)?,
