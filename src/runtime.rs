@@ -69,6 +69,17 @@ pub fn cpu_computes_bf16() -> bool {
         .any(|l| l.split_whitespace().any(|flag| flag == "avx512_bf16" || flag == "amx_bf16"))
 }
 
+/// Warns when `key` = "bf16" asks for bf16 arithmetic on the CPU (`on_cpu`) and this CPU would
+/// only emulate it.
+pub fn warn_if_bf16_is_emulated(key: &str, on_cpu: bool) {
+    if on_cpu && !cpu_computes_bf16() {
+        tracing::warn!(
+            "{key} = \"bf16\" on a CPU without AVX-512 BF16 or AMX: libtorch emulates bf16 here, many \
+             times slower than fp32"
+        );
+    }
+}
+
 /// How the process's threads share glibc's heap ([`keep_freed_memory`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arenas {

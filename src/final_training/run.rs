@@ -103,14 +103,8 @@ impl TrainingRun {
         resume: bool,
     ) -> Result<Self, FinalTrainingError> {
         settings.check_supported()?;
-        if settings.precision == Precision::Bf16
-            && !settings.device.is_cuda()
-            && !crate::runtime::cpu_computes_bf16()
-        {
-            tracing::warn!(
-                "final_training.precision = \"bf16\" on a CPU without AVX-512 BF16 or AMX: libtorch \
-                 emulates bf16 here, many times slower than fp32"
-            );
+        if settings.precision == Precision::Bf16 {
+            crate::runtime::warn_if_bf16_is_emulated("final_training.precision", !settings.device.is_cuda());
         }
         let (train_source, test_source) = sources(&settings)?;
         // An image folder has as many classes as it has; the network is built to match.

@@ -173,14 +173,8 @@ impl SearchEngine {
         (vs, model, mut opt): (VarStore, Box<dyn OneShotModel>, Sgd),
         state: SearchState,
     ) -> Result<Self, SearchError> {
-        if settings.training.precision == Precision::Bf16
-            && !settings.runtime.device().is_cuda()
-            && !crate::runtime::cpu_computes_bf16()
-        {
-            tracing::warn!(
-                "train.precision = \"bf16\" on a CPU without AVX-512 BF16 or AMX: libtorch emulates \
-                 bf16 here, many times slower than fp32"
-            );
+        if settings.training.precision == Precision::Bf16 {
+            crate::runtime::warn_if_bf16_is_emulated("train.precision", !settings.runtime.device().is_cuda());
         }
         let mut replicas = start_replicas(&settings, &data, &vs, &mut opt)?;
         let links = replicas.as_mut().map(ReplicaSet::take_fitness_links).unwrap_or_default();

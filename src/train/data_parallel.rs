@@ -312,7 +312,6 @@ pub struct DataParallel<'a> {
     pass: UnsettledPass,
     /// The pass's steps so far, in order: whose tally each adds to.
     steps: Vec<StepIndex>,
-    precision: Precision,
 }
 
 impl<'a> DataParallel<'a> {
@@ -329,8 +328,7 @@ impl<'a> DataParallel<'a> {
         replicas: &'a ReplicaSet,
         check_every: usize,
     ) -> Self {
-        let precision = replicas.precision;
-        Self { model, opt, replicas, pass: UnsettledPass::new(check_every), steps: Vec::new(), precision }
+        Self { model, opt, replicas, pass: UnsettledPass::new(check_every), steps: Vec::new() }
     }
 }
 
@@ -369,7 +367,7 @@ impl BatchTrainer for DataParallel<'_> {
                 let replica = ReplicaParts {
                     model: self.model,
                     group: &self.replicas.group,
-                    precision: self.precision,
+                    precision: self.replicas.precision,
                 };
                 replica_step(&replica, self.opt, &shard, &mut self.pass)
             }
@@ -405,11 +403,8 @@ impl BatchTrainer for DataParallel<'_> {
         let (sent, unsent) = workers.send_all(1, |_| Command::Settle);
         // The other ranks settle theirs meanwhile.
         let asked = remote.map_or(Ok(()), |remote| remote.ask_to_settle(steps.len()));
-        let own = self.pass.settle();
-        let local = workers.collect(1, sent, |reply| match reply {
-            Reply::Settled(counts) => Some(counts),
-            _ => None,
-        });
+        let own = self.pass.settle().and_then(|counts| counted_all(0, counts, steps.len()));
+        let local = workers.collect_settled(1, sent, steps.len());
         let remote_counts = match (remote, asked) {
             (Some(remote), Ok(())) => remote.settled_counts(steps.len()),
             (_, Err(e)) => Err(e),
@@ -422,13 +417,6 @@ impl BatchTrainer for DataParallel<'_> {
         let mut others = Vec::with_capacity(local.len());
         for counts in local.into_iter().chain(remote_counts?) {
             others.push(counts?);
-        }
-        let counted = std::iter::once(&own).chain(&others).enumerate();
-        if let Some((replica, counts)) = counted.clone().find(|(_, counts)| counts.len() != steps.len()) {
-            return Err(TrainError::Replica {
-                replica,
-                reason: format!("it counted {} steps of a pass of {}", counts.len(), steps.len()),
-            });
         }
         for (i, step) in steps.iter().enumerate() {
             let mut total = own[i];
@@ -504,6 +492,22 @@ impl Workers {
                 })
             })
             .collect()
+    }
+
+    /// The first `sent` workers' counts of a pass of `steps` steps, each checked to hold them
+    /// all.
+    fn collect_settled(
+        &self,
+        first: usize,
+        sent: usize,
+        steps: usize,
+    ) -> Vec<Result<Vec<Tally>, TrainError>> {
+        let answers = self.collect(first, sent, |reply| match reply {
+            Reply::Settled(counts) => Some(counts),
+            _ => None,
+        });
+        let checked = answers.into_iter().enumerate();
+        checked.map(|(i, counts)| counts.and_then(|counts| counted_all(first + i, counts, steps))).collect()
     }
 
     fn fingerprints(&self, first: usize) -> Result<Vec<String>, TrainError> {
@@ -760,6 +764,18 @@ fn replica_step(
         pass.tallies.add_nothing();
     }
     Ok(communication)
+}
+
+/// `counts`, replica `replica`'s of a pass, unless it did not count each of the pass's `steps`.
+fn counted_all(replica: usize, counts: Vec<Tally>, steps: usize) -> Result<Vec<Tally>, TrainError> {
+    if counts.len() == steps {
+        Ok(counts)
+    } else {
+        Err(TrainError::Replica {
+            replica,
+            reason: format!("it counted {} steps of a pass of {steps}", counts.len()),
+        })
+    }
 }
 
 /// Makes every replica's weights, buffers and momentum the leader's (rank 0's), in place.

@@ -461,24 +461,8 @@ impl LocalSession {
         let steps =
             header.get(1).copied().ok_or_else(|| rank_error(0, "sent a malformed settle".into()))? as usize;
         let (sent, unsent) = self.workers.send_all(self.first, |_| Command::Settle);
-        let mut results = self.workers.collect(self.first, sent, |reply| match reply {
-            Reply::Settled(counts) => Some(counts),
-            _ => None,
-        });
+        let mut results = self.workers.collect_settled(self.first, sent, steps);
         results.extend(unsent.into_iter().map(Err));
-        let results: Vec<Result<Vec<Tally>, TrainError>> = results
-            .into_iter()
-            .enumerate()
-            .map(|(i, counts)| {
-                counts.and_then(|counts| match counts.len() == steps {
-                    true => Ok(counts),
-                    false => Err(TrainError::Replica {
-                        replica: self.first + i,
-                        reason: format!("it counted {} steps of a pass of {steps}", counts.len()),
-                    }),
-                })
-            })
-            .collect();
         exchange_counts_of_pass(job, self.total, steps, self.first, &results)?;
         results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
     }
