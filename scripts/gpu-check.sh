@@ -25,14 +25,27 @@
 #          another machine, strip a copy first: `mkdir -p target/gpu && strip -o target/gpu/evnas
 #          target/release/evnas` is about 11 MB, the release binary with line tables over 120 MB)
 #   env:   FRACTION (default 20), DEVICES (default: every CUDA device; "cpu" tries the script's
-#          steps on the CPU, without the CUDA checks), PYTHON (default python3)
+#          steps on the CPU, without the CUDA checks), PYTHON (default python3), ROW_TIMEOUT
+#          (seconds a search may take before it counts as hung, default 240), OUT (a folder that
+#          gets every log and generation record at the end, as the device runner's $OUT does)
 set -euo pipefail
 bin=$(readlink -f "${1:-target/release/evnas}")
 py=${PYTHON:-python3}
 fraction=${FRACTION:-20}
+row_timeout=${ROW_TIMEOUT:-240}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# The device machine gives back only what is under $OUT: keep the logs and records (not the
+# generated images) for reading afterwards.
+keep_results() {
+    if [[ -n ${OUT:-} ]]; then
+        mkdir -p "$OUT/gpu-check"
+        (cd "$work" && find . -path ./cifar -prune -o -type f \( -name '*.log' -o -name '*.time' -o -name '*.txt' \
+            -o -name generations.jsonl -o -name timings.jsonl \) -exec cp --parents {} "$OUT/gpu-check" \;) || true
+    fi
+    rm -rf "$work"
+}
+trap keep_results EXIT
 fail() { echo "gpu-check: FAIL: $*"; exit 1; }
 nccl_failed=0
 failed_rows=()
@@ -40,11 +53,18 @@ failed_rows=()
 torch_lib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "gpu-check: libtorch from $torch_lib"
+# A binary that cannot load here (an older glibc, a library missing) says so before anything runs.
+missing=$(ldd "$bin" | grep 'not found' || true)
+[[ -z $missing ]] || fail "the binary's libraries are not all here:"$'\n'"$missing"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
 echo "gpu-check: $(lscpu | grep 'Model name' | sed 's/ \+/ /g'); $(nproc) CPUs"
 
 "$bin" --version | tee "$work/version.txt"
 grep -q '^libtorch 2\.11\.0' "$work/version.txt" || fail "libtorch is not 2.11.0"
+# A binary built before a config key it is given existed refuses the config: say so at once,
+# not after the device's start-up.
+"$bin" validate --config "$here/../config/evnas-cifar10-paper.toml" >"$work/validate.txt" 2>&1 ||
+    { cat "$work/validate.txt"; fail "the binary refuses config/evnas-cifar10-paper.toml: built from an older checkout?"; }
 if [[ -n ${DEVICES:-} ]]; then
     read -r -a devices <<<"$DEVICES"
 else
@@ -76,14 +96,20 @@ search() { # run-dir, then --set values
     local args=(search --quiet --config "$here/../config/evnas-cifar10-paper.toml" --run-dir "$run"
                 --set "data.path=$work/cifar" --set search.generations=1)
     for s in "$@"; do args+=(--set "$s"); done
-    # Wall seconds and peak RSS (KiB) into $run.time, by Python: a bare machine may lack /usr/bin/time.
+    # Wall seconds and peak RSS (KiB) into $run.time, by Python: a bare machine may lack
+    # /usr/bin/time. A search past ROW_TIMEOUT is killed (exit 124): a hang must not take the
+    # device's whole time.
     "$py" -c 'import resource, subprocess, sys, time
 start = time.monotonic()
-with open(sys.argv[2], "w") as log:
-    code = subprocess.call(sys.argv[3:], stdout=log, stderr=subprocess.STDOUT)
+with open(sys.argv[3], "w") as log:
+    try:
+        code = subprocess.call(sys.argv[4:], stdout=log, stderr=subprocess.STDOUT, timeout=float(sys.argv[1]))
+    except subprocess.TimeoutExpired:
+        print(f"gpu-check: killed after {sys.argv[1]} s", file=log)
+        code = 124
 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-open(sys.argv[1], "w").write(f"{time.monotonic() - start:.2f} {peak}\n")
-sys.exit(code)' "$run.time" "$run.log" "$bin" "${args[@]}" || { cat "$run.log"; return 1; }
+open(sys.argv[2], "w").write(f"{time.monotonic() - start:.2f} {peak}\n")
+sys.exit(code)' "$row_timeout" "$run.time" "$run.log" "$bin" "${args[@]}" || { tail -n 60 "$run.log"; return 1; }
 }
 
 for device in "${devices[@]}"; do
@@ -113,7 +139,7 @@ EOF
     chmod +x "$work/rank.sh"
     # A failure is reported at the end; the benchmark rows still run.
     # Bounded: a job that hangs must not take the machine's whole time.
-    if timeout 300 "$py" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python \
+    if timeout 180 "$py" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python \
         "$work/rank.sh" >"$work/job.log" 2>&1; then
         "$py" - "$work/job" "$job_backend" <<'PY' || failed_rows+=("a job of 2 ranks with $job_backend")
 import json, sys
@@ -138,8 +164,10 @@ for variant in fp32 bf16 bf16-train nchw; do
     bf16-train) extra=(fitness.precision=bf16 train.precision=bf16) ;;
     nchw) extra=(supernet.channels_last=false) ;;
     esac
+    # A failed row is reported at the end; the others still run.
     search "$work/paper-$variant" "run.device=${devices[0]}" "data.train_subset=$images" \
-        "fitness.subset=$images" "${extra[@]}" || fail "the paper config ($variant) on ${devices[0]}"
+        "fitness.subset=$images" "${extra[@]}" ||
+        { failed_rows+=("the paper config ($variant) on ${devices[0]}"); rm -rf "$work/paper-$variant"; }
 done
 # Two GPUs data-parallel, NCCL (what "auto" picks) and Gloo through the host.
 if ((${#devices[@]} >= 2)) && [[ ${devices[0]} == cuda* ]]; then
@@ -197,19 +225,26 @@ for variant, label in variants.items():
     seconds[variant] = (train, fit)
     losses[variant] = g["train"]["loss"]
     generation[variant] = whole
-ids = sorted(fitness["fp32"])
-print(f"gpu-check: bf16 against fp32 fitness over {len(ids)} individuals: Kendall tau "
-      f"{tau_b([fitness['fp32'][i] for i in ids], [fitness['bf16'][i] for i in ids]):.3f}")
-print(f"gpu-check: bf16 training against fp32: training {seconds['bf16-train'][0] / seconds['fp32'][0]:.2f}x "
-      f"the time, training loss {losses['bf16-train']:.4f} against {losses['fp32']:.4f}")
-(cl_train, cl_fit), (nchw_train, nchw_fit) = seconds["fp32"], seconds["nchw"]
-print(f"gpu-check: channels-last against NCHW (time ratio): training {cl_train / nchw_train:.2f}x, "
-      f"fitness {cl_fit / nchw_fit:.2f}x")
+# Each comparison needs both of its rows (a failed row is named at the end).
+if {"fp32", "bf16"} <= fitness.keys():
+    ids = sorted(fitness["fp32"])
+    print(f"gpu-check: bf16 against fp32 fitness over {len(ids)} individuals: Kendall tau "
+          f"{tau_b([fitness['fp32'][i] for i in ids], [fitness['bf16'][i] for i in ids]):.3f}")
+if {"fp32", "bf16-train"} <= seconds.keys():
+    print(f"gpu-check: bf16 training against fp32: training {seconds['bf16-train'][0] / seconds['fp32'][0]:.2f}x "
+          f"the time, training loss {losses['bf16-train']:.4f} against {losses['fp32']:.4f}")
+if {"fp32", "nchw"} <= seconds.keys():
+    (cl_train, cl_fit), (nchw_train, nchw_fit) = seconds["fp32"], seconds["nchw"]
+    print(f"gpu-check: channels-last against NCHW (time ratio): training {cl_train / nchw_train:.2f}x, "
+          f"fitness {cl_fit / nchw_fit:.2f}x")
 for variant in ("2gpu-nccl", "2gpu-gloo"):
-    if variant in generation:
+    if variant in generation and "fp32" in generation:
         print(f"gpu-check: {variants[variant]}: a generation {generation['fp32'] / generation[variant]:.2f}x "
               f"as fast as on one GPU (goal: >= 1.8x)")
 PY
+# libtorch's warnings in the searches' logs (e.g. a deprecated argument warned every batch).
+warnings=$(cat "$work"/*.log 2>/dev/null | grep -E '^\[W[0-9]+ |Warning: ' | sed 's/^\[W[^]]*\] //' | sort | uniq -c | sort -rn | head -n 5 || true)
+[[ -z $warnings ]] || echo "gpu-check: libtorch warned in the logs (count, warning):"$'\n'"$warnings"
 ((${#failed_rows[@]} == 0)) || fail "${failed_rows[*]} (the logs are above)"
 ((nccl_failed == 0)) || fail "evnas doctor did not run NCCL's all-reduce (see its lines above)"
 echo "gpu-check: OK"

@@ -1,6 +1,8 @@
 //! How cuDNN picks convolution algorithms, per job as the reference's scripts set it: the
-//! search reproducible (train_search.py: `cudnn.deterministic = True`, `benchmark = False`), so
-//! that a resumed search on a GPU repeats its numbers; training found cells fastest (train.py:
+//! search's convolutions reproducible (train_search.py: `cudnn.deterministic = True`,
+//! `benchmark = False`; a few CUDA kernels outside cuDNN, such as the global average pooling's
+//! backward, still add with atomics, so a GPU search is not bit-reproducible, the reference's
+//! neither); training found cells fastest (train.py:
 //! `cudnn.benchmark = True`: each shape's fastest algorithm, timed at its first use). The
 //! settings are libtorch's process-wide flags; they only matter on CUDA devices.
 

@@ -226,8 +226,11 @@ pub fn make_batch(
     }
     let mut labels = Tensor::f_from_slice(&labels)?;
     if pin_memory && tch::Cuda::is_available() {
-        images = images.f_pin_memory(Device::Cuda(0))?;
-        labels = labels.f_pin_memory(Device::Cuda(0))?;
+        // `_pin_memory`, not `pin_memory`: tch passes the latter a device, an argument libtorch
+        // 2.11 deprecates with a warning on every call (two per tensor). The tensors are fresh,
+        // so the "already pinned?" test that `pin_memory` adds is not needed.
+        images = images.f_internal_pin_memory(Device::Cuda(0))?;
+        labels = labels.f_internal_pin_memory(Device::Cuda(0))?;
     }
     Ok(Batch { images, labels, index })
 }

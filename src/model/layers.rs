@@ -7,7 +7,7 @@
 
 use std::cell::Cell;
 
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 thread_local! {
     static PORTABLE: Cell<bool> = const { Cell::new(false) };
@@ -30,6 +30,13 @@ pub fn portable<T>(f: impl FnOnce() -> T) -> T {
 
 fn is_portable() -> bool {
     PORTABLE.with(Cell::get)
+}
+
+/// Whether the CPU layout tricks apply to `x`: on CPU tensors, where they were measured faster,
+/// outside [`portable`]. A GPU's kernels take these shapes directly; the tricks' extra copies
+/// there were never measured to pay.
+fn layout_tricks_apply(x: &Tensor) -> bool {
+    x.device() == Device::Cpu && !is_portable()
 }
 
 /// Spatial size (height, width) of a feature map, tracked when counting multiply-accumulates.
@@ -105,7 +112,7 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if let Some(padding) = self.dilated_depthwise_same_padding(x).filter(|_| !is_portable()) {
+        if let Some(padding) = self.dilated_depthwise_same_padding(x).filter(|_| layout_tricks_apply(x)) {
             return self.forward_dilation_2_by_phases(x, padding);
         }
         x.conv2d(&self.weight, None::<&Tensor>, self.stride, self.padding, self.dilation, self.groups)
@@ -264,7 +271,7 @@ impl BatchNorm2d {
     }
 
     fn normalize(&self, x: &Tensor, train: bool, weight: Option<&Tensor>) -> Tensor {
-        if prefers_channel_major(x) && !is_portable() {
+        if prefers_channel_major(x) && layout_tricks_apply(x) {
             // (N, C, H, W) channels-last -> (1, C, N*H*W, 1) contiguous, normalised, and back.
             let size = x.size();
             let (n, c, h, w) = (size[0], size[1], size[2], size[3]);
@@ -408,7 +415,6 @@ pub fn to_channels_last_in_place(t: &Tensor) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
 
     fn direct(conv: &Conv2d, x: &Tensor) -> Tensor {
         x.conv2d(&conv.weight, None::<&Tensor>, conv.stride, conv.padding, conv.dilation, conv.groups)

@@ -28,7 +28,8 @@ pub struct TrainSummary {
     pub seconds: f64,
     pub data_wait_seconds: f64,
     /// Of `seconds`, the leader's time in gradient all-reduces (several devices only; 0 and
-    /// absent from the history with one). With NCCL, the host's time to queue them.
+    /// absent from the history with one). With NCCL, the host's time to queue them; with Gloo
+    /// on a GPU, from the gradients' arrival in host memory (the wait for them is training).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub communication_seconds: f64,
 }

@@ -93,6 +93,10 @@ impl DeviceTally {
     fn accumulate(&mut self, batch: &Tensor) {
         match &mut self.sums {
             Some(sums) => {
+                // Host tallies first, then a device's batches: the sums move to the device.
+                if sums.device() != batch.device() {
+                    *sums = sums.to_device(batch.device());
+                }
                 let _ = sums.g_add_(batch);
             }
             None => self.sums = Some(sums_of(&self.base).to_device(batch.device()) + batch),

@@ -734,10 +734,11 @@ fn replica_step(
     let mut parts: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1]).to_kind(Kind::Float)).collect();
     let loss_part = if shard.weight > 0.0 { weighted.detach() } else { weighted.zeros_like() };
     parts.push(loss_part.reshape([1]).to_kind(Kind::Float));
-    // Gloo reduces host memory: with it, a CUDA replica's buffer goes through the host. NCCL's
-    // all-reduce only queues its kernels, so there this is the time to queue them.
-    let reducing = Instant::now();
+    // Gloo reduces host memory: with it, a CUDA replica's buffer goes through the host. That
+    // copy waits for the backward pass's kernels, so the timing starts after it: the wait is
+    // training. NCCL's all-reduce only queues its kernels, so there this is the time to queue them.
     let mut flat = Tensor::cat(&parts, 0).to_device(group.buffer_device(device));
+    let reducing = Instant::now();
     group.all_reduce_sum(&mut flat)?;
     let flat = flat.to_device(device);
     let communication = reducing.elapsed();
