@@ -109,7 +109,8 @@ pub fn resume(
     let given = cfg.is_some();
     let mut cfg = match cfg {
         Some(c) if c.digest() != original.digest() => {
-            return Err(SearchError::ConfigChanged { run: run_dir.to_path_buf() })
+            let differences = original.digest_differences(&c);
+            return Err(SearchError::ConfigChanged { run: run_dir.to_path_buf(), differences });
         }
         Some(c) => c,
         None => original,
@@ -121,6 +122,17 @@ pub fn resume(
     let settings = settings(&cfg)?;
     let wanted = given.then_some(settings.hot);
     on_setup_thread(move || SearchEngine::resume(settings, run, started_with, wanted))
+}
+
+/// How `cfg` differs from the config the search in `dir` was started with, in the fields that
+/// decide whether it can resume there ([`Config::digest`]): empty when it can, or when `dir`
+/// holds no search.
+pub fn differences_from_search(cfg: &Config, dir: &Path) -> Result<Vec<String>, SearchError> {
+    if !dir.join("config.json").is_file() {
+        return Ok(Vec::new());
+    }
+    let original: Config = RunDir::open(dir)?.read_config()?;
+    Ok(original.digest_differences(cfg))
 }
 
 /// The genotype a training run trains, as `genotype.json` of its run directory holds it.

@@ -354,8 +354,36 @@ fn pause_resume_stop_and_a_new_search_id() {
     served.wait_for_log_n("generation 1/4", 2, DEADLINE);
     assert!(runs.join("second").join("config.json").is_file());
     assert!(runs.join("first").join("stop-checkpoint").is_dir());
+
+    // Back to "first" with another seed, in one edit: "first" cannot resume under that config,
+    // so the reload is refused, naming the key, and "second" trains on.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let edited = text.replacen("seed = 7", "seed = 8", 1).replacen("id = \"second\"", "id = \"first\"", 1);
+    assert_ne!(edited, text);
+    std::fs::write(config.with_extension("toml.new"), edited).unwrap();
+    std::fs::rename(config.with_extension("toml.new"), &config).unwrap();
+    served.wait_for_log("refused: search.id: the search in", DEADLINE);
+    assert!(served.log().contains("differing in search.seed: 7 -> 8"), "{}", served.log());
+    let trained = sample(port, "evnas_train_batches_total").unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while sample(port, "evnas_train_batches_total").unwrap() <= trained {
+        assert!(Instant::now() < deadline, "the running search stopped after a refused switch");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     served.sigterm();
     assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+
+    // The file now names a search it cannot resume: validate (systemd's ExecStartPre) and a
+    // start both refuse it as a config problem, exit 2, which systemd does not restart.
+    for args in [&["validate", "--config"][..], &["serve", "--config"][..]] {
+        let out = common::search::evnas().args(args).arg(&config).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("was started with another config, differing in search.seed: 7 -> 8"),
+            "{stderr}"
+        );
+    }
 }
 
 /// The NOTIFY_SOCKET a service manager would give: a thread reads every datagram as it comes,

@@ -1,6 +1,7 @@
 //! `evnas validate --config FILE`: checks a config as `evnas serve` would load it (layers,
-//! types, unknown keys, values), for systemd's ExecStartPre and ExecReload. Exit 0 with one
-//! line naming the search, or 2 with every problem.
+//! types, unknown keys, values, and that an existing search of its id was started with it), for
+//! systemd's ExecStartPre and ExecReload. Exit 0 with one line naming the search, or 2 with
+//! every problem.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ pub struct ValidateArgs {
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let cfg = evnas::config::load(Some(&args.config), &[])?;
+    evnas::daemon::check_search_dir(&cfg)?;
     println!(
         "{}: valid; search {} in {} ({} individuals x {} generations on {}, state {})",
         args.config.display(),

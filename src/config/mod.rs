@@ -4,8 +4,10 @@ mod load;
 mod schema;
 mod validate;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::search::HotSettings;
@@ -29,6 +31,13 @@ pub enum ConfigError {
     Field { place: String, key: String, reason: String },
     #[error("{source_name} has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
     Invalid { source_name: String, problems: Vec<String> },
+    /// The config names a search directory holding a search it could not resume.
+    #[error(
+        "the search in {dir} was started with another config, differing in {} (its value -> this one's); give search.id a new value for a new search, or set these as it has them",
+        differences.join("; "),
+        dir = dir.display()
+    )]
+    SearchMismatch { dir: PathBuf, differences: Vec<String> },
 }
 
 impl Config {
@@ -66,6 +75,31 @@ impl Config {
     /// where and how fast a run goes, not what it computes. So are the values a reload may change
     /// while the search runs ([`Config::hot_settings`]): the state records those in force.
     pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(&self.digest_tree()).expect("config serialises to JSON");
+        let hash = Sha256::digest(&json);
+        hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// `section.key: this -> other` for each field of the digest in which `other` differs.
+    pub fn digest_differences(&self, other: &Config) -> Vec<String> {
+        let (mine, theirs) = (flatten(self.digest_tree()), flatten(other.digest_tree()));
+        let keys: BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
+        let absent = Value::Null;
+        keys.into_iter()
+            .filter_map(|key| {
+                let (a, b) = (mine.get(key).unwrap_or(&absent), theirs.get(key).unwrap_or(&absent));
+                (a != b).then(|| format!("{key}: {a} -> {b}"))
+            })
+            .collect()
+    }
+
+    /// `section.key` → value for every field.
+    pub fn fields(&self) -> BTreeMap<String, Value> {
+        flatten(serde_json::to_value(self).expect("config serialises to JSON"))
+    }
+
+    /// What [`Config::digest`] hashes.
+    fn digest_tree(&self) -> Value {
         let mut relevant = self.clone().with_hot_settings(&HotSettings::default());
         relevant.search.state = SearchStateSetting::Running;
         relevant.run.log_level = String::new();
@@ -87,9 +121,7 @@ impl Config {
         if let Some(sections) = tree.as_object_mut() {
             sections.remove("final_training");
         }
-        let json = serde_json::to_vec(&tree).expect("config serialises to JSON");
-        let hash = Sha256::digest(&json);
-        hash.iter().map(|b| format!("{b:02x}")).collect()
+        tree
     }
 
     /// The values of this config that a reload may change while a search runs.
@@ -123,4 +155,24 @@ impl Config {
             self.search.id.clone()
         }
     }
+}
+
+/// `section.key` → value for every field of a config's JSON tree.
+fn flatten(tree: Value) -> BTreeMap<String, Value> {
+    let mut fields = BTreeMap::new();
+    if let Value::Object(sections) = tree {
+        for (section, body) in sections {
+            match body {
+                Value::Object(keys) => {
+                    for (key, value) in keys {
+                        fields.insert(format!("{section}.{key}"), value);
+                    }
+                }
+                other => {
+                    fields.insert(section, other);
+                }
+            }
+        }
+    }
+    fields
 }

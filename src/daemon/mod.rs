@@ -3,9 +3,11 @@
 
 pub mod logging;
 pub mod notify;
+mod search_dir;
 pub mod search_task;
 pub mod serve;
 
+pub use search_dir::check_search_dir;
 pub use serve::{serve, ServeOptions};
 
 /// Ends the process now with `code`, running no exit handler: for a second signal while a

@@ -34,6 +34,9 @@ pub enum ServeExit {
 /// Runs the service until a signal stops it.
 pub fn serve(options: &ServeOptions) -> anyhow::Result<ServeExit> {
     let cfg = crate::config::load(Some(&options.config), &[])?;
+    // A search directory this config cannot resume is a config problem (exit 2, which systemd
+    // does not restart), not a failure of the running service.
+    super::check_search_dir(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("evnas-serve")
@@ -234,6 +237,14 @@ impl Service {
         let diff = reload::diff(&self.cfg, &new);
         if !diff.restart_only.is_empty() {
             return telemetry::ReloadRefused { source, reasons: &diff.restart_only }.emit();
+        }
+        // Checked before the running search stops: a search that cannot be opened must not
+        // replace it.
+        if diff.new_search {
+            if let Err(e) = super::check_search_dir(&new) {
+                let reason = format!("search.id: {e:#}");
+                return telemetry::ReloadRefused { source, reasons: &[reason] }.emit();
+            }
         }
         telemetry::ReloadAccepted { source, changes: &diff.changes }.emit();
         let old = std::mem::replace(&mut self.cfg, new);

@@ -2,8 +2,6 @@
 //! next generation boundary (hot), the search's state and id, the log level, and everything
 //! else, which only a restart can change.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use crate::config::Config;
@@ -41,7 +39,7 @@ impl ConfigDiff {
 /// Compares `new` with the `running` config. With a new `search.id`, a new search starts, so
 /// only the process's own settings (`run.*`, `metrics.*`) stay restart-only.
 pub fn diff(running: &Config, new: &Config) -> ConfigDiff {
-    let (old_fields, new_fields) = (flatten(running), flatten(new));
+    let (old_fields, new_fields) = (running.fields(), new.fields());
     // Only a changed `search.id` names a new search: with derived ids, a restart-only change
     // would otherwise pass for one.
     let new_search = running.search.id != new.search.id;
@@ -87,26 +85,6 @@ fn why_restart(key: &str) -> &'static str {
         }
         _ => "restart evnas",
     }
-}
-
-/// `section.key` → value for every field of a config.
-fn flatten(cfg: &Config) -> BTreeMap<String, Value> {
-    let mut fields = BTreeMap::new();
-    if let Ok(Value::Object(sections)) = serde_json::to_value(cfg) {
-        for (section, body) in sections {
-            match body {
-                Value::Object(keys) => {
-                    for (key, value) in keys {
-                        fields.insert(format!("{section}.{key}"), value);
-                    }
-                }
-                other => {
-                    fields.insert(section, other);
-                }
-            }
-        }
-    }
-    fields
 }
 
 #[cfg(test)]

@@ -58,8 +58,12 @@ pub enum SearchError {
     RunExists { path: PathBuf },
     #[error("not a run directory (it has no config.json)")]
     NotARun { path: PathBuf },
-    #[error("the config differs from the one the run was started with; resume without --config, or with {}", run.join("config.json").display())]
-    ConfigChanged { run: PathBuf },
+    #[error(
+        "the config differs from the one the run was started with, in {} (the run's value -> this one's); resume without --config, or with {}",
+        differences.join("; "),
+        run.join("config.json").display()
+    )]
+    ConfigChanged { run: PathBuf, differences: Vec<String> },
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("cannot encode checkpoint file {name}: {reason}")]
