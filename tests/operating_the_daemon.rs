@@ -332,6 +332,10 @@ fn pause_resume_stop_and_a_new_search_id() {
     set_by_rename(&config, "state", "\"paused\"");
     served.wait_for_log("search paused;", DEADLINE);
     assert_eq!(sample(port, "evnas_search_state{state=\"paused\"}"), Some(1.0));
+    // A paused search is in no phase and has no batches waiting.
+    assert_eq!(sample(port, "evnas_phase{phase=\"idle\"}"), Some(1.0));
+    assert_eq!(sample(port, "evnas_phase{phase=\"train\"}"), Some(0.0));
+    assert_eq!(sample(port, "evnas_prefetch_queue_depth"), Some(0.0));
     assert!(runs.join("first").join("stop-checkpoint").is_dir());
     let trained = sample(port, "evnas_train_batches_total");
     std::thread::sleep(Duration::from_secs(2));
@@ -464,11 +468,13 @@ fn sd_notify_ready_status_reloading_stopping_and_a_watchdog_that_stops_on_a_hang
 }
 
 /// A finished search stays served; a budget raised while it is paused continues it once it
-/// runs again (from its final population, bred first).
+/// runs again (from its final population, bred first); served again after a restart, its
+/// progress gauges show where it ended.
 #[test]
 fn a_finished_search_given_more_generations_while_paused_continues_when_running() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = served_config(tmp.path(), 2, "longer", 0, "");
+    let port = free_port();
+    let config = served_config(tmp.path(), 2, "longer", port, "");
     let mut served = Served::start(&config, None);
     served.wait_for_log("search finished; serving until stopped", DEADLINE);
     set_by_rename(&config, "state", "\"paused\"");
@@ -480,6 +486,22 @@ fn a_finished_search_given_more_generations_while_paused_continues_when_running(
     served.wait_for_log_n("search finished; serving until stopped", 2, DEADLINE);
     let run = tmp.path().join("runs-longer").join("longer");
     assert_eq!(recorded(&run, "generations"), [2.0, 2.0, 3.0]);
+    served.sigterm();
+    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+
+    let mut served = Served::start(&config, None);
+    served.wait_for_log("opening the finished search", DEADLINE);
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    assert!(!served.log().contains("search running"), "{}", served.log());
+    assert_eq!(sample(port, "evnas_search_state{state=\"finished\"}"), Some(1.0));
+    assert_eq!(sample(port, "evnas_generation"), Some(3.0));
+    assert_eq!(sample(port, "evnas_checkpoint_generation"), Some(3.0));
+    assert_eq!(sample(port, "evnas_config_generations"), Some(3.0));
+    assert_eq!(sample(port, "evnas_phase{phase=\"idle\"}"), Some(1.0));
+    let history = std::fs::read_to_string(run.join("generations.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
+    let best = sample(port, "evnas_fitness_top1_ratio{stat=\"best\"}").unwrap();
+    assert!((best - last["fitness"]["best"].as_f64().unwrap() / 100.0).abs() < 1e-9, "{best}");
     served.sigterm();
     assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
 }

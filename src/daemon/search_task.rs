@@ -132,21 +132,26 @@ impl Job {
             return TaskEnd::Stopped;
         }
         let state = engine.state();
-        tracing::info!(
-            search = %id,
-            next_generation = state.next_generation + 1,
-            generations = state.settings.generations,
-            fitness_evaluators = engine.evaluator_count(),
-            devices = ?engine.devices(),
-            "search running"
-        );
-        telemetry::SettingsInForce(state.settings).emit();
+        // The budget a reload asked for meanwhile (applied once the pipeline runs) is the one it
+        // runs to.
+        let wanted = settings.lock().map(|s| *s).ok();
+        let generations = wanted.map_or(state.settings.generations, |(_, s)| s.generations);
+        if state.next_generation < generations || state.stopped.is_some() {
+            tracing::info!(
+                search = %id,
+                next_generation = state.next_generation + 1,
+                generations,
+                fitness_evaluators = engine.evaluator_count(),
+                devices = ?engine.devices(),
+                "search running"
+            );
+        }
+        telemetry::SearchOpened { history: &state.history, settings: state.settings }.emit();
         telemetry::exporter::watch_cuda_devices(engine.devices());
         let running = runtime.block_on(crate::pipeline::start(engine, stop));
         if let Ok(mut published) = controller.lock() {
             *published = Some(running.controller.clone());
         }
-        let wanted = settings.lock().map(|s| *s).ok();
         if let Some((revision, settings)) = wanted {
             let _ = runtime.block_on(running.controller.tell(ApplySettings { settings, revision }).send());
         }
@@ -207,7 +212,11 @@ fn train_result(
         s.epochs
     ));
     let beat = heartbeat.clone();
-    let mut observer = telemetry::TrainingTelemetry::new(s.epochs, true).on_progress(move || beat.beat());
+    let epochs = s.epochs;
+    let mut observer =
+        telemetry::TrainingTelemetry::new(epochs, true).on_progress(move || beat.beat()).on_epoch(move |r| {
+            notify::status(&format!("training the result from scratch ({}/{epochs} epochs)", r.epoch))
+        });
     let run_dir = training.run_dir().path().to_path_buf();
     match training.run(&mut observer, stop) {
         Ok(TrainingOutcome::Finished(trained)) => {
@@ -240,10 +249,14 @@ fn open_search(cfg: Config, dir: &Path) -> anyhow::Result<SearchEngine> {
         for note in notes {
             tracing::warn!("{note}");
         }
-        let generation = engine.state().next_generation + 1;
-        match &engine.state().stopped {
+        let state = engine.state();
+        let generation = state.next_generation + 1;
+        match &state.stopped {
             Some(stopped) => {
                 tracing::info!(dir = %dir.display(), generation, "resuming, stopped {}", stopped.describe())
+            }
+            None if state.is_finished() => {
+                tracing::info!(dir = %dir.display(), generations = state.next_generation, "opening the finished search")
             }
             None => tracing::info!(dir = %dir.display(), generation, "resuming"),
         }

@@ -102,6 +102,9 @@ struct Service {
 
 async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
     let mut signals = Signals::install()?;
+    // Before anything slow (the metrics exporter looks for CUDA), so that a SIGHUP at start is
+    // a reload, not the end of the process.
+    let mut watch = ConfigWatch::new(path)?;
     if !super::logging::set_by_environment() {
         if let Err(e) = super::logging::set_level(&cfg.run.log_level) {
             tracing::warn!("run.log_level = {:?}: {e}", cfg.run.log_level);
@@ -112,7 +115,6 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
         let libtorch = crate::runtime::TorchRuntime::detect().libtorch_version;
         MetricsExporter::start(addr, &libtorch)?;
     }
-    let mut watch = ConfigWatch::new(path)?;
     let heartbeat = Heartbeat::default();
     tokio::spawn(notify::watchdog(heartbeat.clone()));
     tracing::info!(search = %cfg.search_id(), dir = %cfg.run.dir.join(cfg.search_id()).display(), "evnas serve starting");
@@ -178,7 +180,7 @@ impl Service {
         match end {
             TaskEnd::Finished(result) => {
                 tracing::info!(
-                    top1 = result.fitness.top1,
+                    top1 = %format_args!("{:.2}%", result.fitness.top1),
                     genotype = %result.genotype_path.display(),
                     "search finished; serving until stopped"
                 );

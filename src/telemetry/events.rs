@@ -114,13 +114,7 @@ impl GenerationFinished<'_> {
             );
         }
         counter!(GENERATIONS_TOTAL).increment(1);
-        gauge!(GENERATION).set(r.generation as f64);
-        gauge!(FITNESS_TOP1_RATIO, "stat" => "best").set(r.fitness.best / 100.0);
-        gauge!(FITNESS_TOP1_RATIO, "stat" => "mean").set(r.fitness.mean / 100.0);
-        gauge!(FITNESS_TOP1_RATIO, "stat" => "worst").set(r.fitness.worst / 100.0);
-        gauge!(TRAIN_LOSS).set(r.train.loss);
-        gauge!(TRAIN_TOP1_RATIO).set(r.train.top1 / 100.0);
-        gauge!(POPULATION_DIVERSITY_RATIO).set(r.diversity);
+        set_generation_gauges(r);
         let t = self.timings;
         histogram!(PHASE_DURATION_SECONDS, "phase" => "train").record(t.train_seconds);
         histogram!(PHASE_DURATION_SECONDS, "phase" => "evaluate").record(t.fitness_seconds);
@@ -128,6 +122,36 @@ impl GenerationFinished<'_> {
         histogram!(ACTOR_BUSY_SECONDS, "actor" => "ga").record(t.ga_seconds);
         histogram!(GENERATION_DURATION_SECONDS).record(t.seconds);
         PhaseEntered("idle").emit();
+    }
+}
+
+/// The gauges that show a search's progress, as generation `r` leaves them.
+fn set_generation_gauges(r: &GenerationRecord) {
+    gauge!(GENERATION).set(r.generation as f64);
+    gauge!(FITNESS_TOP1_RATIO, "stat" => "best").set(r.fitness.best / 100.0);
+    gauge!(FITNESS_TOP1_RATIO, "stat" => "mean").set(r.fitness.mean / 100.0);
+    gauge!(FITNESS_TOP1_RATIO, "stat" => "worst").set(r.fitness.worst / 100.0);
+    gauge!(TRAIN_LOSS).set(r.train.loss);
+    gauge!(TRAIN_TOP1_RATIO).set(r.train.top1 / 100.0);
+    gauge!(POPULATION_DIVERSITY_RATIO).set(r.diversity);
+}
+
+/// A search is opened from its run directory: its progress gauges show where its history
+/// ends (after a restart, before its next generation ends; for a finished search, for good).
+pub struct SearchOpened<'a> {
+    pub history: &'a [GenerationRecord],
+    pub settings: HotSettings,
+}
+
+impl SearchOpened<'_> {
+    pub fn emit(&self) {
+        SettingsInForce(with_budget_at_least(self.settings, self.history.len())).emit();
+        if let Some(last) = self.history.last() {
+            set_generation_gauges(last);
+            gauge!(LEARNING_RATE).set(last.learning_rate);
+            // Its checkpoint is the one the search resumed from (or a stop checkpoint after it).
+            gauge!(CHECKPOINT_GENERATION).set(last.generation as f64);
+        }
     }
 }
 
@@ -151,7 +175,7 @@ impl CheckpointWritten<'_> {
         }
         counter!(CHECKPOINTS_TOTAL, "kind" => self.kind).increment(1);
         histogram!(CHECKPOINT_DURATION_SECONDS, "kind" => self.kind).record(self.seconds);
-        histogram!(ACTOR_BUSY_SECONDS, "actor" => "checkpoint_writer").record(self.seconds);
+        histogram!(ACTOR_BUSY_SECONDS, "actor" => "checkpoint writer").record(self.seconds);
         gauge!(CHECKPOINT_BYTES).set(self.bytes as f64);
     }
 }
@@ -165,11 +189,25 @@ pub struct SettingsApplied<'a> {
 
 impl SettingsApplied<'_> {
     pub fn emit(&self) {
+        let run = self.generation - 1;
         for (key, old, new) in self.changes {
-            tracing::info!("{key} = {new} (was {old}) in force from generation {}", self.generation);
+            if *key == "search.generations" && self.settings.generations <= run {
+                tracing::info!(
+                    "{key} = {new} (was {old}): {run} generation(s) have run, so the search ends now"
+                );
+            } else {
+                tracing::info!("{key} = {new} (was {old}) in force from generation {}", self.generation);
+            }
         }
-        SettingsInForce(self.settings).emit();
+        SettingsInForce(with_budget_at_least(self.settings, run)).emit();
     }
+}
+
+/// `settings` with a budget of at least the `run` generations a search has run: a budget cut
+/// below them ends the search where it is, which is then its budget (and the dashboard's
+/// progress, generation over budget, stays at most 100%).
+fn with_budget_at_least(settings: HotSettings, run: usize) -> HotSettings {
+    HotSettings { generations: settings.generations.max(run), ..settings }
 }
 
 /// A reload was accepted: its hot changes apply at the next generation boundary.
@@ -215,7 +253,9 @@ pub struct ReloadInvalid<'a> {
 
 impl ReloadInvalid<'_> {
     pub fn emit(&self) {
-        tracing::warn!("reload ({}) refused, invalid config: {}", self.source, self.problem);
+        // One journal line: a config's list of problems joined.
+        let problem = self.problem.replace(":\n  - ", ": ").replace("\n  - ", "; ");
+        tracing::warn!("reload ({}) refused, invalid config: {problem}", self.source);
         counter!(RELOADS_TOTAL, "outcome" => "invalid").increment(1);
     }
 }
@@ -240,6 +280,11 @@ impl SearchStateChanged {
     pub fn emit(&self) {
         for state in SEARCH_STATES {
             gauge!(SEARCH_STATE, "state" => state).set(if state == self.0 { 1.0 } else { 0.0 });
+        }
+        // Only a running search is in a phase or has batches waiting.
+        if self.0 != "running" {
+            PhaseEntered("idle").emit();
+            gauge!(PREFETCH_QUEUE_DEPTH).set(0.0);
         }
     }
 }

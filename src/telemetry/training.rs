@@ -7,20 +7,29 @@ use crate::final_training::{EpochRecord, TrainingObserver};
 
 use super::events::{FinalTrainingEpochFinished, FinalTrainingEpochStarted, FinalTrainingStep};
 
+type OnEpoch = Box<dyn FnMut(&EpochRecord) + Send>;
+
 pub struct TrainingTelemetry {
     epochs: usize,
     log: bool,
     on_progress: Option<Box<dyn FnMut() + Send>>,
+    on_epoch: Option<OnEpoch>,
 }
 
 impl TrainingTelemetry {
     pub fn new(epochs: usize, log: bool) -> Self {
-        Self { epochs, log, on_progress: None }
+        Self { epochs, log, on_progress: None, on_epoch: None }
     }
 
     /// Called after every training step and test batch.
     pub fn on_progress(mut self, f: impl FnMut() + Send + 'static) -> Self {
         self.on_progress = Some(Box::new(f));
+        self
+    }
+
+    /// Called with every epoch's record.
+    pub fn on_epoch(mut self, f: impl FnMut(&EpochRecord) + Send + 'static) -> Self {
+        self.on_epoch = Some(Box::new(f));
         self
     }
 }
@@ -47,6 +56,9 @@ impl TrainingObserver for TrainingTelemetry {
         FinalTrainingEpochFinished(record).emit();
         if self.log {
             tracing::info!("final training epoch {}/{}: {}", record.epoch, self.epochs, record.summary());
+        }
+        if let Some(f) = &mut self.on_epoch {
+            f(record);
         }
     }
 
