@@ -30,6 +30,7 @@ enum DatasetArg {
     Cifar10,
     Cifar100,
     Imagenet,
+    FashionMnist,
 }
 
 impl From<DatasetArg> for EvalDataset {
@@ -38,6 +39,7 @@ impl From<DatasetArg> for EvalDataset {
             DatasetArg::Cifar10 => EvalDataset::Cifar10,
             DatasetArg::Cifar100 => EvalDataset::Cifar100,
             DatasetArg::Imagenet => EvalDataset::ImageNet,
+            DatasetArg::FashionMnist => EvalDataset::FashionMnist,
         }
     }
 }
@@ -92,5 +94,6 @@ fn dataset_name(d: EvalDataset) -> &'static str {
         EvalDataset::Cifar10 => "cifar10",
         EvalDataset::Cifar100 => "cifar100",
         EvalDataset::ImageNet => "imagenet",
+        EvalDataset::FashionMnist => "fashion-mnist",
     }
 }

@@ -55,7 +55,8 @@ pub fn load(args: &NetworkArgs, classes: Option<usize>, device: Device) -> anyho
     let base = match kind {
         DatasetKind::ImageNet => EvalDataset::ImageNet,
         DatasetKind::Cifar100 => EvalDataset::Cifar100,
-        DatasetKind::Cifar10 | DatasetKind::FashionMnist => EvalDataset::Cifar10,
+        DatasetKind::Cifar10 => EvalDataset::Cifar10,
+        DatasetKind::FashionMnist => EvalDataset::FashionMnist,
     };
     let mut config: EvalNetConfig = base.default_config();
     let classifier_rows = tensors.iter().find(|(k, _)| k == "classifier.weight").map(|(_, t)| t.size()[0]);

@@ -15,22 +15,34 @@ pub enum EvalDataset {
     Cifar10,
     Cifar100,
     ImageNet,
+    /// 1x28x28 grey images through the CIFAR network (evnas's default search dataset).
+    FashionMnist,
 }
 
 impl EvalDataset {
     pub fn num_classes(self) -> i64 {
         match self {
-            EvalDataset::Cifar10 => 10,
+            EvalDataset::Cifar10 | EvalDataset::FashionMnist => 10,
             EvalDataset::Cifar100 => 100,
             EvalDataset::ImageNet => 1000,
         }
     }
 
-    /// Input side in pixels: 32 for CIFAR, 224 for ImageNet (mobile setting).
+    /// Input side in pixels: 32 for CIFAR, 224 for ImageNet (mobile setting), 28 for
+    /// Fashion-MNIST.
     pub fn image_size(self) -> i64 {
         match self {
             EvalDataset::Cifar10 | EvalDataset::Cifar100 => 32,
             EvalDataset::ImageNet => 224,
+            EvalDataset::FashionMnist => 28,
+        }
+    }
+
+    /// Channels of an input image.
+    pub fn in_channels(self) -> i64 {
+        match self {
+            EvalDataset::FashionMnist => 1,
+            _ => 3,
         }
     }
 
@@ -38,7 +50,7 @@ impl EvalDataset {
     /// ImageNet; auxiliary head on.
     pub fn default_config(self) -> EvalNetConfig {
         let (init_channels, layers) = match self {
-            EvalDataset::Cifar10 | EvalDataset::Cifar100 => (36, 20),
+            EvalDataset::Cifar10 | EvalDataset::Cifar100 | EvalDataset::FashionMnist => (36, 20),
             EvalDataset::ImageNet => (48, 14),
         };
         EvalNetConfig {
@@ -46,7 +58,7 @@ impl EvalDataset {
             layers,
             num_classes: self.num_classes(),
             auxiliary: true,
-            in_channels: 3,
+            in_channels: self.in_channels(),
         }
     }
 }
@@ -91,7 +103,7 @@ pub fn count_eval_network(genotype: &Genotype, dataset: EvalDataset, config: Eva
     let vs = nn::VarStore::new(Device::Cpu);
     let hw = (dataset.image_size(), dataset.image_size());
     let (conv_macs, classifier_macs) = match dataset {
-        EvalDataset::Cifar10 | EvalDataset::Cifar100 => {
+        EvalDataset::Cifar10 | EvalDataset::Cifar100 | EvalDataset::FashionMnist => {
             NetworkCifar::new(&vs.root(), config, genotype).macs(hw)
         }
         EvalDataset::ImageNet => NetworkImageNet::new(&vs.root(), config, genotype).macs(hw),

@@ -56,7 +56,7 @@ pub enum SearchError {
     Io { path: PathBuf, reason: String },
     #[error("run directory {path} already holds a run; use --resume {path} or another --run-dir", path = path.display())]
     RunExists { path: PathBuf },
-    #[error("not a run directory (it has no config.json)")]
+    #[error("not a run directory ({})", if path.exists() { "it has no config.json" } else { "it does not exist" })]
     NotARun { path: PathBuf },
     #[error(
         "the config differs from the one the run was started with, in {} (the run's value -> this one's); resume without --config, or with {}",

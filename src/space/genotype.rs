@@ -131,12 +131,22 @@ impl Genotype {
         Self::load_file(path)
     }
 
-    /// Reads a file holding our JSON form (first non-blank char `{`) or the DARTS notation.
+    /// Reads a file holding our JSON form (first non-blank char `{`), also as the `genotype` of
+    /// a named one (`{"name": …, "genotype": {…}}`, the genotype.json of a training run), or the
+    /// DARTS notation.
     pub fn load_file(path: &Path) -> Result<Genotype, GenotypeError> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Named {
+            #[serde(rename = "name")]
+            _name: String,
+            genotype: Genotype,
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|source| GenotypeError::Io { path: path.to_path_buf(), source })?;
         if text.trim_start().starts_with('{') {
             let genotype: Genotype = serde_json::from_str(&text)
+                .or_else(|plain| serde_json::from_str::<Named>(&text).map(|n| n.genotype).map_err(|_| plain))
                 .map_err(|source| GenotypeError::FileJson { path: path.to_path_buf(), source })?;
             genotype
                 .validate()
@@ -288,6 +298,11 @@ mod tests {
         let json_path = dir.path().join("g.json");
         std::fs::write(&json_path, serde_json::to_string_pretty(&small()).unwrap()).unwrap();
         assert_eq!(Genotype::load(json_path.to_str().unwrap()).unwrap(), small());
+        // A training run's genotype.json: the genotype with its name.
+        let named_path = dir.path().join("named.json");
+        let named = serde_json::json!({ "name": "small", "genotype": small() });
+        std::fs::write(&named_path, named.to_string()).unwrap();
+        assert_eq!(Genotype::load(named_path.to_str().unwrap()).unwrap(), small());
 
         let text_path = dir.path().join("g.txt");
         std::fs::write(&text_path, format!("{}\n", small())).unwrap();
