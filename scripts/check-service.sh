@@ -38,8 +38,8 @@ case $binary in *[[:space:]]*) die "the binary's path must not contain spaces: $
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# Keep the file name: systemd names the unit after it. ExecStartPre=, ExecStart= and
-# ExecReload= point at the binary under test; /bin/kill stays.
+# Keep the file name: systemd names the unit after it. ExecStart= and ExecReload= point at
+# the binary under test; /bin/kill stays.
 escaped=$(printf '%s' "$binary" | sed 's/[#&\\]/\\&/g') # for sed's replacement
 sed "s#/usr/local/bin/evnas#$escaped#g" "$unit" >"$tmp/evnas.service"
 

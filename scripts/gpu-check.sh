@@ -26,26 +26,34 @@
 #          target/release/evnas` is about 11 MB, the release binary with line tables over 120 MB)
 #   env:   FRACTION (default 20), DEVICES (default: every CUDA device; "cpu" tries the script's
 #          steps on the CPU, without the CUDA checks), PYTHON (default python3), ROW_TIMEOUT
-#          (seconds a search may take before it counts as hung, default 240), OUT (a folder that
-#          gets every log and generation record at the end, as the device runner's $OUT does)
+#          (seconds a search may take before it counts as hung, default 240), BUDGET (seconds
+#          for the whole script, default 540: rows that would pass it are cut short or skipped),
+#          OUT (a folder that gets every log and generation record as each row ends, as the
+#          device runner's $OUT does)
 set -euo pipefail
 bin=$(readlink -f "${1:-target/release/evnas}")
 py=${PYTHON:-python3}
 fraction=${FRACTION:-20}
 row_timeout=${ROW_TIMEOUT:-240}
+budget=${BUDGET:-540}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
-# The device machine gives back only what is under $OUT: keep the logs and records (not the
-# generated images) for reading afterwards.
+kept=${OUT:+$(realpath -m "$OUT")/gpu-check}
+# The device machine gives back only what is under $OUT, and nothing of a command it kills: the
+# logs and records (not the generated images) are copied there as each row ends.
 keep_results() {
-    if [[ -n ${OUT:-} ]]; then
-        mkdir -p "$OUT/gpu-check"
-        (cd "$work" && find . -path ./cifar -prune -o -type f \( -name '*.log' -o -name '*.time' -o -name '*.txt' \
-            -o -name generations.jsonl -o -name timings.jsonl \) -exec cp --parents {} "$OUT/gpu-check" \;) || true
-    fi
-    rm -rf "$work"
+    [[ -n $kept ]] || return 0
+    mkdir -p "$kept"
+    (cd "$work" && find . -path ./cifar -prune -o -type f \( -name '*.log' -o -name '*.time' -o -name '*.txt' \
+        -o -name generations.jsonl -o -name timings.jsonl \) -exec cp --parents {} "$kept" \;) || true
 }
-trap keep_results EXIT
+trap 'keep_results; rm -rf "$work"' EXIT
+# Seconds left of BUDGET for a row that may take up to $1 (0: none left).
+time_for() {
+    local left=$((budget - SECONDS))
+    ((left >= 30)) || { echo 0; return; }
+    echo $((left < $1 ? left : $1))
+}
 fail() { echo "gpu-check: FAIL: $*"; exit 1; }
 nccl_failed=0
 failed_rows=()
@@ -54,7 +62,7 @@ torch_lib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "gpu-check: libtorch from $torch_lib"
 # A binary that cannot load here (an older glibc, a library missing) says so before anything runs.
-missing=$(ldd "$bin" | grep 'not found' || true)
+missing=$(ldd "$bin" 2>&1 | grep 'not found' || true)
 [[ -z $missing ]] || fail "the binary's libraries are not all here:"$'\n'"$missing"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
 echo "gpu-check: $(lscpu | grep 'Model name' | sed 's/ \+/ /g'); $(nproc) CPUs"
@@ -93,6 +101,9 @@ PY
 search() { # run-dir, then --set values
     local run=$1
     shift
+    local limit
+    limit=$(time_for "$row_timeout")
+    ((limit > 0)) || { echo "gpu-check: no time left (BUDGET=$budget s) for $(basename "$run")"; return 1; }
     local args=(search --quiet --config "$here/../config/evnas-cifar10-paper.toml" --run-dir "$run"
                 --set "data.path=$work/cifar" --set search.generations=1)
     for s in "$@"; do args+=(--set "$s"); done
@@ -109,7 +120,8 @@ with open(sys.argv[3], "w") as log:
         code = 124
 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 open(sys.argv[2], "w").write(f"{time.monotonic() - start:.2f} {peak}\n")
-sys.exit(code)' "$row_timeout" "$run.time" "$run.log" "$bin" "${args[@]}" || { tail -n 60 "$run.log"; return 1; }
+sys.exit(code)' "$limit" "$run.time" "$run.log" "$bin" "${args[@]}" || { tail -n 60 "$run.log"; keep_results; return 1; }
+    keep_results
 }
 
 for device in "${devices[@]}"; do
@@ -139,7 +151,8 @@ EOF
     chmod +x "$work/rank.sh"
     # A failure is reported at the end; the benchmark rows still run.
     # Bounded: a job that hangs must not take the machine's whole time.
-    if timeout 180 "$py" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python \
+    job_limit=$(time_for 180)
+    if ((job_limit > 0)) && timeout "$job_limit" "$py" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python \
         "$work/rank.sh" >"$work/job.log" 2>&1; then
         "$py" - "$work/job" "$job_backend" <<'PY' || failed_rows+=("a job of 2 ranks with $job_backend")
 import json, sys
@@ -149,9 +162,10 @@ print(f"gpu-check: ok: a job of 2 ranks trained data-parallel with {sys.argv[2]}
       f"all-reduce {g.get('communication_seconds', 0):.2f} s of {g['seconds']:.2f} s")
 PY
     else
-        cat "$work/job.log"
+        cat "$work/job.log" 2>/dev/null || echo "gpu-check: no time left (BUDGET=$budget s) for the job"
         failed_rows+=("a job of 2 ranks with $job_backend")
     fi
+    keep_results
 fi
 
 images=$((25000 / fraction))

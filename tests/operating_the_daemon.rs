@@ -265,6 +265,29 @@ fn reloads_apply_at_the_next_boundary_and_bad_ones_change_nothing() {
     assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
 }
 
+/// A budget cut below the generations run ends the search at the next boundary: the log says
+/// so, and the budget in force is the generations run (progress stays at most 100%).
+#[test]
+fn a_budget_cut_below_the_generations_run_ends_the_search_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = served_config(tmp.path(), 4, "cut", port, "");
+    // Generation 2's first batch (6 batches a generation) takes 4 s more: the cut arrives while
+    // generation 2 trains.
+    let mut served = Served::start(&config, Some("train.batch=6*off->1*sleep(4000)->off"));
+    served.wait_for_log("generation 1/4", DEADLINE);
+    set_by_rename(&config, "generations", "1");
+    served.wait_for_log(
+        "search.generations = 1 (was 4): 2 generation(s) have run, so the search ends now",
+        DEADLINE,
+    );
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    assert_eq!(sample(port, "evnas_generation"), Some(2.0));
+    assert_eq!(sample(port, "evnas_config_generations"), Some(2.0));
+    served.sigterm();
+    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+}
+
 /// Serves `config` with generation 2's first batch delayed, sets the mutation rate to 0.5 once
 /// generation 1 is logged (`during` runs right after), and returns the search's directory once
 /// it is finished (`serve` then stopped).
@@ -377,8 +400,8 @@ fn pause_resume_stop_and_a_new_search_id() {
     served.sigterm();
     assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
 
-    // The file now names a search it cannot resume: validate (systemd's ExecStartPre) and a
-    // start both refuse it as a config problem, exit 2, which systemd does not restart.
+    // The file now names a search it cannot resume: validate (systemd's ExecReload) and a
+    // start both refuse it as a config problem, exit 2, which the unit does not restart.
     for args in [&["validate", "--config"][..], &["serve", "--config"][..]] {
         let out = common::search::evnas().args(args).arg(&config).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

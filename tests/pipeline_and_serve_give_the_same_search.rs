@@ -45,7 +45,7 @@ fn serve_runs_the_same_search_as_search_and_stays_up_until_sigterm() {
 
     // Started again on a finished search: it resumes nothing, keeps the result, stays up.
     let stderr = serve_to_the_end(&config);
-    assert!(stderr.contains("resuming"), "{stderr}");
+    assert!(stderr.contains("opening the finished search"), "{stderr}");
     assert_same_search(&served, &reference);
 }
 

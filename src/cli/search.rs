@@ -146,7 +146,8 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     let mut observer = ProgressObserver::new(args.quiet, engine.state().settings.generations);
     let run_dir = engine.run_dir().to_path_buf();
     telemetry::SearchStateChanged("running").emit();
-    telemetry::SettingsInForce(engine.state().settings).emit();
+    let state = engine.state();
+    telemetry::SearchOpened { history: &state.history, settings: state.settings }.emit();
     telemetry::exporter::watch_cuda_devices(engine.devices());
     let mut sink = (ToObserver(&mut observer), &mut telemetry);
     let outcome = evnas::pipeline::run(engine, &mut sink, &stop);

@@ -1,7 +1,7 @@
 //! `evnas validate --config FILE`: checks a config as `evnas serve` would load it (layers,
 //! types, unknown keys, values, and that an existing search of its id was started with it), for
-//! systemd's ExecStartPre and ExecReload. Exit 0 with one line naming the search, or 2 with
-//! every problem.
+//! systemd's ExecReload (serve makes the same checks at start). Exit 0 with one line naming
+//! the search, or 2 with every problem.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

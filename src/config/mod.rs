@@ -84,12 +84,11 @@ impl Config {
     pub fn digest_differences(&self, other: &Config) -> Vec<String> {
         let (mine, theirs) = (flatten(self.digest_tree()), flatten(other.digest_tree()));
         let keys: BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
-        let absent = Value::Null;
+        // A key left out of the saved form stands for its default (e.g. `train.precision`).
+        let shown = |v: Option<&Value>| v.map_or_else(|| "(default)".to_string(), Value::to_string);
         keys.into_iter()
-            .filter_map(|key| {
-                let (a, b) = (mine.get(key).unwrap_or(&absent), theirs.get(key).unwrap_or(&absent));
-                (a != b).then(|| format!("{key}: {a} -> {b}"))
-            })
+            .filter(|key| mine.get(*key) != theirs.get(*key))
+            .map(|key| format!("{key}: {} -> {}", shown(mine.get(key)), shown(theirs.get(key))))
             .collect()
     }
 

@@ -132,10 +132,8 @@ impl Job {
             return TaskEnd::Stopped;
         }
         let state = engine.state();
-        // The budget a reload asked for meanwhile (applied once the pipeline runs) is the one it
-        // runs to.
-        let wanted = settings.lock().map(|s| *s).ok();
-        let generations = wanted.map_or(state.settings.generations, |(_, s)| s.generations);
+        // The budget the config asks for (applied once the pipeline runs) is the one it runs to.
+        let generations = settings.lock().map_or(state.settings.generations, |s| s.1.generations);
         if state.next_generation < generations || state.stopped.is_some() {
             tracing::info!(
                 search = %id,
@@ -152,6 +150,8 @@ impl Job {
         if let Ok(mut published) = controller.lock() {
             *published = Some(running.controller.clone());
         }
+        // Read after publishing the controller, as `apply` relies on.
+        let wanted = settings.lock().map(|s| *s).ok();
         if let Some((revision, settings)) = wanted {
             let _ = runtime.block_on(running.controller.tell(ApplySettings { settings, revision }).send());
         }

@@ -56,8 +56,9 @@ pub enum SearchError {
     Io { path: PathBuf, reason: String },
     #[error("run directory {path} already holds a run; use --resume {path} or another --run-dir", path = path.display())]
     RunExists { path: PathBuf },
-    #[error("not a run directory ({})", if path.exists() { "it has no config.json" } else { "it does not exist" })]
-    NotARun { path: PathBuf },
+    /// `why`: "it does not exist" or "it has no config.json".
+    #[error("not a run directory ({why})")]
+    NotARun { path: PathBuf, why: &'static str },
     #[error(
         "the config differs from the one the run was started with, in {} (the run's value -> this one's); resume without --config, or with {}",
         differences.join("; "),

@@ -46,7 +46,8 @@ impl RunDir {
     /// An existing run directory (for --resume).
     pub fn open(root: &Path) -> Result<Self, SearchError> {
         if !root.join("config.json").is_file() {
-            return Err(SearchError::NotARun { path: root.to_path_buf() });
+            let why = if root.exists() { "it has no config.json" } else { "it does not exist" };
+            return Err(SearchError::NotARun { path: root.to_path_buf(), why });
         }
         Ok(Self { root: root.to_path_buf() })
     }

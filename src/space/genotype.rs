@@ -145,9 +145,16 @@ impl Genotype {
         let text = std::fs::read_to_string(path)
             .map_err(|source| GenotypeError::Io { path: path.to_path_buf(), source })?;
         if text.trim_start().starts_with('{') {
-            let genotype: Genotype = serde_json::from_str(&text)
-                .or_else(|plain| serde_json::from_str::<Named>(&text).map(|n| n.genotype).map_err(|_| plain))
-                .map_err(|source| GenotypeError::FileJson { path: path.to_path_buf(), source })?;
+            // A file with a "genotype" key is the named form: its errors are the ones to name.
+            let named =
+                serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v.get("genotype").is_some());
+            let parsed = if named {
+                serde_json::from_str::<Named>(&text).map(|n| n.genotype)
+            } else {
+                serde_json::from_str(&text)
+            };
+            let genotype: Genotype =
+                parsed.map_err(|source| GenotypeError::FileJson { path: path.to_path_buf(), source })?;
             genotype
                 .validate()
                 .map_err(|source| GenotypeError::FileInvalid { path: path.to_path_buf(), source })?;

@@ -146,11 +146,19 @@ pub struct SearchOpened<'a> {
 impl SearchOpened<'_> {
     pub fn emit(&self) {
         SettingsInForce(with_budget_at_least(self.settings, self.history.len())).emit();
-        if let Some(last) = self.history.last() {
-            set_generation_gauges(last);
-            gauge!(LEARNING_RATE).set(last.learning_rate);
-            // Its checkpoint is the one the search resumed from (or a stop checkpoint after it).
-            gauge!(CHECKPOINT_GENERATION).set(last.generation as f64);
+        // Nothing runs until the pipeline starts (and nothing of a search opened before stays).
+        PhaseEntered("idle").emit();
+        match self.history.last() {
+            Some(last) => {
+                set_generation_gauges(last);
+                gauge!(LEARNING_RATE).set(last.learning_rate);
+                // Its checkpoint is the one the search resumed from (or a stop checkpoint after it).
+                gauge!(CHECKPOINT_GENERATION).set(last.generation as f64);
+            }
+            None => {
+                gauge!(GENERATION).set(0.0);
+                gauge!(CHECKPOINT_GENERATION).set(0.0);
+            }
         }
     }
 }
@@ -189,7 +197,8 @@ pub struct SettingsApplied<'a> {
 
 impl SettingsApplied<'_> {
     pub fn emit(&self) {
-        let run = self.generation - 1;
+        // `generation` is 1-based: the generations before it have run.
+        let run = self.generation.saturating_sub(1);
         for (key, old, new) in self.changes {
             if *key == "search.generations" && self.settings.generations <= run {
                 tracing::info!(
@@ -254,7 +263,7 @@ pub struct ReloadInvalid<'a> {
 impl ReloadInvalid<'_> {
     pub fn emit(&self) {
         // One journal line: a config's list of problems joined.
-        let problem = self.problem.replace(":\n  - ", ": ").replace("\n  - ", "; ");
+        let problem = self.problem.replace(":\n  - ", ": ").replace("\n  - ", "; ").replace('\n', " ");
         tracing::warn!("reload ({}) refused, invalid config: {problem}", self.source);
         counter!(RELOADS_TOTAL, "outcome" => "invalid").increment(1);
     }

@@ -26,7 +26,7 @@ pub const CHECKPOINT_DURATION_SECONDS: &str = "evnas_checkpoint_duration_seconds
 /// Histogram of each wait for a batch; its `_sum` is the total wait. Label `actor`: trainer | fitness.
 pub const DATA_WAIT_SECONDS: &str = "evnas_data_wait_seconds";
 /// Histogram of each unit of work (a batch, an individual, a generation's GA, a checkpoint);
-/// its `_sum` is the busy time. Label `actor`: trainer | fitness | ga | checkpoint_writer.
+/// its `_sum` is the busy time. Label `actor`: trainer | fitness | ga | checkpoint writer.
 pub const ACTOR_BUSY_SECONDS: &str = "evnas_actor_busy_seconds";
 
 pub const GENERATION: &str = "evnas_generation";
