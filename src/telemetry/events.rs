@@ -308,6 +308,10 @@ impl Started<'_> {
     pub fn emit(&self) {
         gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "libtorch" => self.libtorch.to_string())
             .set(1.0);
+        // A failure ends the process within seconds, so its failure counter rarely reaches a
+        // scrape; a new start time does, and `changes()` of it counts the restarts.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        gauge!(PROCESS_START_TIME_SECONDS).set(now.as_secs_f64());
         for outcome in RELOAD_OUTCOMES {
             counter!(RELOADS_TOTAL, "outcome" => outcome).absolute(0);
         }

@@ -50,6 +50,8 @@ pub const CHECKPOINT_BYTES: &str = "evnas_checkpoint_bytes";
 pub const CHECKPOINT_GENERATION: &str = "evnas_checkpoint_generation";
 pub use crate::data::metric_names::{PREFETCH_IMAGES_TOTAL, PREFETCH_QUEUE_DEPTH};
 pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "evnas_process_resident_memory_bytes";
+/// Seconds since the Unix epoch when the process started: its changes count restarts.
+pub const PROCESS_START_TIME_SECONDS: &str = "evnas_process_start_time_seconds";
 /// Label `device`: cuda:N.
 pub const CUDA_MEMORY_USED_BYTES: &str = "evnas_cuda_memory_used_bytes";
 /// Labels `version`, `libtorch`; always 1.
@@ -186,6 +188,12 @@ pub const METRICS: &[Metric] = &[
     ),
     metric(PREFETCH_QUEUE_DEPTH, Gauge, COUNT, "Training batches ready ahead of the trainer."),
     metric(PROCESS_RESIDENT_MEMORY_BYTES, Gauge, BYTES, "Resident memory of the process."),
+    metric(
+        PROCESS_START_TIME_SECONDS,
+        Gauge,
+        SECONDS,
+        "Start of the process in seconds since the Unix epoch; its changes count restarts.",
+    ),
     metric(CUDA_MEMORY_USED_BYTES, Gauge, BYTES, "Memory in use on a CUDA device (all processes)."),
     metric(BUILD_INFO, Gauge, None, "Always 1; the labels name the evnas and libtorch versions."),
     metric(FINAL_TRAINING_IMAGES_TOTAL, Counter, COUNT, "Training images through the network being trained."),
