@@ -44,8 +44,13 @@ pub fn serve(options: &ServeOptions) -> anyhow::Result<ServeExit> {
         .build()
         .context("cannot start the tokio runtime")?;
     let exit = runtime.block_on(run(cfg, &options.config));
-    // A forced exit leaves the search's task blocked; nothing else is left running.
-    runtime.shutdown_background();
+    if matches!(exit, Ok(ServeExit::Forced)) {
+        // The caller ends the process at once: shutting the runtime down would make the search's
+        // task report its pipeline as failed (an error line, a failure counted) on the way out.
+        std::mem::forget(runtime);
+    } else {
+        runtime.shutdown_background();
+    }
     exit
 }
 
