@@ -11,7 +11,8 @@ pub struct DoctorArgs {
     /// Dataset directories to check (default: the Fashion-MNIST package's directory).
     #[arg(long = "data")]
     data: Vec<PathBuf>,
-    /// Check the dataset directory named by this config file's `data.path` too.
+    /// Check what this config file's search needs too: its `data.path`, that `run.dir` is
+    /// writable, and that an existing search of its id can resume under it.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -45,7 +46,16 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let mut dirs = args.data.clone();
     if let Some(path) = &args.config {
         match evnas::config::load(Some(path), &[]) {
-            Ok(cfg) => dirs.push(cfg.data.path),
+            Ok(cfg) => {
+                match check_writable_dir(&cfg.run.dir) {
+                    Ok(note) => println!("ok: run directory {}{note}", cfg.run.dir.display()),
+                    Err(why) => problems.push(format!("run directory {}: {why}", cfg.run.dir.display())),
+                }
+                if let Err(e) = evnas::daemon::check_search_dir(&cfg) {
+                    problems.push(format!("{e:#}"));
+                }
+                dirs.push(cfg.data.path);
+            }
             Err(err) => problems.push(err.to_string()),
         }
     }
@@ -100,6 +110,25 @@ fn tensor_op_on(device: tch::Device) -> Result<(), String> {
     }
 }
 
+/// Whether files can be made in `dir`, or, where it does not exist yet, in the directory it
+/// would be made in: a note for the latter.
+fn check_writable_dir(dir: &Path) -> Result<String, String> {
+    let mut existing = dir;
+    while !existing.exists() {
+        existing = match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".evnas-doctor-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| format!("cannot write in {}: {e}", existing.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(if existing == dir { String::new() } else { format!(" (to be made in {})", existing.display()) })
+}
+
 fn check_readable_dir(dir: &Path) -> Result<usize, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
     let n = entries.filter_map(Result::ok).count();
@@ -107,4 +136,23 @@ fn check_readable_dir(dir: &Path) -> Result<usize, String> {
         return Err("is empty".to_string());
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_directory_is_writable_where_it_is_or_would_be_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(check_writable_dir(tmp.path()), Ok(String::new()));
+        let later = tmp.path().join("runs").join("deeper");
+        let note = check_writable_dir(&later).unwrap();
+        assert_eq!(note, format!(" (to be made in {})", tmp.path().display()));
+        let file = tmp.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = check_writable_dir(&file.join("runs")).unwrap_err();
+        assert!(err.contains("is not a directory"), "{err}");
+        assert!(std::fs::read_dir(tmp.path()).unwrap().count() == 1, "the probe file was left behind");
+    }
 }
