@@ -108,11 +108,13 @@ pub fn resume(
     let started_with = original.hot_settings();
     let given = cfg.is_some();
     let mut cfg = match cfg {
-        Some(c) if c.digest() != original.digest() => {
+        Some(c) => {
             let differences = original.digest_differences(&c);
-            return Err(SearchError::ConfigChanged { run: run_dir.to_path_buf(), differences });
+            if !differences.is_empty() {
+                return Err(SearchError::ConfigChanged { run: run_dir.to_path_buf(), differences });
+            }
+            c
         }
-        Some(c) => c,
         None => original,
     };
     if let Some(d) = device {

@@ -40,6 +40,18 @@ pub enum ConfigError {
     SearchMismatch { dir: PathBuf, differences: Vec<String> },
 }
 
+impl ConfigError {
+    /// The message on one line (a journal entry): a list of problems joined by "; ".
+    pub fn one_line(&self) -> String {
+        match self {
+            ConfigError::Invalid { source_name, problems } => {
+                format!("{source_name} has {} problem(s): {}", problems.len(), problems.join("; "))
+            }
+            other => other.to_string().replace('\n', " "),
+        }
+    }
+}
+
 impl Config {
     /// How many supernet replicas train side by side on the CPU: the length of `run.devices`
     /// when it lists only "cpu", else 1.

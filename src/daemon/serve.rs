@@ -237,7 +237,7 @@ impl Service {
         let new = match crate::config::load(Some(&self.path), &[]) {
             Ok(new) => new,
             Err(e) => {
-                let problem = e.to_string();
+                let problem = e.one_line();
                 return telemetry::ReloadInvalid { source, problem: &problem }.emit();
             }
         };

@@ -257,14 +257,13 @@ impl ReloadRefused<'_> {
 /// A reload's file could not be read or is not a valid config; nothing was applied.
 pub struct ReloadInvalid<'a> {
     pub source: &'a str,
+    /// On one line (a journal entry).
     pub problem: &'a str,
 }
 
 impl ReloadInvalid<'_> {
     pub fn emit(&self) {
-        // One journal line: a config's list of problems joined.
-        let problem = self.problem.replace(":\n  - ", ": ").replace("\n  - ", "; ").replace('\n', " ");
-        tracing::warn!("reload ({}) refused, invalid config: {problem}", self.source);
+        tracing::warn!("reload ({}) refused, invalid config: {}", self.source, self.problem);
         counter!(RELOADS_TOTAL, "outcome" => "invalid").increment(1);
     }
 }

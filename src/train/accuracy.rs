@@ -93,10 +93,9 @@ impl DeviceTally {
     fn accumulate(&mut self, batch: &Tensor) {
         match &mut self.sums {
             Some(sums) => {
-                // Host tallies first, then a device's batches: the sums move to the device.
-                if sums.device() != batch.device() {
-                    *sums = sums.to_device(batch.device());
-                }
+                // One device per tally: `add_tally` follows the sums' device, and no caller adds
+                // a device's batches after host tallies.
+                debug_assert_eq!(sums.device(), batch.device(), "a tally's sums on two devices");
                 let _ = sums.g_add_(batch);
             }
             None => self.sums = Some(sums_of(&self.base).to_device(batch.device()) + batch),
@@ -140,10 +139,12 @@ impl BatchTallies {
         self.batches.push((0, None));
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.batches.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.batches.is_empty()
     }

@@ -425,7 +425,7 @@ impl BatchTrainer for DataParallel<'_> {
                 rest.merge(&counts[i]);
             }
             total.merge(&rest);
-            let tally = tallies.get_mut(step.individual).ok_or(TrainError::Replica {
+            let tally = tallies.get_mut(step.individual).ok_or_else(|| TrainError::Replica {
                 replica: 0,
                 reason: format!("it trained individual {}, beyond the population", step.individual),
             })?;
