@@ -13,7 +13,7 @@ use crate::search::{
     resolve_device, DataSettings, FitnessSettings, RuntimeSettings, SearchEngine, SearchError, SearchResult,
     SearchSettings, SupernetSettings, TrainingSettings,
 };
-use crate::space::Genotype;
+use crate::space::{Genotype, NamedGenotype};
 use crate::train::sgd::SgdConfig;
 
 /// The devices `cfg` trains on (run.devices, else run.device), resolved.
@@ -137,18 +137,11 @@ pub fn differences_from_search(cfg: &Config, dir: &Path) -> Result<Vec<String>, 
     Ok(original.digest_differences(cfg))
 }
 
-/// The genotype a training run trains, as `genotype.json` of its run directory holds it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TrainedGenotype {
-    pub name: String,
-    pub genotype: Genotype,
-}
-
 /// The core's settings of training `genotype` under `cfg` (`[final_training]`, the dataset of
 /// `[data]`, the device and prefetching of `[run]`/`[data]`).
 pub fn training_settings(
     cfg: &Config,
-    genotype: &TrainedGenotype,
+    genotype: &NamedGenotype,
 ) -> Result<FinalTrainingSettings, FinalTrainingError> {
     let f = &cfg.final_training;
     let dataset = DatasetKind::from_str(&cfg.data.dataset)?;
@@ -198,7 +191,7 @@ pub fn training_settings(
 /// `run.dir` named after the genotype; its config and genotype saved there.
 pub fn create_training(
     cfg: &Config,
-    genotype: &TrainedGenotype,
+    genotype: &NamedGenotype,
     run_dir: Option<&Path>,
 ) -> Result<TrainingRun, FinalTrainingError> {
     let settings = training_settings(cfg, genotype)?;
@@ -218,7 +211,7 @@ pub fn create_training(
 pub fn resume_training(run_dir: &Path, device: Option<&str>) -> Result<TrainingRun, FinalTrainingError> {
     let run = TrainingRunDir::open(run_dir)?;
     let mut cfg: Config = run.read_config()?;
-    let genotype: TrainedGenotype = run.read_genotype()?;
+    let genotype: NamedGenotype = run.read_genotype()?;
     if let Some(d) = device {
         cfg.run.device = d.to_string();
     }
@@ -246,7 +239,7 @@ pub fn final_training_of(
     let genotype: Genotype = serde_json::from_value(result.genotype_json.clone())
         .map_err(|_| FinalTrainingError::NotADartsGenotype { search: search_dir.to_path_buf() })?;
     let name = search_dir.file_name().map_or_else(|| "search".into(), |n| n.to_string_lossy().into_owned());
-    create_training(cfg, &TrainedGenotype { name, genotype }, Some(&dir))
+    create_training(cfg, &NamedGenotype { name, genotype }, Some(&dir))
 }
 
 /// The config a search run directory was started with.
@@ -300,8 +293,7 @@ mod tests {
 
     #[test]
     fn bf16_training_is_part_of_a_runs_identity() {
-        let genotype =
-            TrainedGenotype { genotype: Genotype::load("EvNAS-A").unwrap(), name: "EvNAS-A".into() };
+        let genotype = NamedGenotype { genotype: Genotype::load("EvNAS-A").unwrap(), name: "EvNAS-A".into() };
         let identity = |sets: &[&str]| training_settings(&config_with(sets), &genotype).unwrap().identity();
         let fp32 = identity(&["run.device=cpu"]);
         assert_eq!(fp32, identity(&["run.device=cpu", "final_training.precision=fp32"]));

@@ -58,7 +58,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let value = serde_json::json!({
             "genotype": args.genotype,
-            "dataset": dataset_name(dataset),
+            "dataset": dataset.kind().name(),
             "init_channels": config.init_channels,
             "layers": config.layers,
             "image_size": dataset.image_size(),
@@ -73,7 +73,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{} on {} (C={}, {} cells, {}x{} input)",
             args.genotype,
-            dataset_name(dataset),
+            dataset.kind().name(),
             config.init_channels,
             config.layers,
             dataset.image_size(),
@@ -87,13 +87,4 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn dataset_name(d: EvalDataset) -> &'static str {
-    match d {
-        EvalDataset::Cifar10 => "cifar10",
-        EvalDataset::Cifar100 => "cifar100",
-        EvalDataset::ImageNet => "imagenet",
-        EvalDataset::FashionMnist => "fashion-mnist",
-    }
 }

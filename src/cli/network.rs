@@ -52,20 +52,13 @@ pub fn load(args: &NetworkArgs, classes: Option<usize>, device: Device) -> anyho
     // Networks trained with --auxiliary carry the auxiliary head's weights; build it to match.
     let auxiliary = tensors.iter().any(|(k, _)| k.starts_with("auxiliary_head."));
 
-    let base = match kind {
-        DatasetKind::ImageNet => EvalDataset::ImageNet,
-        DatasetKind::Cifar100 => EvalDataset::Cifar100,
-        DatasetKind::Cifar10 => EvalDataset::Cifar10,
-        DatasetKind::FashionMnist => EvalDataset::FashionMnist,
-    };
-    let mut config: EvalNetConfig = base.default_config();
+    let mut config: EvalNetConfig = EvalDataset::from(kind).default_config();
     let classifier_rows = tensors.iter().find(|(k, _)| k == "classifier.weight").map(|(_, t)| t.size()[0]);
     config.num_classes = match (classes, classifier_rows) {
         (Some(n), _) => n as i64,
         (None, Some(rows)) => rows,
         (None, None) => kind.num_classes() as i64,
     };
-    config.in_channels = kind.input_shape()[0] as i64;
     config.auxiliary = auxiliary;
     if let Some(c) = args.init_channels {
         config.init_channels = c;

@@ -10,8 +10,8 @@ use clap::Args;
 use evnas::data::DatasetKind;
 use evnas::final_training::epoch::Step;
 use evnas::final_training::{EpochRecord, TrainingObserver, TrainingOutcome, TrainingRun};
-use evnas::launch::TrainedGenotype;
 use evnas::space::Genotype;
+use evnas::space::NamedGenotype;
 use evnas::stop::StopFlag;
 use evnas::telemetry::{MetricsExporter, TrainingTelemetry};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -130,7 +130,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         None => {
             let cfg = evnas::config::load(args.config.as_deref(), &args.overrides())?;
             let name = args.genotype.clone().unwrap_or_default();
-            let genotype = TrainedGenotype { genotype: Genotype::load(&name)?, name };
+            let genotype = NamedGenotype { genotype: Genotype::load(&name)?, name };
             evnas::launch::create_training(&cfg, &genotype, args.run_dir.as_deref())
                 .context("cannot start training")?
         }

@@ -7,6 +7,7 @@ use tch::{nn, Device};
 
 use super::eval_cifar::{EvalNetConfig, NetworkCifar};
 use super::eval_imagenet::NetworkImageNet;
+use crate::data::DatasetKind;
 use crate::space::Genotype;
 
 /// The datasets an evaluation network is built for.
@@ -19,31 +20,41 @@ pub enum EvalDataset {
     FashionMnist,
 }
 
-impl EvalDataset {
-    pub fn num_classes(self) -> i64 {
-        match self {
-            EvalDataset::Cifar10 | EvalDataset::FashionMnist => 10,
-            EvalDataset::Cifar100 => 100,
-            EvalDataset::ImageNet => 1000,
+impl From<DatasetKind> for EvalDataset {
+    fn from(kind: DatasetKind) -> Self {
+        match kind {
+            DatasetKind::Cifar10 => EvalDataset::Cifar10,
+            DatasetKind::Cifar100 => EvalDataset::Cifar100,
+            DatasetKind::ImageNet => EvalDataset::ImageNet,
+            DatasetKind::FashionMnist => EvalDataset::FashionMnist,
         }
+    }
+}
+
+impl EvalDataset {
+    /// The dataset, which knows its classes and image shape.
+    pub fn kind(self) -> DatasetKind {
+        match self {
+            EvalDataset::Cifar10 => DatasetKind::Cifar10,
+            EvalDataset::Cifar100 => DatasetKind::Cifar100,
+            EvalDataset::ImageNet => DatasetKind::ImageNet,
+            EvalDataset::FashionMnist => DatasetKind::FashionMnist,
+        }
+    }
+
+    pub fn num_classes(self) -> i64 {
+        self.kind().num_classes() as i64
     }
 
     /// Input side in pixels: 32 for CIFAR, 224 for ImageNet (mobile setting), 28 for
     /// Fashion-MNIST.
     pub fn image_size(self) -> i64 {
-        match self {
-            EvalDataset::Cifar10 | EvalDataset::Cifar100 => 32,
-            EvalDataset::ImageNet => 224,
-            EvalDataset::FashionMnist => 28,
-        }
+        self.kind().input_shape()[2] as i64
     }
 
     /// Channels of an input image.
     pub fn in_channels(self) -> i64 {
-        match self {
-            EvalDataset::FashionMnist => 1,
-            _ => 3,
-        }
+        self.kind().input_shape()[0] as i64
     }
 
     /// The reference training scripts' defaults: C=36, 20 cells for CIFAR; C=48, 14 cells for

@@ -65,6 +65,13 @@ pub enum InvalidGenotype {
     DuplicateConcat { cell: CellKind, item: usize, state: usize },
 }
 
+/// A genotype with its name: what a training run trains, as its `genotype.json` holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NamedGenotype {
+    pub name: String,
+    pub genotype: Genotype,
+}
+
 /// Failure to find, read or parse a genotype.
 #[derive(Debug, thiserror::Error)]
 pub enum GenotypeError {
@@ -135,13 +142,6 @@ impl Genotype {
     /// a named one (`{"name": …, "genotype": {…}}`, the genotype.json of a training run), or the
     /// DARTS notation.
     pub fn load_file(path: &Path) -> Result<Genotype, GenotypeError> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Named {
-            #[serde(rename = "name")]
-            _name: String,
-            genotype: Genotype,
-        }
         let text = std::fs::read_to_string(path)
             .map_err(|source| GenotypeError::Io { path: path.to_path_buf(), source })?;
         if text.trim_start().starts_with('{') {
@@ -149,7 +149,7 @@ impl Genotype {
             let named =
                 serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v.get("genotype").is_some());
             let parsed = if named {
-                serde_json::from_str::<Named>(&text).map(|n| n.genotype)
+                serde_json::from_str::<NamedGenotype>(&text).map(|n| n.genotype)
             } else {
                 serde_json::from_str(&text)
             };
