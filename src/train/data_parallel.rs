@@ -22,10 +22,9 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::accuracy::{BatchTallies, DeviceTally, Tally};
-use super::autocast::Autocast;
-use super::loss_check::{LossCheck, CUDA_INTERVAL};
+use super::loss_check::{self, LossCheck};
 use super::sgd::{Sgd, SgdConfig};
-use super::supernet_epoch::{BatchTrainer, StepIndex};
+use super::supernet_epoch::{forward_loss, BatchTrainer, StepIndex};
 use super::{Precision, TrainError};
 use crate::data::Batch;
 use crate::distributed::{
@@ -236,8 +235,8 @@ impl ReplicaSet {
             Some(remote) => remote.fitness_links(&store, &bind)?,
             None => Vec::new(),
         };
-        // A GPU's losses are checked in groups, as a single replica's are (LossCheck).
-        let check_every = if devices.iter().any(|d| d.is_cuda()) { CUDA_INTERVAL } else { 1 };
+        // A GPU's losses are checked in groups, as a single replica's are.
+        let check_every = loss_check::interval_for(devices);
         Ok(Self {
             group,
             workers,
@@ -303,7 +302,7 @@ impl ReplicaSet {
 /// The leader's supernet stepping with its replicas through one pass. Nothing of a step is read
 /// back to the host: each replica keeps its summed losses and counts on its device until the
 /// pass settles, apart from the losses' grouped finiteness checks (every step on the CPU, every
-/// [`CUDA_INTERVAL`] steps where a replica is on a GPU).
+/// [`CUDA_INTERVAL`](super::loss_check::CUDA_INTERVAL) steps where a replica is on a GPU).
 pub struct DataParallel<'a> {
     model: &'a dyn OneShotModel,
     opt: &'a mut Sgd,
@@ -723,11 +722,7 @@ fn replica_step(
     let images = shard.images.to_device_(device, shard.images.kind(), non_blocking, false);
     let labels = shard.labels.to_device_(device, Kind::Int64, non_blocking, false);
     opt.zero_grad();
-    let autocast = Autocast::for_precision(device, precision);
-    let logits = model.forward_arch(&images, &shard.arch, true)?;
-    // The loss in fp32 from the (possibly bf16) logits, as a mixed-precision step does.
-    let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&labels);
-    drop(autocast);
+    let (logits, loss) = forward_loss(model, &images, &labels, &shard.arch, device, precision)?;
     let weighted = &loss * shard.weight;
     weighted.backward();
     let grads = opt.gradients();

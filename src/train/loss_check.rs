@@ -19,6 +19,16 @@ pub struct LossCheck<K> {
     pending: Vec<(K, Tensor)>,
 }
 
+/// Steps whose losses are checked together by replicas on `devices`: every step on the CPU
+/// (no wait to save), [`CUDA_INTERVAL`] where any is a CUDA device (each check waits for it).
+pub fn interval_for(devices: &[Device]) -> usize {
+    if devices.iter().any(|d| d.is_cuda()) {
+        CUDA_INTERVAL
+    } else {
+        1
+    }
+}
+
 impl<K: Copy> LossCheck<K> {
     /// Checks every `interval` steps (at least 1).
     pub fn every(interval: usize) -> Self {
@@ -27,7 +37,7 @@ impl<K: Copy> LossCheck<K> {
 
     /// Every step on the CPU, every [`CUDA_INTERVAL`] steps on a CUDA device.
     pub fn for_device(device: Device) -> Self {
-        Self::every(if device.is_cuda() { CUDA_INTERVAL } else { 1 })
+        Self::every(interval_for(&[device]))
     }
 
     /// Steps checked together.

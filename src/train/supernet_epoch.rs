@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use tch::Kind;
+use tch::{Device, Kind, Tensor};
 
 use super::accuracy::{DeviceTally, Tally};
 use super::autocast::Autocast;
@@ -169,6 +169,24 @@ impl<'a> SingleReplica<'a> {
     }
 }
 
+/// A training step's logits of `images` through `arch` and their mean cross-entropy: the
+/// forward pass under `precision`'s autocast on `device`, the loss in fp32 from the (possibly
+/// bf16) logits, as a mixed-precision step does.
+pub(crate) fn forward_loss(
+    model: &dyn OneShotModel,
+    images: &Tensor,
+    labels: &Tensor,
+    arch: &ArchWeights,
+    device: Device,
+    precision: Precision,
+) -> Result<(Tensor, Tensor), TrainError> {
+    let autocast = Autocast::for_precision(device, precision);
+    let logits = model.forward_arch(images, arch, true)?;
+    let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(labels);
+    drop(autocast);
+    Ok((logits, loss))
+}
+
 impl BatchTrainer for SingleReplica<'_> {
     fn train_batch(
         &mut self,
@@ -180,11 +198,8 @@ impl BatchTrainer for SingleReplica<'_> {
         tally: &mut DeviceTally,
     ) -> Result<(), TrainError> {
         self.opt.zero_grad();
-        let autocast = Autocast::for_precision(self.opt.device(), self.precision);
-        let logits = self.model.forward_arch(&batch.images, arch, true)?;
-        // The loss in fp32 from the (possibly bf16) logits, as a mixed-precision step does.
-        let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&batch.labels);
-        drop(autocast);
+        let (logits, loss) =
+            forward_loss(self.model, &batch.images, &batch.labels, arch, self.opt.device(), self.precision)?;
         let checked = if crate::fault::corrupts("train.loss") {
             loss.full_like(f64::NAN)
         } else {
