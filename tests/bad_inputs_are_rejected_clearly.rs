@@ -725,7 +725,42 @@ fn dataset_cases() -> Vec<Case> {
             &["cifar/data_batch_2.bin"],
             |dir| write(&dir.join("cifar/data_batch_2.bin"), &cifar10_bytes(&[0, 1, 2, 10, 4, 5, 6, 7])),
         ),
+        // What a search needs of its data, checked before the daemon takes a config (validate,
+        // serve's start, a reload switching searches): a config problem, exit 2.
+        validate_case(
+            "validate_data_path_missing",
+            &[("data.path", "\"nodata\"")],
+            "No such file or directory",
+            &["data.path = nodata", "nodata/train-images-idx3-ubyte.gz"],
+        ),
+        validate_case(
+            "validate_dataset_a_search_cannot_read",
+            &[("data.dataset", "\"imagenet\"")],
+            "a search reads its dataset into memory",
+            &["data.dataset", "imagenet"],
+        ),
+        validate_case(
+            "validate_split_leaves_nothing_to_train",
+            &[("data.train_portion", "0.001")],
+            "into 0 to train the supernet and 192 to measure fitness",
+            &["data.train_portion"],
+        ),
     ]
+}
+
+/// `evnas validate --config bad.toml` on [`TINY`] with `changes`, its 192 images in `data`.
+fn validate_case(
+    name: &'static str,
+    changes: &'static [(&'static str, &'static str)],
+    cause: &'static str,
+    named: &'static [&'static str],
+) -> Case {
+    case(name, USAGE, cause, named, move |dir| {
+        fs::create_dir_all(dir.join("data")).unwrap();
+        write_tiny_fashion_mnist(&dir.join("data"), 192);
+        write(&dir.join("bad.toml"), tiny_toml(changes).as_bytes());
+        cmd(&["validate", "--config", "bad.toml"])
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ use std::path::Path;
 use common::{cifar100_bytes, cifar10_bytes, cifar_pixels, gzip, idx_bytes, write};
 use evnas::data::idx::{IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC};
 use evnas::data::{
-    read_cifar10, read_cifar100, read_mnist_like, test_plan, test_source, Cifar100Labels, DataError,
-    DatasetKind, ImageFolder, ImageFolderSource, ImageNetTransform, PlanBatches, SplitName,
+    count_split, read_cifar10, read_cifar100, read_mnist_like, test_plan, test_source, Cifar100Labels,
+    DataError, DatasetKind, ImageFolder, ImageFolderSource, ImageNetTransform, PlanBatches, SplitName,
 };
 
 fn names(path: &Path, file: &str) -> bool {
@@ -197,6 +197,79 @@ fn idx_label_out_of_range_names_the_record() {
     assert!(matches!(
         read_mnist_like(dir.path(), SplitName::Test, 10),
         Err(DataError::LabelOutOfRange { record: 1, label: 12, .. })
+    ));
+}
+
+#[test]
+fn counting_a_split_reads_only_sizes_and_headers_and_names_what_is_wrong() {
+    // CIFAR: the records of every file, from their sizes; a missing or cut file is named.
+    let cifar = tempfile::tempdir().unwrap();
+    for i in 1..=5u8 {
+        write(&cifar.path().join(format!("data_batch_{i}.bin")), &cifar10_bytes(&[i, i + 1]));
+    }
+    assert_eq!(count_split(DatasetKind::Cifar10, cifar.path(), SplitName::Train).unwrap(), 10);
+    let mut cut = cifar10_bytes(&[1, 2]);
+    cut.pop();
+    write(&cifar.path().join("data_batch_4.bin"), &cut);
+    match count_split(DatasetKind::Cifar10, cifar.path(), SplitName::Train) {
+        Err(DataError::Truncated { path, .. }) => assert!(names(&path, "data_batch_4.bin"), "{path:?}"),
+        other => panic!("expected a cut file, got {other:?}"),
+    }
+    std::fs::remove_file(cifar.path().join("data_batch_4.bin")).unwrap();
+    match count_split(DatasetKind::Cifar10, cifar.path(), SplitName::Train) {
+        Err(DataError::Io { path, .. }) => assert!(names(&path, "data_batch_4.bin"), "{path:?}"),
+        other => panic!("expected a missing file, got {other:?}"),
+    }
+    write(&cifar.path().join("test.bin"), &cifar100_bytes(&[(1, 2), (3, 4), (5, 6)]));
+    assert_eq!(count_split(DatasetKind::Cifar100, cifar.path(), SplitName::Test).unwrap(), 3);
+
+    // IDX: the counts in the headers, raw or gzipped; a body cut short is left to the reader.
+    for gz in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut images = tiny_idx_images(3);
+        images.truncate(images.len() - 1);
+        write_idx_pair(dir.path(), &images, &idx_bytes(IDX_LABELS_MAGIC, &[3], &[7, 0, 9]), gz);
+        assert_eq!(
+            count_split(DatasetKind::FashionMnist, dir.path(), SplitName::Test).unwrap(),
+            3,
+            "gz = {gz}"
+        );
+        write_idx_pair(dir.path(), &images, &idx_bytes(IDX_LABELS_MAGIC, &[2], &[7, 0]), gz);
+        assert!(
+            matches!(
+                count_split(DatasetKind::FashionMnist, dir.path(), SplitName::Test),
+                Err(DataError::CountMismatch { images: 3, labels: 2, .. })
+            ),
+            "gz = {gz}"
+        );
+        write_idx_pair(dir.path(), &images, &tiny_idx_images(3), gz);
+        assert!(
+            matches!(
+                count_split(DatasetKind::FashionMnist, dir.path(), SplitName::Test),
+                Err(DataError::BadMagic { found: IDX_IMAGES_MAGIC, expected: IDX_LABELS_MAGIC, .. })
+            ),
+            "gz = {gz}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_idx_pair(
+        dir.path(),
+        &tiny_idx_images(3)[..10],
+        &idx_bytes(IDX_LABELS_MAGIC, &[3], &[7, 0, 9]),
+        true,
+    );
+    assert!(matches!(
+        count_split(DatasetKind::FashionMnist, dir.path(), SplitName::Test),
+        Err(DataError::Truncated { .. })
+    ));
+    match count_split(DatasetKind::FashionMnist, &dir.path().join("absent"), SplitName::Train) {
+        Err(DataError::Io { path, .. }) => assert!(names(&path, "train-images-idx3-ubyte.gz"), "{path:?}"),
+        other => panic!("expected a missing file, got {other:?}"),
+    }
+
+    assert!(matches!(
+        count_split(DatasetKind::ImageNet, dir.path(), SplitName::Train),
+        Err(DataError::NotInMemory { .. })
     ));
 }
 

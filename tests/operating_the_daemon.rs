@@ -382,6 +382,26 @@ fn pause_resume_stop_and_a_new_search_id() {
     assert!(runs.join("second").join("config.json").is_file());
     assert!(runs.join("first").join("stop-checkpoint").is_dir());
 
+    // A new search whose data is not where its config says: refused before "second" stops,
+    // naming data.path and the missing file.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let data = tmp.path().join("data").display().to_string();
+    let edited = text
+        .replacen(&format!("path = \"{data}\""), "path = \"/nonexistent/evnas-data\"", 1)
+        .replacen("id = \"second\"", "id = \"third\"", 1);
+    assert_eq!(edited.matches("nonexistent").count() + edited.matches("third").count(), 2, "{text}");
+    std::fs::write(config.with_extension("toml.new"), &edited).unwrap();
+    std::fs::rename(config.with_extension("toml.new"), &config).unwrap();
+    served.wait_for_log("refused: search.id: data.path = /nonexistent/evnas-data", DEADLINE);
+    assert!(
+        served.log().contains("cannot read /nonexistent/evnas-data/train-images-idx3-ubyte.gz"),
+        "{}",
+        served.log()
+    );
+    assert!(!runs.join("third").exists());
+    std::fs::write(config.with_extension("toml.new"), &text).unwrap();
+    std::fs::rename(config.with_extension("toml.new"), &config).unwrap();
+
     // Back to "first" with another seed, in one edit: "first" cannot resume under that config,
     // so the reload is refused, naming the key, and "second" trains on.
     let text = std::fs::read_to_string(&config).unwrap();

@@ -11,8 +11,8 @@ pub struct DoctorArgs {
     /// Dataset directories to check (default: the Fashion-MNIST package's directory).
     #[arg(long = "data")]
     data: Vec<PathBuf>,
-    /// Check what this config file's search needs too: its `data.path`, that `run.dir` is
-    /// writable, and that an existing search of its id can resume under it.
+    /// Check what this config file's search needs too: its dataset at `data.path`, that
+    /// `run.dir` is writable, and that an existing search of its id can resume under it.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -51,15 +51,22 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
                     Ok(note) => println!("ok: run directory {}{note}", cfg.run.dir.display()),
                     Err(why) => problems.push(format!("run directory {}: {why}", cfg.run.dir.display())),
                 }
+                match evnas::daemon::check_data(&cfg) {
+                    Ok(images) => println!(
+                        "ok: data.path {} holds {images} {} training images",
+                        cfg.data.path.display(),
+                        cfg.data.dataset
+                    ),
+                    Err(e) => problems.push(e.one_line()),
+                }
                 if let Err(e) = evnas::daemon::check_search_dir(&cfg) {
                     problems.push(format!("{e:#}"));
                 }
-                dirs.push(cfg.data.path);
             }
-            Err(err) => problems.push(err.to_string()),
+            Err(err) => problems.push(err.one_line()),
         }
     }
-    if dirs.is_empty() {
+    if dirs.is_empty() && args.config.is_none() {
         dirs.push(PathBuf::from(FASHION_MNIST_DIR));
     }
     for dir in &dirs {

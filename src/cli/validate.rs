@@ -1,7 +1,7 @@
 //! `evnas validate --config FILE`: checks a config as `evnas serve` would load it (layers,
-//! types, unknown keys, values, and that an existing search of its id was started with it), for
-//! systemd's ExecReload (serve makes the same checks at start). Exit 0 with one line naming
-//! the search, or 2 with every problem.
+//! types, unknown keys, values, that its dataset is at `data.path`, and that an existing search
+//! of its id was started with it), for systemd's ExecReload (serve makes the same checks at
+//! start). Exit 0 with one line naming the search, or 2 with the problems.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,9 +17,9 @@ pub struct ValidateArgs {
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let cfg = evnas::config::load(Some(&args.config), &[])?;
-    evnas::daemon::check_search_dir(&cfg)?;
+    let images = evnas::daemon::check_search(&cfg)?;
     println!(
-        "{}: valid; search {} in {} ({} individuals x {} generations on {}, state {})",
+        "{}: valid; search {} in {} ({} individuals x {} generations on {}, {images} training images, state {})",
         args.config.display(),
         cfg.search_id(),
         cfg.run.dir.join(cfg.search_id()).display(),

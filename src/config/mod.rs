@@ -38,17 +38,44 @@ pub enum ConfigError {
         dir = dir.display()
     )]
     SearchMismatch { dir: PathBuf, differences: Vec<String> },
+    /// `data.dataset` names a dataset a search cannot read.
+    #[error(
+        "data.dataset = {dataset:?}: a search reads its dataset into memory, so it runs on one of {}; ImageNet is for training the cells it finds (`evnas train`), as in the paper",
+        crate::data::DatasetKind::searchable_names()
+    )]
+    NotSearchable { dataset: String },
+    /// `data.path` does not hold the training set of `data.dataset`, or not all of it.
+    #[error("data.path = {}: does not hold the {dataset} training set", path.display())]
+    DataUnusable {
+        path: PathBuf,
+        dataset: &'static str,
+        #[source]
+        source: crate::data::DataError,
+    },
+    /// `data.train_portion` leaves one side of the search's split empty.
+    #[error(
+        "data.train_portion = {train_portion}: it splits the {images} training images into {train} to train the supernet and {} to measure fitness; both need some",
+        images - train
+    )]
+    EmptySplit { train_portion: f64, images: usize, train: usize },
 }
 
 impl ConfigError {
-    /// The message on one line (a journal entry): a list of problems joined by "; ".
+    /// The message on one line (a journal entry): a list of problems joined by "; ", a cause
+    /// after its context.
     pub fn one_line(&self) -> String {
-        match self {
+        let mut line = match self {
             ConfigError::Invalid { source_name, problems } => {
                 format!("{source_name} has {} problem(s): {}", problems.len(), problems.join("; "))
             }
             other => other.to_string().replace('\n', " "),
+        };
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            line = format!("{line}: {error}");
+            cause = error.source();
         }
+        line
     }
 }
 

@@ -3,11 +3,11 @@
 
 pub mod logging;
 pub mod notify;
-mod search_dir;
+mod search_check;
 pub mod search_task;
 pub mod serve;
 
-pub use search_dir::check_search_dir;
+pub use search_check::{check_data, check_search, check_search_dir};
 pub use serve::{serve, ServeOptions};
 
 /// Ends the process now with `code`, running no exit handler: for a second signal while a

@@ -34,9 +34,10 @@ pub enum ServeExit {
 /// Runs the service until a signal stops it.
 pub fn serve(options: &ServeOptions) -> anyhow::Result<ServeExit> {
     let cfg = crate::config::load(Some(&options.config), &[])?;
-    // A search directory this config cannot resume is a config problem (exit 2, which systemd
-    // does not restart), not a failure of the running service.
-    super::check_search_dir(&cfg)?;
+    // Data that is not where the config says, or a search directory this config cannot resume,
+    // is a config problem (exit 2, which systemd does not restart), not a failure of the
+    // running service.
+    super::check_search(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("evnas-serve")
@@ -248,7 +249,7 @@ impl Service {
         // Checked before the running search stops: a search that cannot be opened must not
         // replace it.
         if diff.new_search {
-            if let Err(e) = super::check_search_dir(&new) {
+            if let Err(e) = super::check_search(&new) {
                 let reason = format!("search.id: {e:#}");
                 return telemetry::ReloadRefused { source, reasons: &[reason] }.emit();
             }

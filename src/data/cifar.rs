@@ -27,12 +27,8 @@ pub enum Cifar100Labels {
 /// Reads CIFAR-10 from `dir`: `data_batch_1.bin` .. `data_batch_5.bin` for training, `test_batch.bin`
 /// for test. Only the files of the requested split need to exist.
 pub fn read_cifar10(dir: &Path, split: SplitName) -> Result<InMemoryDataset, DataError> {
-    let files: Vec<PathBuf> = match split {
-        SplitName::Train => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
-        SplitName::Test => vec![dir.join("test_batch.bin")],
-    };
     let mut dataset: Option<InMemoryDataset> = None;
-    for file in files {
+    for file in cifar10_files(dir, split) {
         let part = read_cifar_file(&file, 0, 1, 10)?;
         match dataset.as_mut() {
             Some(all) => all.extend(part),
@@ -49,14 +45,58 @@ pub fn read_cifar100(
     split: SplitName,
     labels: Cifar100Labels,
 ) -> Result<InMemoryDataset, DataError> {
-    let file = dir.join(match split {
-        SplitName::Train => "train.bin",
-        SplitName::Test => "test.bin",
-    });
+    let file = cifar100_file(dir, split);
     match labels {
         Cifar100Labels::Coarse => read_cifar_file(&file, 0, 2, 20),
         Cifar100Labels::Fine => read_cifar_file(&file, 1, 2, 100),
     }
+}
+
+/// The images of CIFAR-10's `split` in `dir`, from the files' sizes alone (each must be there,
+/// readable, and a whole number of records).
+pub fn count_cifar10(dir: &Path, split: SplitName) -> Result<usize, DataError> {
+    cifar10_files(dir, split).iter().map(|file| count_records(file, 1)).sum()
+}
+
+/// The images of CIFAR-100's `split` in `dir`, from the file's size alone.
+pub fn count_cifar100(dir: &Path, split: SplitName) -> Result<usize, DataError> {
+    count_records(&cifar100_file(dir, split), 2)
+}
+
+fn cifar10_files(dir: &Path, split: SplitName) -> Vec<PathBuf> {
+    match split {
+        SplitName::Train => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
+        SplitName::Test => vec![dir.join("test_batch.bin")],
+    }
+}
+
+fn cifar100_file(dir: &Path, split: SplitName) -> PathBuf {
+    dir.join(match split {
+        SplitName::Train => "train.bin",
+        SplitName::Test => "test.bin",
+    })
+}
+
+/// The records of `[header_len label bytes][3,072 pixels]` in the file at `path`, opened to
+/// prove it readable but not read.
+fn count_records(path: &Path, header_len: usize) -> Result<usize, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    whole_records(path, len as usize, header_len + PIXELS)
+}
+
+/// `len` bytes as a number of `record_len`-byte records: at least one, and no part of one.
+fn whole_records(path: &Path, len: usize, record_len: usize) -> Result<usize, DataError> {
+    if len == 0 || !len.is_multiple_of(record_len) {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            reason: format!(
+                "{len} bytes is not a whole number of {record_len}-byte records (record {} is incomplete)",
+                len / record_len
+            ),
+        });
+    }
+    Ok(len / record_len)
 }
 
 /// Reads one file of records `[header_len label bytes][3,072 pixels]`, taking the label at
@@ -69,17 +109,7 @@ fn read_cifar_file(
 ) -> Result<InMemoryDataset, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let record_len = header_len + PIXELS;
-    if bytes.is_empty() || bytes.len() % record_len != 0 {
-        return Err(DataError::Truncated {
-            path: path.to_path_buf(),
-            reason: format!(
-                "{} bytes is not a whole number of {record_len}-byte records (record {} is incomplete)",
-                bytes.len(),
-                bytes.len() / record_len
-            ),
-        });
-    }
-    let count = bytes.len() / record_len;
+    let count = whole_records(path, bytes.len(), record_len)?;
     let mut pixels = Vec::with_capacity(count * PIXELS);
     let mut labels = Vec::with_capacity(count);
     for (record, chunk) in bytes.chunks_exact(record_len).enumerate() {

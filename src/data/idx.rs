@@ -2,7 +2,7 @@
 //! header (magic 0x00000803 for `[N, H, W]` u8 images, 0x00000801 for `[N]` u8 labels, then one u32 per
 //! dimension) followed by the raw bytes. Gzipped files are recognised by their gzip signature.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use super::cifar::SplitName;
@@ -21,12 +21,7 @@ pub fn read_mnist_like(
     split: SplitName,
     num_classes: usize,
 ) -> Result<InMemoryDataset, DataError> {
-    let prefix = match split {
-        SplitName::Train => "train",
-        SplitName::Test => "t10k",
-    };
-    let images_path = find_file(dir, &format!("{prefix}-images-idx3-ubyte"));
-    let labels_path = find_file(dir, &format!("{prefix}-labels-idx1-ubyte"));
+    let (images_path, labels_path) = split_files(dir, split);
     let (pixels, [count, height, width]) = read_idx_images(&images_path)?;
     let labels = read_idx_labels(&labels_path)?;
     if labels.len() != count {
@@ -50,6 +45,30 @@ pub fn read_mnist_like(
         wide.push(label as i64);
     }
     InMemoryDataset::new(pixels, wide, [1, height, width], num_classes)
+}
+
+/// The images and labels in `dir` for `split`, from their IDX headers alone (nothing past them
+/// is read): both files there and readable, of the right kind, agreeing in count.
+pub fn count_mnist_like(dir: &Path, split: SplitName) -> Result<usize, DataError> {
+    let (images_path, labels_path) = split_files(dir, split);
+    let images = read_header(&images_path, IDX_IMAGES_MAGIC, 3)?[0];
+    let labels = read_header(&labels_path, IDX_LABELS_MAGIC, 1)?[0];
+    if images != labels {
+        return Err(DataError::CountMismatch { images_path, images, labels_path, labels });
+    }
+    Ok(images)
+}
+
+/// The image and label files of `split` in `dir`.
+fn split_files(dir: &Path, split: SplitName) -> (PathBuf, PathBuf) {
+    let prefix = match split {
+        SplitName::Train => "train",
+        SplitName::Test => "t10k",
+    };
+    (
+        find_file(dir, &format!("{prefix}-images-idx3-ubyte")),
+        find_file(dir, &format!("{prefix}-labels-idx1-ubyte")),
+    )
 }
 
 /// Prefers the raw file and falls back to its `.gz`; the returned path is the one errors will name.
@@ -126,6 +145,24 @@ fn parse_header(path: &Path, bytes: &[u8], magic: u32, rank: usize) -> Result<Ve
         return Err(DataError::BadMagic { path: path.to_path_buf(), found, expected: magic });
     }
     Ok((1..=rank).map(|i| word(i) as usize).collect())
+}
+
+/// The `rank` dimensions in the header of the (maybe gzipped) IDX file at `path`, reading no
+/// further than the header.
+fn read_header(path: &Path, magic: u32, rank: usize) -> Result<Vec<usize>, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut reader = std::io::BufReader::new(file);
+    let gzipped = reader.fill_buf().map_err(|e| DataError::io(path, e))?.starts_with(&[0x1f, 0x8b]);
+    let header_len = (4 + 4 * rank) as u64;
+    let mut header = Vec::new();
+    if gzipped {
+        flate2::bufread::GzDecoder::new(reader).take(header_len).read_to_end(&mut header).map_err(|e| {
+            DataError::Truncated { path: path.to_path_buf(), reason: format!("gzip stream: {e}") }
+        })?;
+    } else {
+        reader.take(header_len).read_to_end(&mut header).map_err(|e| DataError::io(path, e))?;
+    }
+    parse_header(path, &header, magic, rank)
 }
 
 fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>, DataError> {

@@ -30,6 +30,12 @@ impl DatasetKind {
         Self::ALL.map(Self::name).join(", ")
     }
 
+    /// The names of those a search can run on (those read into memory), comma-separated.
+    pub fn searchable_names() -> String {
+        let names: Vec<_> = Self::ALL.into_iter().filter(|k| k.is_in_memory()).map(Self::name).collect();
+        names.join(", ")
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::Cifar10 => "cifar10",

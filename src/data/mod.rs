@@ -40,4 +40,4 @@ pub use loader::{LoaderConfig, SplitLoaders};
 pub use prefetch::{BatchStream, PrefetchConfig, Producer};
 pub use source::{make_batch, BatchSource, ImageFolderSource, InMemorySource, PlanBatches};
 pub use split::{SplitConfig, TrainValidSplit};
-pub use test_split::{load_split, load_test_split, test_plan, test_source};
+pub use test_split::{count_split, load_split, load_test_split, test_plan, test_source};

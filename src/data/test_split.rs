@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::batch::EpochPlan;
-use super::cifar::{read_cifar10, read_cifar100, Cifar100Labels, SplitName};
+use super::cifar::{count_cifar10, count_cifar100, read_cifar10, read_cifar100, Cifar100Labels, SplitName};
 use super::dataset::InMemoryDataset;
 use super::error::DataError;
-use super::idx::read_mnist_like;
+use super::idx::{count_mnist_like, read_mnist_like};
 use super::image_folder::ImageFolder;
 use super::imagenet_transform::ImageNetTransform;
 use super::kind::DatasetKind;
@@ -21,6 +21,17 @@ pub fn load_split(kind: DatasetKind, dir: &Path, split: SplitName) -> Result<InM
         DatasetKind::Cifar10 => read_cifar10(dir, split),
         DatasetKind::Cifar100 => read_cifar100(dir, split, Cifar100Labels::Fine),
         DatasetKind::FashionMnist => read_mnist_like(dir, split, kind.num_classes()),
+        DatasetKind::ImageNet => Err(DataError::NotInMemory { dataset: kind.name() }),
+    }
+}
+
+/// The images of a split of an in-memory dataset, from its files' sizes and headers alone: the
+/// quick check that `dir` holds it, made before a search is started on it.
+pub fn count_split(kind: DatasetKind, dir: &Path, split: SplitName) -> Result<usize, DataError> {
+    match kind {
+        DatasetKind::Cifar10 => count_cifar10(dir, split),
+        DatasetKind::Cifar100 => count_cifar100(dir, split),
+        DatasetKind::FashionMnist => count_mnist_like(dir, split),
         DatasetKind::ImageNet => Err(DataError::NotInMemory { dataset: kind.name() }),
     }
 }

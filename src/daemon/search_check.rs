@@ -1,0 +1,47 @@
+//! Whether a config can run the search it names. Checked where a config is taken (`evnas
+//! validate`, `evnas serve`'s start, a reload that switches to another search, `evnas doctor`),
+//! so that none of them fails later, mid-service: its dataset is one a search reads, lying where
+//! `data.path` says (read from file sizes and headers only: a fraction of a second), and a
+//! search directory that already exists holds a search started with the same config (the fields
+//! of its digest), or it could not be resumed.
+
+use std::str::FromStr;
+
+use crate::config::{Config, ConfigError};
+use crate::data::{count_split, DatasetKind, SplitName};
+
+/// Every check of `cfg`; the number of training images at `data.path` when they pass.
+pub fn check_search(cfg: &Config) -> anyhow::Result<usize> {
+    let images = check_data(cfg)?;
+    check_search_dir(cfg)?;
+    Ok(images)
+}
+
+/// The training images at `data.path`, or why a search cannot read them.
+pub fn check_data(cfg: &Config) -> Result<usize, ConfigError> {
+    let data = &cfg.data;
+    let kind = DatasetKind::from_str(&data.dataset)
+        .ok()
+        .filter(|kind| kind.is_in_memory())
+        .ok_or_else(|| ConfigError::NotSearchable { dataset: data.dataset.clone() })?;
+    let images = count_split(kind, &data.path, SplitName::Train).map_err(|source| {
+        ConfigError::DataUnusable { path: data.path.clone(), dataset: kind.name(), source }
+    })?;
+    // The search's split (data::SplitConfig): floor(train_portion * images) train the supernet.
+    let train = (data.train_portion * images as f64).floor() as usize;
+    if train == 0 || train == images {
+        return Err(ConfigError::EmptySplit { train_portion: data.train_portion, images, train });
+    }
+    Ok(images)
+}
+
+/// `cfg`, refused with the fields that differ when its search directory (`run.dir`/search id)
+/// holds a search started with another config.
+pub fn check_search_dir(cfg: &Config) -> anyhow::Result<()> {
+    let dir = cfg.run.dir.join(cfg.search_id());
+    let differences = crate::launch::differences_from_search(cfg, &dir)?;
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::SearchMismatch { dir, differences }.into())
+}
