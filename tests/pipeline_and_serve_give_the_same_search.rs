@@ -107,6 +107,13 @@ fn a_failing_actor_ends_serve_naming_it_and_a_restart_resumes() {
             "fault injected at checkpoint.write",
         ),
         ("ga.crossover=5*off->return(error)", "the crossover failed", "fault injected at ga.crossover"),
+        // SIGTERM in generation 2, and its stop checkpoint (the second write) fails, as on a
+        // full disk: a failure, not a clean stop; the restart resumes from generation 1's.
+        (
+            "train.batch=8*off->1*return(sigterm);checkpoint.write=1*off->return(error)",
+            "the checkpoint writer failed",
+            "fault injected at checkpoint.write",
+        ),
     ];
     for (case, (failpoints, actor, error)) in faults.into_iter().enumerate() {
         let runs = tmp.path().join(format!("runs-{case}"));

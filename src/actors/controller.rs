@@ -645,7 +645,14 @@ impl SearchController {
             return;
         }
         self.stop.stop();
-        if self.failure.is_none() {
+        // The first failure is the cause of the others, except that a fault outranks a
+        // requested stop: a stop checkpoint that cannot be written must not end the run as a
+        // clean stop that the next start would continue from.
+        let replaces = match &self.failure {
+            None => true,
+            Some(first) => first.is_interrupted() && !failure.is_interrupted(),
+        };
+        if replaces {
             self.failure = Some(failure);
         }
         if self.checkpoint_in_flight() {

@@ -174,8 +174,12 @@ impl Job {
             Err(e) if e.is_interrupted() => TaskEnd::Stopped,
             Err(e) => {
                 let actor = e.actor().unwrap_or("pipeline").to_string();
-                telemetry::ActorFailed { actor: &actor, error: &e.to_string() }.emit();
-                TaskEnd::Failed(anyhow::Error::new(e).context(format!("search {id} stopped")))
+                let e = anyhow::Error::new(e);
+                // The causes under "the <actor> failed", which the event says itself.
+                let causes: Vec<String> = e.chain().skip(1).map(ToString::to_string).collect();
+                let error = if causes.is_empty() { e.to_string() } else { causes.join(": ") };
+                telemetry::ActorFailed { actor: &actor, error: &error }.emit();
+                TaskEnd::Failed(e.context(format!("search {id} stopped")))
             }
         }
     }
@@ -233,10 +237,9 @@ fn train_result(
             TaskEnd::Stopped
         }
         Err(e) => {
-            telemetry::ActorFailed { actor: "final_training", error: &e.to_string() }.emit();
-            TaskEnd::Failed(
-                anyhow::Error::new(e).context(format!("final training in {} failed", run_dir.display())),
-            )
+            let e = anyhow::Error::new(e);
+            telemetry::ActorFailed { actor: "final_training", error: &format!("{e:#}") }.emit();
+            TaskEnd::Failed(e.context(format!("final training in {} failed", run_dir.display())))
         }
     }
 }
