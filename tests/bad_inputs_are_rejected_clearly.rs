@@ -739,6 +739,17 @@ fn dataset_cases() -> Vec<Case> {
             "a search reads its dataset into memory",
             &["data.dataset", "imagenet"],
         ),
+        // No filesystem holds a trillion checkpoints: refused before the first generation,
+        // its run directory removed (run.dir itself, `runs`, stays made).
+        Case {
+            may_change: &["runs"],
+            ..search_case(
+                "search_without_room_for_its_checkpoints",
+                &[("run.keep_checkpoints", "1000000000000")],
+                "and the search needs about",
+                &["run.keep_checkpoints", "runs/"],
+            )
+        },
         validate_case(
             "validate_split_leaves_nothing_to_train",
             &[("data.train_portion", "0.001")],
@@ -746,6 +757,22 @@ fn dataset_cases() -> Vec<Case> {
             &["data.train_portion"],
         ),
     ]
+}
+
+/// `evnas search` on [`TINY`] with `changes`, its 192 images in `data`: a search that cannot
+/// start, found once its supernet is built (exit 1).
+fn search_case(
+    name: &'static str,
+    changes: &'static [(&'static str, &'static str)],
+    cause: &'static str,
+    named: &'static [&'static str],
+) -> Case {
+    case(name, RUNTIME, cause, named, move |dir| {
+        fs::create_dir_all(dir.join("data")).unwrap();
+        write_tiny_fashion_mnist(&dir.join("data"), 192);
+        write(&dir.join("bad.toml"), tiny_toml(changes).as_bytes());
+        cmd(&["search", "--quiet", "--config", "bad.toml"])
+    })
 }
 
 /// `evnas validate --config bad.toml` on [`TINY`] with `changes`, its 192 images in `data`.

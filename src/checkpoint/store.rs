@@ -146,6 +146,13 @@ pub enum CheckpointError {
     ConfigMismatch { dir: PathBuf, expected: String, found: String },
     #[error("no usable checkpoint in {}: {}", root.display(), describe_skipped(skipped))]
     AllCorrupt { root: PathBuf, skipped: Vec<SkippedCheckpoint> },
+    #[error(
+        "the filesystem of {} has {} free, and the search needs about {} for {what}; free some space, or keep fewer checkpoints (run.keep_checkpoints)",
+        dir.display(),
+        super::human_bytes(*available),
+        super::human_bytes(*needed)
+    )]
+    NoRoom { dir: PathBuf, available: u64, needed: u64, what: String },
     #[error("checkpoint {} has no payload file {name}", dir.display())]
     PayloadMissing { dir: PathBuf, name: String },
     #[error(transparent)]

@@ -115,7 +115,8 @@ fn cuda_device(index: usize) -> Result<Device, SearchError> {
 
 impl SearchEngine {
     /// Starts a new search in the fresh run directory `open_run` makes: called once the data
-    /// has loaded, so that bad data leaves nothing behind.
+    /// has loaded, so that bad data leaves nothing behind, and removed again when the search
+    /// cannot start in it (no room for its checkpoints, say).
     pub fn create(
         settings: SearchSettings,
         open_run: impl FnOnce() -> Result<RunDir, SearchError>,
@@ -124,10 +125,16 @@ impl SearchEngine {
         apply_process_settings(&settings);
         let data = SearchData::load(&settings, device)?;
         let run = open_run()?;
-        let (vs, model) = build_initial_model(&settings, &data, device)?;
-        let opt = Sgd::new(&vs, sgd_config(&settings));
-        let state = initial_state(&settings, settings.hot);
-        Self::assemble(settings, data, run, (vs, model, opt), state)
+        let path = run.path().to_path_buf();
+        let started = build_initial_model(&settings, &data, device).and_then(|(vs, model)| {
+            let opt = Sgd::new(&vs, sgd_config(&settings));
+            let state = initial_state(&settings, settings.hot);
+            Self::assemble(settings, data, run, (vs, model, opt), state)
+        });
+        started.inspect_err(|_| {
+            // Best effort: it holds nothing but the config (RunDir::create made it just now).
+            let _ = std::fs::remove_dir_all(&path);
+        })
     }
 
     /// Continues the search in `run` from its newest intact checkpoint of `settings.identity`,
@@ -176,13 +183,14 @@ impl SearchEngine {
         if settings.training.precision == Precision::Bf16 {
             crate::runtime::warn_if_bf16_is_emulated("train.precision", !settings.runtime.device().is_cuda());
         }
+        let store = checkpointing::store(&run, &settings)?;
+        let stop_store = checkpointing::stop_store(&run)?;
+        checkpointing::ensure_room(&store, &vs, &state)?;
         let mut replicas = start_replicas(&settings, &data, &vs, &mut opt)?;
         let links = replicas.as_mut().map(ReplicaSet::take_fitness_links).unwrap_or_default();
         let training = &settings.training;
         let trainer = SupernetTrainer::new(vs, model, opt, training.grad_clip, training.precision, replicas);
         let evaluators = build_evaluators(&settings, &data, links)?;
-        let store = checkpointing::store(&run, &settings)?;
-        let stop_store = checkpointing::stop_store(&run)?;
         Ok(Self { settings, trainer, evaluators, data, state, run, store, stop_store })
     }
 
