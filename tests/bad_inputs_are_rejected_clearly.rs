@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use common::search::{evnas, run_ok, tiny_setup, write_tiny_fashion_mnist};
+use common::search::{evnas, run_ok, tiny_setup, write_tiny_cifar10, write_tiny_fashion_mnist};
 use common::{cifar10_bytes, gzip, idx_bytes, write};
 use evnas::space::Genotype;
 
@@ -746,8 +746,28 @@ fn dataset_cases() -> Vec<Case> {
             ..search_case(
                 "search_without_room_for_its_checkpoints",
                 &[("run.keep_checkpoints", "1000000000000")],
-                "and the search needs about",
+                "are needed for 1000000000000 more checkpoint(s)",
                 &["run.keep_checkpoints", "runs/"],
+            )
+        },
+        // The same for training the found cells: refused before the first epoch.
+        Case {
+            may_change: &["out"],
+            ..case(
+                "train_without_room_for_its_checkpoints",
+                RUNTIME,
+                "are needed for 1000000000000 more checkpoint(s)",
+                &["final_training.keep_checkpoints", "out/checkpoints"],
+                |dir| {
+                    write_tiny_cifar10(&dir.join("cifar"), 40);
+                    write(&dir.join("cifar/test_batch.bin"), &cifar10_bytes(&[0, 1, 2, 3]));
+                    let mut c =
+                        cmd(&["train", "--genotype", "EvNAS-A", "--dataset", "cifar10", "--data", "cifar"]);
+                    c.args(["--epochs", "1", "--init-channels", "4", "--layers", "5", "--batch-size", "8"]);
+                    c.args(["--device", "cpu", "--quiet", "--run-dir", "out"]);
+                    c.args(["--set", "final_training.keep_checkpoints=1000000000000"]);
+                    c
+                },
             )
         },
         validate_case(

@@ -4,7 +4,7 @@
 pub mod room;
 pub mod store;
 
-pub use room::{available_bytes, ensure_room, human_bytes};
+pub use room::{available_bytes, human_bytes};
 pub use store::{
     sha256_hex, CheckpointError, CheckpointFile, CheckpointStore, LoadedCheckpoint, Manifest, ManifestEntry,
     SavedCheckpoint, SkipReason, SkippedCheckpoint, DEFAULT_KEEP_LAST, MANIFEST_FILE,

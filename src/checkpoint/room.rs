@@ -27,12 +27,13 @@ pub fn available_bytes(dir: &Path) -> io::Result<u64> {
 }
 
 /// Checkpoints of `checkpoint_bytes` each: `count` of them must fit in `dir` (`what` says
-/// which, for the error).
+/// which, and `setting` the config key that keeps them, for the error).
 pub fn ensure_room(
     dir: &Path,
     count: u64,
     checkpoint_bytes: u64,
     what: String,
+    setting: &'static str,
 ) -> Result<(), CheckpointError> {
     let needed = count.saturating_mul(checkpoint_bytes);
     let available = available_bytes(dir).map_err(|source| CheckpointError::Io {
@@ -41,7 +42,7 @@ pub fn ensure_room(
         source,
     })?;
     if available < needed {
-        return Err(CheckpointError::NoRoom { dir: dir.to_path_buf(), available, needed, what });
+        return Err(CheckpointError::NoRoom { dir: dir.to_path_buf(), available, needed, what, setting });
     }
     Ok(())
 }
@@ -66,13 +67,15 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let available = available_bytes(tmp.path()).unwrap();
         assert!(available > 0);
-        ensure_room(tmp.path(), 2, 1024, "two small checkpoints".into()).unwrap();
-        let err = ensure_room(tmp.path(), 3, u64::MAX / 2, "three huge checkpoints".into()).unwrap_err();
+        ensure_room(tmp.path(), 2, 1024, "two small checkpoints".into(), "keep").unwrap();
+        let err =
+            ensure_room(tmp.path(), 3, u64::MAX / 2, "three huge checkpoints".into(), "keep").unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, CheckpointError::NoRoom { needed: u64::MAX, .. }), "{text}");
         assert!(text.contains("three huge checkpoints") && text.contains(&human_bytes(available)), "{text}");
         let missing = tmp.path().join("absent");
-        assert!(matches!(ensure_room(&missing, 1, 1, String::new()), Err(CheckpointError::Io { .. })));
+        let err = ensure_room(&missing, 1, 1, String::new(), "keep");
+        assert!(matches!(err, Err(CheckpointError::Io { .. })), "{err:?}");
     }
 
     #[test]

@@ -147,12 +147,12 @@ pub enum CheckpointError {
     #[error("no usable checkpoint in {}: {}", root.display(), describe_skipped(skipped))]
     AllCorrupt { root: PathBuf, skipped: Vec<SkippedCheckpoint> },
     #[error(
-        "the filesystem of {} has {} free, and the search needs about {} for {what}; free some space, or keep fewer checkpoints (run.keep_checkpoints)",
+        "the filesystem of {} has {} free, and about {} are needed for {what}; free some space, or keep fewer checkpoints ({setting})",
         dir.display(),
         super::human_bytes(*available),
         super::human_bytes(*needed)
     )]
-    NoRoom { dir: PathBuf, available: u64, needed: u64, what: String },
+    NoRoom { dir: PathBuf, available: u64, needed: u64, what: String, setting: &'static str },
     #[error("checkpoint {} has no payload file {name}", dir.display())]
     PayloadMissing { dir: PathBuf, name: String },
     #[error(transparent)]
@@ -203,6 +203,26 @@ impl CheckpointStore {
 
     pub fn keep_last(&self) -> usize {
         self.keep_last
+    }
+
+    /// Refuses unless the filesystem has room for the checkpoints still to come, of about
+    /// `checkpoint_bytes` each: one per save until `keep_last` are kept (at least one, written
+    /// before the oldest is pruned), and `others` more (`others_what` names them, e.g. " and a
+    /// stop checkpoint"). `setting`: the config key of `keep_last`, for the error.
+    pub fn ensure_room(
+        &self,
+        checkpoint_bytes: u64,
+        (others, others_what): (usize, &str),
+        setting: &'static str,
+    ) -> Result<(), CheckpointError> {
+        let existing = self.checkpoints()?.len();
+        let to_come = self.keep_last.saturating_sub(existing).max(1);
+        let what = format!(
+            "{to_come} more checkpoint(s) ({existing} of {} kept so far){others_what}, of {} each",
+            self.keep_last,
+            super::human_bytes(checkpoint_bytes)
+        );
+        super::room::ensure_room(&self.root, (to_come + others) as u64, checkpoint_bytes, what, setting)
     }
 
     /// Directory of the checkpoint of `generation` (whether or not it exists).

@@ -30,11 +30,13 @@ use crate::stop::StopFlag;
 use crate::train::sgd::Sgd;
 use crate::train::test_set::evaluate_test_set;
 use crate::train::Precision;
-use crate::weights::{load_into, safetensors_bytes, safetensors_from_bytes, LoadOptions};
+use crate::weights::{load_into, safetensors_bytes, safetensors_from_bytes, safetensors_size, LoadOptions};
 
 const STATE: &str = "state.json";
 const NETWORK: &str = "network.safetensors";
 const MOMENTUM: &str = "momentum.safetensors";
+/// About the size of a checkpoint's manifest.
+const MANIFEST_BYTES: u64 = 4096;
 
 /// What happens during a run, for progress bars, log lines and metrics.
 pub trait TrainingObserver {
@@ -153,6 +155,15 @@ impl TrainingRun {
                 opt.restore_momentum(momentum)?;
             }
         }
+        // A run that cannot write its checkpoints fails now, not after its next epoch.
+        let state_json = serde_json::to_vec(&state)
+            .map_err(|e| FinalTrainingError::Encode { name: STATE.to_string(), reason: e.to_string() })?;
+        let variables = vs.variables();
+        let checkpoint_bytes = safetensors_size(variables.iter().map(|(name, t)| (name.as_str(), t)))
+            + opt.momentum_checkpoint_bytes()
+            + state_json.len() as u64
+            + MANIFEST_BYTES;
+        store.ensure_room(checkpoint_bytes, (0, ""), "final_training.keep_checkpoints")?;
         Ok(Self {
             settings,
             run,

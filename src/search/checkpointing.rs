@@ -23,6 +23,8 @@ use super::SearchError;
 const STATE: &str = "state.json";
 const WEIGHTS: &str = "supernet.safetensors";
 const MOMENTUM: &str = "momentum.safetensors";
+/// About the size of a checkpoint's manifest (names, sizes and digests of three files).
+const MANIFEST_BYTES: u64 = 4096;
 
 /// A generation boundary's checkpoint as host bytes, ready for the store.
 pub struct CapturedCheckpoint {
@@ -42,40 +44,22 @@ pub fn stop_store(run: &RunDir) -> Result<CheckpointStore, SearchError> {
     Ok(CheckpointStore::open(run.stop_checkpoint_dir(), 1)?)
 }
 
-/// Refuses to go on unless the run directory has room for the checkpoints still to come: one
-/// per boundary until `keep_checkpoints` are kept (at least one, written before the oldest is
-/// pruned), and a stop checkpoint. Each is taken to be as large as one captured now.
+/// Refuses to go on unless the run directory has room for the generation checkpoints still to
+/// come and a stop checkpoint, each as large as one captured now.
 pub(super) fn ensure_room(
     store: &CheckpointStore,
     vs: &VarStore,
+    opt: &Sgd,
     state: &SearchState,
 ) -> Result<(), SearchError> {
-    let existing = store.checkpoints()?.len();
-    let to_come = store.keep_last().saturating_sub(existing).max(1);
-    let bytes = estimated_size(vs, state)?;
-    let what = format!(
-        "{to_come} more generation checkpoint(s) ({existing} of {} kept so far) and a stop checkpoint, of {} each",
-        store.keep_last(),
-        crate::checkpoint::human_bytes(bytes)
-    );
-    Ok(crate::checkpoint::ensure_room(store.root(), to_come as u64 + 1, bytes, what)?)
-}
-
-/// The bytes of a checkpoint [`capture`] would make now: every variable, a momentum buffer per
-/// trainable one (each with its entry in a safetensors header), the state's JSON, a manifest.
-fn estimated_size(vs: &VarStore, state: &SearchState) -> Result<u64, SearchError> {
-    // A safetensors header entry: the name, dtype, shape and offsets as JSON.
-    const HEADER_ENTRY: u64 = 96;
-    const MANIFEST: u64 = 4096;
     let variables = vs.variables();
-    let bytes = |t: &Tensor| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64;
-    let names: u64 = variables.keys().map(|name| name.len() as u64 + HEADER_ENTRY).sum();
-    let weights: u64 = variables.values().map(bytes).sum::<u64>() + names;
-    let trainable = vs.trainable_variables();
-    let momentum: u64 = trainable.iter().map(bytes).sum::<u64>() + trainable.len() as u64 * 2 * HEADER_ENTRY;
     let state_json = serde_json::to_vec(state)
         .map_err(|e| SearchError::CheckpointEncode { name: STATE.to_string(), reason: e.to_string() })?;
-    Ok(weights + momentum + state_json.len() as u64 + MANIFEST)
+    let bytes = weights::safetensors_size(variables.iter().map(|(name, t)| (name.as_str(), t)))
+        + opt.momentum_checkpoint_bytes()
+        + state_json.len() as u64
+        + MANIFEST_BYTES;
+    Ok(store.ensure_room(bytes, (1, " and a stop checkpoint"), "run.keep_checkpoints")?)
 }
 
 /// Copies the supernet, the momentum and the search state into host bytes.

@@ -185,7 +185,10 @@ impl SearchEngine {
         }
         let store = checkpointing::store(&run, &settings)?;
         let stop_store = checkpointing::stop_store(&run)?;
-        checkpointing::ensure_room(&store, &vs, &state)?;
+        // A finished search (opened for its result) writes no more checkpoints.
+        if state.next_generation < settings.hot.generations.max(state.settings.generations) {
+            checkpointing::ensure_room(&store, &vs, &opt, &state)?;
+        }
         let mut replicas = start_replicas(&settings, &data, &vs, &mut opt)?;
         let links = replicas.as_mut().map(ReplicaSet::take_fitness_links).unwrap_or_default();
         let training = &settings.training;

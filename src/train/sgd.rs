@@ -124,6 +124,12 @@ impl Sgd {
         out
     }
 
+    /// About the bytes of the momentum buffers in a checkpoint (as safetensors), whether or not
+    /// the first step has made them yet.
+    pub fn momentum_checkpoint_bytes(&self) -> u64 {
+        crate::weights::safetensors_size(self.params.iter().map(|(name, p)| (name.as_str(), p)))
+    }
+
     /// Momentum buffers by variable name (empty before the first step), for checkpoints.
     pub fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
         self.momentum.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect()

@@ -23,7 +23,8 @@ use std::path::Path;
 pub use error::{LoadProblem, WeightsError};
 pub use load::{load_into, LoadOptions, LoadReport};
 pub use safetensors_file::{
-    read_safetensors, safetensors_bytes, safetensors_from_bytes, save_safetensors, save_tensors_safetensors,
+    read_safetensors, safetensors_bytes, safetensors_from_bytes, safetensors_size, save_safetensors,
+    save_tensors_safetensors,
 };
 pub use state_dict::{read_state_dict, strip_data_parallel_prefix};
 pub use torch_file::read_torch_file;

@@ -57,6 +57,17 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>, String
     safetensors::serialize(views, None).map_err(|e| e.to_string())
 }
 
+/// About the bytes [`safetensors_bytes`] makes of `tensors`, without copying them: their data
+/// and an entry of the JSON header each. For checking disk space before a checkpoint is written.
+pub fn safetensors_size<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>) -> u64 {
+    // `"NAME":{"dtype":"F32","shape":[...],"data_offsets":[...,...]},` beside the name.
+    const HEADER_ENTRY: u64 = 64;
+    let entry = |(name, t): (&str, &Tensor)| {
+        t.numel() as u64 * t.kind().elt_size_in_bytes() as u64 + name.len() as u64 + HEADER_ENTRY
+    };
+    tensors.into_iter().map(entry).sum()
+}
+
 /// Reads safetensors bytes (named `path` in errors) into CPU tensors, sorted by name.
 pub fn safetensors_from_bytes(path: &Path, data: &[u8]) -> Result<Vec<(String, Tensor)>, WeightsError> {
     let safetensors_err = |reason: String| WeightsError::Safetensors { path: path.into(), reason };
