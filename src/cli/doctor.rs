@@ -57,10 +57,10 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
                         cfg.data.path.display(),
                         cfg.data.dataset
                     ),
-                    Err(e) => problems.push(e.one_line()),
+                    Err(e) => problems.push(super::failure::describe(&e.into())),
                 }
                 if let Err(e) = evnas::daemon::check_search_dir(&cfg) {
-                    problems.push(format!("{e:#}"));
+                    problems.push(super::failure::describe(&e));
                 }
             }
             Err(err) => problems.push(err.one_line()),

@@ -106,7 +106,7 @@ impl GenerationFinished<'_> {
         let r = self.record;
         if self.log {
             tracing::info!(
-                "generation {}/{}: {}  checkpoint {}",
+                "generation {}/{}: {}  checkpointing to {}",
                 r.generation,
                 r.settings.generations,
                 r.summary(),
