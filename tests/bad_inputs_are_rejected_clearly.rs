@@ -745,9 +745,29 @@ fn dataset_cases() -> Vec<Case> {
             may_change: &["runs"],
             ..search_case(
                 "search_without_room_for_its_checkpoints",
-                &[("run.keep_checkpoints", "1000000000000")],
+                &[("run.keep_checkpoints", "1000000000000"), ("search.generations", "1000000000000")],
                 "are needed for 1000000000000 more checkpoint(s)",
                 &["run.keep_checkpoints", "runs/"],
+            )
+        },
+        // In a --run-dir that was there, only what the search wrote goes; the user's file stays.
+        Case {
+            may_change: &["mine/config.json", "mine/best", "mine/checkpoints", "mine/stop-checkpoint"],
+            ..case(
+                "search_without_room_in_an_existing_run_dir",
+                RUNTIME,
+                "are needed for 1000000000000 more checkpoint(s)",
+                &["run.keep_checkpoints", "mine/checkpoints"],
+                |dir| {
+                    fs::create_dir_all(dir.join("data")).unwrap();
+                    write_tiny_fashion_mnist(&dir.join("data"), 192);
+                    let huge =
+                        [("run.keep_checkpoints", "1000000000000"), ("search.generations", "1000000000000")];
+                    write(&dir.join("bad.toml"), tiny_toml(&huge).as_bytes());
+                    fs::create_dir(dir.join("mine")).unwrap();
+                    write(&dir.join("mine/notes.txt"), b"mine");
+                    cmd(&["search", "--quiet", "--config", "bad.toml", "--run-dir", "mine"])
+                },
             )
         },
         // The same for training the found cells: refused before the first epoch.
@@ -763,7 +783,8 @@ fn dataset_cases() -> Vec<Case> {
                     write(&dir.join("cifar/test_batch.bin"), &cifar10_bytes(&[0, 1, 2, 3]));
                     let mut c =
                         cmd(&["train", "--genotype", "EvNAS-A", "--dataset", "cifar10", "--data", "cifar"]);
-                    c.args(["--epochs", "1", "--init-channels", "4", "--layers", "5", "--batch-size", "8"]);
+                    c.args(["--epochs", "1000000000000", "--init-channels", "4", "--layers", "5"]);
+                    c.args(["--batch-size", "8"]);
                     c.args(["--device", "cpu", "--quiet", "--run-dir", "out"]);
                     c.args(["--set", "final_training.keep_checkpoints=1000000000000"]);
                     c

@@ -223,18 +223,27 @@ fn counting_a_split_reads_only_sizes_and_headers_and_names_what_is_wrong() {
     write(&cifar.path().join("test.bin"), &cifar100_bytes(&[(1, 2), (3, 4), (5, 6)]));
     assert_eq!(count_split(DatasetKind::Cifar100, cifar.path(), SplitName::Test).unwrap(), 3);
 
-    // IDX: the counts in the headers, raw or gzipped; a body cut short is left to the reader.
+    // IDX: the counts in the headers, raw or gzipped; a raw file's length too (a gzipped body
+    // cut short is left to the reader).
     for gz in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let mut images = tiny_idx_images(3);
+        write_idx_pair(dir.path(), &images, &idx_bytes(IDX_LABELS_MAGIC, &[3], &[7, 0, 9]), gz);
+        let counted = count_split(DatasetKind::FashionMnist, dir.path(), SplitName::Test);
+        assert_eq!(counted.unwrap(), 3, "gz = {gz}");
         images.truncate(images.len() - 1);
         write_idx_pair(dir.path(), &images, &idx_bytes(IDX_LABELS_MAGIC, &[3], &[7, 0, 9]), gz);
-        assert_eq!(
-            count_split(DatasetKind::FashionMnist, dir.path(), SplitName::Test).unwrap(),
-            3,
-            "gz = {gz}"
-        );
-        write_idx_pair(dir.path(), &images, &idx_bytes(IDX_LABELS_MAGIC, &[2], &[7, 0]), gz);
+        let counted = count_split(DatasetKind::FashionMnist, dir.path(), SplitName::Test);
+        if gz {
+            assert_eq!(counted.unwrap(), 3);
+        } else {
+            assert!(matches!(counted, Err(DataError::Truncated { .. })), "{counted:?}");
+        }
+        let empty = idx_bytes(IDX_IMAGES_MAGIC, &[0, 4, 5], &[]);
+        write_idx_pair(dir.path(), &empty, &idx_bytes(IDX_LABELS_MAGIC, &[0], &[]), gz);
+        let counted = count_split(DatasetKind::FashionMnist, dir.path(), SplitName::Test);
+        assert!(matches!(counted, Err(DataError::BadDimensions { .. })), "gz = {gz}: {counted:?}");
+        write_idx_pair(dir.path(), &tiny_idx_images(3), &idx_bytes(IDX_LABELS_MAGIC, &[2], &[7, 0]), gz);
         assert!(
             matches!(
                 count_split(DatasetKind::FashionMnist, dir.path(), SplitName::Test),
@@ -242,7 +251,7 @@ fn counting_a_split_reads_only_sizes_and_headers_and_names_what_is_wrong() {
             ),
             "gz = {gz}"
         );
-        write_idx_pair(dir.path(), &images, &tiny_idx_images(3), gz);
+        write_idx_pair(dir.path(), &tiny_idx_images(3), &tiny_idx_images(3), gz);
         assert!(
             matches!(
                 count_split(DatasetKind::FashionMnist, dir.path(), SplitName::Test),

@@ -7,5 +7,5 @@ pub mod store;
 pub use room::{available_bytes, human_bytes};
 pub use store::{
     sha256_hex, CheckpointError, CheckpointFile, CheckpointStore, LoadedCheckpoint, Manifest, ManifestEntry,
-    SavedCheckpoint, SkipReason, SkippedCheckpoint, DEFAULT_KEEP_LAST, MANIFEST_FILE,
+    SavedCheckpoint, SkipReason, SkippedCheckpoint, Upcoming, DEFAULT_KEEP_LAST, MANIFEST_FILE,
 };

@@ -177,6 +177,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// About the size of a manifest: a name, size and sha256 per file.
+const MANIFEST_BYTES: u64 = 4096;
+
+/// What a run will still write into a checkpoint store, for [`CheckpointStore::ensure_room`].
+#[derive(Debug, Clone, Copy)]
+pub struct Upcoming {
+    /// About the bytes of one checkpoint's files (the store adds its manifest).
+    pub checkpoint_bytes: u64,
+    /// Checkpoints the run will still save here (generations or epochs left).
+    pub saves: usize,
+    /// Checkpoints of the same size written elsewhere besides, and what they are (e.g.
+    /// `(1, " and a stop checkpoint")`).
+    pub others: (usize, &'static str),
+    /// The config key of the store's `keep_last`, for the error.
+    pub setting: &'static str,
+}
+
 /// Checkpoints of one run directory.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
@@ -205,24 +222,24 @@ impl CheckpointStore {
         self.keep_last
     }
 
-    /// Refuses unless the filesystem has room for the checkpoints still to come, of about
-    /// `checkpoint_bytes` each: one per save until `keep_last` are kept (at least one, written
-    /// before the oldest is pruned), and `others` more (`others_what` names them, e.g. " and a
-    /// stop checkpoint"). `setting`: the config key of `keep_last`, for the error.
-    pub fn ensure_room(
-        &self,
-        checkpoint_bytes: u64,
-        (others, others_what): (usize, &str),
-        setting: &'static str,
-    ) -> Result<(), CheckpointError> {
+    /// Refuses unless the filesystem has room for the checkpoints `upcoming` describes: one per
+    /// save until `keep_last` are kept (at least one, written before the oldest is pruned), no
+    /// more than the saves left, and the others it names.
+    pub fn ensure_room(&self, upcoming: &Upcoming) -> Result<(), CheckpointError> {
+        if upcoming.saves == 0 {
+            return Ok(());
+        }
         let existing = self.checkpoints()?.len();
-        let to_come = self.keep_last.saturating_sub(existing).max(1);
+        let to_come = self.keep_last.saturating_sub(existing).clamp(1, upcoming.saves);
+        let (others, others_what) = upcoming.others;
+        let bytes = upcoming.checkpoint_bytes.saturating_add(MANIFEST_BYTES);
         let what = format!(
             "{to_come} more checkpoint(s) ({existing} of {} kept so far){others_what}, of {} each",
             self.keep_last,
-            super::human_bytes(checkpoint_bytes)
+            super::human_bytes(bytes)
         );
-        super::room::ensure_room(&self.root, (to_come + others) as u64, checkpoint_bytes, what, setting)
+        let count = to_come.saturating_add(others) as u64;
+        super::room::ensure_room(&self.root, count, bytes, what, upcoming.setting)
     }
 
     /// Directory of the checkpoint of `generation` (whether or not it exists).

@@ -8,7 +8,7 @@
 use std::str::FromStr;
 
 use crate::config::{Config, ConfigError};
-use crate::data::{count_split, DatasetKind, SplitName};
+use crate::data::{count_split, train_count, DataError, DatasetKind, SplitName};
 
 /// Every check of `cfg`; the number of training images at `data.path` when they pass.
 pub fn check_search(cfg: &Config) -> anyhow::Result<usize> {
@@ -17,22 +17,39 @@ pub fn check_search(cfg: &Config) -> anyhow::Result<usize> {
     Ok(images)
 }
 
-/// The training images at `data.path`, or why a search cannot read them.
-pub fn check_data(cfg: &Config) -> Result<usize, ConfigError> {
+/// The training images at `data.path`, or why a search cannot read them: a config error
+/// (exit 2) when they are not there or not whole, a runtime one (exit 1, restarted) when
+/// reading them fails otherwise (an I/O error, a network mount not up yet).
+pub fn check_data(cfg: &Config) -> anyhow::Result<usize> {
     let data = &cfg.data;
     let kind = DatasetKind::from_str(&data.dataset)
         .ok()
         .filter(|kind| kind.is_in_memory())
         .ok_or_else(|| ConfigError::NotSearchable { dataset: data.dataset.clone() })?;
-    let images = count_split(kind, &data.path, SplitName::Train).map_err(|source| {
-        ConfigError::DataUnusable { path: data.path.clone(), dataset: kind.name(), source }
-    })?;
-    // The search's split (data::SplitConfig): floor(train_portion * images) train the supernet.
-    let train = (data.train_portion * images as f64).floor() as usize;
+    let images = match count_split(kind, &data.path, SplitName::Train) {
+        Ok(images) => images,
+        Err(DataError::Io { path, source }) if !is_absent(&source) => {
+            let context = format!("cannot check data.path = {}", data.path.display());
+            return Err(anyhow::Error::new(DataError::Io { path, source }).context(context));
+        }
+        Err(source) => {
+            return Err(
+                ConfigError::DataUnusable { path: data.path.clone(), dataset: kind.name(), source }.into()
+            )
+        }
+    };
+    let train = train_count(data.train_portion, images);
     if train == 0 || train == images {
-        return Err(ConfigError::EmptySplit { train_portion: data.train_portion, images, train });
+        return Err(ConfigError::EmptySplit { train_portion: data.train_portion, images, train }.into());
     }
     Ok(images)
+}
+
+/// Whether `error` says a file is not there (or not for this user) rather than that reading it
+/// failed.
+fn is_absent(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{IsADirectory, NotADirectory, NotFound, PermissionDenied};
+    matches!(error.kind(), NotFound | PermissionDenied | NotADirectory | IsADirectory)
 }
 
 /// `cfg`, refused with the fields that differ when its search directory (`run.dir`/search id)

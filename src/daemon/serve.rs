@@ -247,10 +247,15 @@ impl Service {
             return telemetry::ReloadRefused { source, reasons: &diff.restart_only }.emit();
         }
         // Checked before the running search stops: a search that cannot be opened must not
-        // replace it.
+        // replace it. Off the async workers: it reads files, perhaps on a slow mount.
         if diff.new_search {
-            if let Err(e) = super::check_search(&new) {
-                let reason = format!("search.id: {e:#}");
+            let candidate = new.clone();
+            let problem = match tokio::task::spawn_blocking(move || super::check_search(&candidate)).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("search.id: {e:#}")),
+                Err(e) => Some(format!("search.id: its check did not finish: {e}")),
+            };
+            if let Some(reason) = problem {
                 return telemetry::ReloadRefused { source, reasons: &[reason] }.emit();
             }
         }

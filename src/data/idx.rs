@@ -48,11 +48,27 @@ pub fn read_mnist_like(
 }
 
 /// The images and labels in `dir` for `split`, from their IDX headers alone (nothing past them
-/// is read): both files there and readable, of the right kind, agreeing in count.
+/// is read): both files there and readable, of the right kind, agreeing in a count above zero,
+/// and a raw (not gzipped) file as long as its header says.
 pub fn count_mnist_like(dir: &Path, split: SplitName) -> Result<usize, DataError> {
     let (images_path, labels_path) = split_files(dir, split);
-    let images = read_header(&images_path, IDX_IMAGES_MAGIC, 3)?[0];
-    let labels = read_header(&labels_path, IDX_LABELS_MAGIC, 1)?[0];
+    let (dims, raw_len) = read_header(&images_path, IDX_IMAGES_MAGIC, 3)?;
+    let [images, height, width] = [dims[0], dims[1], dims[2]];
+    let bad = |reason: String| DataError::BadDimensions { path: images_path.clone(), reason };
+    if images == 0 || height == 0 || width == 0 {
+        return Err(bad(format!("{images} images of {height}x{width}: nothing to read")));
+    }
+    let body = images
+        .checked_mul(height * width)
+        .ok_or_else(|| bad(format!("{images} images of {height}x{width} overflow")))?;
+    if let Some(len) = raw_len {
+        check_body_len(&images_path, len.saturating_sub(16), body, height * width)?;
+    }
+    let (dims, raw_len) = read_header(&labels_path, IDX_LABELS_MAGIC, 1)?;
+    let labels = dims[0];
+    if let Some(len) = raw_len {
+        check_body_len(&labels_path, len.saturating_sub(8), labels, 1)?;
+    }
     if images != labels {
         return Err(DataError::CountMismatch { images_path, images, labels_path, labels });
     }
@@ -148,9 +164,10 @@ fn parse_header(path: &Path, bytes: &[u8], magic: u32, rank: usize) -> Result<Ve
 }
 
 /// The `rank` dimensions in the header of the (maybe gzipped) IDX file at `path`, reading no
-/// further than the header.
-fn read_header(path: &Path, magic: u32, rank: usize) -> Result<Vec<usize>, DataError> {
+/// further than the header, and the file's length when it is not gzipped.
+fn read_header(path: &Path, magic: u32, rank: usize) -> Result<(Vec<usize>, Option<usize>), DataError> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let len = file.metadata().map_err(|e| DataError::io(path, e))?.len() as usize;
     let mut reader = std::io::BufReader::new(file);
     let gzipped = reader.fill_buf().map_err(|e| DataError::io(path, e))?.starts_with(&[0x1f, 0x8b]);
     let header_len = (4 + 4 * rank) as u64;
@@ -162,7 +179,7 @@ fn read_header(path: &Path, magic: u32, rank: usize) -> Result<Vec<usize>, DataE
     } else {
         reader.take(header_len).read_to_end(&mut header).map_err(|e| DataError::io(path, e))?;
     }
-    parse_header(path, &header, magic, rank)
+    Ok((parse_header(path, &header, magic, rank)?, (!gzipped).then_some(len)))
 }
 
 fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>, DataError> {

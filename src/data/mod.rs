@@ -39,5 +39,5 @@ pub use kind::{DatasetKind, Normalization};
 pub use loader::{LoaderConfig, SplitLoaders};
 pub use prefetch::{BatchStream, PrefetchConfig, Producer};
 pub use source::{make_batch, BatchSource, ImageFolderSource, InMemorySource, PlanBatches};
-pub use split::{SplitConfig, TrainValidSplit};
+pub use split::{train_count, SplitConfig, TrainValidSplit};
 pub use test_split::{count_split, load_split, load_test_split, test_plan, test_source};

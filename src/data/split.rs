@@ -39,6 +39,12 @@ pub struct TrainValidSplit {
     pub valid: Vec<usize>,
 }
 
+/// How many of `num_items` a split with `train_portion` gives to training (the reference's
+/// `floor(train_portion * num_train)`).
+pub fn train_count(train_portion: f64, num_items: usize) -> usize {
+    (train_portion * num_items as f64).floor() as usize
+}
+
 impl SplitConfig {
     /// Splits `0..num_items`: `floor(train_portion * num_items)` items for training, the rest for
     /// validation.
@@ -51,7 +57,7 @@ impl SplitConfig {
                 ),
             });
         }
-        let cut = (self.train_portion * num_items as f64).floor() as usize;
+        let cut = train_count(self.train_portion, num_items);
         let mut indices: Vec<usize> = (0..num_items).collect();
         if self.shuffle {
             indices.shuffle(&mut stream_rng(self.seed, Stream::Split, 0, 0));

@@ -17,7 +17,7 @@ use super::record::{EpochRecord, TrainingResult};
 use super::run_dir::TrainingRunDir;
 use super::settings::FinalTrainingSettings;
 use super::FinalTrainingError;
-use crate::checkpoint::{CheckpointFile, CheckpointStore};
+use crate::checkpoint::{CheckpointFile, CheckpointStore, Upcoming};
 use crate::data::{
     load_split, test_plan, test_source, BatchSource, CifarAugment, DatasetKind, EpochPlan, ImageFolder,
     ImageFolderSource, ImageNetTransform, InMemorySource, Producer, SplitName,
@@ -30,13 +30,11 @@ use crate::stop::StopFlag;
 use crate::train::sgd::Sgd;
 use crate::train::test_set::evaluate_test_set;
 use crate::train::Precision;
-use crate::weights::{load_into, safetensors_bytes, safetensors_from_bytes, safetensors_size, LoadOptions};
+use crate::weights::{load_into, safetensors_bytes, safetensors_from_bytes, LoadOptions};
 
 const STATE: &str = "state.json";
 const NETWORK: &str = "network.safetensors";
 const MOMENTUM: &str = "momentum.safetensors";
-/// About the size of a checkpoint's manifest.
-const MANIFEST_BYTES: u64 = 4096;
 
 /// What happens during a run, for progress bars, log lines and metrics.
 pub trait TrainingObserver {
@@ -158,12 +156,12 @@ impl TrainingRun {
         // A run that cannot write its checkpoints fails now, not after its next epoch.
         let state_json = serde_json::to_vec(&state)
             .map_err(|e| FinalTrainingError::Encode { name: STATE.to_string(), reason: e.to_string() })?;
-        let variables = vs.variables();
-        let checkpoint_bytes = safetensors_size(variables.iter().map(|(name, t)| (name.as_str(), t)))
-            + opt.momentum_checkpoint_bytes()
-            + state_json.len() as u64
-            + MANIFEST_BYTES;
-        store.ensure_room(checkpoint_bytes, (0, ""), "final_training.keep_checkpoints")?;
+        store.ensure_room(&Upcoming {
+            checkpoint_bytes: opt.checkpoint_bytes(&vs) + state_json.len() as u64,
+            saves: settings.epochs.saturating_sub(state.epochs_done),
+            others: (0, ""),
+            setting: "final_training.keep_checkpoints",
+        })?;
         Ok(Self {
             settings,
             run,

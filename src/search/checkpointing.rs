@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::checkpoint::{CheckpointFile, CheckpointStore};
+use crate::checkpoint::{CheckpointFile, CheckpointStore, Upcoming};
 use crate::train::sgd::Sgd;
 use crate::weights;
 
@@ -23,8 +23,6 @@ use super::SearchError;
 const STATE: &str = "state.json";
 const WEIGHTS: &str = "supernet.safetensors";
 const MOMENTUM: &str = "momentum.safetensors";
-/// About the size of a checkpoint's manifest (names, sizes and digests of three files).
-const MANIFEST_BYTES: u64 = 4096;
 
 /// A generation boundary's checkpoint as host bytes, ready for the store.
 pub struct CapturedCheckpoint {
@@ -44,22 +42,22 @@ pub fn stop_store(run: &RunDir) -> Result<CheckpointStore, SearchError> {
     Ok(CheckpointStore::open(run.stop_checkpoint_dir(), 1)?)
 }
 
-/// Refuses to go on unless the run directory has room for the generation checkpoints still to
-/// come and a stop checkpoint, each as large as one captured now.
+/// Refuses to go on unless the run directory has room for the `generations_left` checkpoints
+/// still to come and a stop checkpoint, each as large as one captured now.
 pub(super) fn ensure_room(
     store: &CheckpointStore,
-    vs: &VarStore,
-    opt: &Sgd,
+    (vs, opt): (&VarStore, &Sgd),
     state: &SearchState,
+    generations_left: usize,
 ) -> Result<(), SearchError> {
-    let variables = vs.variables();
     let state_json = serde_json::to_vec(state)
         .map_err(|e| SearchError::CheckpointEncode { name: STATE.to_string(), reason: e.to_string() })?;
-    let bytes = weights::safetensors_size(variables.iter().map(|(name, t)| (name.as_str(), t)))
-        + opt.momentum_checkpoint_bytes()
-        + state_json.len() as u64
-        + MANIFEST_BYTES;
-    Ok(store.ensure_room(bytes, (1, " and a stop checkpoint"), "run.keep_checkpoints")?)
+    Ok(store.ensure_room(&Upcoming {
+        checkpoint_bytes: opt.checkpoint_bytes(vs) + state_json.len() as u64,
+        saves: generations_left,
+        others: (1, " and a stop checkpoint"),
+        setting: "run.keep_checkpoints",
+    })?)
 }
 
 /// Copies the supernet, the momentum and the search state into host bytes.

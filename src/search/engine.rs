@@ -115,7 +115,7 @@ fn cuda_device(index: usize) -> Result<Device, SearchError> {
 
 impl SearchEngine {
     /// Starts a new search in the fresh run directory `open_run` makes: called once the data
-    /// has loaded, so that bad data leaves nothing behind, and removed again when the search
+    /// has loaded, so that bad data leaves nothing behind, and discarded again when the search
     /// cannot start in it (no room for its checkpoints, say).
     pub fn create(
         settings: SearchSettings,
@@ -125,16 +125,13 @@ impl SearchEngine {
         apply_process_settings(&settings);
         let data = SearchData::load(&settings, device)?;
         let run = open_run()?;
-        let path = run.path().to_path_buf();
+        let made = run.clone();
         let started = build_initial_model(&settings, &data, device).and_then(|(vs, model)| {
             let opt = Sgd::new(&vs, sgd_config(&settings));
             let state = initial_state(&settings, settings.hot);
             Self::assemble(settings, data, run, (vs, model, opt), state)
         });
-        started.inspect_err(|_| {
-            // Best effort: it holds nothing but the config (RunDir::create made it just now).
-            let _ = std::fs::remove_dir_all(&path);
-        })
+        started.inspect_err(|_| made.discard())
     }
 
     /// Continues the search in `run` from its newest intact checkpoint of `settings.identity`,
@@ -185,10 +182,10 @@ impl SearchEngine {
         }
         let store = checkpointing::store(&run, &settings)?;
         let stop_store = checkpointing::stop_store(&run)?;
-        // A finished search (opened for its result) writes no more checkpoints.
-        if state.next_generation < settings.hot.generations.max(state.settings.generations) {
-            checkpointing::ensure_room(&store, &vs, &opt, &state)?;
-        }
+        // None for a finished search (opened for its result): it writes no more checkpoints.
+        let generations_left =
+            settings.hot.generations.max(state.settings.generations).saturating_sub(state.next_generation);
+        checkpointing::ensure_room(&store, (&vs, &opt), &state, generations_left)?;
         let mut replicas = start_replicas(&settings, &data, &vs, &mut opt)?;
         let links = replicas.as_mut().map(ReplicaSet::take_fitness_links).unwrap_or_default();
         let training = &settings.training;

@@ -22,8 +22,11 @@ use crate::report::plot::{fitness_plot_svg, GenerationFitness, PlotSeries};
 use super::record::GenerationRecord;
 use super::SearchError;
 
+#[derive(Clone)]
 pub struct RunDir {
     root: PathBuf,
+    /// Made by [`RunDir::create`] (it did not exist before), so [`RunDir::discard`] may remove it.
+    made: bool,
 }
 
 impl RunDir {
@@ -39,8 +42,23 @@ impl RunDir {
         if root.join("config.json").exists() {
             return Err(SearchError::RunExists { path: root });
         }
+        let made = !root.exists();
         fs::create_dir_all(root.join("best")).map_err(|e| io_err(&root, e))?;
-        Ok(Self { root })
+        Ok(Self { root, made })
+    }
+
+    /// Undoes [`RunDir::create`] for a search that could not start (best effort): a directory
+    /// it made goes whole; in one that was there before (an explicit `--run-dir`), only the
+    /// config and the subdirectories a search makes, while empty.
+    pub fn discard(&self) {
+        if self.made {
+            let _ = fs::remove_dir_all(&self.root);
+            return;
+        }
+        let _ = fs::remove_file(self.root.join("config.json"));
+        for dir in [self.root.join("best"), self.checkpoints_dir(), self.stop_checkpoint_dir()] {
+            let _ = fs::remove_dir(dir);
+        }
     }
 
     /// An existing run directory (for --resume).
@@ -49,7 +67,7 @@ impl RunDir {
             let why = if root.exists() { "it has no config.json" } else { "it does not exist" };
             return Err(SearchError::NotARun { path: root.to_path_buf(), why });
         }
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self { root: root.to_path_buf(), made: false })
     }
 
     pub fn path(&self) -> &Path {

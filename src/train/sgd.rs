@@ -124,10 +124,12 @@ impl Sgd {
         out
     }
 
-    /// About the bytes of the momentum buffers in a checkpoint (as safetensors), whether or not
-    /// the first step has made them yet.
-    pub fn momentum_checkpoint_bytes(&self) -> u64 {
-        crate::weights::safetensors_size(self.params.iter().map(|(name, p)| (name.as_str(), p)))
+    /// About the bytes a checkpoint of `vs` (every variable) and of this optimizer's momentum
+    /// takes as safetensors, whether or not the first step has made the momentum yet.
+    pub fn checkpoint_bytes(&self, vs: &VarStore) -> u64 {
+        let variables = vs.variables();
+        let weights = crate::weights::safetensors_size(variables.iter().map(|(name, t)| (name.as_str(), t)));
+        weights + crate::weights::safetensors_size(self.params.iter().map(|(name, p)| (name.as_str(), p)))
     }
 
     /// Momentum buffers by variable name (empty before the first step), for checkpoints.
