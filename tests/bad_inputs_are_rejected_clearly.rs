@@ -727,14 +727,16 @@ fn dataset_cases() -> Vec<Case> {
         ),
         // What a search needs of its data, checked before the daemon takes a config (validate,
         // serve's start, a reload switching searches): a config problem, exit 2.
-        validate_case(
+        tiny_data_case(
             "validate_data_path_missing",
+            VALIDATE,
             &[("data.path", "\"nodata\"")],
             "No such file or directory",
             &["data.path = nodata", "nodata/train-images-idx3-ubyte.gz"],
         ),
-        validate_case(
+        tiny_data_case(
             "validate_dataset_a_search_cannot_read",
+            VALIDATE,
             &[("data.dataset", "\"imagenet\"")],
             "a search reads its dataset into memory",
             &["data.dataset", "imagenet"],
@@ -743,8 +745,9 @@ fn dataset_cases() -> Vec<Case> {
         // its run directory removed (run.dir itself, `runs`, stays made).
         Case {
             may_change: &["runs"],
-            ..search_case(
+            ..tiny_data_case(
                 "search_without_room_for_its_checkpoints",
+                SEARCH,
                 &[("run.keep_checkpoints", "1000000000000"), ("search.generations", "1000000000000")],
                 "are needed for 1000000000000 more checkpoint(s)",
                 &["run.keep_checkpoints", "runs/"],
@@ -791,8 +794,9 @@ fn dataset_cases() -> Vec<Case> {
                 },
             )
         },
-        validate_case(
+        tiny_data_case(
             "validate_split_leaves_nothing_to_train",
+            VALIDATE,
             &[("data.train_portion", "0.001")],
             "into 0 to train the supernet and 192 to measure fitness",
             &["data.train_portion"],
@@ -800,36 +804,26 @@ fn dataset_cases() -> Vec<Case> {
     ]
 }
 
-/// `evnas search` on [`TINY`] with `changes`, its 192 images in `data`: a search that cannot
-/// start, found once its supernet is built (exit 1).
-fn search_case(
+/// `evnas ARGS` on [`TINY`] (in `bad.toml`) with `changes`, its 192 images in `data`.
+fn tiny_data_case(
     name: &'static str,
+    (code, args): (i32, &'static [&'static str]),
     changes: &'static [(&'static str, &'static str)],
     cause: &'static str,
     named: &'static [&'static str],
 ) -> Case {
-    case(name, RUNTIME, cause, named, move |dir| {
+    case(name, code, cause, named, move |dir| {
         fs::create_dir_all(dir.join("data")).unwrap();
         write_tiny_fashion_mnist(&dir.join("data"), 192);
         write(&dir.join("bad.toml"), tiny_toml(changes).as_bytes());
-        cmd(&["search", "--quiet", "--config", "bad.toml"])
+        cmd(args)
     })
 }
 
-/// `evnas validate --config bad.toml` on [`TINY`] with `changes`, its 192 images in `data`.
-fn validate_case(
-    name: &'static str,
-    changes: &'static [(&'static str, &'static str)],
-    cause: &'static str,
-    named: &'static [&'static str],
-) -> Case {
-    case(name, USAGE, cause, named, move |dir| {
-        fs::create_dir_all(dir.join("data")).unwrap();
-        write_tiny_fashion_mnist(&dir.join("data"), 192);
-        write(&dir.join("bad.toml"), tiny_toml(changes).as_bytes());
-        cmd(&["validate", "--config", "bad.toml"])
-    })
-}
+/// A search that cannot start, found once its supernet is built (exit 1).
+const SEARCH: (i32, &[&str]) = (RUNTIME, &["search", "--quiet", "--config", "bad.toml"]);
+/// What `evnas validate` refuses (exit 2).
+const VALIDATE: (i32, &[&str]) = (USAGE, &["validate", "--config", "bad.toml"]);
 
 // ---------------------------------------------------------------------------------------------
 // Command lines
