@@ -539,6 +539,10 @@ fn a_finished_search_given_more_generations_while_paused_continues_when_running(
     assert_eq!(sample(port, "evnas_search_state{state=\"finished\"}"), Some(1.0));
     assert_eq!(sample(port, "evnas_generation"), Some(3.0));
     assert_eq!(sample(port, "evnas_checkpoint_generation"), Some(3.0));
+    // What `df` shows for the run directory's filesystem, give or take what other writers did.
+    let free = sample(port, "evnas_run_dir_available_bytes").expect("free space is exported");
+    let measured = evnas::checkpoint::available_bytes(&run).unwrap() as f64;
+    assert!(free > 0.0 && (free - measured).abs() < 0.05 * measured, "{free} vs {measured}");
     assert_eq!(sample(port, "evnas_config_generations"), Some(3.0));
     assert_eq!(sample(port, "evnas_phase{phase=\"idle\"}"), Some(1.0));
     let history = std::fs::read_to_string(run.join("generations.jsonl")).unwrap();

@@ -147,7 +147,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     let run_dir = engine.run_dir().to_path_buf();
     telemetry::SearchStateChanged("running").emit();
     let state = engine.state();
-    telemetry::SearchOpened { history: &state.history, settings: state.settings }.emit();
+    telemetry::SearchOpened { history: &state.history, settings: state.settings, run_dir: &run_dir }.emit();
     telemetry::exporter::watch_cuda_devices(engine.devices());
     let mut sink = (ToObserver(&mut observer), &mut telemetry);
     let outcome = evnas::pipeline::run(engine, &mut sink, &stop);

@@ -144,7 +144,12 @@ impl Job {
                 "search running"
             );
         }
-        telemetry::SearchOpened { history: &state.history, settings: state.settings }.emit();
+        telemetry::SearchOpened {
+            history: &state.history,
+            settings: state.settings,
+            run_dir: engine.run_dir(),
+        }
+        .emit();
         telemetry::exporter::watch_cuda_devices(engine.devices());
         let running = runtime.block_on(crate::pipeline::start(engine, stop));
         if let Ok(mut published) = controller.lock() {

@@ -141,10 +141,12 @@ fn set_generation_gauges(r: &GenerationRecord) {
 pub struct SearchOpened<'a> {
     pub history: &'a [GenerationRecord],
     pub settings: HotSettings,
+    pub run_dir: &'a Path,
 }
 
 impl SearchOpened<'_> {
     pub fn emit(&self) {
+        set_available_bytes(self.run_dir);
         SettingsInForce(with_budget_at_least(self.settings, self.history.len())).emit();
         // Nothing runs until the pipeline starts (and nothing of a search opened before stays).
         PhaseEntered("idle").emit();
@@ -185,6 +187,16 @@ impl CheckpointWritten<'_> {
         histogram!(CHECKPOINT_DURATION_SECONDS, "kind" => self.kind).record(self.seconds);
         histogram!(ACTOR_BUSY_SECONDS, "actor" => "checkpoint writer").record(self.seconds);
         gauge!(CHECKPOINT_BYTES).set(self.bytes as f64);
+        set_available_bytes(self.dir);
+    }
+}
+
+/// [`RUN_DIR_AVAILABLE_BYTES`] from the filesystem holding `dir` (left as it was when that
+/// cannot be measured).
+fn set_available_bytes(dir: &Path) {
+    match crate::checkpoint::available_bytes(dir) {
+        Ok(bytes) => gauge!(RUN_DIR_AVAILABLE_BYTES).set(bytes as f64),
+        Err(e) => tracing::debug!(dir = %dir.display(), "cannot measure free space: {e}"),
     }
 }
 

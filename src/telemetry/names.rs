@@ -48,6 +48,8 @@ pub const CONFIG_FITNESS_SUBSET: &str = "evnas_config_fitness_subset";
 pub const SEARCH_STATE: &str = "evnas_search_state";
 pub const CHECKPOINT_BYTES: &str = "evnas_checkpoint_bytes";
 pub const CHECKPOINT_GENERATION: &str = "evnas_checkpoint_generation";
+/// Free on the run directory's filesystem, measured when the search opens and after each checkpoint.
+pub const RUN_DIR_AVAILABLE_BYTES: &str = "evnas_run_dir_available_bytes";
 pub use crate::data::metric_names::{PREFETCH_IMAGES_TOTAL, PREFETCH_QUEUE_DEPTH};
 pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "evnas_process_resident_memory_bytes";
 /// Seconds since the Unix epoch when the process started: its changes count restarts.
@@ -180,6 +182,12 @@ pub const METRICS: &[Metric] = &[
         "1 for the state the search is in (running, paused, stopped, finished).",
     ),
     metric(CHECKPOINT_BYTES, Gauge, BYTES, "Size of the newest checkpoint."),
+    metric(
+        RUN_DIR_AVAILABLE_BYTES,
+        Gauge,
+        BYTES,
+        "Bytes free on the filesystem of the search's run directory (when it opens, after each checkpoint).",
+    ),
     metric(
         CHECKPOINT_GENERATION,
         Gauge,
