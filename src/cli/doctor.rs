@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use evnas::data::DatasetKind;
+use evnas::config::ConfigError;
 use evnas::runtime::TorchRuntime;
 
 #[derive(Args)]
@@ -52,17 +52,18 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
                     Ok(note) => println!("ok: run directory {}{note}", cfg.run.dir.display()),
                     Err(why) => problems.push(format!("run directory {}: {why}", cfg.run.dir.display())),
                 }
-                // A dataset read per batch from a folder (ImageNet, for `evnas train`) is
-                // checked as a directory below.
-                let searchable = cfg.data.dataset.parse::<DatasetKind>().is_ok_and(DatasetKind::is_in_memory);
                 match evnas::daemon::check_data(&cfg) {
                     Ok(images) => println!(
                         "ok: data.path {} holds {images} {} training images",
                         cfg.data.path.display(),
                         cfg.data.dataset
                     ),
-                    Err(e) if searchable => problems.push(super::failure::describe(&e)),
-                    Err(_) => dirs.push(cfg.data.path.clone()),
+                    // A dataset read per batch from a folder (ImageNet, for `evnas train`) is
+                    // checked as a directory below.
+                    Err(e) if matches!(e.downcast_ref(), Some(ConfigError::NotSearchable { .. })) => {
+                        dirs.push(cfg.data.path.clone())
+                    }
+                    Err(e) => problems.push(super::failure::describe(&e)),
                 }
                 if let Err(e) = evnas::daemon::check_search_dir(&cfg) {
                     problems.push(super::failure::describe(&e));

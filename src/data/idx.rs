@@ -54,13 +54,11 @@ pub fn count_mnist_like(dir: &Path, split: SplitName) -> Result<usize, DataError
     let (images_path, labels_path) = split_files(dir, split);
     let (dims, raw_len) = read_header(&images_path, IDX_IMAGES_MAGIC, 3)?;
     let [images, height, width] = [dims[0], dims[1], dims[2]];
-    let bad = |reason: String| DataError::BadDimensions { path: images_path.clone(), reason };
-    if images == 0 || height == 0 || width == 0 {
-        return Err(bad(format!("{images} images of {height}x{width}: nothing to read")));
+    if images == 0 {
+        let reason = "0 images: nothing to read".to_string();
+        return Err(DataError::BadDimensions { path: images_path, reason });
     }
-    let body = images
-        .checked_mul(height * width)
-        .ok_or_else(|| bad(format!("{images} images of {height}x{width} overflow")))?;
+    let body = image_body_len(&images_path, [images, height, width])?;
     if let Some(len) = raw_len {
         check_body_len(&images_path, len.saturating_sub(16), body, height * width)?;
     }
@@ -101,20 +99,22 @@ pub fn read_idx_images(path: &Path) -> Result<(Vec<u8>, [usize; 3]), DataError> 
     let bytes = read_maybe_gzipped(path)?;
     let dims = parse_header(path, &bytes, IDX_IMAGES_MAGIC, 3)?;
     let [count, height, width] = [dims[0], dims[1], dims[2]];
-    if height == 0 || width == 0 {
-        return Err(DataError::BadDimensions {
-            path: path.to_path_buf(),
-            reason: format!("image size {height}x{width} has a zero side"),
-        });
-    }
     let body = &bytes[16..];
-    let image_len = height * width;
-    let expected = count.checked_mul(image_len).ok_or_else(|| DataError::BadDimensions {
-        path: path.to_path_buf(),
-        reason: format!("{count} images of {height}x{width} overflow"),
-    })?;
-    check_body_len(path, body.len(), expected, image_len)?;
+    let expected = image_body_len(path, [count, height, width])?;
+    check_body_len(path, body.len(), expected, height * width)?;
     Ok((body.to_vec(), [count, height, width]))
+}
+
+/// The data bytes `[count, height, width]` images take: refused for a zero side, or a count
+/// that overflows.
+fn image_body_len(path: &Path, [count, height, width]: [usize; 3]) -> Result<usize, DataError> {
+    let bad = |reason: String| DataError::BadDimensions { path: path.to_path_buf(), reason };
+    if height == 0 || width == 0 {
+        return Err(bad(format!("image size {height}x{width} has a zero side")));
+    }
+    count
+        .checked_mul(height * width)
+        .ok_or_else(|| bad(format!("{count} images of {height}x{width} overflow")))
 }
 
 /// Reads an IDX label file.
