@@ -1,6 +1,7 @@
 //! Operating `evnas serve` as an operator does, with the real tools: its /metrics hold every
 //! documented name and pass `promtool check metrics`; a real Prometheus scrapes it and every
-//! expression of the Grafana dashboard returns data; reloads (SIGHUP, a file replaced by
+//! expression of the Grafana dashboard returns data; the alerting rules pass promtool's checks
+//! and unit tests and evaluate without error on what it scraped; reloads (SIGHUP, a file replaced by
 //! rename) apply at the next generation boundary, invalid files and restart-only changes are
 //! refused; pause, resume, stop and a new search.id work; a reload during training, a burst of
 //! SIGHUPs and a kill -9 right after a reload end as the uninterrupted run with the same
@@ -137,7 +138,8 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: evnas\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n"
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\nscrape_configs:\n  - job_name: evnas\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n",
+                alert_rules().display()
             ),
         )
         .unwrap();
@@ -155,9 +157,18 @@ impl Prometheus {
     /// The result of an instant query.
     fn query(&self, expr: &str) -> Vec<serde_json::Value> {
         let path = format!("/api/v1/query?query={}", url_encode(expr));
-        let Some(body) = http_get(self.port, &path) else { return Vec::new() };
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
+        self.get(&path)["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The alerting rules it evaluates (`/api/v1/rules`: name, query, health, state, ...).
+    fn rules(&self) -> Vec<serde_json::Value> {
+        let groups = self.get("/api/v1/rules")["data"]["groups"].as_array().cloned().unwrap_or_default();
+        groups.iter().flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default()).collect()
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        let Some(body) = http_get(self.port, path) else { return serde_json::Value::Null };
+        serde_json::from_str(&body).unwrap_or_default()
     }
 }
 
@@ -165,6 +176,44 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The alerting rules operators load into their Prometheus.
+fn alert_rules() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus/evnas-alerts.yml")
+}
+
+/// `promtool check rules` and `promtool test rules` (the rules' own unit tests: each alert fires
+/// on its trouble and not beside it), and every metric the rules name is one evnas exposes (a
+/// misspelt name in an `unless` would silently keep an alert from ever firing, or make it fire).
+#[test]
+fn alert_rules_pass_promtool_and_name_only_real_metrics() {
+    let rules = alert_rules();
+    let tests = rules.with_file_name("evnas-alerts.test.yml");
+    for (verb, file) in [("check", &rules), ("test", &tests)] {
+        let out = Command::new("promtool")
+            .args([verb, "rules"])
+            .arg(file)
+            .current_dir(file.parent().unwrap())
+            .output()
+            .expect("promtool (Debian package prometheus, installed by scripts/setup.sh)");
+        let said =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.contains("SUCCESS"), "promtool {verb} rules: {said}");
+    }
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let documented: Vec<&str> = evnas::telemetry::names::METRICS.iter().map(|m| m.name).collect();
+    let mut named: Vec<&str> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("evnas_"))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    assert!(named.len() >= 10, "{named:?}");
+    for name in named {
+        let base = ["_sum", "_count", "_bucket"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        assert!(documented.contains(&base), "the alert rules name {name}, which evnas does not expose");
     }
 }
 
@@ -209,6 +258,18 @@ fn prometheus_scrapes_serve_and_every_dashboard_query_returns_data() {
     let best = prometheus.query("evnas_fitness_top1_ratio{stat=\"best\"}");
     let value: f64 = best[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!(value > 0.0 && value <= 1.0, "{best:?}");
+    // The alerting rules evaluate on the real series without error (a vector match that is
+    // not one-to-one, say, is an error only real data shows), and a healthy search that
+    // finished fires none of them.
+    // The final training's stall alert looks at whether it runs: it no longer does.
+    let running = prometheus.query("evnas_final_training_running");
+    assert_eq!(running.first().map(|r| r["value"][1].clone()), Some("0".into()), "{running:?}");
+    let rules = prometheus.rules();
+    assert_eq!(rules.len(), 7, "{rules:#?}");
+    for rule in &rules {
+        assert_eq!(rule["health"], "ok", "{rule:#?}");
+        assert_ne!(rule["state"], "firing", "{rule:#?}");
+    }
     served.sigterm();
     assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
 }

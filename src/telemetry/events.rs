@@ -376,6 +376,7 @@ pub struct FinalTrainingEpochStarted {
 
 impl FinalTrainingEpochStarted {
     pub fn emit(&self) {
+        gauge!(FINAL_TRAINING_RUNNING).set(1.0);
         gauge!(FINAL_TRAINING_EPOCH).set(self.epoch as f64);
         gauge!(FINAL_TRAINING_EPOCHS).set(self.epochs as f64);
         gauge!(FINAL_TRAINING_LEARNING_RATE).set(self.learning_rate);
@@ -397,5 +398,15 @@ impl FinalTrainingEpochFinished<'_> {
             gauge!(FINAL_TRAINING_TOP5_RATIO, "split" => "test").set(top5 / 100.0);
         }
         gauge!(FINAL_TRAINING_IMAGES_PER_SECOND).set(r.images_per_second);
+    }
+}
+
+/// The training of a network from scratch ended (finished, stopped or failed): its epoch
+/// gauges stay as they were, and [`FINAL_TRAINING_RUNNING`] says that nothing trains.
+pub struct FinalTrainingEnded;
+
+impl FinalTrainingEnded {
+    pub fn emit(&self) {
+        gauge!(FINAL_TRAINING_RUNNING).set(0.0);
     }
 }

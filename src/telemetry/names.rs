@@ -71,6 +71,7 @@ pub const FINAL_TRAINING_TOP1_RATIO: &str = "evnas_final_training_top1_ratio";
 /// Label `split`: train | test.
 pub const FINAL_TRAINING_TOP5_RATIO: &str = "evnas_final_training_top5_ratio";
 pub const FINAL_TRAINING_IMAGES_PER_SECOND: &str = "evnas_final_training_images_per_second";
+pub const FINAL_TRAINING_RUNNING: &str = "evnas_final_training_running";
 
 /// The phases of [`PHASE`], the states of [`SEARCH_STATE`], the outcomes of [`RELOADS_TOTAL`].
 pub const PHASES: [&str; 4] = ["train", "evaluate", "breed", "idle"];
@@ -232,6 +233,12 @@ pub const METRICS: &[Metric] = &[
         Gauge,
         None,
         "Training images per second of the last finished epoch.",
+    ),
+    metric(
+        FINAL_TRAINING_RUNNING,
+        Gauge,
+        None,
+        "1 while a network is being trained from scratch, 0 once its training finished, stopped or failed.",
     ),
 ];
 

@@ -5,7 +5,9 @@
 use crate::final_training::epoch::Step;
 use crate::final_training::{EpochRecord, TrainingObserver};
 
-use super::events::{FinalTrainingEpochFinished, FinalTrainingEpochStarted, FinalTrainingStep};
+use super::events::{
+    FinalTrainingEnded, FinalTrainingEpochFinished, FinalTrainingEpochStarted, FinalTrainingStep,
+};
 
 type OnEpoch = Box<dyn FnMut(&EpochRecord) + Send>;
 
@@ -31,6 +33,14 @@ impl TrainingTelemetry {
     pub fn on_epoch(mut self, f: impl FnMut(&EpochRecord) + Send + 'static) -> Self {
         self.on_epoch = Some(Box::new(f));
         self
+    }
+}
+
+/// However the training ends (finished, stopped, failed), nothing trains any more: an alert on
+/// a training that stalls looks at this, not at epoch gauges that stay where it stopped.
+impl Drop for TrainingTelemetry {
+    fn drop(&mut self) {
+        FinalTrainingEnded.emit();
     }
 }
 
@@ -64,5 +74,32 @@ impl TrainingObserver for TrainingTelemetry {
 
     fn checkpoint_written(&mut self, epochs_done: usize, bytes: u64, seconds: f64) {
         tracing::debug!(epochs_done, bytes, seconds, "final training checkpoint written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    /// `evnas_final_training_running` is 1 from the first epoch on and 0 once the telemetry is
+    /// dropped, however the training ended.
+    #[test]
+    fn running_while_epochs_run_and_not_after() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let running = || {
+            handle
+                .render()
+                .lines()
+                .find_map(|l| l.strip_prefix("evnas_final_training_running ").map(str::to_string))
+        };
+        metrics::with_local_recorder(&recorder, || {
+            let mut telemetry = TrainingTelemetry::new(3, false);
+            telemetry.epoch_started(0, 10, 0.025);
+            assert_eq!(running().as_deref(), Some("1"));
+            drop(telemetry);
+            assert_eq!(running().as_deref(), Some("0"));
+        });
     }
 }
