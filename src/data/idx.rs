@@ -47,26 +47,22 @@ pub fn read_mnist_like(
     InMemoryDataset::new(pixels, wide, [1, height, width], num_classes)
 }
 
-/// The images and labels in `dir` for `split`, from their IDX headers alone (nothing past them
-/// is read): both files there and readable, of the right kind, agreeing in a count above zero,
-/// and a raw (not gzipped) file as long as its header says.
+/// The images and labels in `dir` for `split`, without decoding or keeping an image: both files
+/// there and readable, of the right kind, agreeing in a count above zero, and as long as their
+/// headers say (a gzipped file inflated to the end, so that a stream cut short is found too).
 pub fn count_mnist_like(dir: &Path, split: SplitName) -> Result<usize, DataError> {
     let (images_path, labels_path) = split_files(dir, split);
-    let (dims, raw_len) = read_header(&images_path, IDX_IMAGES_MAGIC, 3)?;
+    let (dims, images_len) = read_header(&images_path, IDX_IMAGES_MAGIC, 3)?;
     let [images, height, width] = [dims[0], dims[1], dims[2]];
     if images == 0 {
         let reason = "0 images: nothing to read".to_string();
         return Err(DataError::BadDimensions { path: images_path, reason });
     }
     let body = image_body_len(&images_path, [images, height, width])?;
-    if let Some(len) = raw_len {
-        check_body_len(&images_path, len.saturating_sub(16), body, height * width)?;
-    }
-    let (dims, raw_len) = read_header(&labels_path, IDX_LABELS_MAGIC, 1)?;
+    check_body_len(&images_path, images_len, body, height * width)?;
+    let (dims, labels_len) = read_header(&labels_path, IDX_LABELS_MAGIC, 1)?;
     let labels = dims[0];
-    if let Some(len) = raw_len {
-        check_body_len(&labels_path, len.saturating_sub(8), labels, 1)?;
-    }
+    check_body_len(&labels_path, labels_len, labels, 1)?;
     if images != labels {
         return Err(DataError::CountMismatch { images_path, images, labels_path, labels });
     }
@@ -163,23 +159,29 @@ fn parse_header(path: &Path, bytes: &[u8], magic: u32, rank: usize) -> Result<Ve
     Ok((1..=rank).map(|i| word(i) as usize).collect())
 }
 
-/// The `rank` dimensions in the header of the (maybe gzipped) IDX file at `path`, reading no
-/// further than the header, and the file's length when it is not gzipped.
-fn read_header(path: &Path, magic: u32, rank: usize) -> Result<(Vec<usize>, Option<usize>), DataError> {
+/// The `rank` dimensions in the header of the (maybe gzipped) IDX file at `path`, and the
+/// length of its data after the header. A gzipped file is inflated to count its length (and to
+/// find a stream cut short), keeping nothing but the header.
+fn read_header(path: &Path, magic: u32, rank: usize) -> Result<(Vec<usize>, usize), DataError> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let len = file.metadata().map_err(|e| DataError::io(path, e))?.len() as usize;
     let mut reader = std::io::BufReader::new(file);
     let gzipped = reader.fill_buf().map_err(|e| DataError::io(path, e))?.starts_with(&[0x1f, 0x8b]);
-    let header_len = (4 + 4 * rank) as u64;
+    let header_len = 4 + 4 * rank;
     let mut header = Vec::new();
-    if gzipped {
-        flate2::bufread::GzDecoder::new(reader).take(header_len).read_to_end(&mut header).map_err(|e| {
-            DataError::Truncated { path: path.to_path_buf(), reason: format!("gzip stream: {e}") }
-        })?;
+    let len = if gzipped {
+        let gzip_error = |e: std::io::Error| DataError::Truncated {
+            path: path.to_path_buf(),
+            reason: format!("gzip stream: {e}"),
+        };
+        let mut inflated = flate2::bufread::GzDecoder::new(reader);
+        (&mut inflated).take(header_len as u64).read_to_end(&mut header).map_err(gzip_error)?;
+        header.len() + std::io::copy(&mut inflated, &mut std::io::sink()).map_err(gzip_error)? as usize
     } else {
-        reader.take(header_len).read_to_end(&mut header).map_err(|e| DataError::io(path, e))?;
-    }
-    Ok((parse_header(path, &header, magic, rank)?, (!gzipped).then_some(len)))
+        reader.take(header_len as u64).read_to_end(&mut header).map_err(|e| DataError::io(path, e))?;
+        len
+    };
+    Ok((parse_header(path, &header, magic, rank)?, len.saturating_sub(header_len)))
 }
 
 fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>, DataError> {

@@ -25,8 +25,8 @@ pub fn load_split(kind: DatasetKind, dir: &Path, split: SplitName) -> Result<InM
     }
 }
 
-/// The images of a split of an in-memory dataset, from its files' sizes and headers alone: the
-/// quick check that `dir` holds it, made before a search is started on it.
+/// The images of a split of an in-memory dataset, from its files' headers and lengths (no image
+/// decoded): the quick check that `dir` holds it, made before a search is started on it.
 pub fn count_split(kind: DatasetKind, dir: &Path, split: SplitName) -> Result<usize, DataError> {
     match kind {
         DatasetKind::Cifar10 => count_cifar10(dir, split),
