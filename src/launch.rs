@@ -101,7 +101,7 @@ pub fn resume(
     cfg: Option<Config>,
     device: Option<&str>,
 ) -> Result<(SearchEngine, Vec<String>), SearchError> {
-    let run = RunDir::open(run_dir)?;
+    let run = RunDir::open_exclusive(run_dir)?;
     let original: Config = run.read_config()?;
     // A run without a checkpoint starts again as it started: with its own settings (those of a
     // config given now apply from its first boundary, as a reload's would).

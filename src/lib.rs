@@ -19,6 +19,7 @@ pub mod model;
 pub mod pipeline;
 pub mod reload;
 pub mod report;
+pub mod run_lock;
 pub mod runtime;
 pub mod search;
 pub mod seeds;

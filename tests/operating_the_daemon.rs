@@ -453,13 +453,31 @@ fn pause_resume_stop_and_a_new_search_id() {
     assert_eq!(edited.matches("nonexistent").count() + edited.matches("third").count(), 2, "{text}");
     std::fs::write(config.with_extension("toml.new"), &edited).unwrap();
     std::fs::rename(config.with_extension("toml.new"), &config).unwrap();
-    served.wait_for_log("refused: search.id: data.path = /nonexistent/evnas-data", DEADLINE);
+    served.wait_for_log("refused: switching to search third: data.path = /nonexistent/evnas-data", DEADLINE);
     assert!(
         served.log().contains("cannot read /nonexistent/evnas-data/train-images-idx3-ubyte.gz"),
         "{}",
         served.log()
     );
     assert!(!runs.join("third").exists());
+    std::fs::write(config.with_extension("toml.new"), &text).unwrap();
+    std::fs::rename(config.with_extension("toml.new"), &config).unwrap();
+
+    // "second" is the service's: a resume of it by hand is refused, naming the service, and a
+    // switch to "first" while another process (here: this test) writes it is refused too.
+    let out = common::search::evnas().args(["search", "--resume"]).arg(runs.join("second")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let held_by = |pid: u32| format!("is in use by another evnas process (pid {pid} on ");
+    assert!(stderr.contains(&held_by(served.child.id())), "{stderr}");
+    let lock = evnas::run_lock::RunLock::acquire(&runs.join("first")).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(config.with_extension("toml.new"), text.replacen("id = \"second\"", "id = \"first\"", 1))
+        .unwrap();
+    std::fs::rename(config.with_extension("toml.new"), &config).unwrap();
+    served.wait_for_log("refused: switching to search first: ", DEADLINE);
+    assert!(served.log().contains(&held_by(std::process::id())), "{}", served.log());
+    drop(lock);
     std::fs::write(config.with_extension("toml.new"), &text).unwrap();
     std::fs::rename(config.with_extension("toml.new"), &config).unwrap();
 
@@ -470,7 +488,7 @@ fn pause_resume_stop_and_a_new_search_id() {
     assert_ne!(edited, text);
     std::fs::write(config.with_extension("toml.new"), edited).unwrap();
     std::fs::rename(config.with_extension("toml.new"), &config).unwrap();
-    served.wait_for_log("refused: search.id: the search in", DEADLINE);
+    served.wait_for_log("refused: switching to search first: the search in", DEADLINE);
     assert!(served.log().contains("differing in search.seed: 7 -> 8"), "{}", served.log());
     let trained = sample(port, "evnas_train_batches_total").unwrap();
     let deadline = Instant::now() + DEADLINE;

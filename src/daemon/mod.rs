@@ -7,7 +7,7 @@ mod search_check;
 pub mod search_task;
 pub mod serve;
 
-pub use search_check::{check_data, check_search, check_search_dir};
+pub use search_check::{check_data, check_not_in_use, check_search, check_search_dir};
 pub use serve::{serve, ServeOptions};
 
 /// Ends the process now with `code`, running no exit handler: for a second signal while a

@@ -1,9 +1,9 @@
 //! Whether a config can run the search it names. Checked where a config is taken (`evnas
 //! validate`, `evnas serve`'s start, a reload that switches to another search, `evnas doctor`),
 //! so that none of them fails later, mid-service: its dataset is one a search reads, lying where
-//! `data.path` says (read from file sizes and headers only: a fraction of a second), and a
-//! search directory that already exists holds a search started with the same config (the fields
-//! of its digest), or it could not be resumed.
+//! `data.path` says (from the files' headers and lengths, decoding no image: a fraction of a
+//! second), and a search directory that already exists holds a search started with the same
+//! config (the fields of its digest), or it could not be resumed.
 
 use std::str::FromStr;
 
@@ -50,6 +50,18 @@ pub fn check_data(cfg: &Config) -> anyhow::Result<usize> {
 fn is_absent(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::{IsADirectory, NotADirectory, NotFound, PermissionDenied};
     matches!(error.kind(), NotFound | PermissionDenied | NotADirectory | IsADirectory)
+}
+
+/// Refused when another process writes the search directory of `cfg` (its run lock is held).
+/// For a switch to another search only: `evnas validate` must not ask it of the search the
+/// service runs, whose lock the service holds.
+pub fn check_not_in_use(cfg: &Config) -> anyhow::Result<()> {
+    let dir = cfg.run.dir.join(cfg.search_id());
+    if dir.join("config.json").is_file() {
+        // Taken and at once released: nobody else holds it.
+        crate::run_lock::RunLock::acquire(&dir)?;
+    }
+    Ok(())
 }
 
 /// `cfg`, refused with the fields that differ when its search directory (`run.dir`/search id)

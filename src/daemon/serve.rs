@@ -246,14 +246,18 @@ impl Service {
         if !diff.restart_only.is_empty() {
             return telemetry::ReloadRefused { source, reasons: &diff.restart_only }.emit();
         }
-        // Checked before the running search stops: a search that cannot be opened must not
-        // replace it. Off the async workers: it reads files, perhaps on a slow mount.
+        // Checked before the running search stops: a search that cannot be opened (another
+        // process writing it included) must not replace it. Off the async workers: it reads
+        // files, perhaps on a slow mount.
         if diff.new_search {
             let candidate = new.clone();
-            let problem = match tokio::task::spawn_blocking(move || super::check_search(&candidate)).await {
+            let id = new.search_id();
+            let check =
+                move || super::check_search(&candidate).and_then(|_| super::check_not_in_use(&candidate));
+            let problem = match tokio::task::spawn_blocking(check).await {
                 Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(format!("search.id: {e:#}")),
-                Err(e) => Some(format!("search.id: its check did not finish: {e}")),
+                Ok(Err(e)) => Some(format!("switching to search {id}: {e:#}")),
+                Err(e) => Some(format!("switching to search {id}: its check did not finish: {e}")),
             };
             if let Some(reason) = problem {
                 return telemetry::ReloadRefused { source, reasons: &[reason] }.emit();

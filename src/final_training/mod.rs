@@ -49,7 +49,9 @@ pub enum FinalTrainingError {
     #[error("{} is not a training run directory (no {file})", dir.display())]
     NotARunDir { dir: PathBuf, file: &'static str },
     #[error("{} already holds a training run; continue it with --resume", dir.display())]
-    RunDirInUse { dir: PathBuf },
+    RunExists { dir: PathBuf },
+    #[error(transparent)]
+    Locked(#[from] crate::run_lock::RunLockError),
     #[error("cannot {op} {}", path.display())]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{} is unreadable: {reason}", path.display())]

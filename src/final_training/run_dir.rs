@@ -11,6 +11,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,20 +20,23 @@ use super::record::{EpochRecord, TrainingResult};
 use super::FinalTrainingError;
 use crate::checkpoint::CheckpointStore;
 use crate::fs_atomic::write_atomic;
+use crate::run_lock::RunLock;
 
 const CONFIG: &str = "config.json";
 const GENOTYPE: &str = "genotype.json";
 
+/// Held by one process at a time (its [`RunLock`], shared by the clones).
 #[derive(Debug, Clone)]
 pub struct TrainingRunDir {
     root: PathBuf,
+    _lock: Arc<RunLock>,
 }
 
 impl TrainingRunDir {
     /// A new run in `root` (made if missing); refused where a run already lives.
     pub fn create(root: &Path) -> Result<Self, FinalTrainingError> {
         if root.join(CONFIG).exists() {
-            return Err(FinalTrainingError::RunDirInUse { dir: root.to_path_buf() });
+            return Err(FinalTrainingError::RunExists { dir: root.to_path_buf() });
         }
         Self::with_weights_dir(root)
     }
@@ -48,7 +52,8 @@ impl TrainingRunDir {
     fn with_weights_dir(root: &Path) -> Result<Self, FinalTrainingError> {
         let weights = root.join("weights");
         std::fs::create_dir_all(&weights).map_err(io("create", &weights))?;
-        Ok(Self { root: root.to_path_buf() })
+        let lock = RunLock::acquire(root)?;
+        Ok(Self { root: root.to_path_buf(), _lock: Arc::new(lock) })
     }
 
     pub fn path(&self) -> &Path {
@@ -129,4 +134,20 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FinalTrai
 fn encode(name: &str) -> impl FnOnce(serde_json::Error) -> FinalTrainingError {
     let name = name.to_string();
     move |e| FinalTrainingError::Encode { name, reason: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_process_trains_a_run_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = TrainingRunDir::create(dir.path()).unwrap();
+        run.write_config(&serde_json::json!({"epochs": 1})).unwrap();
+        let second = TrainingRunDir::open(dir.path());
+        assert!(matches!(second, Err(FinalTrainingError::Locked(_))), "{second:?}");
+        drop(run);
+        assert!(TrainingRunDir::open(dir.path()).is_ok());
+    }
 }

@@ -56,6 +56,8 @@ pub enum SearchError {
     Io { path: PathBuf, reason: String },
     #[error("run directory {path} already holds a run; use --resume {path} or another --run-dir", path = path.display())]
     RunExists { path: PathBuf },
+    #[error(transparent)]
+    Locked(#[from] crate::run_lock::RunLockError),
     /// `why`: "it does not exist" or "it has no config.json".
     #[error("not a run directory ({why})")]
     NotARun { path: PathBuf, why: &'static str },

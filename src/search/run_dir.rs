@@ -16,8 +16,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::report::plot::{fitness_plot_svg, GenerationFitness, PlotSeries};
+use crate::run_lock::{RunLock, LOCK_FILE};
 
 use super::record::GenerationRecord;
 use super::SearchError;
@@ -27,6 +29,9 @@ pub struct RunDir {
     root: PathBuf,
     /// Made by [`RunDir::create`] (it did not exist before), so [`RunDir::discard`] may remove it.
     made: bool,
+    /// Held by a writer ([`RunDir::create`], [`RunDir::open_exclusive`]), shared by its clones;
+    /// none for a reader.
+    _lock: Option<Arc<RunLock>>,
 }
 
 impl RunDir {
@@ -44,7 +49,12 @@ impl RunDir {
         }
         let made = !root.exists();
         fs::create_dir_all(root.join("best")).map_err(|e| io_err(&root, e))?;
-        Ok(Self { root, made })
+        let lock = RunLock::acquire(&root).inspect_err(|_| {
+            if made {
+                let _ = fs::remove_dir_all(&root);
+            }
+        })?;
+        Ok(Self { root, made, _lock: Some(Arc::new(lock)) })
     }
 
     /// Undoes [`RunDir::create`] for a search that could not start (best effort): a directory
@@ -56,18 +66,27 @@ impl RunDir {
             return;
         }
         let _ = fs::remove_file(self.root.join("config.json"));
+        let _ = fs::remove_file(self.root.join(LOCK_FILE));
         for dir in [self.root.join("best"), self.checkpoints_dir(), self.stop_checkpoint_dir()] {
             let _ = fs::remove_dir(dir);
         }
     }
 
-    /// An existing run directory (for --resume).
+    /// An existing run directory, to read.
     pub fn open(root: &Path) -> Result<Self, SearchError> {
         if !root.join("config.json").is_file() {
             let why = if root.exists() { "it has no config.json" } else { "it does not exist" };
             return Err(SearchError::NotARun { path: root.to_path_buf(), why });
         }
-        Ok(Self { root: root.to_path_buf(), made: false })
+        Ok(Self { root: root.to_path_buf(), made: false, _lock: None })
+    }
+
+    /// An existing run directory, to write (a resumed search): refused while another process
+    /// writes it.
+    pub fn open_exclusive(root: &Path) -> Result<Self, SearchError> {
+        let run = Self::open(root)?;
+        let lock = RunLock::acquire(root)?;
+        Ok(Self { _lock: Some(Arc::new(lock)), ..run })
     }
 
     pub fn path(&self) -> &Path {
@@ -212,6 +231,23 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer holds its run: a second writer is refused while it lives, a reader is not.
+    #[test]
+    fn one_writer_per_run_directory() {
+        let parent = tempfile::tempdir().unwrap();
+        let root = parent.path().join("run");
+        let run = RunDir::create(parent.path(), 1, Some(&root)).unwrap();
+        run.write_config(&serde_json::json!({"seed": 1})).unwrap();
+        let second = RunDir::open_exclusive(&root);
+        assert!(matches!(second, Err(SearchError::Locked(_))), "{:?}", second.err());
+        assert!(RunDir::open(&root).is_ok());
+        let clone = run.clone();
+        drop(run);
+        assert!(RunDir::open_exclusive(&root).is_err(), "a clone of the writer still holds it");
+        drop(clone);
+        assert!(RunDir::open_exclusive(&root).is_ok());
+    }
 
     #[test]
     fn civil_dates() {
