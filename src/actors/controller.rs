@@ -674,9 +674,13 @@ impl SearchController {
         let workers = self.workers.clone();
         let done = self.done.take();
         let me = self.me.clone();
+        let lock = self.run.take_lock();
         // On a task of its own: the workers may still be sending to this controller's mailbox.
         tokio::spawn(async move {
             workers.stop_all().await;
+            // Nothing writes the run any more: free it before the outcome goes out, so that a
+            // search this process starts next (a resume after a pause) finds it free.
+            drop(lock);
             if let Some(done) = done {
                 let _ = done.send(outcome);
             }

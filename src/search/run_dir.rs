@@ -31,7 +31,7 @@ pub struct RunDir {
     made: bool,
     /// Held by a writer ([`RunDir::create`], [`RunDir::open_exclusive`]), shared by its clones;
     /// none for a reader.
-    _lock: Option<Arc<RunLock>>,
+    lock: Option<Arc<RunLock>>,
 }
 
 impl RunDir {
@@ -54,7 +54,7 @@ impl RunDir {
                 let _ = fs::remove_dir_all(&root);
             }
         })?;
-        Ok(Self { root, made, _lock: Some(Arc::new(lock)) })
+        Ok(Self { root, made, lock: Some(Arc::new(lock)) })
     }
 
     /// Undoes [`RunDir::create`] for a search that could not start (best effort): a directory
@@ -78,7 +78,14 @@ impl RunDir {
             let why = if root.exists() { "it has no config.json" } else { "it does not exist" };
             return Err(SearchError::NotARun { path: root.to_path_buf(), why });
         }
-        Ok(Self { root: root.to_path_buf(), made: false, _lock: None })
+        Ok(Self { root: root.to_path_buf(), made: false, lock: None })
+    }
+
+    /// Hands over the writer's lock, for the controller to free once its workers have stopped
+    /// and before it reports the outcome (the actor itself, holding this, may live a little
+    /// longer).
+    pub fn take_lock(&mut self) -> Option<Arc<RunLock>> {
+        self.lock.take()
     }
 
     /// An existing run directory, to write (a resumed search): refused while another process
@@ -86,7 +93,7 @@ impl RunDir {
     pub fn open_exclusive(root: &Path) -> Result<Self, SearchError> {
         let run = Self::open(root)?;
         let lock = RunLock::acquire(root)?;
-        Ok(Self { _lock: Some(Arc::new(lock)), ..run })
+        Ok(Self { lock: Some(Arc::new(lock)), ..run })
     }
 
     pub fn path(&self) -> &Path {
