@@ -1026,13 +1026,17 @@ struct Entry {
     modified: Option<SystemTime>,
 }
 
-/// Every file and directory under `root` (relative paths), with size and mtime.
+/// Every file and directory under `root` (relative paths), with size and mtime; run locks left out.
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
         let Ok(entries) = fs::read_dir(dir) else { return };
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            // A run's lock names whoever took it last (a failed resume too): no run state.
+            if path.file_name() == Some(std::ffi::OsStr::new(evnas::run_lock::LOCK_FILE)) {
+                continue;
+            }
             let relative = path.strip_prefix(root).unwrap().to_path_buf();
             out.insert(
                 relative,
