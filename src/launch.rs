@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::data::{DatasetKind, PrefetchConfig};
 use crate::final_training::{FinalTrainingError, FinalTrainingSettings, TrainingRun, TrainingRunDir};
 use crate::model::EvalNetConfig;
+use crate::run_lock::RunLock;
 use crate::search::run_dir::{utc_stamp, RunDir};
 use crate::search::{
     resolve_device, DataSettings, FitnessSettings, RuntimeSettings, SearchEngine, SearchError, SearchResult,
@@ -102,6 +103,9 @@ pub fn resume(
     device: Option<&str>,
 ) -> Result<(SearchEngine, Vec<String>), SearchError> {
     let run = RunDir::open_exclusive(run_dir)?;
+    // Nor while another process trains its result (a search continued with a larger budget
+    // would change the result under it).
+    RunLock::ensure_free(&final_training_dir(run_dir))?;
     let original: Config = run.read_config()?;
     // A run without a checkpoint starts again as it started: with its own settings (those of a
     // config given now apply from its first boundary, as a reload's would).

@@ -5,7 +5,9 @@
 //!
 //! flock(2) on `RUN_DIR/evnas.lock`: the kernel releases it when the process ends, however it
 //! ends, so a killed run never leaves a stale lock behind. Readers (`evnas validate`,
-//! `compare`, `eval`) do not take it.
+//! `compare`, `eval`) do not take it. On NFS, Linux emulates flock with POSIX locks, which
+//! belong to the process: they keep other processes and machines out, but not a second take
+//! within the process, so evnas never takes the lock of a directory it already holds.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -67,6 +69,15 @@ impl RunLock {
         file.set_len(0).map_err(io)?;
         writeln!(file, "pid {} on {}", std::process::id(), hostname()).map_err(io)?;
         Ok(Self { _file: Some(file) })
+    }
+
+    /// Refused while another process holds the lock of `dir` (taken and released at once); a
+    /// directory that does not exist is free.
+    pub fn ensure_free(dir: &Path) -> Result<(), RunLockError> {
+        if dir.is_dir() {
+            Self::acquire(dir)?;
+        }
+        Ok(())
     }
 }
 

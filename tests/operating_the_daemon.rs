@@ -512,6 +512,28 @@ fn pause_resume_stop_and_a_new_search_id() {
     }
 }
 
+/// A switch to another search undone while the first still stops (its batch in progress takes
+/// 4 s): accepted, not refused as in use (its lock is the service's own), and the first search
+/// resumes once stopped and runs to its end.
+#[test]
+fn switching_back_to_a_search_that_still_stops_resumes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = served_config(tmp.path(), 3, "first", 0, "");
+    let mut served = Served::start(&config, Some("train.batch=6*off->1*sleep(4000)->off"));
+    served.wait_for_log("generation 1/3", DEADLINE);
+    set_by_rename(&config, "id", "\"second\"");
+    served.wait_for_log("switching searches", DEADLINE);
+    set_by_rename(&config, "id", "\"first\"");
+    served.wait_for_log("search.id: second -> first", DEADLINE);
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    let log = served.log();
+    assert!(!log.contains("refused"), "{log}");
+    let history = std::fs::read_to_string(tmp.path().join("runs-first/first/generations.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 3, "{log}");
+    served.sigterm();
+    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+}
+
 /// The NOTIFY_SOCKET a service manager would give: a thread reads every datagram as it comes,
 /// with its arrival time.
 struct NotifySocket {

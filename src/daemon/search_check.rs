@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use crate::config::{Config, ConfigError};
 use crate::data::{count_split, train_count, DataError, DatasetKind, SplitName};
+use crate::run_lock::RunLock;
 
 /// Every check of `cfg`; the number of training images at `data.path` when they pass.
 pub fn check_search(cfg: &Config) -> anyhow::Result<usize> {
@@ -52,14 +53,14 @@ fn is_absent(error: &std::io::Error) -> bool {
     matches!(error.kind(), NotFound | PermissionDenied | NotADirectory | IsADirectory)
 }
 
-/// Refused when another process writes the search directory of `cfg` (its run lock is held).
-/// For a switch to another search only: `evnas validate` must not ask it of the search the
-/// service runs, whose lock the service holds.
+/// Refused when another process writes the search directory of `cfg`, or trains its result
+/// (their run locks are held). For a switch to a search this process does not run: `evnas
+/// validate` must not ask it of the search the service runs, whose lock the service holds.
 pub fn check_not_in_use(cfg: &Config) -> anyhow::Result<()> {
     let dir = cfg.run.dir.join(cfg.search_id());
     if dir.join("config.json").is_file() {
-        // Taken and at once released: nobody else holds it.
-        crate::run_lock::RunLock::acquire(&dir)?;
+        RunLock::ensure_free(&dir)?;
+        RunLock::ensure_free(&crate::launch::final_training_dir(&dir))?;
     }
     Ok(())
 }

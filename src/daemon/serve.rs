@@ -252,8 +252,15 @@ impl Service {
         if diff.new_search {
             let candidate = new.clone();
             let id = new.search_id();
-            let check =
-                move || super::check_search(&candidate).and_then(|_| super::check_not_in_use(&candidate));
+            // Back to the search this service is still stopping: its lock is this process's.
+            let ours = self.task.as_ref().is_some_and(|task| task.id == id);
+            let check = move || {
+                super::check_search(&candidate)?;
+                if !ours {
+                    super::check_not_in_use(&candidate)?;
+                }
+                anyhow::Ok(())
+            };
             let problem = match tokio::task::spawn_blocking(check).await {
                 Ok(Ok(_)) => None,
                 Ok(Err(e)) => Some(format!("switching to search {id}: {e:#}")),

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::report::plot::{fitness_plot_svg, GenerationFitness, PlotSeries};
-use crate::run_lock::{RunLock, LOCK_FILE};
+use crate::run_lock::{RunLock, RunLockError, LOCK_FILE};
 
 use super::record::GenerationRecord;
 use super::SearchError;
@@ -47,13 +47,27 @@ impl RunDir {
         if root.join("config.json").exists() {
             return Err(SearchError::RunExists { path: root });
         }
-        let made = !root.exists();
-        fs::create_dir_all(root.join("best")).map_err(|e| io_err(&root, e))?;
-        let lock = RunLock::acquire(&root).inspect_err(|_| {
-            if made {
+        if let Some(up) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(up).map_err(|e| io_err(up, e))?;
+        }
+        // Made here only if this very call creates it: of two searches racing for one name,
+        // one at most may later remove it.
+        let made = match fs::create_dir(&root) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(io_err(&root, e)),
+        };
+        let lock = RunLock::acquire(&root).inspect_err(|e| {
+            // Held: another search took it first, and it is theirs now.
+            if made && !matches!(e, RunLockError::Held { .. }) {
                 let _ = fs::remove_dir_all(&root);
             }
         })?;
+        // Again under the lock: another search may have started here since the check above.
+        if root.join("config.json").exists() {
+            return Err(SearchError::RunExists { path: root });
+        }
+        fs::create_dir_all(root.join("best")).map_err(|e| io_err(&root, e))?;
         Ok(Self { root, made, lock: Some(Arc::new(lock)) })
     }
 
@@ -66,6 +80,8 @@ impl RunDir {
             return;
         }
         let _ = fs::remove_file(self.root.join("config.json"));
+        // Still held: whoever locks the directory next finds it without a run, and the file
+        // left would be this search's only trace.
         let _ = fs::remove_file(self.root.join(LOCK_FILE));
         for dir in [self.root.join("best"), self.checkpoints_dir(), self.stop_checkpoint_dir()] {
             let _ = fs::remove_dir(dir);

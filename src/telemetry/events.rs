@@ -407,6 +407,7 @@ pub struct FinalTrainingEnded;
 
 impl FinalTrainingEnded {
     pub fn emit(&self) {
+        tracing::debug!("final training ended");
         gauge!(FINAL_TRAINING_RUNNING).set(0.0);
     }
 }
