@@ -8,12 +8,15 @@
 use std::ffi::{c_int, CStr};
 use std::sync::OnceLock;
 
-/// Sets the process's intra-op thread count (`threads > 0`; 0 keeps libtorch's default, one per
-/// core). Call once, before any libtorch work, from the main thread.
+/// Sets the process's intra-op thread count: `threads`, or for 0 libtorch's default (one per
+/// core), as it was before evnas set any (a search on CPU replicas lowers it to one for the
+/// threads it does not run itself; what runs next in the process gets the default back). Call
+/// from the thread that sets a search or training up, before its libtorch work.
 pub fn set_process_threads(threads: usize) {
-    if threads > 0 {
-        tch::set_num_threads(threads as i32);
-    }
+    static LIBTORCH_DEFAULT: OnceLock<usize> = OnceLock::new();
+    let default = *LIBTORCH_DEFAULT.get_or_init(current_threads);
+    let threads = if threads > 0 { threads } else { default };
+    tch::set_num_threads(threads as i32);
 }
 
 /// The intra-op thread count of the calling thread.

@@ -193,7 +193,8 @@ impl Actor for SearchController {
     /// Spawns and links the pipeline's actors: libtorch ones on threads of their own.
     async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
         let ControllerArgs { parts, events, stop, done } = args;
-        let SearchParts { settings, trainer, evaluators, data, state, run, store, stop_store } = parts;
+        let SearchParts { settings, trainer, evaluators, data, state, run, store, stop_store, cpu_threads } =
+            parts;
         let device = settings.runtime.device();
         // The hot values asked for differ from those in force when a search resumes after a
         // reload (or with a changed config): they apply at its next boundary.
@@ -239,7 +240,11 @@ impl Actor for SearchController {
         let count = evaluators.len();
         // Evaluators of this process share its CPU threads; another rank's use its own.
         let local = evaluators.iter().filter(|e| !e.is_remote()).count();
-        let threads = if local > 1 && device == tch::Device::Cpu { 1 } else { 0 };
+        let threads = match device {
+            tch::Device::Cpu if local > 1 => 1,
+            tch::Device::Cpu => cpu_threads,
+            _ => 0,
+        };
         // Side by side, the evaluators' heaps reuse the trainer's freed pages only in part, and
         // peak RSS was both phases' sum (memory config: 2.23/2.30 GB trimmed vs 2.62/2.64 GB
         // not). One stream of libtorch work reuses them: trimming there only adds page faults

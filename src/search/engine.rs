@@ -72,6 +72,8 @@ pub struct SearchEngine {
     run: RunDir,
     store: CheckpointStore,
     stop_store: CheckpointStore,
+    /// The process's CPU threads for libtorch, as the search was set up with them.
+    cpu_threads: usize,
 }
 
 /// The parts of a [`SearchEngine`], each to be owned by whoever drives it.
@@ -86,6 +88,9 @@ pub struct SearchParts {
     pub store: CheckpointStore,
     /// The checkpoint of a search stopped mid-generation.
     pub stop_store: CheckpointStore,
+    /// The process's CPU threads for libtorch (a fitness evaluator alone on the CPU uses them
+    /// all).
+    pub cpu_threads: usize,
 }
 
 /// The device a name ("cpu", "cuda", "cuda:N", "auto") stands for.
@@ -186,17 +191,29 @@ impl SearchEngine {
         let generations_left =
             settings.hot.generations.max(state.settings.generations).saturating_sub(state.next_generation);
         checkpointing::ensure_room(&store, (&vs, &opt), &state, generations_left)?;
-        let mut replicas = start_replicas(&settings, &data, &vs, &mut opt)?;
+        let cpu_threads = crate::threads::current_threads();
+        // Threads that libtorch has not seen yet take the process's count at their first
+        // parallel op, and keep an OpenMP team of that size for as long as they live. Gloo's
+        // worker threads (a set per CPU replica, from the replicas' first broadcast on) live
+        // for the whole search: with teams of their own, the process held more OpenMP threads
+        // than CPUs, and every team, the fitness evaluator's included, slept between parallel
+        // ops instead of spinning (paper supernet, 2 replicas on 2 cores, AMD EPYC Zen 3:
+        // 117k voluntary context switches against 12.6k, fitness 0.88x one device's). With a
+        // count of one they make none; the replicas' and evaluators' threads set theirs.
+        if settings.runtime.devices.iter().filter(|d| **d == Device::Cpu).count() > 1 {
+            crate::threads::set_process_threads(1);
+        }
+        let mut replicas = start_replicas(&settings, &data, &vs, &mut opt, cpu_threads)?;
         let links = replicas.as_mut().map(ReplicaSet::take_fitness_links).unwrap_or_default();
         let training = &settings.training;
         let trainer = SupernetTrainer::new(vs, model, opt, training.grad_clip, training.precision, replicas);
-        let evaluators = build_evaluators(&settings, &data, links)?;
-        Ok(Self { settings, trainer, evaluators, data, state, run, store, stop_store })
+        let evaluators = build_evaluators(&settings, &data, links, cpu_threads)?;
+        Ok(Self { settings, trainer, evaluators, data, state, run, store, stop_store, cpu_threads })
     }
 
     pub fn into_parts(self) -> SearchParts {
-        let Self { settings, trainer, evaluators, data, state, run, store, stop_store } = self;
-        SearchParts { settings, trainer, evaluators, data, state, run, store, stop_store }
+        let Self { settings, trainer, evaluators, data, state, run, store, stop_store, cpu_threads } = self;
+        SearchParts { settings, trainer, evaluators, data, state, run, store, stop_store, cpu_threads }
     }
 
     pub fn settings(&self) -> &SearchSettings {
@@ -295,16 +312,15 @@ pub fn fitness_workers(requested: usize, init_channels: usize, threads: usize, p
 /// The devices of a search's fitness evaluators, one entry per evaluator: on the CPU with fp32
 /// fitness, [`fitness_workers`] of them (CPU replicas share the same cores); otherwise
 /// `fitness_workers` as asked (automatic: one) on each distinct training device, dealt out
-/// device by device. Never more than the population.
-pub fn evaluator_devices(settings: &SearchSettings) -> Vec<Device> {
+/// device by device. Never more than the population. `cpu_threads`: the process's.
+pub fn evaluator_devices(settings: &SearchSettings, cpu_threads: usize) -> Vec<Device> {
     let requested = settings.runtime.fitness_workers;
     let leader = settings.runtime.device();
     let population = settings.hot.population.max(1);
     if leader == Device::Cpu && settings.fitness.precision == Precision::Fp32 {
-        let threads = crate::threads::current_threads();
         return vec![
             leader;
-            fitness_workers(requested, settings.supernet.init_channels, threads, population)
+            fitness_workers(requested, settings.supernet.init_channels, cpu_threads, population)
         ];
     }
     let mut distinct: Vec<Device> = Vec::new();
@@ -325,6 +341,7 @@ fn start_replicas(
     data: &SearchData,
     vs: &VarStore,
     opt: &mut Sgd,
+    cpu_threads: usize,
 ) -> Result<Option<ReplicaSet>, SearchError> {
     let devices = &settings.runtime.devices;
     let job = crate::distributed::joined();
@@ -347,7 +364,7 @@ fn start_replicas(
     });
     let options = ReplicaOptions {
         sgd: sgd_config(settings),
-        threads: crate::threads::current_threads(),
+        threads: cpu_threads,
         collectives: settings.runtime.collectives,
         precision: settings.training.precision,
     };
@@ -366,9 +383,10 @@ fn build_evaluators(
     settings: &SearchSettings,
     data: &SearchData,
     links: Vec<FitnessLink>,
+    cpu_threads: usize,
 ) -> Result<Vec<FitnessEvaluator>, SearchError> {
     let train_mode_bn = settings.fitness.batchnorm == BnMode::Batch;
-    let mut evaluators = evaluator_devices(settings)
+    let mut evaluators = evaluator_devices(settings, cpu_threads)
         .into_iter()
         .map(|device| {
             let (vs, model) = build_model(settings, data, device)?;
