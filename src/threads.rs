@@ -6,17 +6,32 @@
 //! asking for one thread would quietly make the trainer single-threaded.
 
 use std::ffi::{c_int, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-/// Sets the process's intra-op thread count: `threads`, or for 0 libtorch's default (one per
-/// core), as it was before evnas set any (a search on CPU replicas lowers it to one for the
-/// threads it does not run itself; what runs next in the process gets the default back). Call
-/// from the thread that sets a search or training up, before its libtorch work.
+/// libtorch's own count, from before [`lower_process_threads`] changed it.
+static LIBTORCH_DEFAULT: OnceLock<usize> = OnceLock::new();
+static LOWERED: AtomicBool = AtomicBool::new(false);
+
+/// Sets the process's intra-op thread count (`threads > 0`; 0 keeps libtorch's default, one per
+/// core, or restores it after [`lower_process_threads`]). Call from the thread that sets a
+/// search or training up, before its libtorch work: libtorch's setter also clears oneDNN's
+/// primitive cache, under any other thread using it.
 pub fn set_process_threads(threads: usize) {
-    static LIBTORCH_DEFAULT: OnceLock<usize> = OnceLock::new();
-    let default = *LIBTORCH_DEFAULT.get_or_init(current_threads);
-    let threads = if threads > 0 { threads } else { default };
-    tch::set_num_threads(threads as i32);
+    let _ = LIBTORCH_DEFAULT.get_or_init(current_threads);
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    } else if LOWERED.swap(false, Ordering::SeqCst) {
+        tch::set_num_threads(LIBTORCH_DEFAULT.get().copied().unwrap_or(1) as i32);
+    }
+}
+
+/// Makes the process's count one, for the threads that libtorch has not seen yet (a search on
+/// CPU replicas, for Gloo's); the next [`set_process_threads`] of 0 restores the default.
+pub fn lower_process_threads() {
+    let _ = LIBTORCH_DEFAULT.get_or_init(current_threads);
+    LOWERED.store(true, Ordering::SeqCst);
+    tch::set_num_threads(1);
 }
 
 /// The intra-op thread count of the calling thread.

@@ -201,7 +201,7 @@ impl SearchEngine {
         // 117k voluntary context switches against 12.6k, fitness 0.88x one device's). With a
         // count of one they make none; the replicas' and evaluators' threads set theirs.
         if settings.runtime.devices.iter().filter(|d| **d == Device::Cpu).count() > 1 {
-            crate::threads::set_process_threads(1);
+            crate::threads::lower_process_threads();
         }
         let mut replicas = start_replicas(&settings, &data, &vs, &mut opt, cpu_threads)?;
         let links = replicas.as_mut().map(ReplicaSet::take_fitness_links).unwrap_or_default();
