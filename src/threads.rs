@@ -18,11 +18,12 @@ static LOWERED: AtomicBool = AtomicBool::new(false);
 /// search or training up, before its libtorch work: libtorch's setter also clears oneDNN's
 /// primitive cache, under any other thread using it.
 pub fn set_process_threads(threads: usize) {
-    let _ = LIBTORCH_DEFAULT.get_or_init(current_threads);
+    let default = *LIBTORCH_DEFAULT.get_or_init(current_threads);
+    let lowered = LOWERED.swap(false, Ordering::SeqCst);
     if threads > 0 {
         tch::set_num_threads(threads as i32);
-    } else if LOWERED.swap(false, Ordering::SeqCst) {
-        tch::set_num_threads(LIBTORCH_DEFAULT.get().copied().unwrap_or(1) as i32);
+    } else if lowered {
+        tch::set_num_threads(default as i32);
     }
 }
 
