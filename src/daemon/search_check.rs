@@ -12,10 +12,27 @@ use crate::data::{count_split, train_count, DataError, DatasetKind, SplitName};
 use crate::run_lock::RunLock;
 
 /// Every check of `cfg`; the number of training images at `data.path` when they pass.
+///
+/// Both checks run, so that a config wrong in both ways names both at once: one list, a config
+/// error (exit 2). A failure that may pass by itself (reading failed: exit 1, restarted) is
+/// given alone.
 pub fn check_search(cfg: &Config) -> anyhow::Result<usize> {
-    let images = check_data(cfg)?;
-    check_search_dir(cfg)?;
-    Ok(images)
+    match (check_data(cfg), check_search_dir(cfg)) {
+        (Ok(images), Ok(())) => Ok(images),
+        (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
+        (Err(data), Err(dir)) => {
+            let is_config = |e: &anyhow::Error| e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some());
+            match (is_config(&data), is_config(&dir)) {
+                (true, true) => Err(ConfigError::Invalid {
+                    source_name: format!("the config of search {}", cfg.search_id()),
+                    problems: [data, dir].iter().map(|e| format!("{e:#}")).collect(),
+                }
+                .into()),
+                (false, _) => Err(data),
+                (true, false) => Err(dir),
+            }
+        }
+    }
 }
 
 /// The training images at `data.path`, or why a search cannot read them: a config error
@@ -74,4 +91,44 @@ pub fn check_search_dir(cfg: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     Err(ConfigError::SearchMismatch { dir, differences }.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(overrides: &[String]) -> Config {
+        crate::config::load(None, overrides).expect("the default config loads")
+    }
+
+    #[test]
+    fn a_config_wrong_in_data_and_search_dir_names_both() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = tmp.path().join("runs");
+        let set = |more: &[&str]| {
+            let mut all = vec![format!("run.dir={}", runs.display()), "search.id=first".to_string()];
+            all.extend(more.iter().map(|s| s.to_string()));
+            config_with(&all)
+        };
+        let started = set(&["search.seed=7"]);
+        let dir = runs.join("first");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), serde_json::to_string(&started).unwrap()).unwrap();
+
+        let missing = tmp.path().join("no-data");
+        let both = set(&["search.seed=8", &format!("data.path={}", missing.display())]);
+        let err = check_search(&both).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(err.downcast_ref::<ConfigError>().is_some(), "{message}");
+        assert!(message.contains("has 2 problem(s)"), "{message}");
+        assert!(message.contains(&format!("data.path = {}", missing.display())), "{message}");
+        assert!(message.contains("differing in search.seed: 7 -> 8"), "{message}");
+
+        // Each alone is given as it is.
+        let only_dir = check_search_dir(&set(&["search.seed=8"])).unwrap_err();
+        assert!(format!("{only_dir:#}").contains("search.seed: 7 -> 8"));
+        let only_data = check_search(&set(&["search.seed=7", &format!("data.path={}", missing.display())]));
+        let message = format!("{:#}", only_data.unwrap_err());
+        assert!(!message.contains("problem(s)") && message.contains("does not hold"), "{message}");
+    }
 }

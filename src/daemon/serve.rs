@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::config::{Config, SearchStateSetting};
+use crate::config::{Config, ConfigError, SearchStateSetting};
 use crate::reload::{self, ConfigWatch, Trigger};
 use crate::telemetry::{self, MetricsExporter};
 
@@ -263,7 +263,13 @@ impl Service {
             };
             let problem = match tokio::task::spawn_blocking(check).await {
                 Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(format!("switching to search {id}: {e:#}")),
+                // One line for the journal, also when it lists several problems.
+                Ok(Err(e)) => {
+                    Some(match e.chain().next().and_then(|outer| outer.downcast_ref::<ConfigError>()) {
+                        Some(config) => format!("switching to search {id}: {}", config.one_line()),
+                        None => format!("switching to search {id}: {e:#}"),
+                    })
+                }
                 Err(e) => Some(format!("switching to search {id}: its check did not finish: {e}")),
             };
             if let Some(reason) = problem {
