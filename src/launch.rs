@@ -326,7 +326,8 @@ mod tests {
         assert_eq!(s.runtime.devices, [tch::Device::Cpu, tch::Device::Cpu]);
         assert_eq!(s.runtime.device(), tch::Device::Cpu, "the list wins over run.device");
         assert_eq!(settings(&one).unwrap().runtime.devices, [tch::Device::Cpu]);
-        assert_eq!((one.cpu_replicas(), two.cpu_replicas()), (1, 2), "one heap arena per CPU replica");
+        assert_eq!((one.replicas(), two.replicas()), (1, 2), "a heap arena per replica");
+        assert_eq!(config_with(&["run.devices=[cuda:0, cuda:1]"]).replicas(), 2);
         // Where a search computes is not what it computes: a run resumes on other devices.
         assert_eq!(one.digest(), two.digest());
         // An empty list is the shipped default, and not written into a run's config.json.

@@ -55,12 +55,17 @@ impl Command {
 }
 
 /// How the command's threads share the heap ([`evnas::runtime::keep_freed_memory`]): an arena
-/// per thread for a search whose libtorch work runs on several CPU threads at once (CPU
-/// replicas, or fitness evaluators side by side); one when its config does not load (the
+/// per thread for a search whose libtorch work runs on several host threads at once (replicas,
+/// or fitness evaluators side by side on the CPU); one when its config does not load (the
 /// command then reports why).
+///
+/// GPU replicas count too: each has a host thread that launches its kernels and allocates
+/// thousands of small tensor and autograd objects a step, which on one arena would queue on
+/// its lock as CPU replicas did (measured on CPU only: no GPU has run this). Their tensors
+/// live in GPU memory, so the arenas cost little host memory.
 fn heap_arenas(search_config: Option<&anyhow::Result<evnas::config::Config>>) -> Arenas {
     match search_config {
-        Some(Ok(cfg)) if cfg.cpu_replicas() > 1 || cfg.cpu_fitness_evaluators() > 1 => Arenas::PerThread,
+        Some(Ok(cfg)) if cfg.replicas() > 1 || cfg.cpu_fitness_evaluators() > 1 => Arenas::PerThread,
         _ => Arenas::One,
     }
 }

@@ -80,15 +80,10 @@ impl ConfigError {
 }
 
 impl Config {
-    /// How many supernet replicas train side by side on the CPU: the length of `run.devices`
-    /// when it lists only "cpu", else 1.
-    pub fn cpu_replicas(&self) -> usize {
-        let devices = &self.run.devices;
-        if devices.len() > 1 && devices.iter().all(|d| d == "cpu") {
-            devices.len()
-        } else {
-            1
-        }
+    /// How many supernet replicas this process trains side by side, each on a host thread of
+    /// its own: the length of `run.devices`, at least 1.
+    pub fn replicas(&self) -> usize {
+        self.run.devices.len().max(1)
     }
 
     /// How many fitness evaluators measure whole individuals side by side on the CPU: fp32
