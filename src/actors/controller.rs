@@ -253,7 +253,7 @@ impl Actor for SearchController {
         // Replicas side by side run on glibc's per-thread arenas too (main.rs), and each phase's
         // new threads take whichever arena a thread left last: untrimmed, every arena kept the
         // peak of whatever phase had used it, and RSS grew by a phase's peak each generation
-        // (paper supernet, 2 CPU replicas: 5.1 GB after one generation, 19 GB after six, and
+        // (paper supernet, 2 CPU replicas: 5.6 GB in the first generation, 19 GB after six, and
         // training 1.3x slower from the second on; trimmed, 5.6 GB after six, AMD EPYC Zen 3).
         let trim_between_phases = local > 1 || settings.runtime.devices.len() > 1;
         let evaluators: Vec<_> = evaluators
