@@ -447,12 +447,6 @@ impl LocalSession {
         let arch = ArchWeights::from_flat(&shapes, &flat)?;
         let sizes = shard_sizes(images, self.total).ok_or(TrainError::EmptyBatch { batch: step.batch })?;
         let part = StepPart { arch: &arch, step, lr, grad_clip, starts_pass, check_every };
-        // Several replicas here run on heap arenas of their own (main.rs): as on rank 0 (the
-        // controller's trim between phases), their freed pages go back where a pass starts,
-        // or every arena would keep the peak of whichever phase used it last.
-        if starts_pass && self.workers.0.len() > 1 {
-            crate::runtime::release_freed_memory();
-        }
         let (sent, unsent) = self
             .workers
             .send_all(self.first, |replica| Command::Step(shard_of(&batch, &sizes, replica, &part)));
