@@ -5,6 +5,8 @@ pub mod autocast;
 pub mod data_parallel;
 pub mod fitness;
 pub mod fitness_mode;
+#[cfg(test)]
+mod fixed_start;
 pub mod loss_check;
 pub mod reduced_precision;
 pub mod remote_fitness;

@@ -284,25 +284,19 @@ where
 
 #[cfg(test)]
 mod tests {
-    use tch::nn::VarStore;
-    use tch::{Device, Kind, Tensor};
+    use tch::Tensor;
 
     use super::*;
-    use crate::model::{Supernet, SupernetConfig};
+    use crate::train::fixed_start::{fixed_architectures, fixed_batches, fixed_supernet, trainable};
     use crate::train::sgd::SgdConfig;
 
     const SGD_PAPER: SgdConfig = SgdConfig { momentum: 0.9, weight_decay: 3e-4 };
 
+    /// `count` batches of 4 images; batch `nan_at`'s images are NaN. Batches, weights and
+    /// architectures come from a fixed formula ([`fixed_start`](crate::train::fixed_start)):
+    /// each test compares two passes that must start alike.
     fn batches(count: usize, nan_at: Option<usize>) -> Vec<Result<Batch, String>> {
-        tch::manual_seed(3);
-        (0..count)
-            .map(|i| {
-                let images = Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu));
-                let images = if Some(i) == nan_at { images * f64::NAN } else { images };
-                let labels = Tensor::randint(10, [4], (Kind::Int64, Device::Cpu));
-                Ok(Batch { images, labels, index: i })
-            })
-            .collect()
+        fixed_batches(count, 4, nan_at)
     }
 
     /// Trains a fresh supernet over `batches` with losses checked every `interval` steps: the
@@ -321,27 +315,15 @@ mod tests {
         interval: usize,
         batches: Vec<Result<Batch, String>>,
     ) -> (Result<EpochEnd, TrainError>, Vec<Tensor>) {
-        tch::manual_seed(5);
-        let vs = VarStore::new(Device::Cpu);
-        let model = Supernet::new(&vs.root(), SupernetConfig::new(4, 3, 3, 10));
+        let (vs, model) = fixed_supernet();
         let mut opt = Sgd::new(&vs, SGD_PAPER);
-        tch::manual_seed(6);
-        let architectures: Vec<ArchWeights> = (0..3)
-            .map(|_| {
-                let alphas: Vec<Tensor> =
-                    (0..2).map(|_| Tensor::randn([14, 8], (Kind::Float, Device::Cpu))).collect();
-                ArchWeights::from_alphas(&alphas).unwrap()
-            })
-            .collect();
+        let architectures = fixed_architectures(3);
         let stop = StopFlag::new();
         let settings = EpochSettings { lr: 0.05, grad_clip: 5.0, architectures: &architectures, stop: &stop };
         let mut trainer = SingleReplica::with_loss_check(&model, &mut opt, LossCheck::every(interval))
             .in_precision(precision);
         let end = continue_epoch_with(&mut trainer, &settings, batches, EpochReport::default(), |_| {});
-        let mut weights: Vec<(String, Tensor)> =
-            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        weights.sort_by(|a, b| a.0.cmp(&b.0));
-        (end, weights.into_iter().map(|(_, t)| t.detach().copy()).collect())
+        (end, trainable(&vs).iter().map(|t| t.detach().copy()).collect())
     }
 
     /// Losses checked in groups (as on a GPU) train the same weights and count the same

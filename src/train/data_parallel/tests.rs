@@ -2,6 +2,9 @@ use super::*;
 use crate::model::{Supernet, SupernetConfig};
 use crate::stop::StopFlag;
 use crate::train::accuracy::DeviceTally;
+use crate::train::fixed_start::{
+    fixed_architectures, fixed_batches, fixed_supernet, small_supernet, trainable,
+};
 use crate::train::supernet_epoch::{
     continue_epoch_with, EpochEnd, EpochReport, EpochSettings, SingleReplica,
 };
@@ -210,29 +213,13 @@ impl Replicated {
         Self::in_precision(replicas, Precision::Fp32)
     }
 
-    /// Weights and architectures from a fixed formula, not libtorch's global generator: lib
-    /// tests run side by side, and another test drawing from it between a seed and a draw here
-    /// gave two "identical" starts different weights (a failure seen once in a full run).
+    /// Weights and architectures from a fixed formula ([`fixed_start`]), not libtorch's global
+    /// generator.
     fn in_precision(replicas: usize, precision: Precision) -> Self {
-        let config = SupernetConfig::new(4, 3, 3, 10);
-        let vs = VarStore::new(Device::Cpu);
-        let model = Supernet::new(&vs.root(), config);
-        let mut trainable: Vec<(String, Tensor)> =
-            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        trainable.sort_by(|a, b| a.0.cmp(&b.0));
-        tch::no_grad(|| {
-            for (i, (_, t)) in trainable.iter_mut().enumerate() {
-                t.copy_(&(fixed_values(&t.size(), i as f64) * 0.3));
-            }
-        });
+        let config = small_supernet();
+        let (vs, model) = fixed_supernet();
         let mut opt = Sgd::new(&vs, SGD_PAPER);
-        let architectures = (0..3)
-            .map(|i| {
-                let alphas =
-                    [fixed_values(&[14, 8], 100.0 + i as f64), fixed_values(&[14, 8], 200.0 + i as f64)];
-                ArchWeights::from_alphas(&alphas).unwrap()
-            })
-            .collect();
+        let architectures = fixed_architectures(3);
         let build: BuildReplica = Arc::new(move |vs: &VarStore| {
             Ok(Box::new(Supernet::new(&vs.root(), config)) as Box<dyn OneShotModel>)
         });
@@ -260,32 +247,14 @@ impl Replicated {
     /// The leader's trainable weights, after checking every replica holds the same.
     fn weights(&self) -> Vec<Tensor> {
         self.set.check_in_step(&self.vs, &self.opt).unwrap();
-        let mut w: Vec<(String, Tensor)> =
-            self.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        w.sort_by(|a, b| a.0.cmp(&b.0));
-        w.into_iter().map(|(_, t)| t.detach().copy()).collect()
+        trainable(&self.vs).iter().map(|t| t.detach().copy()).collect()
     }
 }
 
 /// `count` batches of 5 images (odd: the replicas' shards differ in size); batch `nan_at`'s
-/// images are NaN. From a fixed formula, as [`Replicated::in_precision`]'s weights.
+/// images are NaN.
 fn batches(count: usize, nan_at: Option<usize>) -> Vec<Result<Batch, String>> {
-    (0..count)
-        .map(|i| {
-            let images = fixed_values(&[5, 3, 8, 8], 1000.0 + i as f64);
-            let images = if Some(i) == nan_at { images * f64::NAN } else { images };
-            let labels = ((fixed_values(&[5], 2000.0 + i as f64) + 1.0) * 4.99).to_kind(Kind::Int64);
-            Ok(Batch { images, labels, index: i })
-        })
-        .collect()
-}
-
-/// Values in [-1, 1] that look random, the same in every run and on every thread: a hash of
-/// each element's index and `salt`, drawing nothing from libtorch's global generator.
-fn fixed_values(shape: &[i64], salt: f64) -> Tensor {
-    let n: i64 = shape.iter().product();
-    let x = (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 12.9898 + salt * 78.233).sin() * 43758.5453;
-    ((x.frac().abs() * 2.0 - 1.0).to_kind(Kind::Float)).view(shape)
+    fixed_batches(count, 5, nan_at)
 }
 
 fn finished(end: Result<EpochEnd, TrainError>) -> EpochReport {
