@@ -21,8 +21,7 @@ pub fn describe(err: &anyhow::Error) -> String {
 
 /// The exit code for a failed command.
 pub fn exit_code(err: &anyhow::Error) -> ExitCode {
-    let usage = err.chain().any(|e| e.downcast_ref::<evnas::config::ConfigError>().is_some());
-    ExitCode::from(if usage { code::USAGE } else { code::RUNTIME })
+    ExitCode::from(if evnas::config::ConfigError::is_in(err) { code::USAGE } else { code::RUNTIME })
 }
 
 /// `No such file or directory (os error 2)` → `No such file or directory`: the number says

@@ -61,6 +61,12 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// Whether `err` or one of its causes is a config error: the command line or the config is
+    /// wrong (exit 2, which systemd does not restart), not what happened while running.
+    pub fn is_in(err: &anyhow::Error) -> bool {
+        err.chain().any(|cause| cause.downcast_ref::<ConfigError>().is_some())
+    }
+
     /// The message on one line (a journal entry): a list of problems joined by "; ", a cause
     /// after its context.
     pub fn one_line(&self) -> String {

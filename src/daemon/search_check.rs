@@ -20,18 +20,15 @@ pub fn check_search(cfg: &Config) -> anyhow::Result<usize> {
     match (check_data(cfg), check_search_dir(cfg)) {
         (Ok(images), Ok(())) => Ok(images),
         (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
-        (Err(data), Err(dir)) => {
-            let is_config = |e: &anyhow::Error| e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some());
-            match (is_config(&data), is_config(&dir)) {
-                (true, true) => Err(ConfigError::Invalid {
-                    source_name: format!("the config of search {}", cfg.search_id()),
-                    problems: [data, dir].iter().map(|e| format!("{e:#}")).collect(),
-                }
-                .into()),
-                (false, _) => Err(data),
-                (true, false) => Err(dir),
+        (Err(data), Err(dir)) => match (ConfigError::is_in(&data), ConfigError::is_in(&dir)) {
+            (true, true) => Err(ConfigError::Invalid {
+                source_name: format!("the config of search {}", cfg.search_id()),
+                problems: [data, dir].iter().map(|e| format!("{e:#}")).collect(),
             }
-        }
+            .into()),
+            (false, _) => Err(data),
+            (true, false) => Err(dir),
+        },
     }
 }
 
