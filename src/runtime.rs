@@ -107,13 +107,20 @@ pub enum Arenas {
 /// arenas gave either, as threads happened to share them); 2 fitness evaluators of the default
 /// config (C=4) measured a generation in 9.5-12.6 s with one arena, 9.5-10.9 s with an arena
 /// each, peak RSS +5-9% (memory config: 2.22-2.36 GB, 2.42-2.47 GB). Call once, early, before
-/// other threads allocate (glibc fixes the limit when a second thread first allocates). A no-op
-/// off glibc.
+/// other threads allocate (glibc fixes the limit when a second thread first allocates). The
+/// arenas it sets up decide [`trim_between_phases`]. A no-op off glibc.
 pub fn keep_freed_memory(arenas: Arenas) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const MIB: libc::c_int = 1 << 20;
-        let arenas_chosen = std::env::var_os("MALLOC_ARENA_MAX").is_some();
+        let chosen = std::env::var("MALLOC_ARENA_MAX").ok();
+        let arenas_chosen = chosen.is_some();
+        let effective = match chosen.as_deref().map(str::trim) {
+            Some("1") => Arenas::One,
+            Some(_) => Arenas::PerThread,
+            None => arenas,
+        };
+        let _ = KEPT_ON.set(effective);
         // SAFETY: mallopt only changes allocator parameters; it is called before the process
         // starts threads that allocate (and glibc serialises it against malloc in any case).
         unsafe {
@@ -126,6 +133,26 @@ pub fn keep_freed_memory(arenas: Arenas) {
             }
         }
     }
+}
+
+/// The arenas on which [`keep_freed_memory`] keeps freed memory; unset until it is called (and
+/// off glibc), where glibc hands large freed blocks back by itself.
+static KEPT_ON: std::sync::OnceLock<Arenas> = std::sync::OnceLock::new();
+
+/// Whether a generation's phases should trim the heap where each starts
+/// ([`release_freed_memory`]): where freed memory is kept on an arena per thread.
+///
+/// Each phase runs on new threads (the leader replica's training, the fitness evaluators and
+/// their OpenMP teams), and a new thread takes whichever arena a thread left last. Untrimmed,
+/// every arena kept the peak of whatever phase had last used it: side by side, evaluators
+/// reused the trainer's freed pages only in part (memory config: peak RSS 2.62/2.64 GB, trimmed
+/// 2.23/2.30 GB), and on 2 CPU replicas RSS grew by a phase's peak every generation (paper
+/// supernet: 5.6 GB in the first generation, 19 GB after six, and training 1.3x slower from
+/// the second on; trimmed, 5.6 GB after six; AMD EPYC Zen 3). On one arena every phase reuses
+/// the last one's pages, and trimming only adds page faults (paper-sized supernet, one
+/// evaluator: 1.2 M more and 7% slower, AMD EPYC).
+pub fn trim_between_phases() -> bool {
+    KEPT_ON.get() == Some(&Arenas::PerThread)
 }
 
 /// Hands the heap's free pages back to the kernel (glibc's `malloc_trim`), between phases.

@@ -141,9 +141,9 @@ pub struct SearchController {
     workers: Workers,
     /// Training batches per generation (the progress bar's length).
     train_batches: u64,
-    /// Whether the heap's free pages go back to the kernel where a phase starts: only when
-    /// several evaluators or replicas of this process compute side by side, each thread on a
-    /// heap arena of its own ([`release_freed_memory`]).
+    /// Whether the heap's free pages go back to the kernel where a phase starts: only where
+    /// the process keeps them on a heap arena per thread
+    /// ([`crate::runtime::trim_between_phases`]).
     trim_between_phases: bool,
     names: HashMap<ActorId, String>,
     events: Events,
@@ -246,16 +246,9 @@ impl Actor for SearchController {
             tch::Device::Cpu => cpu_threads,
             _ => 0,
         };
-        // Side by side, the evaluators' heaps reuse the trainer's freed pages only in part, and
-        // peak RSS was both phases' sum (memory config: 2.23/2.30 GB trimmed vs 2.62/2.64 GB
-        // not). One stream of libtorch work reuses them: trimming there only adds page faults
-        // (paper-sized supernet, 1 evaluator: 1.2 M more faults and 7% slower, AMD EPYC).
-        // Replicas side by side run on glibc's per-thread arenas too (main.rs), and each phase's
-        // new threads take whichever arena a thread left last: untrimmed, every arena kept the
-        // peak of whatever phase had used it, and RSS grew by a phase's peak each generation
-        // (paper supernet, 2 CPU replicas: 5.6 GB in the first generation, 19 GB after six, and
-        // training 1.3x slower from the second on; trimmed, 5.6 GB after six, AMD EPYC Zen 3).
-        let trim_between_phases = local > 1 || settings.runtime.devices.len() > 1;
+        // As main set up the heap: per thread for several replicas or evaluators side by side
+        // (a served search switched to later keeps the first one's).
+        let trim_between_phases = crate::runtime::trim_between_phases();
         let evaluators: Vec<_> = evaluators
             .into_iter()
             .enumerate()
