@@ -72,7 +72,8 @@ fn heap_arenas(search_config: Option<&anyhow::Result<evnas::config::Config>>) ->
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Read once: it decides the heap's arenas and, under a launcher, this rank's devices.
+    // Read once: it decides the heap's arenas, under a launcher this rank's devices, and it is
+    // the config that serve starts with.
     let search_config =
         if cli.version { None } else { cli.command.as_ref().and_then(Command::search_config) };
     // Before any thread exists: the heap's arenas are fixed once a second thread allocates.
@@ -85,12 +86,15 @@ fn main() -> ExitCode {
         Ok(job) => job.flatten(),
         Err(err) => return fail(&err),
     };
-    if let (Some(job), Some(cfg)) = (job.filter(|j| j.rank() > 0), search_config) {
-        return match cfg.and_then(|cfg| cli::job::follow(job, &cfg)) {
-            Ok(code) => code,
-            Err(err) => fail(&err),
-        };
-    }
+    let search_config = match (job.filter(|j| j.rank() > 0), search_config) {
+        (Some(job), Some(cfg)) => {
+            return match cfg.and_then(|cfg| cli::job::follow(job, &cfg)) {
+                Ok(code) => code,
+                Err(err) => fail(&err),
+            }
+        }
+        (_, search_config) => search_config,
+    };
     let result = match (cli.version, cli.command) {
         (true, _) => cli::version::run(),
         (false, Some(Command::Doctor(args))) => cli::doctor::run(&args),
@@ -100,7 +104,10 @@ fn main() -> ExitCode {
         (false, Some(Command::Export(args))) => cli::export::run(&args),
         (false, Some(Command::Train(args))) => cli::train::run(&args),
         (false, Some(Command::Search(args))) => cli::search::run(&args),
-        (false, Some(Command::Serve(args))) => cli::serve::run(&args),
+        (false, Some(Command::Serve(args))) => {
+            let config = search_config.unwrap_or_else(|| args.config_here());
+            cli::serve::run(&args, config)
+        }
         (false, Some(Command::Validate(args))) => cli::validate::run(&args),
         (false, Some(Command::Compare(args))) => cli::compare::run(&args),
         (false, None) => {

@@ -20,8 +20,10 @@ impl ServeArgs {
     }
 }
 
-pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    match evnas::daemon::serve(&ServeOptions { config: args.config.clone() })? {
+/// Serves `config`, read from the config file at start (by [`ServeArgs::config_here`]).
+pub fn run(args: &ServeArgs, config: anyhow::Result<evnas::config::Config>) -> anyhow::Result<ExitCode> {
+    let options = ServeOptions { config_path: args.config.clone(), config: config? };
+    match evnas::daemon::serve(options)? {
         ServeExit::Stopped => Ok(ExitCode::SUCCESS),
         ServeExit::Forced => evnas::daemon::exit_now(super::failure::code::INTERRUPTED.into()),
     }

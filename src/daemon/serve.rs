@@ -19,7 +19,10 @@ use super::notify::{self, Heartbeat};
 use super::search_task::{SearchTask, TaskEnd};
 
 pub struct ServeOptions {
-    pub config: PathBuf,
+    /// The config file, watched for edits.
+    pub config_path: PathBuf,
+    /// What it held at start, read once by the caller (it also sets up the process).
+    pub config: Config,
 }
 
 /// How `serve` ended (an error is returned instead when the search failed).
@@ -32,8 +35,8 @@ pub enum ServeExit {
 }
 
 /// Runs the service until a signal stops it.
-pub fn serve(options: &ServeOptions) -> anyhow::Result<ServeExit> {
-    let cfg = crate::config::load(Some(&options.config), &[])?;
+pub fn serve(options: ServeOptions) -> anyhow::Result<ServeExit> {
+    let ServeOptions { config_path, config: cfg } = options;
     // Data that is not where the config says, or a search directory this config cannot resume,
     // is a config problem (exit 2, which systemd does not restart), not a failure of the
     // running service.
@@ -44,7 +47,7 @@ pub fn serve(options: &ServeOptions) -> anyhow::Result<ServeExit> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let exit = runtime.block_on(run(cfg, &options.config));
+    let exit = runtime.block_on(run(cfg, &config_path));
     if matches!(exit, Ok(ServeExit::Forced)) {
         // The caller ends the process at once: shutting the runtime down would make the search's
         // task report its pipeline as failed (an error line, a failure counted) on the way out.
