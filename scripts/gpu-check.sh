@@ -28,8 +28,8 @@
 #          steps on the CPU, without the CUDA checks), PYTHON (default python3), ROW_TIMEOUT
 #          (seconds a search may take before it counts as hung, default 240), BUDGET (seconds
 #          for the whole script, default 540: rows that would pass it are cut short or skipped),
-#          OUT (a folder that gets every log and generation record as each row ends, as the
-#          device runner's $OUT does)
+#          OUT (a folder that gets OUT/gpu-check.tar.gz, every log and generation record so
+#          far, rewritten as each row ends: the device runner's $OUT gives back 8 files at most)
 set -euo pipefail
 bin=$(readlink -f "${1:-target/release/evnas}")
 py=${PYTHON:-python3}
@@ -38,14 +38,16 @@ row_timeout=${ROW_TIMEOUT:-240}
 budget=${BUDGET:-540}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
-kept=${OUT:+$(realpath -m "$OUT")/gpu-check}
-# The device machine gives back only what is under $OUT, and nothing of a command it kills: the
-# logs and records (not the generated images) are copied there as each row ends.
+kept=${OUT:+$(realpath -m "$OUT")/gpu-check.tar.gz}
+# The device machine gives back only what is under $OUT (8 files at most), and nothing of a
+# command it kills: the logs and records (not the generated images) are packed there, in one
+# file, as each row ends.
 keep_results() {
     [[ -n $kept ]] || return 0
-    mkdir -p "$kept"
+    mkdir -p "$(dirname "$kept")"
     (cd "$work" && find . -path ./cifar -prune -o -type f \( -name '*.log' -o -name '*.time' -o -name '*.txt' \
-        -o -name generations.jsonl -o -name timings.jsonl \) -exec cp --parents {} "$kept" \;) || true
+        -o -name generations.jsonl -o -name timings.jsonl \) -print0 |
+        tar --null -czf "$kept.partial" -T - && mv "$kept.partial" "$kept") || true
 }
 trap 'keep_results; rm -rf "$work"' EXIT
 # Seconds left of BUDGET for a row that may take up to $1 (0: none left).
@@ -69,10 +71,6 @@ echo "gpu-check: $(lscpu | grep 'Model name' | sed 's/ \+/ /g'); $(nproc) CPUs"
 
 "$bin" --version | tee "$work/version.txt"
 grep -q '^libtorch 2\.11\.0' "$work/version.txt" || fail "libtorch is not 2.11.0"
-# A binary built before a config key it is given existed refuses the config: say so at once,
-# not after the device's start-up.
-"$bin" validate --config "$here/../config/evnas-cifar10-paper.toml" >"$work/validate.txt" 2>&1 ||
-    { cat "$work/validate.txt"; fail "the binary refuses config/evnas-cifar10-paper.toml: built from an older checkout?"; }
 if [[ -n ${DEVICES:-} ]]; then
     read -r -a devices <<<"$DEVICES"
 else
@@ -97,6 +95,12 @@ for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
         record[i * 3073] %= 10
     open(os.path.join(out, name), "wb").write(record)
 PY
+# A binary that refuses the config the rows run (built before a key of it existed, say) says so
+# at once, not after the device's start-up. On the images above: validate also checks that
+# data.path holds the dataset.
+EVNAS__DATA__PATH="$work/cifar" EVNAS__RUN__DIR="$work/runs" \
+    "$bin" validate --config "$here/../config/evnas-cifar10-paper.toml" >"$work/validate.txt" 2>&1 ||
+    { cat "$work/validate.txt"; fail "the binary refuses config/evnas-cifar10-paper.toml (built from an older checkout?)"; }
 
 search() { # run-dir, then --set values
     local run=$1
