@@ -14,7 +14,7 @@
 #  4. A small search data-parallel as a job of 2 processes started by torchrun: the replicas' GPU
 #     path (shards from pinned memory, grouped loss checks, counts kept on the device until the
 #     pass ends). Each rank on a GPU of its own with NCCL where there are two; else both on the
-#     one GPU with Gloo (NCCL refuses two ranks on one GPU).
+#     one GPU (or the CPU) with Gloo (NCCL refuses two ranks on one GPU).
 #  5. With two GPUs or more: NCCL's all-reduce across all of them (step 1, evnas doctor, which runs
 #     it on one GPU too), and the paper config's generation data-parallel on the first two, with
 #     NCCL and with Gloo, against one GPU (the goal: >= 1.8x).
@@ -135,9 +135,9 @@ for device in "${devices[@]}"; do
     echo "gpu-check: ok: a training pass and a fitness pass on $device"
 done
 
-# (GPUs only: CPU replicas of a job are what CI's tests run.)
-if [[ ${devices[0]} == cuda* ]]; then
-    if ((${#devices[@]} >= 2)); then
+# (On the CPU too, so that DEVICES=cpu tries torchrun's launch before a GPU machine does.)
+{
+    if ((${#devices[@]} >= 2)) && [[ ${devices[0]} == cuda* ]]; then
         job_gpus="${devices[0]} ${devices[1]}" job_backend=nccl
     else
         job_gpus=${devices[0]} job_backend=gloo
@@ -170,7 +170,7 @@ PY
         failed_rows+=("a job of 2 ranks with $job_backend")
     fi
     keep_results
-fi
+}
 
 images=$((25000 / fraction))
 # The paper config as shipped (channels-last, fp32), with bf16 fitness, with bf16 training too,
