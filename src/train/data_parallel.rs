@@ -824,9 +824,7 @@ fn broadcast_into(tensors: Vec<Tensor>, group: &ProcessGroup) -> Result<(), Dist
 /// SHA-256 over every trainable variable (by name) and momentum buffer, their bytes on the host.
 /// (BatchNorm's running statistics are left out: each replica's follow its own shards.)
 fn fingerprint(vs: &VarStore, opt: &Sgd) -> Result<String, TrainError> {
-    let mut tensors: Vec<(String, Tensor)> =
-        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut tensors = super::sgd::trainable_by_name(vs);
     tensors.extend(opt.momentum_buffers().into_iter().map(|(name, t)| (format!("momentum.{name}"), t)));
     let mut hasher = Sha256::new();
     for (name, t) in &tensors {

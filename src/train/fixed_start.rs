@@ -35,10 +35,7 @@ pub fn fixed_supernet() -> (VarStore, Supernet) {
 
 /// The trainable tensors of `vs`, in the order of their names.
 pub fn trainable(vs: &VarStore) -> Vec<Tensor> {
-    let mut named: Vec<(String, Tensor)> =
-        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named.into_iter().map(|(_, t)| t).collect()
+    super::sgd::trainable_by_name(vs).into_iter().map(|(_, t)| t).collect()
 }
 
 /// `count` architectures (14 edges × 8 ops, normal and reduce cell) of fixed α.

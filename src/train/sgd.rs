@@ -22,13 +22,19 @@ pub struct Sgd {
     momentum: BTreeMap<String, Tensor>,
 }
 
+/// The variables of `vs` that require a gradient, in the order of their names: the order in
+/// which the optimizer, the replicas' fingerprint and the tests walk them.
+pub fn trainable_by_name(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> =
+        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
 impl Sgd {
     /// Tracks every variable of `vs` that requires a gradient.
     pub fn new(vs: &VarStore, config: SgdConfig) -> Self {
-        let mut params: Vec<(String, Tensor)> =
-            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
-        Self { config, params, momentum: BTreeMap::new() }
+        Self { config, params: trainable_by_name(vs), momentum: BTreeMap::new() }
     }
 
     /// Where the tracked variables live (the CPU when there are none).

@@ -213,8 +213,8 @@ impl Replicated {
         Self::in_precision(replicas, Precision::Fp32)
     }
 
-    /// Weights and architectures from a fixed formula ([`fixed_start`]), not libtorch's global
-    /// generator.
+    /// Weights and architectures from a fixed formula
+    /// ([`fixed_start`](crate::train::fixed_start)), not libtorch's global generator.
     fn in_precision(replicas: usize, precision: Precision) -> Self {
         let config = small_supernet();
         let (vs, model) = fixed_supernet();
