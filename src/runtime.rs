@@ -113,14 +113,18 @@ pub fn keep_freed_memory(arenas: Arenas) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const MIB: libc::c_int = 1 << 20;
-        let chosen = std::env::var("MALLOC_ARENA_MAX").ok();
+        let chosen = std::env::var_os("MALLOC_ARENA_MAX");
         let arenas_chosen = chosen.is_some();
-        let effective = match chosen.as_deref().map(str::trim) {
-            Some("1") => Arenas::One,
+        // glibc reads the variable as a number: 1 is one arena; 0 or anything else, its default.
+        let effective = match chosen.map(|v| v.to_str().and_then(|v| parse_count(v.trim()))) {
+            Some(Some(1)) => Arenas::One,
             Some(_) => Arenas::PerThread,
             None => arenas,
         };
-        let _ = KEPT_ON.set(effective);
+        if KEPT_ON.set(effective).is_err() {
+            // Set up already: the arenas are fixed by now, and the record must stay true.
+            return;
+        }
         // SAFETY: mallopt only changes allocator parameters; it is called before the process
         // starts threads that allocate (and glibc serialises it against malloc in any case).
         unsafe {
@@ -132,6 +136,17 @@ pub fn keep_freed_memory(arenas: Arenas) {
                 libc::mallopt(libc::M_ARENA_MAX, 1);
             }
         }
+    }
+}
+
+/// A count as glibc's tunables read it: decimal, `0x` hexadecimal or `0` octal.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn parse_count(text: &str) -> Option<u64> {
+    let text = text.strip_prefix('+').unwrap_or(text);
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None if text.len() > 1 && text.starts_with('0') => u64::from_str_radix(&text[1..], 8).ok(),
+        None => text.parse().ok(),
     }
 }
 
@@ -178,5 +193,18 @@ mod tests {
         let rt = TorchRuntime::detect();
         assert_eq!(rt.libtorch_release(), "2.11.0", "{rt:?}");
         assert!(rt.lib_dir.is_some(), "libtorch_cpu.so not found in /proc/self/maps");
+    }
+
+    /// MALLOC_ARENA_MAX as glibc reads it: "1", "01", "+1" and "0x1" are one arena.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn arena_counts_read_as_glibc_reads_them() {
+        for one in ["1", "01", "+1", "0x1", "0X1"] {
+            assert_eq!(parse_count(one), Some(1), "{one}");
+        }
+        assert_eq!(parse_count("010"), Some(8));
+        assert_eq!(parse_count("0"), Some(0));
+        assert_eq!(parse_count("four"), None);
+        assert_eq!(parse_count(""), None);
     }
 }
