@@ -44,10 +44,14 @@ kept=${OUT:+$(realpath -m "$OUT")/gpu-check.tar.gz}
 # file, as each row ends.
 keep_results() {
     [[ -n $kept ]] || return 0
-    mkdir -p "$(dirname "$kept")"
+    mkdir -p "$(dirname "$kept")" || return 0
+    # tar's exit 1 is "a file changed as it was read" (a log still written by a killed row's
+    # processes): the archive is still good.
+    local code=0
     (cd "$work" && find . -path ./cifar -prune -o -type f \( -name '*.log' -o -name '*.time' -o -name '*.txt' \
         -o -name generations.jsonl -o -name timings.jsonl \) -print0 |
-        tar --null -czf "$kept.partial" -T - && mv "$kept.partial" "$kept") || true
+        tar --null -czf "$kept.partial" -T -) || code=$?
+    if ((code <= 1)); then mv "$kept.partial" "$kept"; else rm -f "$kept.partial"; fi
 }
 trap 'keep_results; rm -rf "$work"' EXIT
 # Seconds left of BUDGET for a row that may take up to $1 (0: none left).
@@ -136,14 +140,13 @@ for device in "${devices[@]}"; do
 done
 
 # (On the CPU too, so that DEVICES=cpu tries torchrun's launch before a GPU machine does.)
-{
-    if ((${#devices[@]} >= 2)) && [[ ${devices[0]} == cuda* ]]; then
-        job_gpus="${devices[0]} ${devices[1]}" job_backend=nccl
-    else
-        job_gpus=${devices[0]} job_backend=gloo
-    fi
-    # Every rank gets the same command line, as torchrun gives it; each picks its GPU here.
-    cat >"$work/rank.sh" <<EOF
+if ((${#devices[@]} >= 2)) && [[ ${devices[0]} == cuda* ]]; then
+    job_gpus="${devices[0]} ${devices[1]}" job_backend=nccl
+else
+    job_gpus=${devices[0]} job_backend=gloo
+fi
+# Every rank gets the same command line, as torchrun gives it; each picks its GPU here.
+cat >"$work/rank.sh" <<EOF
 #!/usr/bin/env bash
 gpus=($job_gpus)
 exec "$bin" search --quiet --config "$here/../config/evnas-cifar10-paper.toml" --run-dir "$work/job" \\
@@ -152,25 +155,24 @@ exec "$bin" search --quiet --config "$here/../config/evnas-cifar10-paper.toml" -
     --set fitness.batch_size=256 --set "run.device=\${gpus[LOCAL_RANK % \${#gpus[@]}]}" \\
     --set run.collectives=$job_backend
 EOF
-    chmod +x "$work/rank.sh"
-    # A failure is reported at the end; the benchmark rows still run.
-    # Bounded: a job that hangs must not take the machine's whole time.
-    job_limit=$(time_for 180)
-    if ((job_limit > 0)) && timeout "$job_limit" "$py" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python \
-        "$work/rank.sh" >"$work/job.log" 2>&1; then
-        "$py" - "$work/job" "$job_backend" <<'PY' || failed_rows+=("a job of 2 ranks with $job_backend")
+chmod +x "$work/rank.sh"
+# A failure is reported at the end; the benchmark rows still run.
+# Bounded: a job that hangs must not take the machine's whole time.
+job_limit=$(time_for 180)
+if ((job_limit > 0)) && timeout "$job_limit" "$py" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python \
+    "$work/rank.sh" >"$work/job.log" 2>&1; then
+    "$py" - "$work/job" "$job_backend" <<'PY' || failed_rows+=("a job of 2 ranks with $job_backend")
 import json, sys
 g = json.loads(open(sys.argv[1] + "/generations.jsonl").readline())["train"]
 assert g["images"] == 256, f"trained {g['images']} images, not 256"
 print(f"gpu-check: ok: a job of 2 ranks trained data-parallel with {sys.argv[2]}: {g['images']} images, "
       f"all-reduce {g.get('communication_seconds', 0):.2f} s of {g['seconds']:.2f} s")
 PY
-    else
-        cat "$work/job.log" 2>/dev/null || echo "gpu-check: no time left (BUDGET=$budget s) for the job"
-        failed_rows+=("a job of 2 ranks with $job_backend")
-    fi
-    keep_results
-}
+else
+    cat "$work/job.log" 2>/dev/null || echo "gpu-check: no time left (BUDGET=$budget s) for the job"
+    failed_rows+=("a job of 2 ranks with $job_backend")
+fi
+keep_results
 
 images=$((25000 / fraction))
 # The paper config as shipped (channels-last, fp32), with bf16 fitness, with bf16 training too,
