@@ -349,6 +349,30 @@ fn a_budget_cut_below_the_generations_run_ends_the_search_there() {
     assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
 }
 
+/// An edit saved while serve starts, after it has read its config and before its file watch
+/// began, is not lost: once running, serve finds the file changed and takes it as a reload.
+#[test]
+fn an_edit_saved_while_serve_starts_is_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = served_config(tmp.path(), 2, "edited", port, "");
+    // Once its config is read and checked, serve waits 6 s before its watch starts; the edit
+    // comes 3 s after the start. (Were serve slower than that to read it, it would start with
+    // the edit: the check below holds then too.)
+    let mut served = Served::start(&config, Some("serve.start=sleep(6000)"));
+    std::thread::sleep(Duration::from_secs(3));
+    set_by_rename(&config, "tournament_size", "3");
+    let deadline = Instant::now() + DEADLINE;
+    while sample(port, "evnas_config_tournament_size") != Some(3.0) {
+        assert!(Instant::now() < deadline, "the edit was never applied:\n{}", served.log());
+        assert!(served.child.try_wait().unwrap().is_none(), "serve exited:\n{}", served.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    served.sigterm();
+    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+}
+
 /// Serves `config` with generation 2's first batch delayed, sets the mutation rate to 0.5 once
 /// generation 1 is logged (`during` runs right after), and returns the search's directory once
 /// it is finished (`serve` then stopped).

@@ -41,6 +41,7 @@ pub fn serve(options: ServeOptions) -> anyhow::Result<ServeExit> {
     // is a config problem (exit 2, which systemd does not restart), not a failure of the
     // running service.
     super::check_search(&cfg)?;
+    crate::fault::point("serve.start")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("evnas-serve")
@@ -137,6 +138,11 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
     };
     service.enter_configured_state();
     notify::ready();
+    // An edit saved after the caller read the file and before the watch began would go unseen
+    // until the next one: compare once, and take a difference (or a broken file) as a reload.
+    if crate::config::load(Some(path), &[]).map_or(true, |now| now != service.cfg) {
+        service.reload(Trigger::FileChanged).await;
+    }
 
     loop {
         tokio::select! {
