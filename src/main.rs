@@ -57,7 +57,8 @@ impl Command {
 /// How the command's threads share the heap ([`evnas::runtime::keep_freed_memory`]): an arena
 /// per thread for a search whose libtorch work runs on several host threads at once (replicas,
 /// or fitness evaluators side by side on the CPU); one when its config does not load (the
-/// command then reports why).
+/// command then reports why). Per-thread arenas also make the search trim the heap where each
+/// phase starts ([`evnas::runtime::trim_between_phases`]).
 ///
 /// GPU replicas count too: each has a host thread that launches its kernels and allocates
 /// thousands of small tensor and autograd objects a step, which on one arena would queue on
@@ -103,10 +104,11 @@ fn main() -> ExitCode {
         (false, Some(Command::Eval(args))) => cli::eval::run(&args),
         (false, Some(Command::Export(args))) => cli::export::run(&args),
         (false, Some(Command::Train(args))) => cli::train::run(&args),
-        (false, Some(Command::Search(args))) => cli::search::run(&args),
+        (false, Some(Command::Search(args))) => {
+            cli::search::run(&args, search_config.expect("main reads search's config before it runs"))
+        }
         (false, Some(Command::Serve(args))) => {
-            let config = search_config.unwrap_or_else(|| args.config_here());
-            cli::serve::run(&args, config)
+            cli::serve::run(&args, search_config.expect("main reads serve's config before it runs"))
         }
         (false, Some(Command::Validate(args))) => cli::validate::run(&args),
         (false, Some(Command::Compare(args))) => cli::compare::run(&args),

@@ -48,24 +48,35 @@ impl SearchArgs {
     /// The config this invocation runs with on this machine (the resumed run's own, or the one
     /// given), `--device` applied.
     pub fn config_here(&self) -> anyhow::Result<evnas::config::Config> {
-        let mut cfg = match (&self.resume, &self.config) {
-            (Some(_), Some(path)) => evnas::config::load(Some(path), &[])?,
+        // --device as overrides, so that it is validated with the rest of a config read here.
+        let device: Vec<String> = match &self.device {
+            Some(d) => vec![format!("run.device={d}"), "run.devices=[]".into()],
+            None => Vec::new(),
+        };
+        let cfg = match (&self.resume, &self.config) {
+            (Some(_), Some(path)) => evnas::config::load(Some(path), &device)?,
             // A rank of a job on a machine without the run directory: its devices are --device.
             (Some(dir), None) => match evnas::launch::search_config(dir) {
-                Err(_) if self.device.is_some() => evnas::config::load(None, &[])?,
-                read => read.with_context(|| format!("cannot read the config of {}", dir.display()))?,
+                Err(_) if self.device.is_some() => evnas::config::load(None, &device)?,
+                read => {
+                    let mut cfg =
+                        read.with_context(|| format!("cannot read the config of {}", dir.display()))?;
+                    if let Some(d) = &self.device {
+                        cfg.run.device = d.clone();
+                        cfg.run.devices.clear();
+                    }
+                    cfg
+                }
             },
-            (None, path) => evnas::config::load(path.as_deref(), &self.set)?,
+            (None, path) => evnas::config::load(path.as_deref(), &[self.set.clone(), device].concat())?,
         };
-        if let Some(device) = &self.device {
-            cfg.run.device = device.clone();
-            cfg.run.devices.clear();
-        }
         Ok(cfg)
     }
 }
 
-pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
+/// Runs the search; `config` is [`SearchArgs::config_here`]'s, read once by main (a new search's
+/// config, or a resume's `--config`).
+pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.metrics_listen {
         let libtorch = evnas::runtime::TorchRuntime::detect().libtorch_version;
         MetricsExporter::start(addr, &libtorch)?;
@@ -89,8 +100,9 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     let engine =
         match &args.resume {
             Some(dir) => {
+                // Without --config, the run's own (read by launch::resume).
                 let cfg = match &args.config {
-                    Some(path) => Some(evnas::config::load(Some(path), &[])?),
+                    Some(_) => Some(config?),
                     None => None,
                 };
                 training_cfg = match &cfg {
@@ -119,12 +131,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
                 engine
             }
             None => {
-                let mut overrides = args.set.clone();
-                if let Some(d) = &args.device {
-                    overrides.push(format!("run.device={d}"));
-                    overrides.push("run.devices=[]".into());
-                }
-                let cfg = evnas::config::load(args.config.as_deref(), &overrides)?;
+                let cfg = config?;
                 let engine = evnas::launch::create(&cfg, args.run_dir.as_deref())
                     .context("cannot start the search")?;
                 training_cfg = cfg;
