@@ -58,7 +58,7 @@ impl Command {
 /// per thread for a search whose libtorch work runs on several host threads at once (replicas,
 /// or fitness evaluators side by side on the CPU); one when its config does not load (the
 /// command then reports why). Per-thread arenas also make the search trim the heap where each
-/// phase starts ([`evnas::runtime::trim_between_phases`]).
+/// phase starts ([`evnas::runtime::release_freed_memory_between_phases`]).
 ///
 /// GPU replicas count too: each has a host thread that launches its kernels and allocates
 /// thousands of small tensor and autograd objects a step, which on one arena would queue on

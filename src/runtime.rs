@@ -108,7 +108,7 @@ pub enum Arenas {
 /// config (C=4) measured a generation in 9.5-12.6 s with one arena, 9.5-10.9 s with an arena
 /// each, peak RSS +5-9% (memory config: 2.22-2.36 GB, 2.42-2.47 GB). Call once, early, before
 /// other threads allocate (glibc fixes the limit when a second thread first allocates). The
-/// arenas it sets up decide [`trim_between_phases`]. A no-op off glibc.
+/// arenas it sets up decide [`release_freed_memory_between_phases`]. A no-op off glibc.
 pub fn keep_freed_memory(arenas: Arenas) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -152,10 +152,12 @@ fn parse_count(text: &str) -> Option<u64> {
 
 /// The arenas on which [`keep_freed_memory`] keeps freed memory; unset until it is called (and
 /// off glibc), where glibc hands large freed blocks back by itself.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 static KEPT_ON: std::sync::OnceLock<Arenas> = std::sync::OnceLock::new();
 
-/// Whether a generation's phases should trim the heap where each starts
-/// ([`release_freed_memory`]): where freed memory is kept on an arena per thread.
+/// Where a phase of a generation starts: hands the heap's free pages back to the kernel
+/// (glibc's `malloc_trim`) where [`keep_freed_memory`] keeps them on an arena per thread, and
+/// does nothing otherwise (one arena, or glibc's own settings, or off glibc).
 ///
 /// Each phase runs on new threads (the leader replica's training, the fitness evaluators and
 /// their OpenMP teams), and a new thread takes whichever arena a thread left last. Untrimmed,
@@ -163,24 +165,17 @@ static KEPT_ON: std::sync::OnceLock<Arenas> = std::sync::OnceLock::new();
 /// reused the trainer's freed pages only in part (memory config: peak RSS 2.62/2.64 GB, trimmed
 /// 2.23/2.30 GB), and on 2 CPU replicas RSS grew by a phase's peak every generation (paper
 /// supernet: 5.6 GB in the first generation, 19 GB after six, and training 1.3x slower from
-/// the second on; trimmed, 5.6 GB after six; AMD EPYC Zen 3). On one arena every phase reuses
-/// the last one's pages, and trimming only adds page faults (paper-sized supernet, one
-/// evaluator: 1.2 M more and 7% slower, AMD EPYC).
-pub fn trim_between_phases() -> bool {
-    KEPT_ON.get() == Some(&Arenas::PerThread)
-}
-
-/// Hands the heap's free pages back to the kernel (glibc's `malloc_trim`), between phases.
-///
-/// [`keep_freed_memory`] keeps a phase's freed tensors for reuse within the phase; a phase of
-/// another shape (training, then several evaluators at once) reuses them only in part, and
-/// peak RSS was the sum of both phases' heaps. Trimming where a phase starts costs one fault
-/// per page the next phase touches, once per phase, not once per tensor. A no-op off glibc.
-pub fn release_freed_memory() {
+/// the second on; trimmed, 5.6 GB after six; AMD EPYC Zen 3). Trimming costs one fault per page
+/// the next phase touches, once per phase. On one arena every phase reuses the last one's
+/// pages, and trimming only added page faults (paper-sized supernet, one evaluator: 1.2 M more
+/// and 7% slower, AMD EPYC).
+pub fn release_freed_memory_between_phases() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it locks each arena.
-    unsafe {
-        libc::malloc_trim(0);
+    if KEPT_ON.get() == Some(&Arenas::PerThread) {
+        // SAFETY: malloc_trim only returns free heap pages to the kernel; it locks each arena.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use kameo::Actor;
 
 use crate::checkpoint::CheckpointStore;
 use crate::evolution::{self, ChildSlot, GaParams, Individual, Population};
-use crate::runtime::release_freed_memory;
+use crate::runtime::release_freed_memory_between_phases;
 use crate::search::record::TrainSummary;
 use crate::search::run_dir::RunDir;
 use crate::search::{
@@ -141,10 +141,6 @@ pub struct SearchController {
     workers: Workers,
     /// Training batches per generation (the progress bar's length).
     train_batches: u64,
-    /// Whether the heap's free pages go back to the kernel where a phase starts: only where
-    /// the process keeps them on a heap arena per thread
-    /// ([`crate::runtime::trim_between_phases`]).
-    trim_between_phases: bool,
     names: HashMap<ActorId, String>,
     events: Events,
     stop: StopFlag,
@@ -246,9 +242,6 @@ impl Actor for SearchController {
             tch::Device::Cpu => cpu_threads,
             _ => 0,
         };
-        // As main set up the heap: per thread for several replicas or evaluators side by side
-        // (a served search switched to later keeps the first one's).
-        let trim_between_phases = crate::runtime::trim_between_phases();
         let evaluators: Vec<_> = evaluators
             .into_iter()
             .enumerate()
@@ -287,7 +280,6 @@ impl Actor for SearchController {
             store,
             workers,
             train_batches,
-            trim_between_phases,
             names,
             events,
             stop,
@@ -388,9 +380,7 @@ impl SearchController {
             learning_rate: plan.learning_rate,
             settings: self.state.settings,
         });
-        if self.trim_between_phases {
-            release_freed_memory();
-        }
+        release_freed_memory_between_phases();
         let message = TrainGeneration { plan: plan.clone(), start };
         self.step = Step::Training { plan, measured };
         if self.workers.trainer.tell(message).send().await.is_err() {
@@ -435,9 +425,7 @@ impl SearchController {
         if all_measured {
             return self.fitness_done().await;
         }
-        if self.trim_between_phases {
-            release_freed_memory();
-        }
+        release_freed_memory_between_phases();
         for evaluator in &self.workers.evaluators {
             let message = EvaluateGeneration {
                 generation,
