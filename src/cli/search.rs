@@ -48,28 +48,25 @@ impl SearchArgs {
     /// The config this invocation runs with on this machine (the resumed run's own, or the one
     /// given), `--device` applied.
     pub fn config_here(&self) -> anyhow::Result<evnas::config::Config> {
-        // --device as overrides, so that it is validated with the rest of a config read here.
-        let device: Vec<String> = match &self.device {
-            Some(d) => vec![format!("run.device={d}"), "run.devices=[]".into()],
-            None => Vec::new(),
-        };
-        let cfg = match (&self.resume, &self.config) {
-            (Some(_), Some(path)) => evnas::config::load(Some(path), &device)?,
+        let mut cfg = match (&self.resume, &self.config) {
+            (Some(_), Some(path)) => evnas::config::load(Some(path), &[])?,
             // A rank of a job on a machine without the run directory: its devices are --device.
             (Some(dir), None) => match evnas::launch::search_config(dir) {
-                Err(_) if self.device.is_some() => evnas::config::load(None, &device)?,
-                read => {
-                    let mut cfg =
-                        read.with_context(|| format!("cannot read the config of {}", dir.display()))?;
-                    if let Some(d) = &self.device {
-                        cfg.run.device = d.clone();
-                        cfg.run.devices.clear();
-                    }
-                    cfg
-                }
+                Err(_) if self.device.is_some() => evnas::config::load(None, &[])?,
+                read => read.with_context(|| format!("cannot read the config of {}", dir.display()))?,
             },
-            (None, path) => evnas::config::load(path.as_deref(), &[self.set.clone(), device].concat())?,
+            (None, path) => evnas::config::load(path.as_deref(), &self.set)?,
         };
+        if let Some(device) = &self.device {
+            cfg.run.device = device.clone();
+            cfg.run.devices.clear();
+            // Checked as a device in the config is: its name, and with run.collectives.
+            let problems = evnas::config::validate(&cfg);
+            if !problems.is_empty() {
+                let source_name = format!("the config with --device {device}");
+                return Err(evnas::config::ConfigError::Invalid { source_name, problems }.into());
+            }
+        }
         Ok(cfg)
     }
 }
