@@ -22,6 +22,25 @@ using evnas_c10d::Group;
 using evnas_c10d::guarded;
 using evnas_c10d::Store;
 
+namespace {
+
+// c10d's flight recorder keeps each group's recent collectives for PyTorch's Python debugging
+// tools, which evnas does not have. It is on by default in PyTorch 2.11, and its first record of
+// a group files the group in a map without taking its lock (recordWithResetEnabled in
+// FlightRecorderDetail.hpp). Replicas that are threads take their groups' first collectives side
+// by side: the map broke, and the process crashed or spun forever (test
+// groups_take_their_first_collectives_side_by_side). It stays off unless the user turned it on.
+// Set before main, while one thread runs, and before any group reads it.
+const bool flight_recorder_off = [] {
+  if (std::getenv("TORCH_FR_BUFFER_SIZE") == nullptr &&
+      std::getenv("TORCH_NCCL_TRACE_BUFFER_SIZE") == nullptr) {
+    setenv("TORCH_FR_BUFFER_SIZE", "0", 0);
+  }
+  return true;
+}();
+
+}  // namespace
+
 extern "C" {
 
 void evnas_c10d_free_error(char* error) { std::free(error); }

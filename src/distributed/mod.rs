@@ -57,6 +57,36 @@ mod tests {
         }
     }
 
+    /// Many groups of one process take their first collective at the same moment, as replica
+    /// threads do. c10d's flight recorder (on by default in PyTorch 2.11) files a group the
+    /// first time it records one of its collectives, in a map it does not lock: side by side,
+    /// those first records corrupted the map and crashed the process about once in 40 runs of
+    /// these tests. evnas turns the recorder off (c10d_shim.cpp); with it on, this crashes.
+    #[test]
+    fn groups_take_their_first_collectives_side_by_side() {
+        const THREADS: usize = 2;
+        const ROUNDS: usize = 200;
+        let store = Store::in_process().unwrap();
+        let start = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|s| {
+            for thread in 0..THREADS {
+                let (store, start) = (&store, &start);
+                s.spawn(move || {
+                    for round in 0..ROUNDS {
+                        let keys = store.prefixed(&format!("{thread}/{round}")).unwrap();
+                        let group =
+                            ProcessGroup::gloo(&keys, 0, 1, &GlooBind::Host("127.0.0.1".into()), TIMEOUT)
+                                .unwrap();
+                        let mut t = Tensor::from_slice(&[1.0f32]);
+                        start.wait();
+                        group.all_reduce_sum(&mut t).unwrap();
+                        assert_eq!(t.double_value(&[0]), 1.0);
+                    }
+                });
+            }
+        });
+    }
+
     /// The build links NCCL wherever its libtorch has CUDA (the PyPI wheel CI uses has), unless
     /// told not to, and the shim reaches the library.
     #[test]
