@@ -60,31 +60,39 @@ mod tests {
     /// Many groups of one process take their first collective at the same moment, as replica
     /// threads do. c10d's flight recorder (on by default in PyTorch 2.11) files a group the
     /// first time it records one of its collectives, in a map it does not lock: side by side,
-    /// those first records corrupted the map and crashed the process about once in 40 runs of
-    /// these tests. evnas turns the recorder off (c10d_shim.cpp); with it on, this crashes.
+    /// those first records corrupted the map and crashed the process (about once in 40 runs of
+    /// these tests) or left its threads spinning. evnas turns the recorder off (c10d_shim.cpp);
+    /// with it on, this crashes or times out.
     #[test]
     fn groups_take_their_first_collectives_side_by_side() {
         const THREADS: usize = 2;
         const ROUNDS: usize = 200;
-        let store = Store::in_process().unwrap();
-        let start = std::sync::Barrier::new(THREADS);
-        std::thread::scope(|s| {
-            for thread in 0..THREADS {
-                let (store, start) = (&store, &start);
-                s.spawn(move || {
-                    for round in 0..ROUNDS {
-                        let keys = store.prefixed(&format!("{thread}/{round}")).unwrap();
-                        let group =
-                            ProcessGroup::gloo(&keys, 0, 1, &GlooBind::Host("127.0.0.1".into()), TIMEOUT)
-                                .unwrap();
-                        let mut t = Tensor::from_slice(&[1.0f32]);
-                        start.wait();
-                        group.all_reduce_sum(&mut t).unwrap();
-                        assert_eq!(t.double_value(&[0]), 1.0);
-                    }
-                });
-            }
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let store = Store::in_process().unwrap();
+            let start = std::sync::Barrier::new(THREADS);
+            std::thread::scope(|s| {
+                for thread in 0..THREADS {
+                    let (store, start) = (&store, &start);
+                    s.spawn(move || {
+                        for round in 0..ROUNDS {
+                            let keys = store.prefixed(&format!("{thread}/{round}")).unwrap();
+                            let bind = GlooBind::Host("127.0.0.1".into());
+                            let group = ProcessGroup::gloo(&keys, 0, 1, &bind, TIMEOUT).unwrap();
+                            let mut t = Tensor::from_slice(&[1.0f32]);
+                            start.wait();
+                            group.all_reduce_sum(&mut t).unwrap();
+                            assert_eq!(t.double_value(&[0]), 1.0);
+                        }
+                    });
+                }
+            });
+            let _ = done.send(());
         });
+        // A spinning recorder never returns: fail the test instead of hanging the suite.
+        finished
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the groups' first collectives failed or did not end in 2 minutes");
     }
 
     /// The build links NCCL wherever its libtorch has CUDA (the PyPI wheel CI uses has), unless
