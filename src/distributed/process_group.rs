@@ -155,7 +155,9 @@ impl ProcessGroup {
         })
     }
 
-    /// Returns once every rank reached it.
+    /// Returns once every rank reached it. Not as an NCCL group's first call: ProcessGroupNCCL
+    /// guesses that barrier's GPU from the rank of the process's first NCCL group, the same for
+    /// every replica thread, so they would all meet on one GPU.
     pub fn barrier(&self) -> Result<(), DistributedError> {
         // SAFETY: `self.raw` is a live group.
         self.collective("barrier", |error| unsafe { ffi::evnas_c10d_barrier(self.raw, error) })
