@@ -104,6 +104,10 @@ void* evnas_c10d_gloo_group(void* store, int rank, int size, const char* interfa
   guarded(error, [&] {
     auto options = c10d::ProcessGroupGloo::Options::create();
     options->timeout = std::chrono::milliseconds(timeout_ms);
+    // One worker thread, not Gloo's two: evnas waits for each collective before it starts the
+    // next, so a second worker only took the next one while the first, done, still wrote the
+    // group's status record without a lock (ProcessGroupGloo::runLoop).
+    options->threads = 1;
     std::string iface(interface), host(hostname);
     options->devices.push_back(
         !iface.empty()  ? c10d::ProcessGroupGloo::createDeviceForInterface(iface)
