@@ -270,8 +270,7 @@ fn prometheus_scrapes_serve_and_every_dashboard_query_returns_data() {
         assert_eq!(rule["health"], "ok", "{rule:#?}");
         assert_ne!(rule["state"], "firing", "{rule:#?}");
     }
-    served.sigterm();
-    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+    served.stop_cleanly();
 }
 
 #[test]
@@ -322,8 +321,7 @@ fn reloads_apply_at_the_next_boundary_and_bad_ones_change_nothing() {
     assert!(text.contains("evnas_reloads_total{outcome=\"invalid\"} 1"), "{text}");
     assert!(text.contains("evnas_reloads_total{outcome=\"refused\"} 1"), "{text}");
     assert_eq!(sample(port, "evnas_config_tournament_size"), Some(3.0));
-    served.sigterm();
-    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+    served.stop_cleanly();
 }
 
 /// A budget cut below the generations run ends the search at the next boundary: the log says
@@ -345,8 +343,7 @@ fn a_budget_cut_below_the_generations_run_ends_the_search_there() {
     served.wait_for_log("search finished; serving until stopped", DEADLINE);
     assert_eq!(sample(port, "evnas_generation"), Some(2.0));
     assert_eq!(sample(port, "evnas_config_generations"), Some(2.0));
-    served.sigterm();
-    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+    served.stop_cleanly();
 }
 
 /// An edit saved while serve starts, after it has read its config and before its file watch
@@ -369,8 +366,7 @@ fn an_edit_saved_while_serve_starts_is_applied() {
         std::thread::sleep(Duration::from_millis(200));
     }
     served.wait_for_log("search finished; serving until stopped", DEADLINE);
-    served.sigterm();
-    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+    served.stop_cleanly();
 }
 
 /// Serves `config` with generation 2's first batch delayed, sets the mutation rate to 0.5 once
@@ -422,8 +418,7 @@ fn a_reload_in_training_a_sighup_burst_and_a_kill_after_a_reload_end_as_one_unin
     let _ = served.wait(Duration::from_secs(30)).expect("serve was not killed");
     let mut restarted = Served::start(&config, None);
     restarted.wait_for_log("search finished; serving until stopped", DEADLINE);
-    restarted.sigterm();
-    assert!(restarted.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+    restarted.stop_cleanly();
     let killed = search_dir_named(config.parent().unwrap(), "same");
     assert_same_search(&killed, &reference);
 }
@@ -520,8 +515,7 @@ fn pause_resume_stop_and_a_new_search_id() {
         assert!(Instant::now() < deadline, "the running search stopped after a refused switch");
         std::thread::sleep(Duration::from_millis(200));
     }
-    served.sigterm();
-    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+    served.stop_cleanly();
 
     // The file now names a search it cannot resume: validate (systemd's ExecReload) and a
     // start both refuse it as a config problem, exit 2, which the unit does not restart.
@@ -554,8 +548,7 @@ fn switching_back_to_a_search_that_still_stops_resumes_it() {
     assert!(!log.contains("refused"), "{log}");
     let history = std::fs::read_to_string(tmp.path().join("runs-first/first/generations.jsonl")).unwrap();
     assert_eq!(history.lines().count(), 3, "{log}");
-    served.sigterm();
-    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+    served.stop_cleanly();
 }
 
 /// The NOTIFY_SOCKET a service manager would give: a thread reads every datagram as it comes,
@@ -654,8 +647,7 @@ fn a_finished_search_given_more_generations_while_paused_continues_when_running(
     served.wait_for_log_n("search finished; serving until stopped", 2, DEADLINE);
     let run = tmp.path().join("runs-longer").join("longer");
     assert_eq!(recorded(&run, "generations"), [2.0, 2.0, 3.0]);
-    served.sigterm();
-    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+    served.stop_cleanly();
 
     let mut served = Served::start(&config, None);
     served.wait_for_log("opening the finished search", DEADLINE);
@@ -674,8 +666,7 @@ fn a_finished_search_given_more_generations_while_paused_continues_when_running(
     let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
     let best = sample(port, "evnas_fitness_top1_ratio{stat=\"best\"}").unwrap();
     assert!((best - last["fitness"]["best"].as_f64().unwrap() / 100.0).abs() < 1e-9, "{best}");
-    served.sigterm();
-    assert!(served.wait(Duration::from_secs(30)).is_some_and(|(s, _)| s.success()));
+    served.stop_cleanly();
 }
 
 /// `evnas search --metrics-listen` serves the same metrics while it runs in the foreground.

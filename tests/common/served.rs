@@ -90,6 +90,15 @@ impl Served {
     pub fn sigterm(&self) {
         self.signal(libc::SIGTERM);
     }
+
+    /// SIGTERM, then a clean exit (status 0) within 30 s.
+    pub fn stop_cleanly(&mut self) {
+        self.sigterm();
+        match self.wait(Duration::from_secs(30)) {
+            Some((status, log)) => assert!(status.success(), "serve exited with {status} on SIGTERM:\n{log}"),
+            None => panic!("serve did not exit within 30 s of SIGTERM:\n{}", self.log()),
+        }
+    }
 }
 
 impl Drop for Served {
