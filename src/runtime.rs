@@ -113,15 +113,14 @@ pub fn keep_freed_memory(arenas: Arenas) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const MIB: libc::c_int = 1 << 20;
-        let chosen = std::env::var_os("MALLOC_ARENA_MAX");
-        let arenas_chosen = chosen.is_some();
         // glibc reads the variable as a number: 1 is one arena; 0 or anything else, its default.
-        let effective = match chosen.map(|v| v.to_str().and_then(|v| parse_count(v.trim()))) {
-            Some(Some(1)) => Arenas::One,
-            Some(_) => Arenas::PerThread,
-            None => arenas,
-        };
-        if KEPT_ON.set(effective).is_err() {
+        let chosen = std::env::var_os("MALLOC_ARENA_MAX").map(|v| {
+            match v.to_str().and_then(|v| parse_count(v.trim())) {
+                Some(1) => Arenas::One,
+                _ => Arenas::PerThread,
+            }
+        });
+        if KEPT_ON.set(chosen.unwrap_or(arenas)).is_err() {
             // Set up already: the arenas are fixed by now, and the record must stay true.
             return;
         }
@@ -132,7 +131,7 @@ pub fn keep_freed_memory(arenas: Arenas) {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * MIB);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * MIB);
             libc::mallopt(libc::M_TOP_PAD, 64 * MIB);
-            if !arenas_chosen && arenas == Arenas::One {
+            if chosen.is_none() && arenas == Arenas::One {
                 libc::mallopt(libc::M_ARENA_MAX, 1);
             }
         }
