@@ -1,9 +1,12 @@
 //! Reload triggers: SIGHUP (systemd's ExecReload) and a change of the config file. The file's
 //! directory is watched, not the file: editors save by writing a new file and renaming it over
-//! the old one, which a watch on the old file's inode would miss. Bursts of events (an editor
-//! writes, renames and touches) are debounced into one trigger.
+//! the old one, which a watch on the old file's inode would miss. A config reached through
+//! symbolic links (a Kubernetes ConfigMap volume swaps a `..data` link to a new directory; a
+//! file in /etc linked to one kept elsewhere) is watched at every link on its way too, and the
+//! watch follows the links again after each change. Bursts of events (an editor writes,
+//! renames and touches) are debounced into one trigger.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -37,39 +40,31 @@ pub enum WatchError {
 /// Quiet time after a file event before the reload: an editor's save is several events.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// Links followed at most (the kernel's own limit), so that a loop of links ends.
+const MAX_LINKS: usize = 40;
+
 /// The reload triggers of one config file.
 pub struct ConfigWatch {
     hup: Signal,
+    file: PathBuf,
+    events: mpsc::UnboundedSender<()>,
     files: mpsc::UnboundedReceiver<()>,
     /// A file event was taken and its reload not yet handed out (kept across a `next` that
     /// was cancelled while debouncing).
     dirty: bool,
-    /// Kept alive for as long as the watch is.
-    _watcher: RecommendedWatcher,
+    /// What the watch is on, kept alive for as long as the watch is.
+    watched: WatchedPaths,
 }
 
 impl ConfigWatch {
-    /// Watches SIGHUP and `file` (through its directory). Call on a tokio runtime.
+    /// Watches SIGHUP and `file` (through its directory, and those of the links leading to
+    /// it). Call on a tokio runtime.
     pub fn new(file: &Path) -> Result<Self, WatchError> {
         let hup = signal(SignalKind::hangup()).map_err(WatchError::Signal)?;
         let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        let name = file.file_name().map(|n| n.to_os_string());
-        let (tx, files) = mpsc::unbounded_channel();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            let relevant =
-                matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_));
-            let ours = event.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == name);
-            if relevant && ours {
-                let _ = tx.send(());
-            }
-        })
-        .map_err(|source| WatchError::Watch { dir: dir.clone(), source })?;
-        watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|source| WatchError::Watch { dir, source })?;
-        Ok(Self { hup, files, dirty: false, _watcher: watcher })
+        let (events, files) = mpsc::unbounded_channel();
+        let watched = WatchedPaths::new(&file, events.clone())?;
+        Ok(Self { hup, file, events, files, dirty: false, watched })
     }
 
     /// The next trigger; file events are debounced. Cancel-safe: a file event taken by a
@@ -84,6 +79,162 @@ impl ConfigWatch {
         // Until the directory has been quiet for DEBOUNCE.
         while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.files.recv()).await {}
         self.dirty = false;
+        self.follow_links_again();
         Trigger::FileChanged
+    }
+
+    /// A change may have pointed a link elsewhere (a ConfigMap's new `..data`): the watch moves
+    /// to where the links lead now. Where it cannot, the old watch stays (SIGHUP still reloads).
+    fn follow_links_again(&mut self) {
+        if resolution_chain(&self.file) == self.watched.chain {
+            return;
+        }
+        match WatchedPaths::new(&self.file, self.events.clone()) {
+            Ok(watched) => self.watched = watched,
+            Err(e) => {
+                tracing::warn!("{e}: edits of {} may go unseen until the next SIGHUP", self.file.display())
+            }
+        }
+    }
+}
+
+/// A watcher on the directories of a config's resolution chain, passing on the events of the
+/// chain's paths.
+struct WatchedPaths {
+    chain: Vec<PathBuf>,
+    _watcher: RecommendedWatcher,
+}
+
+impl WatchedPaths {
+    fn new(file: &Path, events: mpsc::UnboundedSender<()>) -> Result<Self, WatchError> {
+        let chain = resolution_chain(file);
+        let ours = chain.clone();
+        let first_dir = parent_of(&chain[0]);
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            let relevant =
+                matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_));
+            if relevant && event.paths.iter().any(|p| ours.contains(p)) {
+                let _ = events.send(());
+            }
+        })
+        .map_err(|source| WatchError::Watch { dir: first_dir, source })?;
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for dir in chain.iter().map(|p| parent_of(p)) {
+            if !dirs.contains(&dir) {
+                watcher
+                    .watch(&dir, RecursiveMode::NonRecursive)
+                    .map_err(|source| WatchError::Watch { dir: dir.clone(), source })?;
+                dirs.push(dir);
+            }
+        }
+        Ok(Self { chain, _watcher: watcher })
+    }
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The paths whose change changes what `file` (absolute) reads: every symbolic link met on the
+/// way to it, in order, then the path it ends at (which need not exist). Each is named as a
+/// watch of its directory reports it: that directory's path joined with its name.
+fn resolution_chain(file: &Path) -> Vec<PathBuf> {
+    let mut chain = Vec::new();
+    let mut pending = file.to_path_buf();
+    'links: for _ in 0..MAX_LINKS {
+        let mut prefix = PathBuf::new();
+        let components: Vec<Component> = pending.components().collect();
+        for (i, component) in components.iter().enumerate() {
+            prefix.push(component);
+            if !matches!(component, Component::Normal(_)) {
+                continue;
+            }
+            let is_link = prefix.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
+            let Some(target) = is_link.then(|| std::fs::read_link(&prefix).ok()).flatten() else {
+                continue;
+            };
+            chain.push(prefix.clone());
+            // A relative target is relative to the link's directory; an absolute one replaces it.
+            let mut next = parent_of(&prefix).join(target);
+            next.extend(&components[i + 1..]);
+            pending = next;
+            continue 'links;
+        }
+        break;
+    }
+    chain.push(pending);
+    chain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_plain_file_is_its_own_chain() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("evnas.toml");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(resolution_chain(&file), vec![file]);
+    }
+
+    #[test]
+    fn a_configmap_volume_is_followed_through_its_data_link() {
+        // The layout kubelet writes: evnas.toml -> ..data/evnas.toml, ..data -> ..v1.
+        let tmp = tempfile::tempdir().unwrap();
+        let cm = tmp.path();
+        std::fs::create_dir(cm.join("..v1")).unwrap();
+        std::fs::write(cm.join("..v1/evnas.toml"), "").unwrap();
+        symlink("..v1", cm.join("..data")).unwrap();
+        symlink("..data/evnas.toml", cm.join("evnas.toml")).unwrap();
+        assert_eq!(
+            resolution_chain(&cm.join("evnas.toml")),
+            vec![cm.join("evnas.toml"), cm.join("..data"), cm.join("..v1/evnas.toml")]
+        );
+    }
+
+    #[test]
+    fn links_to_other_directories_and_loops_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (etc, srv) = (tmp.path().join("etc"), tmp.path().join("srv"));
+        std::fs::create_dir(&etc).unwrap();
+        std::fs::create_dir(&srv).unwrap();
+        std::fs::write(srv.join("evnas.toml"), "").unwrap();
+        symlink("../srv/evnas.toml", etc.join("evnas.toml")).unwrap();
+        let chain = resolution_chain(&etc.join("evnas.toml"));
+        assert_eq!(chain, vec![etc.join("evnas.toml"), etc.join("../srv/evnas.toml")]);
+
+        symlink("b", etc.join("a")).unwrap();
+        symlink("a", etc.join("b")).unwrap();
+        assert_eq!(resolution_chain(&etc.join("a")).len(), MAX_LINKS + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn swapping_a_configmap_data_link_triggers_a_reload_and_moves_the_watch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cm = tmp.path();
+        let version = |n: u32| {
+            let dir = cm.join(format!("..v{n}"));
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("evnas.toml"), format!("# version {n}\n")).unwrap();
+            symlink(format!("..v{n}"), cm.join("..data_tmp")).unwrap();
+            // The atomic swap kubelet makes.
+            std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).unwrap();
+        };
+        version(1);
+        symlink("..data/evnas.toml", cm.join("evnas.toml")).unwrap();
+        let mut watch = ConfigWatch::new(&cm.join("evnas.toml")).unwrap();
+
+        async fn next(watch: &mut ConfigWatch) -> Option<Trigger> {
+            tokio::time::timeout(Duration::from_secs(10), watch.next()).await.ok()
+        }
+        version(2);
+        assert_eq!(next(&mut watch).await, Some(Trigger::FileChanged), "the swap is seen");
+        assert_eq!(watch.watched.chain.last(), Some(&cm.join("..v2/evnas.toml")));
+        // An edit of the file the link leads to now (not a ConfigMap's way, a person's).
+        std::fs::write(cm.join("..v2/evnas.toml"), "# edited\n").unwrap();
+        assert_eq!(next(&mut watch).await, Some(Trigger::FileChanged), "the new target is watched");
     }
 }
