@@ -353,7 +353,7 @@ fn an_edit_saved_while_serve_starts_is_applied() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = served_config(tmp.path(), 2, "edited", port, "");
-    // Once its config is read and checked, serve waits 6 s before its watch starts; the edit
+    // Once its config is read, serve waits 6 s before its watch starts; the edit
     // comes 3 s after the start. (Were serve slower than that to read it, it would start with
     // the edit: the check below holds then too.)
     let mut served = Served::start(&config, Some("serve.start=sleep(6000)"));
@@ -666,6 +666,59 @@ fn a_finished_search_given_more_generations_while_paused_continues_when_running(
     let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
     let best = sample(port, "evnas_fitness_top1_ratio{stat=\"best\"}").unwrap();
     assert!((best - last["fitness"]["best"].as_f64().unwrap() / 100.0).abs() < 1e-9, "{best}");
+    served.stop_cleanly();
+}
+
+/// A reload that would continue a finished search is refused while another process holds the
+/// search (checked before anything changes); one whose search then cannot be opened (every
+/// checkpoint corrupt) leaves the service up with the search stopped, saying why, where a
+/// restart would only fail again.
+#[test]
+fn a_search_a_reload_cannot_continue_leaves_the_service_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = served_config(tmp.path(), 1, "held", port, "");
+    let mut served = Served::start(&config, None);
+    served.wait_for_log("search finished; serving until stopped", DEADLINE);
+    let run = tmp.path().join("runs-held").join("held");
+
+    // Another process takes the search's lock (as a second `evnas search --resume` would);
+    // without a fork, so that killing it frees the lock.
+    let mut holder = Command::new("flock")
+        .args([
+            "-n",
+            "--no-fork",
+            run.join("evnas.lock").to_str().unwrap(),
+            "-c",
+            "echo held; exec sleep 600",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("flock(1) runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held");
+    set_by_rename(&config, "generations", "2");
+    served.wait_for_log("refused: continuing search held:", DEADLINE);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(served.log().contains("in use by another"), "{}", served.log());
+    assert_eq!(sample(port, "evnas_search_state{state=\"finished\"}"), Some(1.0));
+
+    for checkpoint in std::fs::read_dir(run.join("checkpoints")).unwrap() {
+        for file in std::fs::read_dir(checkpoint.unwrap().path()).unwrap() {
+            let file = file.unwrap().path();
+            if file.file_name().unwrap() != "manifest.json" {
+                std::fs::write(&file, b"not what the manifest hashed").unwrap();
+            }
+        }
+    }
+    served.signal(libc::SIGHUP);
+    served.wait_for_log("cannot open search held:", DEADLINE);
+    assert_eq!(sample(port, "evnas_search_state{state=\"stopped\"}"), Some(1.0));
+    assert_eq!(sample(port, "evnas_actor_failures_total{actor=\"search opener\"}"), Some(1.0));
+    assert!(served.child.try_wait().unwrap().is_none(), "serve exited:\n{}", served.log());
     served.stop_cleanly();
 }
 

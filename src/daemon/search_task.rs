@@ -24,6 +24,8 @@ pub enum TaskEnd {
     Finished(SearchResult),
     /// Stopped by its stop flag (at a checkpoint it resumes from).
     Stopped,
+    /// It could not be opened (resumed or created): nothing of it ran.
+    NotOpened(anyhow::Error),
     Failed(anyhow::Error),
 }
 
@@ -126,7 +128,7 @@ impl Job {
         let final_training = cfg.final_training.enabled.then(|| cfg.clone());
         let engine = match open_search(cfg, &dir) {
             Ok(engine) => engine,
-            Err(e) => return TaskEnd::Failed(e),
+            Err(e) => return TaskEnd::NotOpened(e),
         };
         if stop.is_stopped() {
             return TaskEnd::Stopped;

@@ -37,10 +37,6 @@ pub enum ServeExit {
 /// Runs the service until a signal stops it.
 pub fn serve(options: ServeOptions) -> anyhow::Result<ServeExit> {
     let ServeOptions { config_path, config: cfg } = options;
-    // Data that is not where the config says, or a search directory this config cannot resume,
-    // is a config problem (exit 2, which systemd does not restart), not a failure of the
-    // running service.
-    super::check_search(&cfg)?;
     crate::fault::point("serve.start")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -107,14 +103,35 @@ struct Service {
     mode: Mode,
     /// The budget the finished search ran to (a larger one continues it).
     finished_at: Option<usize>,
+    /// The search task was started by a reload, not by the service's start: if it cannot be
+    /// opened, the service stays up (a restart would read the same config and fail the same
+    /// way) and waits for the next reload.
+    started_by_reload: bool,
     heartbeat: Heartbeat,
 }
 
 async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
+    // Before anything slow (the search's check reads the data's headers, the metrics exporter
+    // looks for CUDA), so that a signal at start is not the end of the process by its default
+    // action: a SIGHUP is a reload, a SIGTERM a clean exit.
     let mut signals = Signals::install()?;
-    // Before anything slow (the metrics exporter looks for CUDA), so that a SIGHUP at start is
-    // a reload, not the end of the process.
     let mut watch = ConfigWatch::new(path)?;
+    // Data that is not where the config says, or a search directory this config cannot resume,
+    // is a config problem (exit 2, which systemd does not restart), not a failure of the
+    // running service. Off the async workers: it reads files, perhaps on a slow mount.
+    let check = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || super::check_search(&cfg))
+    };
+    tokio::select! {
+        checked = check => {
+            checked.context("the search's check did not finish")??;
+        }
+        name = signals.next() => {
+            tracing::info!("{name} while starting: exiting");
+            return Ok(ServeExit::Stopped);
+        }
+    }
     if !super::logging::set_by_environment() {
         if let Err(e) = super::logging::set_level(&cfg.run.log_level) {
             tracing::warn!("run.log_level = {:?}: {e}", cfg.run.log_level);
@@ -134,9 +151,10 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
         task: None,
         mode: Mode::Paused,
         finished_at: None,
+        started_by_reload: false,
         heartbeat,
     };
-    service.enter_configured_state();
+    service.enter_configured_state(false);
     notify::ready();
     // An edit saved after the caller read the file and before the watch began would go unseen
     // until the next one: compare once, and take a difference (or a broken file) as a reload.
@@ -158,16 +176,17 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
 
 impl Service {
     /// Starts the search, or stays idle, as `search.state` says.
-    fn enter_configured_state(&mut self) {
+    fn enter_configured_state(&mut self, by_reload: bool) {
         match self.cfg.search.state {
-            SearchStateSetting::Running => self.start_search(),
+            SearchStateSetting::Running => self.start_search(by_reload),
             SearchStateSetting::Paused => self.set_mode(Mode::Paused),
             SearchStateSetting::Stopped => self.set_mode(Mode::Stopped),
         }
     }
 
-    fn start_search(&mut self) {
+    fn start_search(&mut self, by_reload: bool) {
         let task = SearchTask::start(self.cfg.clone(), self.heartbeat.clone());
+        self.started_by_reload = by_reload;
         tracing::info!(search = %task.id, dir = %task.dir.display(), "opening the search");
         self.task = Some(task);
         self.set_mode(Mode::Running);
@@ -220,20 +239,26 @@ impl Service {
                     }
                 }
             }
-            TaskEnd::Failed(e) => return Err(e),
+            TaskEnd::NotOpened(e) if self.started_by_reload => {
+                telemetry::SearchNotOpened { id: ended, error: &format!("{e:#}") }.emit();
+                self.set_mode(Mode::Stopped);
+                return Ok(());
+            }
+            TaskEnd::NotOpened(e) | TaskEnd::Failed(e) => return Err(e),
         }
         let another = ended != self.cfg.search_id();
-        if self.cfg.search.state == SearchStateSetting::Running && (another || self.wants_more_generations())
+        if self.cfg.search.state == SearchStateSetting::Running
+            && (another || self.wants_more_generations(self.cfg.search.generations))
         {
-            self.start_search();
+            self.start_search(true);
         }
         Ok(())
     }
 
-    /// Whether the search should run on: it is not finished, or its budget was raised past
-    /// the one it finished with.
-    fn wants_more_generations(&self) -> bool {
-        self.mode != Mode::Finished || self.finished_at.is_some_and(|done| self.cfg.search.generations > done)
+    /// Whether the search should run on to a budget of `generations`: it is not finished, or
+    /// the budget is past the one it finished with.
+    fn wants_more_generations(&self, generations: usize) -> bool {
+        self.mode != Mode::Finished || self.finished_at.is_some_and(|done| generations > done)
     }
 
     /// Load → validate → diff → apply or refuse, as one step.
@@ -256,11 +281,17 @@ impl Service {
             return telemetry::ReloadRefused { source, reasons: &diff.restart_only }.emit();
         }
         // Checked before the running search stops: a search that cannot be opened (another
-        // process writing it included) must not replace it. Off the async workers: it reads
-        // files, perhaps on a slow mount.
-        if diff.new_search {
+        // process writing it included) must not replace it. So is a search this reload would
+        // continue (paused, stopped or finished): another process may have taken it up since.
+        // Off the async workers: it reads files, perhaps on a slow mount.
+        let continues = !diff.new_search
+            && self.task.is_none()
+            && new.search.state == SearchStateSetting::Running
+            && self.wants_more_generations(new.search.generations);
+        if diff.new_search || continues {
             let candidate = new.clone();
             let id = new.search_id();
+            let doing = if diff.new_search { "switching to" } else { "continuing" };
             // Back to the search this service is still stopping: its lock is this process's.
             let ours = self.task.as_ref().is_some_and(|task| task.id == id);
             let check = move || {
@@ -275,11 +306,11 @@ impl Service {
                 // One line for the journal, also when it lists several problems.
                 Ok(Err(e)) => {
                     Some(match e.chain().next().and_then(|outer| outer.downcast_ref::<ConfigError>()) {
-                        Some(config) => format!("switching to search {id}: {}", config.one_line()),
-                        None => format!("switching to search {id}: {e:#}"),
+                        Some(config) => format!("{doing} search {id}: {}", config.one_line()),
+                        None => format!("{doing} search {id}: {e:#}"),
                     })
                 }
-                Err(e) => Some(format!("switching to search {id}: its check did not finish: {e}")),
+                Err(e) => Some(format!("{doing} search {id}: its check did not finish: {e}")),
             };
             if let Some(reason) = problem {
                 return telemetry::ReloadRefused { source, reasons: &[reason] }.emit();
@@ -297,7 +328,7 @@ impl Service {
             match &self.task {
                 // Its end starts the new one (or idles, as the new config's state says).
                 Some(task) => task.stop(),
-                None => self.enter_configured_state(),
+                None => self.enter_configured_state(true),
             }
             return;
         }
@@ -305,7 +336,7 @@ impl Service {
             task.apply(self.cfg.hot_settings()).await;
         }
         match (self.cfg.search.state, &self.task) {
-            (SearchStateSetting::Running, None) if self.wants_more_generations() => self.start_search(),
+            (SearchStateSetting::Running, None) if continues => self.start_search(true),
             (SearchStateSetting::Paused | SearchStateSetting::Stopped, Some(task)) => {
                 tracing::info!("{}: checkpointing after the current batch", self.cfg.search.state.name());
                 task.stop();
@@ -329,7 +360,7 @@ impl Service {
         let dir = task.dir.clone();
         tokio::select! {
             end = task.end() => match end {
-                TaskEnd::Failed(e) => Err(e),
+                TaskEnd::NotOpened(e) | TaskEnd::Failed(e) => Err(e),
                 TaskEnd::Finished(_) | TaskEnd::Stopped => {
                     tracing::info!(dir = %dir.display(), "search stopped; the next start continues it");
                     Ok(ServeExit::Stopped)

@@ -293,6 +293,24 @@ impl ActorFailed<'_> {
     }
 }
 
+/// A search that a reload asked for (continued or switched to) could not be opened; the
+/// service stays up, its search stopped, until a reload tries again.
+pub struct SearchNotOpened<'a> {
+    pub id: &'a str,
+    pub error: &'a str,
+}
+
+impl SearchNotOpened<'_> {
+    pub fn emit(&self) {
+        tracing::error!(
+            "cannot open search {}: {}; the search stays stopped: mend the cause, then reload (SIGHUP) to try again",
+            self.id,
+            self.error
+        );
+        counter!(ACTOR_FAILURES_TOTAL, "actor" => "search opener").increment(1);
+    }
+}
+
 /// The search's state: `running`, `paused`, `stopped` or `finished`.
 pub struct SearchStateChanged(pub &'static str);
 
@@ -334,6 +352,7 @@ impl Started<'_> {
             "mutation",
             "checkpoint writer",
             "search controller",
+            "search opener",
         ] {
             counter!(ACTOR_FAILURES_TOTAL, "actor" => actor).absolute(0);
         }
