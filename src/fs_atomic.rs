@@ -11,16 +11,57 @@ pub fn unique_suffix() -> String {
     format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// The file that writing `path` should replace: `path` itself, or, where it is a symbolic
+/// link, the file the link leads to (a rename over the link would replace the link, and leave
+/// the file it names as it was). Refused with a clear error when that is not a regular file (a
+/// directory, a device such as /dev/full, a pipe) or its directory does not exist, before
+/// anything is computed or written.
+pub fn output_target(path: &Path) -> std::io::Result<PathBuf> {
+    use std::io::{Error, ErrorKind};
+    let refuse = |kind: ErrorKind, why: &str| Error::new(kind, format!("{}: {why}", path.display()));
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        return Err(refuse(ErrorKind::InvalidInput, "names a directory, not a file"));
+    }
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(path) {
+            Ok(resolved) => resolved,
+            // A link to a file still to be written.
+            Err(_) => path.parent().unwrap_or(Path::new("")).join(std::fs::read_link(path)?),
+        },
+        _ => path.to_path_buf(),
+    };
+    match std::fs::metadata(&target) {
+        Ok(meta) if meta.is_file() => return Ok(target),
+        Ok(meta) if meta.is_dir() => return Err(refuse(ErrorKind::InvalidInput, "is a directory")),
+        Ok(_) => {
+            return Err(refuse(ErrorKind::InvalidInput, "is not a regular file; only a file is replaced"))
+        }
+        Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    let dir = parent_dir(&target);
+    if !dir.is_dir() {
+        return Err(refuse(ErrorKind::NotFound, &format!("directory {} does not exist", dir.display())));
+    }
+    Ok(target)
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Temp file in the target's directory, fsync, rename over the target, fsync the directory: a
-/// crash leaves either the old file or the new one, never a torn one.
+/// crash leaves either the old file or the new one, never a torn one. The target is
+/// [`output_target`]'s: a link is written through, anything but a file refused.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let path = &output_target(path)?;
     let file_name = path
         .file_name()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = parent_dir(path);
     let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), unique_suffix()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
@@ -52,5 +93,25 @@ mod tests {
         write_atomic(&path, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_link_is_written_through_and_anything_but_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        std::fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink("real.json", &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+
+        let refused = |path: &Path| write_atomic(path, b"x").unwrap_err().to_string();
+        assert!(refused(dir.path()).contains("is a directory"));
+        assert!(refused(Path::new("/dev/null")).contains("not a regular file"));
+        let slash = PathBuf::from(format!("{}/", real.display()));
+        assert!(refused(&slash).contains("names a directory"));
+        assert!(refused(&dir.path().join("no/such/dir/x.json")).contains("does not exist"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temp file left");
     }
 }

@@ -205,9 +205,11 @@ pub fn create_training(
         None => cfg.run.dir.join(format!("train-{}-{}", slug(&genotype.name), utc_stamp())),
     };
     let run = TrainingRunDir::create(&dir)?;
-    run.write_config(cfg)?;
-    run.write_genotype(genotype)?;
-    TrainingRun::create(settings, run)
+    let started = run
+        .write_config(cfg)
+        .and_then(|()| run.write_genotype(genotype))
+        .and_then(|()| TrainingRun::create(settings, run.clone()));
+    started.inspect_err(|_| run.discard())
 }
 
 /// The training run in `run_dir`, continued from its newest intact checkpoint with the config

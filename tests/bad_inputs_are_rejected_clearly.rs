@@ -863,6 +863,64 @@ fn cli_cases() -> Vec<Case> {
         case("cli_info_odd_init_channels", USAGE, "positive even number", &["--init-channels"], |_| {
             cmd(&["info", "--genotype", "EvNAS-A", "--init-channels", "3"])
         }),
+        case(
+            "cli_compare_plot_not_svg",
+            USAGE,
+            "expected a file name ending in .svg",
+            &["run/generations.jsonl"],
+            |_| cmd(&["compare", "run", "--out", "run/generations.jsonl"]),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output files
+
+/// `evnas export` of EvNAS-A (C=4, 5 layers) with its weights in `w.pt`, as `format` to `out`.
+fn export_command(dir: &Path, format: &str, out: &str) -> Command {
+    copy_fixture(EVNAS_A_C4_L5, &dir.join("w.pt"));
+    let mut c = cmd(&["export", "--genotype", "EvNAS-A", "--weights", "w.pt", "--dataset", "cifar10"]);
+    c.args(["--init-channels", "4", "--layers", "5", "--format", format, "--out", out]);
+    c
+}
+
+fn output_cases() -> Vec<Case> {
+    vec![
+        case("export_onto_a_directory", RUNTIME, "is a directory", &["out"], |dir| {
+            fs::create_dir(dir.join("out")).unwrap();
+            export_command(dir, "safetensors", "out")
+        }),
+        case("export_into_a_missing_directory", RUNTIME, "does not exist", &["nodir/m.pt"], |dir| {
+            export_command(dir, "torchscript", "nodir/m.pt")
+        }),
+        case("export_over_the_weights_it_reads", RUNTIME, "is the weights file it reads", &["w.pt"], |dir| {
+            export_command(dir, "torchscript", "w.pt")
+        }),
+        // Its run directory, made before the data is read, goes again: the same command, mended,
+        // starts it (only the mtime of the directory that held it changes).
+        Case {
+            may_change: &["."],
+            ..case(
+                "train_with_its_data_missing",
+                RUNTIME,
+                "No such file or directory",
+                &["nodata/train-images-idx3-ubyte"],
+                |_| {
+                    let mut c = cmd(&["train", "--genotype", "EvNAS-A", "--dataset", "fashion-mnist"]);
+                    c.args([
+                        "--data",
+                        "nodata",
+                        "--no-auxiliary",
+                        "--epochs",
+                        "1",
+                        "--run-dir",
+                        "t",
+                        "--quiet",
+                    ]);
+                    c
+                },
+            )
+        },
     ]
 }
 
@@ -1202,6 +1260,7 @@ fn all_cases() -> Vec<Case> {
     cases.extend(weights_cases());
     cases.extend(dataset_cases());
     cases.extend(cli_cases());
+    cases.extend(output_cases());
     cases.extend(run_dir_cases());
     cases
 }

@@ -25,3 +25,13 @@ pub fn layers(text: &str) -> Result<usize, String> {
         _ => Err(format!("expected a number of at least 3, got {text}")),
     }
 }
+
+/// `--out` of a plot: an SVG file, named so (a slip of the keyboard must not replace a run's
+/// `generations.jsonl` with a picture).
+pub fn svg_path(text: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(text);
+    match path.extension() {
+        Some(e) if e.eq_ignore_ascii_case("svg") => Ok(path),
+        _ => Err(format!("the plot is SVG: expected a file name ending in .svg, got {text}")),
+    }
+}

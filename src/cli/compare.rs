@@ -1,11 +1,12 @@
 //! `evnas compare RUN_DIR...`: best / mean fitness per generation of several runs side by side
-//! (e.g. EvNAS against the random-search baseline), as a table and an SVG plot.
+//! (e.g. EvNAS against the random-search baseline), as a table, and with `--out` an SVG plot.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use evnas::fs_atomic::{output_target, write_atomic};
 use evnas::report::plot::{fitness_plot_svg, GenerationFitness, PlotSeries};
 use evnas::search::run_dir::RunDir;
 use evnas::search::GenerationRecord;
@@ -15,12 +16,14 @@ pub struct CompareArgs {
     /// Run directories to compare (the first is drawn solid, the others dashed).
     #[arg(required = true)]
     runs: Vec<PathBuf>,
-    /// Write the plot here (SVG).
-    #[arg(long)]
+    /// Write the plot here: an SVG file (`.svg`), replaced atomically.
+    #[arg(long, value_parser = super::arg_values::svg_path)]
     out: Option<PathBuf>,
 }
 
 pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    // Before the runs are read: a file that cannot be written is said at once.
+    let out = args.out.as_deref().map(output_target).transpose().context("cannot plot")?;
     let mut series = Vec::new();
     let mut histories = Vec::new();
     for (i, dir) in args.runs.iter().enumerate() {
@@ -44,9 +47,9 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     }
 
     print_table(&histories);
-    if let Some(out) = &args.out {
+    if let Some(out) = &out {
         let svg = fitness_plot_svg(&series, "validation top-1 (%) per generation");
-        std::fs::write(out, svg).with_context(|| format!("writing {}", out.display()))?;
+        write_atomic(out, svg.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
         println!("plot: {}", out.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use evnas::fs_atomic::unique_suffix;
+use evnas::fs_atomic::{output_target, unique_suffix};
 use evnas::model::layers::portable;
 use evnas::search::resolve_device;
 use evnas::weights::save_safetensors;
@@ -30,18 +30,27 @@ pub struct ExportArgs {
     /// The file to write (replaced atomically).
     #[arg(long)]
     out: PathBuf,
-    /// Device the network is traced on; a trace taken on the CPU runs on any device once moved
-    /// there with `.to(device)`.
+    /// Device the network is traced on. The trace holds the weights as constants of its graph,
+    /// which `.to(device)` does not move: load it onto another device with
+    /// `torch.jit.load(path, map_location=device)`.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
 
 pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let device = resolve_device(&args.device)?;
+    // Before the network is built: a file that cannot be written is said at once.
+    let out = output_target(&args.out).context("cannot export")?;
+    let weights = std::fs::canonicalize(&args.network.weights).ok();
+    if weights.is_some() && std::fs::canonicalize(&out).ok() == weights {
+        anyhow::bail!(
+            "cannot export: --out {} is the weights file it reads; write the export elsewhere",
+            args.out.display()
+        );
+    }
     let mut network = super::network::load(&args.network, None, device)?;
-    let what = format!("cannot write {}", args.out.display());
     match args.format {
-        Format::Safetensors => save_safetensors(&network.vs, &args.out).context(what)?,
+        Format::Safetensors => save_safetensors(&network.vs, &out)?,
         Format::Torchscript => {
             // A trace keeps the weights as constants, which must not require gradients.
             network.vs.freeze();
@@ -58,9 +67,16 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
             })
             .context("cannot trace the network")?;
             // Saved beside the target, then renamed over it: a reader never sees half a file.
-            let partial = args.out.with_extension(format!("partial-{}", unique_suffix()));
-            module.save(&partial).with_context(|| what.clone())?;
-            std::fs::rename(&partial, &args.out).with_context(|| what.clone())?;
+            let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let partial = out.with_file_name(format!(".{name}.tmp-{}", unique_suffix()));
+            let saved = module
+                .save(&partial)
+                .map_err(|e| anyhow::anyhow!("{}", without_cpp_trace(&e.to_string())))
+                .and_then(|()| Ok(std::fs::rename(&partial, &out)?));
+            if let Err(e) = saved {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e.context(format!("cannot write {}", out.display())));
+            }
         }
     }
     println!(
@@ -75,4 +91,10 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         network.input_shape[2]
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// libtorch's message without the C++ stack trace it appends (the program's own frames say
+/// nothing to a user).
+fn without_cpp_trace(message: &str) -> &str {
+    message.split("\nException raised from").next().unwrap_or(message).trim()
 }

@@ -20,7 +20,7 @@ use super::record::{EpochRecord, TrainingResult};
 use super::FinalTrainingError;
 use crate::checkpoint::CheckpointStore;
 use crate::fs_atomic::write_atomic;
-use crate::run_lock::RunLock;
+use crate::run_lock::{RunLock, LOCK_FILE};
 
 const CONFIG: &str = "config.json";
 const GENOTYPE: &str = "genotype.json";
@@ -29,6 +29,9 @@ const GENOTYPE: &str = "genotype.json";
 #[derive(Debug, Clone)]
 pub struct TrainingRunDir {
     root: PathBuf,
+    /// Made by [`TrainingRunDir::create`] (it did not exist before), so
+    /// [`TrainingRunDir::discard`] may remove it.
+    made: bool,
     _lock: Arc<RunLock>,
 }
 
@@ -38,7 +41,8 @@ impl TrainingRunDir {
         if root.join(CONFIG).exists() {
             return Err(FinalTrainingError::RunExists { dir: root.to_path_buf() });
         }
-        Self::with_weights_dir(root)
+        let made = !root.exists();
+        Self::with_weights_dir(root, made)
     }
 
     /// An existing run.
@@ -46,14 +50,30 @@ impl TrainingRunDir {
         if !root.join(CONFIG).is_file() {
             return Err(FinalTrainingError::NotARunDir { dir: root.to_path_buf(), file: CONFIG });
         }
-        Self::with_weights_dir(root)
+        Self::with_weights_dir(root, false)
     }
 
-    fn with_weights_dir(root: &Path) -> Result<Self, FinalTrainingError> {
+    fn with_weights_dir(root: &Path, made: bool) -> Result<Self, FinalTrainingError> {
         let weights = root.join("weights");
         std::fs::create_dir_all(&weights).map_err(io("create", &weights))?;
         let lock = RunLock::acquire(root)?;
-        Ok(Self { root: root.to_path_buf(), _lock: Arc::new(lock) })
+        Ok(Self { root: root.to_path_buf(), made, _lock: Arc::new(lock) })
+    }
+
+    /// Undoes [`TrainingRunDir::create`] for a run that could not start (its data missing, say),
+    /// so that the same command, mended, starts it (best effort): a directory it made goes
+    /// whole; in one that was there before (`--run-dir`), only what it wrote, while empty.
+    pub fn discard(&self) {
+        if self.made {
+            let _ = std::fs::remove_dir_all(&self.root);
+            return;
+        }
+        for file in [CONFIG, GENOTYPE, LOCK_FILE] {
+            let _ = std::fs::remove_file(self.root.join(file));
+        }
+        for dir in ["weights", "checkpoints"] {
+            let _ = std::fs::remove_dir(self.root.join(dir));
+        }
     }
 
     pub fn path(&self) -> &Path {
