@@ -35,7 +35,10 @@ pub struct TrainArgs {
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     set: Vec<String>,
     /// Continue the training run in this directory from its newest intact checkpoint.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["genotype", "config", "set", "run_dir"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = [
+        "genotype", "config", "set", "run_dir", "dataset", "data", "epochs", "init_channels", "layers",
+        "batch_size", "train_subset", "no_auxiliary"
+    ])]
     resume: Option<PathBuf>,
     /// Epochs (final_training.epochs; default 600, ImageNet 250).
     #[arg(long)]

@@ -143,6 +143,14 @@ impl TrainingRun {
         let mut state = TrainingState::default();
         if resume {
             if let Some(loaded) = store.load_latest(&identity)? {
+                for skipped in &loaded.skipped {
+                    tracing::warn!(
+                        "checkpoint {} is unusable ({}); continuing after epoch {}",
+                        skipped.dir.display(),
+                        skipped.reason,
+                        loaded.generation
+                    );
+                }
                 let dir = &loaded.dir;
                 state = serde_json::from_slice(loaded.require(STATE)?).map_err(|e| {
                     FinalTrainingError::Corrupt { path: dir.join(STATE), reason: e.to_string() }
