@@ -122,7 +122,8 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
                     "resuming {} at generation {}/{}{}",
                     dir.display(),
                     engine.state().next_generation + 1,
-                    engine.state().settings.generations,
+                    // The budget it runs to: --config's, where that raised it.
+                    engine.settings().hot.generations,
                     stopped.unwrap_or_default()
                 );
                 engine
@@ -147,7 +148,7 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
         engine.settings().data.dataset.name(),
         engine.run_dir().display()
     );
-    let mut observer = ProgressObserver::new(args.quiet, engine.state().settings.generations);
+    let mut observer = ProgressObserver::new(args.quiet, engine.settings().hot.generations);
     let run_dir = engine.run_dir().to_path_buf();
     telemetry::SearchStateChanged("running").emit();
     let state = engine.state();
@@ -273,6 +274,8 @@ impl SearchObserver for ProgressObserver {
 
     fn generation_finished(&mut self, r: &GenerationRecord, _checkpoint: &Path) {
         self.clear();
+        // The budget in force, as each generation records it.
+        self.generations = r.settings.generations;
         eprintln!("gen {:>3}/{}  {}", r.generation, self.generations, r.summary());
     }
 }
