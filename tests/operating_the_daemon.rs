@@ -669,10 +669,10 @@ fn a_finished_search_given_more_generations_while_paused_continues_when_running(
     served.stop_cleanly();
 }
 
-/// A reload that would continue a finished search is refused while another process holds the
-/// search (checked before anything changes); one whose search then cannot be opened (every
-/// checkpoint corrupt) leaves the service up with the search stopped, saying why, where a
-/// restart would only fail again.
+/// An emptied config file is no reload. A reload that would continue a finished search is
+/// refused while another process holds the search (checked before anything changes); one whose
+/// search then cannot be opened (every checkpoint corrupt) leaves the service up with the
+/// search stopped, saying why, where a restart would only fail again.
 #[test]
 fn a_search_a_reload_cannot_continue_leaves_the_service_up() {
     let tmp = tempfile::tempdir().unwrap();
@@ -681,6 +681,15 @@ fn a_search_a_reload_cannot_continue_leaves_the_service_up() {
     let mut served = Served::start(&config, None);
     served.wait_for_log("search finished; serving until stopped", DEADLINE);
     let run = tmp.path().join("runs-held").join("held");
+
+    // A save caught half-way, the file emptied and not yet written: an empty file would be a
+    // valid config (all defaults) of another search, yet it is refused.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, "").unwrap();
+    served.wait_for_log("is empty (a save not yet written?)", DEADLINE);
+    std::fs::write(&config, &text).unwrap();
+    served.wait_for_log("reload (config file changed): nothing changed", DEADLINE);
+    assert!(!served.log().contains("switching searches"), "{}", served.log());
 
     // Another process takes the search's lock (as a second `evnas search --resume` would);
     // without a fork, so that killing it frees the lock.

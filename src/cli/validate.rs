@@ -18,8 +18,19 @@ pub struct ValidateArgs {
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let cfg = evnas::config::load(Some(&args.config), &[])?;
     let images = evnas::daemon::check_search(&cfg)?;
+    // What the search uses of them: its split, cut to data.train_subset and fitness.subset.
+    let split = evnas::data::train_count(cfg.data.train_portion, images);
+    let train = match cfg.data.train_subset {
+        0 => split,
+        n => n.min(split),
+    };
+    let valid = images - split;
+    let fitness = match cfg.fitness.subset {
+        0 => valid,
+        n => n.min(valid),
+    };
     println!(
-        "{}: valid; search {} in {} ({} individuals x {} generations on {}, {images} training images, state {})",
+        "{}: valid; search {} in {} ({} individuals x {} generations on {}: {train} of its {images} training images to train the supernet, {fitness} to measure fitness; state {})",
         args.config.display(),
         cfg.search_id(),
         cfg.run.dir.join(cfg.search_id()).display(),

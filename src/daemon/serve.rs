@@ -269,6 +269,12 @@ impl Service {
     }
 
     async fn reload_config(&mut self, source: &str) {
+        // Every key has a default, so an empty file is a valid config: of another search. Seen
+        // on reload it is a save caught half-way (truncated, not yet written), not a wish.
+        if std::fs::read_to_string(&self.path).is_ok_and(|text| text.trim().is_empty()) {
+            let problem = format!("{} is empty (a save not yet written?)", self.path.display());
+            return telemetry::ReloadInvalid { source, problem: &problem }.emit();
+        }
         let new = match crate::config::load(Some(&self.path), &[]) {
             Ok(new) => new,
             Err(e) => {
