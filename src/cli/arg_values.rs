@@ -35,3 +35,22 @@ pub fn svg_path(text: &str) -> Result<std::path::PathBuf, String> {
         _ => Err(format!("the plot is SVG: expected a file name ending in .svg, got {text}")),
     }
 }
+
+/// `--device` of a command that runs a network: "cpu", "auto", "cuda" or "cuda:N" (whether that
+/// GPU exists is found when it is asked for, exit 1).
+pub fn device(text: &str) -> Result<String, String> {
+    let cuda_index = text.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
+    match text {
+        "cpu" | "auto" | "cuda" => Ok(text.to_string()),
+        _ if cuda_index => Ok(text.to_string()),
+        _ => Err(format!("expected cpu, auto, cuda or cuda:N, got {text}")),
+    }
+}
+
+/// A count that must be at least 1 (a batch size).
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a number of at least 1, got {text}")),
+    }
+}

@@ -18,10 +18,11 @@ pub struct EvalArgs {
     /// Directory of the test split (CIFAR-10: holding test_batch.bin; ImageNet: the val folder).
     #[arg(long)]
     data: PathBuf,
-    #[arg(long, default_value_t = 128)]
+    /// Images per batch.
+    #[arg(long, default_value_t = 128, value_parser = super::arg_values::at_least_one)]
     batch_size: usize,
     /// "cpu", "cuda", "cuda:N" or "auto".
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = super::arg_values::device)]
     device: String,
     /// Print {"top1": .., "top5": .., "images": ..}.
     #[arg(long)]

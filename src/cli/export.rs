@@ -33,7 +33,7 @@ pub struct ExportArgs {
     /// Device the network is traced on. The trace holds the weights as constants of its graph,
     /// which `.to(device)` does not move: load it onto another device with
     /// `torch.jit.load(path, map_location=device)`.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = super::arg_values::device)]
     device: String,
 }
 

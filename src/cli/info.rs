@@ -9,7 +9,7 @@ use evnas::space::Genotype;
 
 #[derive(Args)]
 pub struct InfoArgs {
-    /// Built-in genotype name (EvNASA, EvNASB, EvNASC, DARTS_V2) or genotype file.
+    /// Built-in genotype name (e.g. EvNAS-A, DARTS_V2) or genotype file (JSON or DARTS notation).
     #[arg(long)]
     genotype: String,
     #[arg(long, value_enum, default_value_t = DatasetArg::Cifar10)]

@@ -111,10 +111,16 @@ pub fn validate(cfg: &Config) -> Vec<String> {
     }
     validate_final_training(&cfg.final_training, &mut p);
     let listen = &cfg.metrics.listen;
-    if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
-        p.push(format!(
+    match listen.parse::<std::net::SocketAddr>() {
+        _ if listen.is_empty() => {}
+        Err(_) => p.push(format!(
             "metrics.listen = {listen:?}: must be IP:PORT (e.g. 127.0.0.1:9464), or empty for none"
-        ));
+        )),
+        // The system would pick a port that nothing tells Prometheus.
+        Ok(addr) if addr.port() == 0 => p.push(format!(
+            "metrics.listen = {listen:?}: port 0 is a port the system picks, which Prometheus could not be told; name one (e.g. 9464)"
+        )),
+        Ok(_) => {}
     }
     p
 }
