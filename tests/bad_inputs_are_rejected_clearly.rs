@@ -188,6 +188,12 @@ fn config_cases() -> Vec<Case> {
             &["bad.toml", "search.population"],
         ),
         config_case(
+            "config_metrics_on_a_port_the_system_picks",
+            &[("metrics.listen", "\"127.0.0.1:0\"")],
+            "port 0 is a port the system picks",
+            &["bad.toml", "metrics.listen"],
+        ),
+        config_case(
             "config_unknown_enum_variant",
             &[("search.strategy", "\"greedy\"")],
             "greedy",
@@ -870,6 +876,31 @@ fn cli_cases() -> Vec<Case> {
             &["run/generations.jsonl"],
             |_| cmd(&["compare", "run", "--out", "run/generations.jsonl"]),
         ),
+        case("cli_eval_batch_of_none", USAGE, "expected a number of at least 1", &["--batch-size"], |_| {
+            cmd(&[
+                "eval",
+                "--genotype",
+                "EvNAS-A",
+                "--weights",
+                "w.pt",
+                "--dataset",
+                "cifar10",
+                "--batch-size",
+                "0",
+            ])
+        }),
+        case(
+            "cli_export_unknown_device",
+            USAGE,
+            "expected cpu, auto, cuda or cuda:N",
+            &["--device", "gpu0"],
+            |_| {
+                let mut c =
+                    cmd(&["export", "--genotype", "EvNAS-A", "--weights", "w.pt", "--format", "torchscript"]);
+                c.args(["--dataset", "cifar10", "--out", "m.pt", "--device", "gpu0"]);
+                c
+            },
+        ),
     ]
 }
 
@@ -884,6 +915,13 @@ fn export_command(dir: &Path, format: &str, out: &str) -> Command {
     c
 }
 
+/// What a training run's directory holds after an epoch, as far as telling it apart goes.
+fn write_training_run_files(run: &Path) {
+    fs::create_dir_all(run.join("weights")).unwrap();
+    write(&run.join("config.json"), b"{}");
+    write(&run.join("epochs.jsonl"), b"{}\n");
+}
+
 fn output_cases() -> Vec<Case> {
     vec![
         case("export_onto_a_directory", RUNTIME, "is a directory", &["out"], |dir| {
@@ -895,6 +933,42 @@ fn output_cases() -> Vec<Case> {
         }),
         case("export_over_the_weights_it_reads", RUNTIME, "is the weights file it reads", &["w.pt"], |dir| {
             export_command(dir, "torchscript", "w.pt")
+        }),
+        case(
+            "search_into_a_directory_another_run_left",
+            RUNTIME,
+            "holds timings.jsonl but no config.json",
+            &["old"],
+            |dir| {
+                fs::create_dir_all(dir.join("data")).unwrap();
+                write_tiny_fashion_mnist(&dir.join("data"), 192);
+                fs::create_dir(dir.join("old")).unwrap();
+                write(&dir.join("old/timings.jsonl"), b"{}\n");
+                valid_config_command(dir, &["--run-dir", "old"])
+            },
+        ),
+        case(
+            "train_into_a_directory_another_run_left",
+            RUNTIME,
+            "holds epochs.jsonl but no config.json",
+            &["old"],
+            |dir| {
+                fs::create_dir(dir.join("old")).unwrap();
+                write(&dir.join("old/epochs.jsonl"), b"{}\n");
+                let mut c =
+                    cmd(&["train", "--genotype", "EvNAS-A", "--dataset", "fashion-mnist", "--data", "d"]);
+                c.args(["--no-auxiliary", "--epochs", "1", "--run-dir", "old", "--quiet"]);
+                c
+            },
+        ),
+        case("search_resume_of_a_training_run", RUNTIME, "it holds a training run", &["t"], |dir| {
+            write_training_run_files(&dir.join("t"));
+            cmd(&["search", "--quiet", "--resume", "t"])
+        }),
+        case("train_resume_of_a_search", RUNTIME, "holds a search, not a training run", &["s"], |dir| {
+            fs::create_dir_all(dir.join("s/best")).unwrap();
+            write(&dir.join("s/config.json"), b"{}");
+            cmd(&["train", "--quiet", "--resume", "s"])
         }),
         // Its run directory, made before the data is read, goes again: the same command, mended,
         // starts it (only the mtime of the directory that held it changes).

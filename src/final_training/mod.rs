@@ -48,8 +48,19 @@ pub enum FinalTrainingError {
     Data { reason: String },
     #[error("{} is not a training run directory (no {file})", dir.display())]
     NotARunDir { dir: PathBuf, file: &'static str },
+    #[error(
+        "{} holds a search, not a training run: continue it with evnas search --resume; train its result with --genotype {}/genotype.json",
+        dir.display(),
+        dir.display()
+    )]
+    SearchRunDir { dir: PathBuf },
     #[error("{} already holds a training run; continue it with --resume", dir.display())]
     RunExists { dir: PathBuf },
+    #[error(
+        "{} holds {file} but no config.json: what another run left, which a new training would overwrite; use another --run-dir",
+        dir.display()
+    )]
+    HoldsOtherFiles { dir: PathBuf, file: &'static str },
     #[error(transparent)]
     Locked(#[from] crate::run_lock::RunLockError),
     #[error("cannot {op} {}", path.display())]

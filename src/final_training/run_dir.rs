@@ -25,6 +25,17 @@ use crate::run_lock::{RunLock, LOCK_FILE};
 const CONFIG: &str = "config.json";
 const GENOTYPE: &str = "genotype.json";
 
+/// What a training run writes besides config.json (weights/ is made empty at its start): a
+/// `--run-dir` that holds one of them without a config.json holds what another run left.
+const RUN_FILES: [&str; 6] = [
+    GENOTYPE,
+    "epochs.jsonl",
+    "learning_curve.svg",
+    "result.json",
+    "checkpoints",
+    "weights/last.safetensors",
+];
+
 /// Held by one process at a time (its [`RunLock`], shared by the clones).
 #[derive(Debug, Clone)]
 pub struct TrainingRunDir {
@@ -41,6 +52,9 @@ impl TrainingRunDir {
         if root.join(CONFIG).exists() {
             return Err(FinalTrainingError::RunExists { dir: root.to_path_buf() });
         }
+        if let Some(file) = RUN_FILES.iter().find(|name| root.join(name).exists()) {
+            return Err(FinalTrainingError::HoldsOtherFiles { dir: root.to_path_buf(), file });
+        }
         let made = !root.exists();
         Self::with_weights_dir(root, made)
     }
@@ -49,6 +63,10 @@ impl TrainingRunDir {
     pub fn open(root: &Path) -> Result<Self, FinalTrainingError> {
         if !root.join(CONFIG).is_file() {
             return Err(FinalTrainingError::NotARunDir { dir: root.to_path_buf(), file: CONFIG });
+        }
+        // A search's directory has a config.json too (and, once finished, a genotype.json).
+        if root.join("generations.jsonl").exists() || root.join("best").is_dir() {
+            return Err(FinalTrainingError::SearchRunDir { dir: root.to_path_buf() });
         }
         Self::with_weights_dir(root, false)
     }

@@ -56,6 +56,11 @@ pub enum SearchError {
     Io { path: PathBuf, reason: String },
     #[error("run directory {path} already holds a run; use --resume {path} or another --run-dir", path = path.display())]
     RunExists { path: PathBuf },
+    #[error(
+        "run directory {path} holds {file} but no config.json: what another run left, which a new search would overwrite; use another --run-dir",
+        path = path.display()
+    )]
+    HoldsOtherFiles { path: PathBuf, file: &'static str },
     #[error(transparent)]
     Locked(#[from] crate::run_lock::RunLockError),
     /// `why`: "it does not exist" or "it has no config.json".

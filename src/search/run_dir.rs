@@ -34,6 +34,20 @@ pub struct RunDir {
     lock: Option<Arc<RunLock>>,
 }
 
+/// What a search writes in its directory besides config.json: an explicit `--run-dir` that
+/// holds one of them without a config.json holds what another run left.
+const RUN_FILES: [&str; 9] = [
+    "generations.jsonl",
+    "timings.jsonl",
+    "fitness.svg",
+    "genotype.json",
+    "genotype.txt",
+    "best",
+    "checkpoints",
+    "stop-checkpoint",
+    "final_training",
+];
+
 impl RunDir {
     /// Creates a fresh run directory `parent/NAME` (NAME = UTC time and seed) or `explicit`.
     pub fn create(parent: &Path, seed: u64, explicit: Option<&Path>) -> Result<Self, SearchError> {
@@ -46,6 +60,9 @@ impl RunDir {
         };
         if root.join("config.json").exists() {
             return Err(SearchError::RunExists { path: root });
+        }
+        if let Some(file) = RUN_FILES.iter().find(|name| root.join(name).exists()) {
+            return Err(SearchError::HoldsOtherFiles { path: root, file });
         }
         if let Some(up) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(up).map_err(|e| io_err(up, e))?;
@@ -92,6 +109,12 @@ impl RunDir {
     pub fn open(root: &Path) -> Result<Self, SearchError> {
         if !root.join("config.json").is_file() {
             let why = if root.exists() { "it has no config.json" } else { "it does not exist" };
+            return Err(SearchError::NotARun { path: root.to_path_buf(), why });
+        }
+        // `evnas train` writes a config.json too; its run has no best/, a search's always has.
+        if root.join("epochs.jsonl").exists() || !root.join("best").is_dir() && root.join("weights").is_dir()
+        {
+            let why = "it holds a training run: continue it with evnas train --resume";
             return Err(SearchError::NotARun { path: root.to_path_buf(), why });
         }
         Ok(Self { root: root.to_path_buf(), made: false, lock: None })
