@@ -740,6 +740,19 @@ fn dataset_cases() -> Vec<Case> {
             "No such file or directory",
             &["data.path = nodata", "nodata/train-images-idx3-ubyte.gz"],
         ),
+        case(
+            "validate_run_dir_under_a_file",
+            USAGE,
+            "is not a directory, so no search directory can be made under it",
+            &["run.dir", "afile"],
+            |dir| {
+                fs::create_dir_all(dir.join("data")).unwrap();
+                write_tiny_fashion_mnist(&dir.join("data"), 192);
+                write(&dir.join("afile"), b"not a directory");
+                write(&dir.join("bad.toml"), tiny_toml(&[("run.dir", "\"afile/runs\"")]).as_bytes());
+                cmd(&["validate", "--config", "bad.toml"])
+            },
+        ),
         tiny_data_case(
             "validate_dataset_a_search_cannot_read",
             VALIDATE,

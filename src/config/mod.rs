@@ -58,6 +58,8 @@ pub enum ConfigError {
         images - train
     )]
     EmptySplit { train_portion: f64, images: usize, train: usize },
+    #[error("run.dir = {}: {} is not a directory, so no search directory can be made under it", dir.display(), blocker.display())]
+    RunDirNotADirectory { dir: PathBuf, blocker: PathBuf },
 }
 
 impl ConfigError {

@@ -82,6 +82,16 @@ pub fn check_not_in_use(cfg: &Config) -> anyhow::Result<()> {
 /// `cfg`, refused with the fields that differ when its search directory (`run.dir`/search id)
 /// holds a search started with another config.
 pub fn check_search_dir(cfg: &Config) -> anyhow::Result<()> {
+    // The nearest existing ancestor of run.dir must be a directory, or creating it fails later
+    // with "File exists" (a path typed wrong, not a failure a restart cures).
+    let existing = cfg.run.dir.ancestors().find(|p| !p.as_os_str().is_empty() && p.exists());
+    if let Some(blocker) = existing.filter(|p| !p.is_dir()) {
+        return Err(ConfigError::RunDirNotADirectory {
+            dir: cfg.run.dir.clone(),
+            blocker: blocker.to_path_buf(),
+        }
+        .into());
+    }
     let dir = cfg.run.dir.join(cfg.search_id());
     let differences = crate::launch::differences_from_search(cfg, &dir)?;
     if differences.is_empty() {
