@@ -72,23 +72,24 @@ impl ConfigWatch {
     pub async fn next(&mut self) -> Trigger {
         if !self.dirty {
             tokio::select! {
-                _ = self.hup.recv() => return Trigger::Sighup,
+                _ = self.hup.recv() => {
+                    self.watch_again();
+                    return Trigger::Sighup;
+                }
                 Some(()) = self.files.recv() => self.dirty = true,
             }
         }
         // Until the directory has been quiet for DEBOUNCE.
         while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.files.recv()).await {}
         self.dirty = false;
-        self.follow_links_again();
+        self.watch_again();
         Trigger::FileChanged
     }
 
-    /// A change may have pointed a link elsewhere (a ConfigMap's new `..data`): the watch moves
-    /// to where the links lead now. Where it cannot, the old watch stays (SIGHUP still reloads).
-    fn follow_links_again(&mut self) {
-        if resolution_chain(&self.file) == self.watched.chain {
-            return;
-        }
+    /// A change may have pointed a link elsewhere (a ConfigMap's new `..data`), or replaced a
+    /// watched directory by another of the same name (whose old watch then sees nothing): the
+    /// watch starts afresh where the links lead now. Where it cannot, the old one stays.
+    fn watch_again(&mut self) {
         match WatchedPaths::new(&self.file, self.events.clone()) {
             Ok(watched) => self.watched = watched,
             Err(e) => {
@@ -101,7 +102,6 @@ impl ConfigWatch {
 /// A watcher on the directories of a config's resolution chain, passing on the events of the
 /// chain's paths.
 struct WatchedPaths {
-    chain: Vec<PathBuf>,
     _watcher: RecommendedWatcher,
 }
 
@@ -121,14 +121,24 @@ impl WatchedPaths {
         .map_err(|source| WatchError::Watch { dir: first_dir, source })?;
         let mut dirs: Vec<PathBuf> = Vec::new();
         for dir in chain.iter().map(|p| parent_of(p)) {
-            if !dirs.contains(&dir) {
-                watcher
-                    .watch(&dir, RecursiveMode::NonRecursive)
-                    .map_err(|source| WatchError::Watch { dir: dir.clone(), source })?;
-                dirs.push(dir);
+            if dirs.contains(&dir) {
+                continue;
             }
+            // The config's own directory must be watched; one further along the links may be
+            // closed to listing (or past inotify's limit): its edits are then seen by SIGHUP only.
+            match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Err(source) if dirs.is_empty() => return Err(WatchError::Watch { dir, source }),
+                Err(source) => {
+                    tracing::warn!(
+                        "{}: edits there are seen by SIGHUP only",
+                        WatchError::Watch { dir: dir.clone(), source }
+                    )
+                }
+                Ok(()) => {}
+            }
+            dirs.push(dir);
         }
-        Ok(Self { chain, _watcher: watcher })
+        Ok(Self { _watcher: watcher })
     }
 }
 
@@ -137,31 +147,43 @@ fn parent_of(path: &Path) -> PathBuf {
 }
 
 /// The paths whose change changes what `file` (absolute) reads: every symbolic link met on the
-/// way to it, in order, then the path it ends at (which need not exist). Each is named as a
-/// watch of its directory reports it: that directory's path joined with its name.
+/// way to it, in order, then the path it ends at (which need not exist). Each is written
+/// without `.` and `..` (resolved by name: the components before them are no links, those were
+/// followed), so that a directory has one spelling, the one its watch reports events under.
 fn resolution_chain(file: &Path) -> Vec<PathBuf> {
     let mut chain = Vec::new();
     let mut pending = file.to_path_buf();
-    'links: for _ in 0..MAX_LINKS {
+    for _ in 0..MAX_LINKS {
         let mut prefix = PathBuf::new();
         let components: Vec<Component> = pending.components().collect();
+        let mut link = None;
         for (i, component) in components.iter().enumerate() {
-            prefix.push(component);
+            match component {
+                Component::CurDir => continue,
+                Component::ParentDir => {
+                    prefix.pop();
+                    continue;
+                }
+                _ => prefix.push(component),
+            }
             if !matches!(component, Component::Normal(_)) {
                 continue;
             }
             let is_link = prefix.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
-            let Some(target) = is_link.then(|| std::fs::read_link(&prefix).ok()).flatten() else {
-                continue;
-            };
-            chain.push(prefix.clone());
-            // A relative target is relative to the link's directory; an absolute one replaces it.
-            let mut next = parent_of(&prefix).join(target);
-            next.extend(&components[i + 1..]);
-            pending = next;
-            continue 'links;
+            if let Some(target) = is_link.then(|| std::fs::read_link(&prefix).ok()).flatten() {
+                link = Some((i, target));
+                break;
+            }
         }
-        break;
+        let Some((i, target)) = link else {
+            pending = prefix;
+            break;
+        };
+        chain.push(prefix.clone());
+        // A relative target is relative to the link's directory; an absolute one replaces it.
+        let mut next = parent_of(&prefix).join(target);
+        next.extend(&components[i + 1..]);
+        pending = next;
     }
     chain.push(pending);
     chain
@@ -204,7 +226,7 @@ mod tests {
         std::fs::write(srv.join("evnas.toml"), "").unwrap();
         symlink("../srv/evnas.toml", etc.join("evnas.toml")).unwrap();
         let chain = resolution_chain(&etc.join("evnas.toml"));
-        assert_eq!(chain, vec![etc.join("evnas.toml"), etc.join("../srv/evnas.toml")]);
+        assert_eq!(chain, vec![etc.join("evnas.toml"), srv.join("evnas.toml")]);
 
         symlink("b", etc.join("a")).unwrap();
         symlink("a", etc.join("b")).unwrap();
@@ -232,7 +254,6 @@ mod tests {
         }
         version(2);
         assert_eq!(next(&mut watch).await, Some(Trigger::FileChanged), "the swap is seen");
-        assert_eq!(watch.watched.chain.last(), Some(&cm.join("..v2/evnas.toml")));
         // An edit of the file the link leads to now (not a ConfigMap's way, a person's).
         std::fs::write(cm.join("..v2/evnas.toml"), "# edited\n").unwrap();
         assert_eq!(next(&mut watch).await, Some(Trigger::FileChanged), "the new target is watched");
