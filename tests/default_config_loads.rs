@@ -42,6 +42,24 @@ fn overrides_apply_and_every_problem_is_reported() {
 }
 
 #[test]
+fn every_key_of_a_wrong_type_is_listed_with_the_other_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let text = "[search]\npopulation = \"four\"\nmutation_rate = 7\nbogus = 1\n[train]\nbatch_size = \"x\"\n";
+    std::fs::write(&path, text).unwrap();
+    let err = config::load(Some(&path), &[]).unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &err else { panic!("expected Invalid, got {err}") };
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    for named in ["search.population", "search.mutation_rate", "search.bogus", "train.batch_size"] {
+        assert!(problems.iter().any(|p| p.contains(named)), "{named} missing: {problems:#?}");
+    }
+    // A wrong type alone reads as it did: one field, no list.
+    std::fs::write(&path, "[search]\npopulation = \"four\"\n").unwrap();
+    let err = config::load(Some(&path), &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::Field { .. }), "{err}");
+}
+
+#[test]
 fn unknown_keys_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");

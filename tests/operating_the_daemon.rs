@@ -725,8 +725,14 @@ fn a_search_a_reload_cannot_continue_leaves_the_service_up() {
     }
     served.signal(libc::SIGHUP);
     served.wait_for_log("cannot open search held:", DEADLINE);
-    assert_eq!(sample(port, "evnas_search_state{state=\"stopped\"}"), Some(1.0));
-    assert_eq!(sample(port, "evnas_actor_failures_total{actor=\"search opener\"}"), Some(1.0));
+    // Logged first, then counted and the state set: read once both are there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sample(port, "evnas_search_state{state=\"stopped\"}") != Some(1.0)
+        || sample(port, "evnas_actor_failures_total{actor=\"search opener\"}") != Some(1.0)
+    {
+        assert!(Instant::now() < deadline, "{}\n{}", metrics_text(port), served.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(served.child.try_wait().unwrap().is_none(), "serve exited:\n{}", served.log());
     served.stop_cleanly();
 }

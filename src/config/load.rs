@@ -17,7 +17,17 @@ pub const IMAGENET_TRAINING_TOML: &str = include_str!("../../config/final-traini
 /// scalars when they can be (numbers, booleans), else taken as strings; `[a, b]` is a list.
 pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
     let text = file.map(read_file).transpose()?;
-    let merge = |imagenet| merge(text.as_deref(), imagenet, file, overrides);
+    load_layers(file, text.as_deref(), overrides)
+}
+
+/// [`load`] of `file` whose `text` the caller has read (and looked at) already: the config is
+/// what was looked at, whatever the file holds by now.
+pub fn load_text(file: &Path, text: &str) -> Result<Config, ConfigError> {
+    load_layers(Some(file), Some(text), &[])
+}
+
+fn load_layers(file: Option<&Path>, text: Option<&str>, overrides: &[String]) -> Result<Config, ConfigError> {
+    let merge = |imagenet| merge(text, imagenet, file, overrides);
     let merged = merge(false)?;
     // The dataset decides the training defaults: merge again with ImageNet's under the file.
     let imagenet = merged.get_string("data.dataset").is_ok_and(|d| d == "imagenet");
@@ -27,7 +37,7 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
 
 /// The config file's text. Read here rather than by `config::File::from(path)`, whose messages
 /// name the file by a path relative to the working directory that the user never typed.
-fn read_file(path: &Path) -> Result<String, ConfigError> {
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
     if !path.exists() {
         return Err(ConfigError::Missing { path: path.to_path_buf() });
     }
@@ -76,9 +86,10 @@ fn typed(merged: config::Config, file: Option<&Path>, overrides: &[String]) -> R
         .map_err(|e| ConfigError::Parse { source_name: describe(file, overrides), reason: e.to_string() })?;
     // Unknown keys are all listed, with the problems of the rest; not just the first one.
     let unknown = take_unknown_keys(&mut tree);
-    let cfg: Config = serde_path_to_error::deserialize(&tree).map_err(|e| {
-        let key = e.path().to_string();
-        ConfigError::Field { place: place_of(&key, file, overrides), reason: e.into_inner().to_string(), key }
+    let (cfg, mistyped) = deserialize_all(tree, |key, reason| ConfigError::Field {
+        place: place_of(&key, file, overrides),
+        key,
+        reason,
     })?;
     let mut problems: Vec<String> = unknown
         .iter()
@@ -87,11 +98,57 @@ fn typed(merged: config::Config, file: Option<&Path>, overrides: &[String]) -> R
             format!("{}: key `{key}`: unknown field `{leaf}`", place_of(key, file, overrides))
         })
         .collect();
+    let only_one_mistyped = mistyped.len() == 1 && problems.is_empty();
+    problems.extend(mistyped.iter().map(ToString::to_string));
     problems.extend(validate(&cfg));
-    if !problems.is_empty() {
-        return Err(ConfigError::Invalid { source_name: describe(file, overrides), problems });
+    match mistyped.into_iter().next() {
+        // One wrong type alone reads as it always has: the key, where it was set, and why.
+        Some(field) if only_one_mistyped && problems.len() == 1 => Err(field),
+        _ if !problems.is_empty() => {
+            Err(ConfigError::Invalid { source_name: describe(file, overrides), problems })
+        }
+        _ => Ok(cfg),
     }
-    Ok(cfg)
+}
+
+/// Keys mistyped at most (each is one more pass of serde).
+const MAX_MISTYPED: usize = 32;
+
+/// `tree` typed, and each key of a wrong type (as `field(key, reason)` makes it): serde stops at
+/// the first, so each is put back to the built-in default's value and the tree typed again, to
+/// list them all at once, with the problems of the other keys' values.
+fn deserialize_all(
+    mut tree: serde_json::Value,
+    field: impl Fn(String, String) -> ConfigError,
+) -> Result<(Config, Vec<ConfigError>), ConfigError> {
+    let default = toml_tree(DEFAULT_TOML).ok();
+    let mut mistyped = Vec::new();
+    loop {
+        let e = match serde_path_to_error::deserialize::<_, Config>(&tree) {
+            Ok(cfg) => return Ok((cfg, mistyped)),
+            Err(e) => e,
+        };
+        let key = e.path().to_string();
+        let error = field(key.clone(), e.into_inner().to_string());
+        // "section.key", or "section.key[2]" for an item of a list: the whole key goes back.
+        let (section, name) = key.split_once('.').unwrap_or((key.as_str(), ""));
+        let name = name.split('[').next().unwrap_or(name);
+        let replacement = default.as_ref().and_then(|d| d.get(section)?.get(name)).cloned();
+        let slot = tree.get_mut(section).and_then(|s| s.get_mut(name));
+        match (slot, replacement) {
+            (Some(slot), Some(value)) if mistyped.len() < MAX_MISTYPED && *slot != value => {
+                *slot = value;
+                mistyped.push(error);
+            }
+            // Nothing to put back (a whole section of the wrong type, say): this one alone.
+            _ if mistyped.is_empty() => return Err(error),
+            _ => {
+                mistyped.push(error);
+                let problems = mistyped.iter().map(ToString::to_string).collect();
+                return Err(ConfigError::Invalid { source_name: String::from("the config"), problems });
+            }
+        }
+    }
 }
 
 /// Removes from `tree` every section and key the built-in default does not have; returns them

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::search::HotSettings;
 
-pub use load::{load, DEFAULT_TOML};
+pub use load::{load, load_text, read_file, DEFAULT_TOML};
 pub use schema::*;
 pub use validate::validate;
 
@@ -60,6 +60,8 @@ pub enum ConfigError {
     EmptySplit { train_portion: f64, images: usize, train: usize },
     #[error("run.dir = {}: {} is not a directory, so no search directory can be made under it", dir.display(), blocker.display())]
     RunDirNotADirectory { dir: PathBuf, blocker: PathBuf },
+    #[error("the search directory {} holds no search: {why}", dir.display())]
+    NotASearchDir { dir: PathBuf, why: &'static str },
 }
 
 impl ConfigError {

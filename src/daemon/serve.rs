@@ -271,11 +271,16 @@ impl Service {
     async fn reload_config(&mut self, source: &str) {
         // Every key has a default, so an empty file is a valid config: of another search. Seen
         // on reload it is a save caught half-way (truncated, not yet written), not a wish.
-        if std::fs::read_to_string(&self.path).is_ok_and(|text| text.trim().is_empty()) {
+        // The text looked at is the one loaded, whatever the file holds by now.
+        let text = match crate::config::read_file(&self.path) {
+            Ok(text) => text,
+            Err(e) => return telemetry::ReloadInvalid { source, problem: &e.one_line() }.emit(),
+        };
+        if text.trim().is_empty() {
             let problem = format!("{} is empty (a save not yet written?)", self.path.display());
             return telemetry::ReloadInvalid { source, problem: &problem }.emit();
         }
-        let new = match crate::config::load(Some(&self.path), &[]) {
+        let new = match crate::config::load_text(&self.path, &text) {
             Ok(new) => new,
             Err(e) => {
                 let problem = e.one_line();
@@ -366,7 +371,12 @@ impl Service {
         let dir = task.dir.clone();
         tokio::select! {
             end = task.end() => match end {
-                TaskEnd::NotOpened(e) | TaskEnd::Failed(e) => Err(e),
+                // Nothing of it ran, so nothing is lost: the stop asked for is done.
+                TaskEnd::NotOpened(e) => {
+                    tracing::error!("the search could not be opened: {e:#}");
+                    Ok(ServeExit::Stopped)
+                }
+                TaskEnd::Failed(e) => Err(e),
                 TaskEnd::Finished(_) | TaskEnd::Stopped => {
                     tracing::info!(dir = %dir.display(), "search stopped; the next start continues it");
                     Ok(ServeExit::Stopped)
