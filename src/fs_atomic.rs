@@ -25,8 +25,8 @@ pub fn output_target(path: &Path) -> std::io::Result<PathBuf> {
     let target = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(path) {
             Ok(resolved) => resolved,
-            // A link to a file still to be written.
-            Err(_) => path.parent().unwrap_or(Path::new("")).join(std::fs::read_link(path)?),
+            // A link to a file still to be written (through links, perhaps).
+            Err(_) => dangling_target(path)?,
         },
         _ => path.to_path_buf(),
     };
@@ -44,6 +44,23 @@ pub fn output_target(path: &Path) -> std::io::Result<PathBuf> {
         return Err(refuse(ErrorKind::NotFound, &format!("directory {} does not exist", dir.display())));
     }
     Ok(target)
+}
+
+/// Where the links from `link` lead, when it does not exist yet.
+fn dangling_target(link: &Path) -> std::io::Result<PathBuf> {
+    let mut at = link.to_path_buf();
+    // The kernel's own limit of links followed.
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let next = std::fs::read_link(&at)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", at.display())))?;
+                at = at.parent().unwrap_or(Path::new("")).join(next);
+            }
+            _ => return Ok(at),
+        }
+    }
+    Err(std::io::Error::other(format!("{}: too many levels of symbolic links", link.display())))
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

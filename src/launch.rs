@@ -80,7 +80,9 @@ pub fn create(cfg: &Config, run_dir: Option<&Path>) -> Result<SearchEngine, Sear
     on_setup_thread(move || {
         SearchEngine::create(settings, || {
             let run = RunDir::create(&cfg.run.dir, cfg.search.seed, run_dir)?;
-            run.write_config(cfg)?;
+            // Not yet the engine's to discard: a directory left without its config would hold
+            // the next start up.
+            run.write_config(cfg).inspect_err(|_| run.discard())?;
             Ok(run)
         })
     })

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use crate::config::{Config, ConfigError};
 use crate::data::{count_split, train_count, DataError, DatasetKind, SplitName};
 use crate::run_lock::RunLock;
+use crate::search::SearchError;
 
 /// Every check of `cfg`; the number of training images at `data.path` when they pass.
 ///
@@ -93,7 +94,11 @@ pub fn check_search_dir(cfg: &Config) -> anyhow::Result<()> {
         .into());
     }
     let dir = cfg.run.dir.join(cfg.search_id());
-    let differences = crate::launch::differences_from_search(cfg, &dir)?;
+    let differences = match crate::launch::differences_from_search(cfg, &dir) {
+        // A training run where the search should be: a config problem (its id or run.dir).
+        Err(SearchError::NotARun { why, .. }) => return Err(ConfigError::NotASearchDir { dir, why }.into()),
+        found => found?,
+    };
     if differences.is_empty() {
         return Ok(());
     }

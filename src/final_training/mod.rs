@@ -49,7 +49,7 @@ pub enum FinalTrainingError {
     #[error("{} is not a training run directory (no {file})", dir.display())]
     NotARunDir { dir: PathBuf, file: &'static str },
     #[error(
-        "{} holds a search, not a training run: continue it with evnas search --resume; train its result with --genotype {}/genotype.json",
+        "{} holds a search, not a training run: evnas search --resume continues it; once it has finished, --genotype {}/genotype.json trains its result",
         dir.display(),
         dir.display()
     )]

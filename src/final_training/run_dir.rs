@@ -25,15 +25,14 @@ use crate::run_lock::{RunLock, LOCK_FILE};
 const CONFIG: &str = "config.json";
 const GENOTYPE: &str = "genotype.json";
 
-/// What a training run writes besides config.json (weights/ is made empty at its start): a
-/// `--run-dir` that holds one of them without a config.json holds what another run left.
-const RUN_FILES: [&str; 6] = [
-    GENOTYPE,
+/// Files a training run writes besides config.json and genotype.json: a `--run-dir` that holds
+/// one of them without a config.json holds what another run left.
+const RUN_FILES: [&str; 5] = [
     "epochs.jsonl",
     "learning_curve.svg",
     "result.json",
-    "checkpoints",
     "weights/last.safetensors",
+    "weights/best.safetensors",
 ];
 
 /// Held by one process at a time (its [`RunLock`], shared by the clones).

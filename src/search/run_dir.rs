@@ -34,19 +34,11 @@ pub struct RunDir {
     lock: Option<Arc<RunLock>>,
 }
 
-/// What a search writes in its directory besides config.json: an explicit `--run-dir` that
+/// Files a search writes in its directory besides config.json (not the directories it makes
+/// before its config, which a start that failed may leave empty): an explicit `--run-dir` that
 /// holds one of them without a config.json holds what another run left.
-const RUN_FILES: [&str; 9] = [
-    "generations.jsonl",
-    "timings.jsonl",
-    "fitness.svg",
-    "genotype.json",
-    "genotype.txt",
-    "best",
-    "checkpoints",
-    "stop-checkpoint",
-    "final_training",
-];
+const RUN_FILES: [&str; 6] =
+    ["generations.jsonl", "timings.jsonl", "fitness.svg", "genotype.json", "genotype.txt", "final_training"];
 
 impl RunDir {
     /// Creates a fresh run directory `parent/NAME` (NAME = UTC time and seed) or `explicit`.
@@ -114,7 +106,7 @@ impl RunDir {
         // `evnas train` writes a config.json too; its run has no best/, a search's always has.
         if root.join("epochs.jsonl").exists() || !root.join("best").is_dir() && root.join("weights").is_dir()
         {
-            let why = "it holds a training run: continue it with evnas train --resume";
+            let why = "it holds a training run, which evnas train --resume continues";
             return Err(SearchError::NotARun { path: root.to_path_buf(), why });
         }
         Ok(Self { root: root.to_path_buf(), made: false, lock: None })
