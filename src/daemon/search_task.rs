@@ -73,6 +73,12 @@ impl SearchTask {
         self.training_stop.stop();
     }
 
+    /// Whether [`Self::stop`] was asked for already (read from the final training's flag: the
+    /// pipeline raises the search's own when the search ends).
+    pub fn is_stopping(&self) -> bool {
+        self.training_stop.is_stopped()
+    }
+
     /// Puts `settings` in force at the search's next generation boundary.
     pub async fn apply(&self, settings: HotSettings) {
         // The wish first, then the controller: a task that publishes its controller meanwhile

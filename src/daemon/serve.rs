@@ -348,7 +348,8 @@ impl Service {
         }
         match (self.cfg.search.state, &self.task) {
             (SearchStateSetting::Running, None) if continues => self.start_search(true),
-            (SearchStateSetting::Paused | SearchStateSetting::Stopped, Some(task)) => {
+            // Said once: a reload while it stops changes nothing.
+            (SearchStateSetting::Paused | SearchStateSetting::Stopped, Some(task)) if !task.is_stopping() => {
                 tracing::info!("{}: checkpointing after the current batch", self.cfg.search.state.name());
                 task.stop();
             }

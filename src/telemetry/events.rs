@@ -211,10 +211,17 @@ impl SettingsApplied<'_> {
     pub fn emit(&self) {
         // `generation` is 1-based: the generations before it have run.
         let run = self.generation.saturating_sub(1);
+        let ends_now = self.settings.generations <= run;
         for (key, old, new) in self.changes {
-            if *key == "search.generations" && self.settings.generations <= run {
+            if *key == "search.generations" && ends_now {
                 tracing::info!(
                     "{key} = {new} (was {old}): {run} generation(s) have run, so the search ends now"
+                );
+            } else if ends_now {
+                // Kept with the search: in force if its budget is raised again.
+                tracing::info!(
+                    "{key} = {new} (was {old}) in force from generation {} if the budget is raised again",
+                    self.generation
                 );
             } else {
                 tracing::info!("{key} = {new} (was {old}) in force from generation {}", self.generation);
