@@ -4,6 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::fs_links::{parent_dir, resolution_chain};
+
 /// A name suffix no other writer uses: the process id and a per-process counter, so that two
 /// threads (say, a checkpoint writer and a results writer) never share a temporary file.
 pub fn unique_suffix() -> String {
@@ -23,11 +25,10 @@ pub fn output_target(path: &Path) -> std::io::Result<PathBuf> {
         return Err(refuse(ErrorKind::InvalidInput, "names a directory, not a file"));
     }
     let target = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(path) {
-            Ok(resolved) => resolved,
-            // A link to a file still to be written (through links, perhaps).
-            Err(_) => dangling_target(path)?,
-        },
+        // Where the links lead, also to a file still to be written.
+        Ok(meta) if meta.file_type().is_symlink() => {
+            resolution_chain(&std::path::absolute(path)?).pop().unwrap_or_else(|| path.to_path_buf())
+        }
         _ => path.to_path_buf(),
     };
     match std::fs::metadata(&target) {
@@ -44,30 +45,6 @@ pub fn output_target(path: &Path) -> std::io::Result<PathBuf> {
         return Err(refuse(ErrorKind::NotFound, &format!("directory {} does not exist", dir.display())));
     }
     Ok(target)
-}
-
-/// Where the links from `link` lead, when it does not exist yet.
-fn dangling_target(link: &Path) -> std::io::Result<PathBuf> {
-    let mut at = link.to_path_buf();
-    // The kernel's own limit of links followed.
-    for _ in 0..40 {
-        match std::fs::symlink_metadata(&at) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let next = std::fs::read_link(&at)
-                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", at.display())))?;
-                at = at.parent().unwrap_or(Path::new("")).join(next);
-            }
-            _ => return Ok(at),
-        }
-    }
-    Err(std::io::Error::other(format!("{}: too many levels of symbolic links", link.display())))
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// Temp file in the target's directory, fsync, rename over the target, fsync the directory: a

@@ -14,6 +14,7 @@ pub mod evolution;
 pub mod fault;
 pub mod final_training;
 pub mod fs_atomic;
+pub mod fs_links;
 pub mod launch;
 pub mod model;
 pub mod pipeline;

@@ -6,9 +6,10 @@
 //! watch follows the links again after each change. Bursts of events (an editor writes,
 //! renames and touches) are debounced into one trigger.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::fs_links::{parent_dir, resolution_chain};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
@@ -39,9 +40,6 @@ pub enum WatchError {
 
 /// Quiet time after a file event before the reload: an editor's save is several events.
 const DEBOUNCE: Duration = Duration::from_millis(300);
-
-/// Links followed at most (the kernel's own limit), so that a loop of links ends.
-const MAX_LINKS: usize = 40;
 
 /// The reload triggers of one config file.
 pub struct ConfigWatch {
@@ -109,7 +107,7 @@ impl WatchedPaths {
     fn new(file: &Path, events: mpsc::UnboundedSender<()>) -> Result<Self, WatchError> {
         let chain = resolution_chain(file);
         let ours = chain.clone();
-        let first_dir = parent_of(&chain[0]);
+        let first_dir = parent_dir(&chain[0]);
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
             let relevant =
@@ -120,7 +118,7 @@ impl WatchedPaths {
         })
         .map_err(|source| WatchError::Watch { dir: first_dir, source })?;
         let mut dirs: Vec<PathBuf> = Vec::new();
-        for dir in chain.iter().map(|p| parent_of(p)) {
+        for dir in chain.iter().map(|p| parent_dir(p)) {
             if dirs.contains(&dir) {
                 continue;
             }
@@ -140,53 +138,6 @@ impl WatchedPaths {
         }
         Ok(Self { _watcher: watcher })
     }
-}
-
-fn parent_of(path: &Path) -> PathBuf {
-    path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"))
-}
-
-/// The paths whose change changes what `file` (absolute) reads: every symbolic link met on the
-/// way to it, in order, then the path it ends at (which need not exist). Each is written
-/// without `.` and `..` (resolved by name: the components before them are no links, those were
-/// followed), so that a directory has one spelling, the one its watch reports events under.
-fn resolution_chain(file: &Path) -> Vec<PathBuf> {
-    let mut chain = Vec::new();
-    let mut pending = file.to_path_buf();
-    for _ in 0..MAX_LINKS {
-        let mut prefix = PathBuf::new();
-        let components: Vec<Component> = pending.components().collect();
-        let mut link = None;
-        for (i, component) in components.iter().enumerate() {
-            match component {
-                Component::CurDir => continue,
-                Component::ParentDir => {
-                    prefix.pop();
-                    continue;
-                }
-                _ => prefix.push(component),
-            }
-            if !matches!(component, Component::Normal(_)) {
-                continue;
-            }
-            let is_link = prefix.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
-            if let Some(target) = is_link.then(|| std::fs::read_link(&prefix).ok()).flatten() {
-                link = Some((i, target));
-                break;
-            }
-        }
-        let Some((i, target)) = link else {
-            pending = prefix;
-            break;
-        };
-        chain.push(prefix.clone());
-        // A relative target is relative to the link's directory; an absolute one replaces it.
-        let mut next = parent_of(&prefix).join(target);
-        next.extend(&components[i + 1..]);
-        pending = next;
-    }
-    chain.push(pending);
-    chain
 }
 
 #[cfg(test)]
@@ -230,7 +181,7 @@ mod tests {
 
         symlink("b", etc.join("a")).unwrap();
         symlink("a", etc.join("b")).unwrap();
-        assert_eq!(resolution_chain(&etc.join("a")).len(), MAX_LINKS + 1);
+        assert_eq!(resolution_chain(&etc.join("a")).len(), crate::fs_links::MAX_LINKS + 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
