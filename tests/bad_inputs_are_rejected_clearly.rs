@@ -1008,6 +1008,38 @@ fn output_cases() -> Vec<Case> {
                 },
             )
         },
+        // Settings that cannot be trained are the command line's fault (exit 2), named as typed.
+        case(
+            "train_auxiliary_head_on_28x28_images",
+            USAGE,
+            "reads 8x8 feature maps",
+            &["final_training.auxiliary", "--no-auxiliary"],
+            |_| {
+                let mut c = cmd(&["train", "--genotype", "EvNAS-A", "--dataset", "fashion-mnist"]);
+                c.args(["--data", "d", "--epochs", "1", "--run-dir", "t", "--quiet"]);
+                c
+            },
+        ),
+        Case {
+            may_change: &["."],
+            ..case(
+                "train_subset_beyond_the_training_set",
+                USAGE,
+                "asks for more images than the training set's 40",
+                &["final_training.train_subset", "--train-subset"],
+                |dir| {
+                    write_tiny_cifar10(&dir.join("cifar"), 40);
+                    write(&dir.join("cifar/test_batch.bin"), &cifar10_bytes(&[0, 1, 2, 3]));
+                    let mut c =
+                        cmd(&["train", "--genotype", "EvNAS-A", "--dataset", "cifar10", "--data", "cifar"]);
+                    c.args(["--train-subset", "41", "--epochs", "1", "--run-dir", "t", "--quiet"]);
+                    c
+                },
+            )
+        },
+        case("train_flag_out_of_range", USAGE, "must be at least 1", &["--epochs 0"], |_| {
+            cmd(&["train", "--genotype", "EvNAS-A", "--dataset", "fashion-mnist", "--epochs", "0"])
+        }),
     ]
 }
 

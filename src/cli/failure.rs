@@ -21,7 +21,17 @@ pub fn describe(err: &anyhow::Error) -> String {
 
 /// The exit code for a failed command.
 pub fn exit_code(err: &anyhow::Error) -> ExitCode {
-    ExitCode::from(if evnas::config::ConfigError::is_in(err) { code::USAGE } else { code::RUNTIME })
+    ExitCode::from(if is_usage(err) { code::USAGE } else { code::RUNTIME })
+}
+
+/// Whether `err` says the config or the command line is to change: a config error, or training
+/// settings that cannot be trained.
+fn is_usage(err: &anyhow::Error) -> bool {
+    use evnas::final_training::FinalTrainingError;
+    let settings = |cause: &(dyn std::error::Error + 'static)| {
+        cause.downcast_ref::<FinalTrainingError>().is_some_and(FinalTrainingError::is_settings_problem)
+    };
+    evnas::config::ConfigError::is_in(err) || err.chain().any(settings)
 }
 
 /// `No such file or directory (os error 2)` → `No such file or directory`: the number says

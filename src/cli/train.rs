@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use evnas::config::Override;
 use evnas::data::DatasetKind;
 use evnas::final_training::epoch::Step;
 use evnas::final_training::{EpochRecord, TrainingObserver, TrainingOutcome, TrainingRun};
@@ -73,36 +74,41 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The flags as config overrides, after the user's own `--set`s so that flags win.
-    fn overrides(&self) -> Vec<String> {
-        let mut sets = self.set.clone();
-        let mut push = |key: &str, value: String| sets.push(format!("{key}={value}"));
+    /// The flags as config overrides, after the user's own `--set`s so that flags win; messages
+    /// name each by its flag.
+    fn overrides(&self) -> Vec<Override> {
+        let mut sets: Vec<Override> = self.set.iter().cloned().map(Override::Set).collect();
+        let mut flag = |written: String, key: &'static str, value: config::Value| {
+            sets.push(Override::Flag { written, key, value });
+        };
+        let count = |n: usize| config::Value::from(i64::try_from(n).unwrap_or(i64::MAX));
         if let Some(d) = self.dataset {
-            push("data.dataset", d.name().to_string());
+            flag(format!("--dataset {}", d.name()), "data.dataset", d.name().into());
         }
         if let Some(p) = &self.data {
-            push("data.path", p.display().to_string());
+            let path = p.display().to_string();
+            flag(format!("--data {path}"), "data.path", path.into());
         }
         if let Some(n) = self.epochs {
-            push("final_training.epochs", n.to_string());
+            flag(format!("--epochs {n}"), "final_training.epochs", count(n));
         }
         if let Some(c) = self.init_channels {
-            push("final_training.init_channels", c.to_string());
+            flag(format!("--init-channels {c}"), "final_training.init_channels", c.into());
         }
         if let Some(l) = self.layers {
-            push("final_training.layers", l.to_string());
+            flag(format!("--layers {l}"), "final_training.layers", count(l));
         }
         if let Some(b) = self.batch_size {
-            push("final_training.batch_size", b.to_string());
+            flag(format!("--batch-size {b}"), "final_training.batch_size", count(b));
         }
         if let Some(n) = self.train_subset {
-            push("final_training.train_subset", n.to_string());
+            flag(format!("--train-subset {n}"), "final_training.train_subset", count(n));
         }
         if self.no_auxiliary {
-            push("final_training.auxiliary", "false".into());
+            flag("--no-auxiliary".into(), "final_training.auxiliary", false.into());
         }
         if let Some(d) = &self.device {
-            push("run.device", d.clone());
+            flag(format!("--device {d}"), "run.device", d.clone().into());
         }
         sets
     }
@@ -116,7 +122,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     let stop = StopFlag::new();
     {
         let stop = stop.clone();
-        super::search::ctrlc_like_handler(move || stop.stop());
+        super::interrupt::ctrlc_like_handler(move || stop.stop());
     }
     let training = match &args.resume {
         Some(dir) => {
@@ -131,7 +137,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             run
         }
         None => {
-            let cfg = evnas::config::load(args.config.as_deref(), &args.overrides())?;
+            let cfg = evnas::config::load_with(args.config.as_deref(), &args.overrides())?;
             let name = args.genotype.clone().unwrap_or_default();
             let genotype = NamedGenotype { genotype: Genotype::load(&name)?, name };
             evnas::launch::create_training(&cfg, &genotype, args.run_dir.as_deref())

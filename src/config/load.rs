@@ -11,11 +11,45 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/evnas.toml");
 /// train_imagenet.py's [final_training] values, the defaults when data.dataset = "imagenet".
 pub const IMAGENET_TRAINING_TOML: &str = include_str!("../../config/final-training-imagenet.toml");
 
+/// One value set on the command line, over the file and the environment.
+#[derive(Debug, Clone)]
+pub enum Override {
+    /// `--set SECTION.KEY=VALUE`: VALUE is read as a TOML scalar when it is one (number,
+    /// boolean), else taken as a string; `[a, b]` is a list.
+    Set(String),
+    /// A flag of its own that sets `key` (`evnas train --epochs 3`); messages name the flag as
+    /// `written`, the way the user typed it.
+    Flag { written: String, key: &'static str, value: config::Value },
+}
+
+impl Override {
+    /// How the user wrote it: `--set a.b=1`, `--epochs 3`.
+    fn written(&self) -> String {
+        match self {
+            Override::Set(item) => format!("--set {item}"),
+            Override::Flag { written, .. } => written.clone(),
+        }
+    }
+
+    /// The key it sets, if it names one.
+    fn key(&self) -> Option<&str> {
+        match self {
+            Override::Set(item) => item.split_once('=').map(|(key, _)| key.trim()),
+            Override::Flag { key, .. } => Some(key),
+        }
+    }
+}
+
 /// Loads, merges and validates a configuration.
 ///
-/// `overrides` are `section.key=value` strings (`evnas search --set`); values are parsed as TOML
-/// scalars when they can be (numbers, booleans), else taken as strings; `[a, b]` is a list.
+/// `overrides` are `section.key=value` strings (`evnas search --set`): see [`Override::Set`].
 pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+    let overrides: Vec<Override> = overrides.iter().cloned().map(Override::Set).collect();
+    load_with(file, &overrides)
+}
+
+/// [`load`] with overrides of every kind, the later winning.
+pub fn load_with(file: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigError> {
     let text = file.map(read_file).transpose()?;
     load_layers(file, text.as_deref(), overrides)
 }
@@ -26,7 +60,11 @@ pub fn load_text(file: &Path, text: &str) -> Result<Config, ConfigError> {
     load_layers(Some(file), Some(text), &[])
 }
 
-fn load_layers(file: Option<&Path>, text: Option<&str>, overrides: &[String]) -> Result<Config, ConfigError> {
+fn load_layers(
+    file: Option<&Path>,
+    text: Option<&str>,
+    overrides: &[Override],
+) -> Result<Config, ConfigError> {
     let merge = |imagenet| merge(text, imagenet, file, overrides);
     let merged = merge(false)?;
     // The dataset decides the training defaults: merge again with ImageNet's under the file.
@@ -50,7 +88,7 @@ fn merge(
     text: Option<&str>,
     imagenet: bool,
     file: Option<&Path>,
-    overrides: &[String],
+    overrides: &[Override],
 ) -> Result<config::Config, ConfigError> {
     let mut builder =
         config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
@@ -65,20 +103,22 @@ fn merge(
         config::Environment::with_prefix("EVNAS").prefix_separator("__").separator("__").try_parsing(true),
     );
     for item in overrides {
-        let (key, value) = item.split_once('=').ok_or_else(|| ConfigError::BadOverride {
-            item: item.clone(),
-            reason: "expected KEY=VALUE".into(),
-        })?;
-        builder = builder
-            .set_override(key.trim(), parse_value(value.trim()))
-            .map_err(|e| ConfigError::BadOverride { item: item.clone(), reason: e.to_string() })?;
+        let bad = |reason: String| ConfigError::BadOverride { item: item.written(), reason };
+        let (key, value) = match item {
+            Override::Set(text) => {
+                let (key, value) = text.split_once('=').ok_or_else(|| bad("expected KEY=VALUE".into()))?;
+                (key.trim(), parse_value(value.trim()))
+            }
+            Override::Flag { key, value, .. } => (*key, value.clone()),
+        };
+        builder = builder.set_override(key, value).map_err(|e| bad(e.to_string()))?;
     }
     builder
         .build()
         .map_err(|e| ConfigError::Parse { source_name: describe(file, overrides), reason: e.to_string() })
 }
 
-fn typed(merged: config::Config, file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+fn typed(merged: config::Config, file: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigError> {
     // Through a JSON tree so that serde_path_to_error can name the key at fault, unknown keys
     // included (the config crate names only the section, and enums by their Rust type name).
     let mut tree: serde_json::Value = merged
@@ -190,20 +230,20 @@ fn toml_tree(text: &str) -> Result<serde_json::Value, config::ConfigError> {
         .try_deserialize()
 }
 
-fn describe(file: Option<&Path>, overrides: &[String]) -> String {
+fn describe(file: Option<&Path>, overrides: &[Override]) -> String {
     let base = file.map(|p| p.display().to_string()).unwrap_or_else(|| "the built-in default config".into());
     if overrides.is_empty() {
         base
     } else {
-        format!("{base} with --set {}", overrides.join(" --set "))
+        let written: Vec<String> = overrides.iter().map(Override::written).collect();
+        format!("{base} with {}", written.join(" "))
     }
 }
 
-/// Which layer set `key`: the last `--set` of it, else its `EVNAS__` variable, else the file.
-fn place_of(key: &str, file: Option<&Path>, overrides: &[String]) -> String {
-    let set = overrides.iter().rev().find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key));
-    if let Some(item) = set {
-        return format!("--set {item}");
+/// Which layer set `key`: the last override of it, else its `EVNAS__` variable, else the file.
+fn place_of(key: &str, file: Option<&Path>, overrides: &[Override]) -> String {
+    if let Some(item) = overrides.iter().rev().find(|o| o.key() == Some(key)) {
+        return item.written();
     }
     let var = format!("EVNAS__{}", key.replace('.', "__").to_ascii_uppercase());
     if std::env::var_os(&var).is_some() {

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::search::HotSettings;
 
-pub use load::{load, load_text, read_file, DEFAULT_TOML};
+pub use load::{load, load_text, load_with, read_file, Override, DEFAULT_TOML};
 pub use schema::*;
 pub use validate::validate;
 
@@ -22,7 +22,8 @@ pub enum ConfigError {
     Missing { path: PathBuf },
     #[error("cannot read config file {path}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("bad --set {item:?}: {reason}")]
+    /// `item`: the override as the user wrote it (`--set KEY=VALUE`, or a flag).
+    #[error("bad {item}: {reason}")]
     BadOverride { item: String, reason: String },
     #[error("cannot read {source_name}: {reason}")]
     Parse { source_name: String, reason: String },

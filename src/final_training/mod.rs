@@ -38,7 +38,9 @@ pub enum FinalTrainingError {
         search.display()
     )]
     NotADartsGenotype { search: PathBuf },
-    #[error("the training set has {images} images; final_training.train_subset = {subset} asks for more")]
+    #[error(
+        "final_training.train_subset = {subset} (--train-subset) asks for more images than the training set's {images}"
+    )]
     SubsetTooLarge { subset: usize, images: usize },
     #[error("loss is not finite at epoch {epoch}, batch {batch}; lower final_training.learning_rate")]
     NonFiniteLoss { epoch: usize, batch: usize },
@@ -81,4 +83,15 @@ pub enum FinalTrainingError {
     Test(#[from] crate::train::TrainError),
     #[error(transparent)]
     Fault(#[from] crate::fault::InjectedFault),
+}
+
+impl FinalTrainingError {
+    /// Whether the settings asked for what cannot be done (the config or the command line is
+    /// to change), before anything was trained.
+    pub fn is_settings_problem(&self) -> bool {
+        matches!(
+            self,
+            FinalTrainingError::AuxiliaryNeeds32 { .. } | FinalTrainingError::SubsetTooLarge { .. }
+        )
+    }
 }
