@@ -127,50 +127,9 @@ pub fn resume(
         cfg.run.device = d.to_string();
         cfg.run.devices.clear();
     }
-    let changed_setup = compute_setup_changes(&original, &cfg);
     let settings = settings(&cfg)?;
     let wanted = given.then_some(settings.hot);
-    let (engine, mut notes) =
-        on_setup_thread(move || SearchEngine::resume(settings, run, started_with, wanted))?;
-    if !changed_setup.is_empty() {
-        notes.push(format!(
-            "{} changed since the run started: it continues, but libtorch rounds differently under \
-             another setup, so its numbers will not be an uninterrupted run's bit for bit",
-            changed_setup.join(", ")
-        ));
-    }
-    Ok((engine, notes))
-}
-
-/// Where and how fast a run computes, which its digest leaves out (a run may move to another
-/// machine or device), yet which changes libtorch's rounding: `run.threads` (0: the machine's
-/// cores), `run.fitness_workers` and the devices, as `was -> now` where they differ.
-fn compute_setup_changes(was: &Config, now: &Config) -> Vec<String> {
-    let mut changes = Vec::new();
-    if was.run.threads != now.run.threads {
-        changes.push(format!("run.threads ({} -> {})", was.run.threads, now.run.threads));
-    }
-    if was.run.fitness_workers != now.run.fitness_workers {
-        changes.push(format!(
-            "run.fitness_workers ({} -> {})",
-            was.run.fitness_workers, now.run.fitness_workers
-        ));
-    }
-    // As resolved here ("auto" is the CPU on a machine without CUDA).
-    let devices = |c: &Config| {
-        let named =
-            if c.run.devices.is_empty() { std::slice::from_ref(&c.run.device) } else { &c.run.devices };
-        let resolved = |name: &String| match resolve_device(name) {
-            Ok(tch::Device::Cpu) => "cpu".to_string(),
-            Ok(tch::Device::Cuda(i)) => format!("cuda:{i}"),
-            _ => name.clone(),
-        };
-        named.iter().map(resolved).collect::<Vec<_>>().join(",")
-    };
-    if devices(was) != devices(now) {
-        changes.push(format!("the devices ({} -> {})", devices(was), devices(now)));
-    }
-    changes
+    on_setup_thread(move || SearchEngine::resume(settings, run, started_with, wanted))
 }
 
 /// How `cfg` differs from the config the search in `dir` was started with, in the fields that
@@ -318,21 +277,6 @@ mod tests {
     fn config_with(overrides: &[&str]) -> Config {
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
         config::load(None, &overrides).expect("the default config loads")
-    }
-
-    #[test]
-    fn a_changed_compute_setup_is_named_and_nothing_else() {
-        let was = config_with(&["run.threads=2", "run.fitness_workers=1", "run.device=\"cpu\""]);
-        assert!(compute_setup_changes(
-            &was,
-            &config_with(&["run.threads=2", "run.fitness_workers=1", "search.generations=9"])
-        )
-        .is_empty());
-        let now = config_with(&["run.threads=1", "run.fitness_workers=1", "run.devices=[\"cpu\",\"cpu\"]"]);
-        assert_eq!(
-            compute_setup_changes(&was, &now),
-            ["run.threads (2 -> 1)", "the devices (cpu -> cpu,cpu)"]
-        );
     }
 
     #[test]

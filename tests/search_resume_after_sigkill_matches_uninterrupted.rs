@@ -53,6 +53,7 @@ fn killed_at_every_kind_of_point_then_resumed_equals_uninterrupted_run() {
         if name == "before-first-checkpoint" {
             assert!(stderr.contains("stopped before its first checkpoint"), "{name}: {stderr}");
         }
+        assert!(!stderr.contains("changed since its checkpoint"), "{name}: same setup: {stderr}");
         assert_eq!(history_text_without_timings(&run), expected_text, "{name}: generations.jsonl differs");
         assert_same_search(&run, &reference);
         common::search::assert_checkpoints_intact(&run);
@@ -136,6 +137,27 @@ fn resume_refuses_a_different_config() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("config differs"), "{stderr}");
+}
+
+/// The thread count is not part of a run's identity (a run may move to another machine), but it
+/// changes libtorch's rounding: a resume under another count goes on and says so.
+#[test]
+fn a_resume_under_another_thread_count_says_its_numbers_will_differ() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    let run = tmp.path().join("run");
+    run_until_killed(&config, &run, "train.batch=8*off->return(kill)", &[]);
+    let more_threads = tmp.path().join("more-threads.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("threads = 1"), "{text}");
+    std::fs::write(&more_threads, text.replace("threads = 1", "threads = 2")).unwrap();
+    let out =
+        run_ok(evnas().args(["search", "--quiet", "--resume"]).arg(&run).arg("--config").arg(&more_threads));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // (Two threads also make two fitness evaluators of the tiny supernet: run.fitness_workers = 0.)
+    assert!(stderr.contains("warning: CPU threads (1 -> 2), "), "{stderr}");
+    assert!(stderr.contains("changed since its checkpoint was computed"), "{stderr}");
+    common::search::assert_checkpoints_intact(&run);
 }
 
 /// A budget is a value a reload may change: a finished search resumed with a larger one goes

@@ -23,6 +23,7 @@ use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::{BnMode, Precision};
 
 use super::checkpointing;
+use super::compute_setup::ComputeSetup;
 use super::data::SearchData;
 use super::evaluator::{FitnessEvaluator, FitnessModel};
 use super::generation::StoppedGeneration;
@@ -47,6 +48,10 @@ pub struct SearchState {
     pub stopped: Option<StoppedGeneration>,
     /// The settings generation `next_generation` runs with.
     pub settings: HotSettings,
+    /// Where and how this state was computed (absent in checkpoints written before evnas
+    /// recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed_with: Option<ComputeSetup>,
 }
 
 /// The search's answer: the best individual of the last generation.
@@ -103,6 +108,14 @@ pub fn resolve_device(name: &str) -> Result<Device, SearchError> {
             Some(i) => cuda_device(i),
             None => Err(SearchError::Device { name: other.to_string(), reason: "unknown device".into() }),
         },
+    }
+}
+
+/// The name of `device` as a config writes it: "cpu", "cuda:N".
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(index) => format!("cuda:{index}"),
+        other => format!("{other:?}").to_lowercase(),
     }
 }
 
@@ -171,7 +184,21 @@ impl SearchEngine {
         };
         settings.hot = wanted.unwrap_or(state.settings);
         run.write_history(&state.history, baseline_label(&settings))?;
-        Ok((Self::assemble(settings, data, run, (vs, model, opt), state)?, notes))
+        let computed_with = state.computed_with.clone();
+        let engine = Self::assemble(settings, data, run, (vs, model, opt), state)?;
+        let mut notes = notes;
+        let changes = match (&computed_with, &engine.state.computed_with) {
+            (Some(was), Some(now)) => now.changes_from(was),
+            _ => Vec::new(),
+        };
+        if !changes.is_empty() {
+            notes.push(format!(
+                "{} changed since its checkpoint was computed: the run continues, but libtorch rounds \
+                 differently under another setup, so its numbers will not be an uninterrupted run's bit for bit",
+                changes.join(", ")
+            ));
+        }
+        Ok((engine, notes))
     }
 
     /// The engine around a supernet and a state, with the fitness evaluators the settings ask for.
@@ -207,7 +234,15 @@ impl SearchEngine {
         let links = replicas.as_mut().map(ReplicaSet::take_fitness_links).unwrap_or_default();
         let training = &settings.training;
         let trainer = SupernetTrainer::new(vs, model, opt, training.grad_clip, training.precision, replicas);
+        let remote_evaluators = links.len();
         let evaluators = build_evaluators(&settings, &data, links, cpu_threads)?;
+        let mut state = state;
+        state.computed_with = Some(ComputeSetup {
+            threads: cpu_threads,
+            devices: settings.runtime.devices.iter().map(|d| device_name(*d)).collect(),
+            replicas: trainer.replicas(),
+            fitness_evaluators: evaluators.len() - remote_evaluators,
+        });
         Ok(Self { settings, trainer, evaluators, data, state, run, store, stop_store, cpu_threads })
     }
 
@@ -433,7 +468,14 @@ pub fn child_streams(seed: u64) -> ChildStreams {
 fn initial_state(settings: &SearchSettings, hot: HotSettings) -> SearchState {
     let population =
         Population::fresh(hot.population, settings.space.genome_shape(), &child_streams(settings.seed));
-    SearchState { next_generation: 0, population, history: Vec::new(), stopped: None, settings: hot }
+    SearchState {
+        next_generation: 0,
+        population,
+        history: Vec::new(),
+        stopped: None,
+        settings: hot,
+        computed_with: None,
+    }
 }
 
 fn build_model(

@@ -2,6 +2,7 @@
 //! trainer and fitness evaluators; the actor pipeline (`crate::actors`) drives them.
 
 pub mod checkpointing;
+pub mod compute_setup;
 pub mod data;
 pub mod engine;
 pub mod evaluator;

@@ -54,6 +54,11 @@ impl SupernetTrainer {
         Self { vs, model, opt, grad_clip, precision, replicas }
     }
 
+    /// Training replicas in all: this supernet and every other replica of the job.
+    pub fn replicas(&self) -> usize {
+        self.replicas.as_ref().map_or(1, ReplicaSet::replicas)
+    }
+
     /// Where the training batches from `data_device` (the supernet's) should be delivered: there
     /// when this supernet trains alone; with replicas, on the host (pinned where CUDA is), so that
     /// each replica copies its own shard to its device and another rank's is sent it without
