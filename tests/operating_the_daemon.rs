@@ -672,7 +672,7 @@ fn a_finished_search_given_more_generations_while_paused_continues_when_running(
 /// An emptied config file is no reload. A reload that would continue a finished search is
 /// refused while another process holds the search (checked before anything changes); one whose
 /// search then cannot be opened (every checkpoint corrupt) leaves the service up with the
-/// search stopped, saying why, where a restart would only fail again.
+/// search stopped, saying why, where a restart would only fail again, and tries again by itself.
 #[test]
 fn a_search_a_reload_cannot_continue_leaves_the_service_up() {
     let tmp = tempfile::tempdir().unwrap();
@@ -734,6 +734,13 @@ fn a_search_a_reload_cannot_continue_leaves_the_service_up() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(served.child.try_wait().unwrap().is_none(), "serve exited:\n{}", served.log());
+
+    // It tries again by itself: once the cause is gone (here: the corrupt checkpoints removed,
+    // so the search starts again from its saved config), the search opens and runs to its end.
+    assert!(served.log().contains("trying again in 10 s"), "{}", served.log());
+    std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
+    served.wait_for_log("trying again to open the search", DEADLINE);
+    served.wait_for_log_n("search finished; serving until stopped", 2, DEADLINE);
     served.stop_cleanly();
 }
 

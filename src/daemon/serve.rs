@@ -105,9 +105,50 @@ struct Service {
     finished_at: Option<usize>,
     /// The search task was started by a reload, not by the service's start: if it cannot be
     /// opened, the service stays up (a restart would read the same config and fail the same
-    /// way) and waits for the next reload.
+    /// way) and tries again by itself a few times ([`Reopening`]), or at the next reload.
     started_by_reload: bool,
+    reopening: Reopening,
     heartbeat: Heartbeat,
+}
+
+/// Tries again to open a search that a reload asked for and that could not be opened: a cause
+/// that passes (a disk full until files are removed, a lock held a moment longer) needs no
+/// SIGHUP. After 10 s, then twice as long each time, 6 tries in about 10 minutes, as systemd's
+/// restarts would try a service that failed to start; then only a reload tries again.
+#[derive(Default)]
+struct Reopening {
+    /// Tries made since the last reload.
+    tries: u32,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Reopening {
+    const FIRST_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
+    const TRIES: u32 = 6;
+
+    /// After a failed open: when to try again, if at all.
+    fn schedule(&mut self) -> Option<std::time::Duration> {
+        if self.tries >= Self::TRIES {
+            self.at = None;
+            return None;
+        }
+        let delay = Self::FIRST_DELAY * 2u32.pow(self.tries);
+        self.tries += 1;
+        self.at = Some(tokio::time::Instant::now() + delay);
+        Some(delay)
+    }
+
+    /// A reload decides afresh.
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    async fn due(&self) {
+        match self.at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
@@ -152,6 +193,7 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
         mode: Mode::Paused,
         finished_at: None,
         started_by_reload: false,
+        reopening: Reopening::default(),
         heartbeat,
     };
     service.enter_configured_state(false);
@@ -169,6 +211,7 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
                 service.task_ended(&ended, end)?;
             }
             trigger = watch.next() => service.reload(trigger).await,
+            () = service.reopening.due() => service.reopen(),
             name = signals.next() => return service.shut_down(name, &mut signals).await,
         }
     }
@@ -240,7 +283,8 @@ impl Service {
                 }
             }
             TaskEnd::NotOpened(e) if self.started_by_reload => {
-                telemetry::SearchNotOpened { id: ended, error: &format!("{e:#}") }.emit();
+                let retry_in = self.reopening.schedule();
+                telemetry::SearchNotOpened { id: ended, error: &format!("{e:#}"), retry_in }.emit();
                 self.set_mode(Mode::Stopped);
                 return Ok(());
             }
@@ -255,6 +299,19 @@ impl Service {
         Ok(())
     }
 
+    /// The search a reload asked for could not be opened: try again, if the config still asks
+    /// for it to run and nothing has started it since.
+    fn reopen(&mut self) {
+        self.reopening.at = None;
+        if self.task.is_none()
+            && self.mode == Mode::Stopped
+            && self.cfg.search.state == SearchStateSetting::Running
+        {
+            tracing::info!(search = %self.cfg.search_id(), try = self.reopening.tries, "trying again to open the search");
+            self.start_search(true);
+        }
+    }
+
     /// Whether the search should run on to a budget of `generations`: it is not finished, or
     /// the budget is past the one it finished with.
     fn wants_more_generations(&self, generations: usize) -> bool {
@@ -264,6 +321,7 @@ impl Service {
     /// Load → validate → diff → apply or refuse, as one step.
     async fn reload(&mut self, trigger: Trigger) {
         notify::reloading();
+        self.reopening.reset();
         self.reload_config(trigger.name()).await;
         notify::ready();
     }

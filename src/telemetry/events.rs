@@ -301,19 +301,28 @@ impl ActorFailed<'_> {
 }
 
 /// A search that a reload asked for (continued or switched to) could not be opened; the
-/// service stays up, its search stopped, until a reload tries again.
+/// service stays up, its search stopped, until it tries again (`retry_in`) or a reload does.
 pub struct SearchNotOpened<'a> {
     pub id: &'a str,
     pub error: &'a str,
+    pub retry_in: Option<std::time::Duration>,
 }
 
 impl SearchNotOpened<'_> {
     pub fn emit(&self) {
-        tracing::error!(
-            "cannot open search {}: {}; the search stays stopped: mend the cause, then reload (SIGHUP) to try again",
-            self.id,
-            self.error
-        );
+        match self.retry_in {
+            Some(delay) => tracing::error!(
+                "cannot open search {}: {}; the search stays stopped: trying again in {} s (a reload, SIGHUP, tries at once)",
+                self.id,
+                self.error,
+                delay.as_secs()
+            ),
+            None => tracing::error!(
+                "cannot open search {}: {}; the search stays stopped: mend the cause, then reload (SIGHUP) to try again",
+                self.id,
+                self.error
+            ),
+        }
         counter!(ACTOR_FAILURES_TOTAL, "actor" => "search opener").increment(1);
     }
 }
