@@ -15,7 +15,8 @@
 //! `replica.step` (each training step of a rank other than 0 in a job of several processes),
 //! `serve.start` (`evnas serve` once its config is read, before its signal handlers and file
 //! watch); for `evnas train`: `final_training.batch`, `final_training.loss`,
-//! `final_training.checkpoint` (before an epoch's checkpoint is written).
+//! `final_training.checkpoint` (before an epoch's checkpoint is written); `export.saved` (the
+//! TorchScript file written, not yet renamed over its target).
 
 /// A failure made on purpose by a fault point.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::fs_links::{parent_dir, resolution_chain};
 
@@ -47,32 +48,77 @@ pub fn output_target(path: &Path) -> std::io::Result<PathBuf> {
     Ok(target)
 }
 
+/// Temporary files this process is writing, for [`remove_pending_files`].
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A temporary file beside the file it will replace, named `.NAME.tmp-PID-N`: removed when
+/// dropped unless [`PendingFile::persist`] renamed it over its target, and listed meanwhile for
+/// [`remove_pending_files`], so that a command ended by a signal leaves no partial file behind.
+pub struct PendingFile {
+    path: PathBuf,
+    persisted: bool,
+}
+
+impl PendingFile {
+    /// The temporary file for `target` (not created here: the writer creates it).
+    pub fn beside(target: &Path) -> std::io::Result<Self> {
+        let file_name = target
+            .file_name()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
+        let path =
+            parent_dir(target).join(format!(".{}.tmp-{}", file_name.to_string_lossy(), unique_suffix()));
+        PENDING.lock().unwrap_or_else(PoisonError::into_inner).push(path.clone());
+        Ok(Self { path, persisted: false })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the written file over `target` and makes the rename durable.
+    pub fn persist(mut self, target: &Path) -> std::io::Result<()> {
+        std::fs::rename(&self.path, target)?;
+        self.persisted = true;
+        // Persist the rename itself; some filesystems refuse fsync on directories, which is harmless.
+        if let Ok(d) = std::fs::File::open(parent_dir(target)) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            // Best effort: an error being returned is the one that matters.
+            let _ = std::fs::remove_file(&self.path);
+        }
+        PENDING.lock().unwrap_or_else(PoisonError::into_inner).retain(|p| *p != self.path);
+    }
+}
+
+/// Removes every temporary file being written, for a command about to end on a signal (its
+/// targets stay as they were). A writer still at work then fails, which no longer matters.
+pub fn remove_pending_files() {
+    remove_pending_files_where(|_| true);
+}
+
+fn remove_pending_files_where(chosen: impl Fn(&Path) -> bool) {
+    for path in PENDING.lock().unwrap_or_else(PoisonError::into_inner).iter().filter(|p| chosen(p)) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Temp file in the target's directory, fsync, rename over the target, fsync the directory: a
 /// crash leaves either the old file or the new one, never a torn one. The target is
 /// [`output_target`]'s: a link is written through, anything but a file refused.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let path = &output_target(path)?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let dir = parent_dir(path);
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), unique_suffix()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        // Best effort: the error being returned is the one that matters.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    // Persist the rename itself; some filesystems refuse fsync on directories, which is harmless.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    let tmp = PendingFile::beside(path)?;
+    let mut file = std::fs::File::create(tmp.path())?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    tmp.persist(path)
 }
 
 #[cfg(test)]
@@ -107,5 +153,40 @@ mod tests {
         assert!(refused(&slash).contains("names a directory"));
         assert!(refused(&dir.path().join("no/such/dir/x.json")).contains("does not exist"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temp file left");
+    }
+
+    #[test]
+    fn pending_files_go_when_dropped_or_removed_and_stay_once_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("model.pt");
+        let names = || {
+            let mut n: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            n.sort();
+            n
+        };
+        let dropped = PendingFile::beside(&target).unwrap();
+        std::fs::write(dropped.path(), b"half").unwrap();
+        assert!(names()[0].starts_with(".model.pt.tmp-"));
+        drop(dropped);
+        assert!(names().is_empty());
+
+        // A signal's removal while a writer is at work; the writer's own drop then finds nothing.
+        // (Only this test's files: other tests write files at the same time.)
+        let remove_pending_files = || remove_pending_files_where(|p| p.starts_with(dir.path()));
+        let interrupted = PendingFile::beside(&target).unwrap();
+        std::fs::write(interrupted.path(), b"half").unwrap();
+        remove_pending_files();
+        assert!(names().is_empty());
+        assert!(interrupted.persist(&target).is_err());
+
+        let written = PendingFile::beside(&target).unwrap();
+        std::fs::write(written.path(), b"whole").unwrap();
+        written.persist(&target).unwrap();
+        remove_pending_files();
+        assert_eq!(names(), ["model.pt"]);
+        assert_eq!(std::fs::read(&target).unwrap(), b"whole");
     }
 }

@@ -102,7 +102,10 @@ fn main() -> ExitCode {
         (false, Some(Command::Genotype(args))) => cli::genotype::run(&args),
         (false, Some(Command::Info(args))) => cli::info::run(&args),
         (false, Some(Command::Eval(args))) => cli::eval::run(&args),
-        (false, Some(Command::Export(args))) => cli::export::run(&args),
+        (false, Some(Command::Export(args))) => {
+            cli::interrupt::end_without_partial_files();
+            cli::export::run(&args)
+        }
         (false, Some(Command::Train(args))) => cli::train::run(&args),
         (false, Some(Command::Search(args))) => {
             cli::search::run(&args, search_config.expect("main reads search's config before it runs"))
@@ -111,7 +114,10 @@ fn main() -> ExitCode {
             cli::serve::run(&args, search_config.expect("main reads serve's config before it runs"))
         }
         (false, Some(Command::Validate(args))) => cli::validate::run(&args),
-        (false, Some(Command::Compare(args))) => cli::compare::run(&args),
+        (false, Some(Command::Compare(args))) => {
+            cli::interrupt::end_without_partial_files();
+            cli::compare::run(&args)
+        }
         (false, None) => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();

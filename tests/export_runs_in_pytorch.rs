@@ -1,7 +1,8 @@
 //! `evnas export`: the TorchScript file runs in PyTorch without evnas and gives evnas's logits,
 //! on a batch size other than the one it was traced with; the safetensors file holds exactly
 //! the state_dict PyTorch saved (the reference's NetworkCIFAR, tests/fixtures/eval); weights
-//! that do not fit are refused with the file named.
+//! that do not fit are refused with the file named; a signal while the file is written leaves
+//! the old file and no partial one.
 
 mod common;
 
@@ -108,4 +109,32 @@ fn weights_that_do_not_fit_the_network_are_refused_and_nothing_is_written() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("evnas_a_c4_l5_legacy.pt") && stderr.contains("DARTS_V2"), "{stderr}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "export left a file behind");
+}
+
+#[test]
+fn a_signal_while_the_file_is_written_leaves_the_old_file_and_no_partial_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("model.pt");
+    std::fs::write(&out_path, b"the previous export").unwrap();
+    // The written file waits beside its target long enough for the signal to find it there.
+    let mut export = export("torchscript", &out_path);
+    let mut child = export.env("FAILPOINTS", "export.saved=sleep(60000)").spawn().unwrap();
+    let partial = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|name| name.starts_with(".model.pt.tmp-"))
+    };
+    let started = std::time::Instant::now();
+    while partial().is_none() {
+        assert!(started.elapsed().as_secs() < 60, "export wrote no temporary file");
+        assert!(child.try_wait().unwrap().is_none(), "export ended before writing its file");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_eq!(partial(), None, "the partial file stays");
+    assert_eq!(std::fs::read(&out_path).unwrap(), b"the previous export");
 }

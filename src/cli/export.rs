@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use evnas::fs_atomic::{output_target, unique_suffix};
+use evnas::fs_atomic::{output_target, PendingFile};
 use evnas::model::layers::portable;
 use evnas::search::resolve_device;
 use evnas::weights::save_safetensors;
@@ -67,16 +67,13 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
             })
             .context("cannot trace the network")?;
             // Saved beside the target, then renamed over it: a reader never sees half a file.
-            let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let partial = out.with_file_name(format!(".{name}.tmp-{}", unique_suffix()));
-            let saved = module
-                .save(&partial)
+            let partial = PendingFile::beside(&out)?;
+            module
+                .save(partial.path())
                 .map_err(|e| anyhow::anyhow!("{}", without_cpp_trace(&e.to_string())))
-                .and_then(|()| Ok(std::fs::rename(&partial, &out)?));
-            if let Err(e) = saved {
-                let _ = std::fs::remove_file(&partial);
-                return Err(e.context(format!("cannot write {}", out.display())));
-            }
+                .and_then(|()| Ok(evnas::fault::point("export.saved")?))
+                .and_then(|()| Ok(partial.persist(&out)?))
+                .with_context(|| format!("cannot write {}", out.display()))?;
         }
     }
     println!(

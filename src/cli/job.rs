@@ -70,5 +70,5 @@ pub fn finish(job: &Job, result: &anyhow::Result<ExitCode>) {
 fn leave_stopping_to_rank_0(rank: usize) {
     let message =
         format!("evnas: rank {rank}: waiting for rank 0 to stop the search (signal again to quit now)");
-    super::search::on_signals(message, || {});
+    super::interrupt::on_signals(message, || {});
 }

@@ -8,6 +8,7 @@ pub mod export;
 pub mod failure;
 pub mod genotype;
 pub mod info;
+pub mod interrupt;
 pub mod job;
 pub mod network;
 pub mod search;

@@ -86,7 +86,7 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
     let training_stop = StopFlag::new();
     {
         let (stop, training_stop) = (stop.clone(), training_stop.clone());
-        ctrlc_like_handler(move || {
+        super::interrupt::ctrlc_like_handler(move || {
             stop.stop();
             training_stop.stop();
         });
@@ -197,34 +197,6 @@ fn print_pictures(run: &Path) {
             println!("cell picture: {}", p.display());
         }
     }
-}
-
-/// SIGINT/SIGTERM raise the stop flag once; a second signal exits at once.
-pub(super) fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
-    on_signals("\nstopping after the current batch (signal again to quit now)".into(), on_stop);
-}
-
-/// The first SIGINT/SIGTERM prints `message` and calls `on_first`; a second exits at once.
-pub(super) fn on_signals(message: String, on_first: impl Fn() + Send + 'static) {
-    std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(_) => return,
-        };
-        rt.block_on(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) =
-                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-            else {
-                return;
-            };
-            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-            eprintln!("{message}");
-            on_first();
-            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-            evnas::daemon::exit_now(super::failure::code::INTERRUPTED.into());
-        });
-    });
 }
 
 struct ProgressObserver {
