@@ -5,7 +5,7 @@
 //! users run), on tikv's `fail` crate: a test sets `FAILPOINTS="NAME=ACTIONS"`, e.g.
 //! `FAILPOINTS="train.batch=13*off->return(kill)"` kills the process with SIGKILL at the 14th
 //! training batch, `return(sigterm)` sends the process SIGTERM (as `systemctl stop` would) and
-//! goes on, `return(error)` makes the point fail with [`InjectedFault`], `panic` panics.
+//! goes on, `return(sighup)` SIGHUP likewise, `return(error)` makes the point fail with [`InjectedFault`], `panic` panics.
 //!
 //! Points: `train.batch` (before each training step), `train.loss` (`return(nan)`: the batch's
 //! loss reads as NaN), `fitness.individual` (before each individual's fitness),
@@ -46,6 +46,11 @@ fn act(point: &'static str, arg: Option<&str>) -> Result<(), InjectedFault> {
         Some("sigterm") => {
             // SAFETY: getpid and kill have no preconditions.
             unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            Ok(())
+        }
+        Some("sighup") => {
+            // SAFETY: getpid and kill have no preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
             Ok(())
         }
         _ => Err(InjectedFault { point }),

@@ -75,8 +75,9 @@ impl PendingFile {
         &self.path
     }
 
-    /// Renames the written file over `target` and makes the rename durable.
+    /// Makes the written file durable, renames it over `target` and makes the rename durable.
     pub fn persist(mut self, target: &Path) -> std::io::Result<()> {
+        std::fs::File::open(&self.path)?.sync_all()?;
         std::fs::rename(&self.path, target)?;
         self.persisted = true;
         // Persist the rename itself; some filesystems refuse fsync on directories, which is harmless.
@@ -115,9 +116,7 @@ fn remove_pending_files_where(chosen: impl Fn(&Path) -> bool) {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let path = &output_target(path)?;
     let tmp = PendingFile::beside(path)?;
-    let mut file = std::fs::File::create(tmp.path())?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+    std::fs::File::create(tmp.path())?.write_all(bytes)?;
     tmp.persist(path)
 }
 

@@ -121,7 +121,7 @@ pub fn resume(
             }
             c
         }
-        None => original.clone(),
+        None => original,
     };
     if let Some(d) = device {
         cfg.run.device = d.to_string();

@@ -83,16 +83,25 @@ fn main() -> ExitCode {
     evnas::daemon::logging::init();
     // Under a launcher (torchrun, srun), a search is one process of a job: rank 0 runs it, the
     // other ranks train it on their devices.
-    let job = match search_config.as_ref().map(|_| cli::job::join()).transpose() {
+    // A signal while the processes meet: serve's start ends cleanly (0), a search as stopped.
+    let interrupted = match cli.command {
+        Some(Command::Serve(_)) => 0,
+        _ => cli::failure::code::INTERRUPTED,
+    };
+    let job = match search_config.as_ref().map(|_| cli::job::join(interrupted)).transpose() {
         Ok(job) => job.flatten(),
         Err(err) => return fail(&err),
     };
     let search_config = match (job.filter(|j| j.rank() > 0), search_config) {
         (Some(job), Some(cfg)) => {
-            return match cfg.and_then(|cfg| cli::job::follow(job, &cfg)) {
+            let code = match cfg.and_then(|cfg| cli::job::follow(job, &cfg)) {
                 Ok(code) => code,
-                Err(err) => fail(&err),
-            }
+                Err(err) => {
+                    eprintln!("error: {}", cli::failure::describe(&err));
+                    cli::failure::exit_number(&err)
+                }
+            };
+            cli::job::end_follower(code)
         }
         (_, search_config) => search_config,
     };

@@ -813,6 +813,21 @@ fn dataset_cases() -> Vec<Case> {
                 },
             )
         },
+        // A search whose result cannot be trained is refused before it runs, not after it.
+        tiny_data_case(
+            "validate_final_training_of_an_untrainable_result",
+            VALIDATE,
+            &[("final_training.enabled", "true")],
+            "reads 8x8 feature maps",
+            &["final_training.enabled"],
+        ),
+        tiny_data_case(
+            "search_then_train_of_an_untrainable_result",
+            (USAGE, &["search", "--quiet", "--config", "bad.toml", "--then-train", "--run-dir", "r"]),
+            &[],
+            "reads 8x8 feature maps",
+            &["--then-train", "final_training.auxiliary"],
+        ),
         tiny_data_case(
             "validate_split_leaves_nothing_to_train",
             VALIDATE,
@@ -1026,7 +1041,7 @@ fn output_cases() -> Vec<Case> {
                 "train_subset_beyond_the_training_set",
                 USAGE,
                 "asks for more images than the training set's 40",
-                &["final_training.train_subset", "--train-subset"],
+                &["final_training.train_subset"],
                 |dir| {
                     write_tiny_cifar10(&dir.join("cifar"), 40);
                     write(&dir.join("cifar/test_batch.bin"), &cifar10_bytes(&[0, 1, 2, 3]));
@@ -1037,6 +1052,15 @@ fn output_cases() -> Vec<Case> {
                 },
             )
         },
+        case("train_as_a_process_of_a_job", USAGE, "evnas train runs as one process", &["rank 1"], |_| {
+            let mut c =
+                cmd(&["train", "--genotype", "EvNAS-A", "--dataset", "fashion-mnist", "--no-auxiliary"]);
+            c.env("WORLD_SIZE", "2")
+                .env("RANK", "1")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", "29500");
+            c
+        }),
         case("train_flag_out_of_range", USAGE, "must be at least 1", &["--epochs 0"], |_| {
             cmd(&["train", "--genotype", "EvNAS-A", "--dataset", "fashion-mnist", "--epochs", "0"])
         }),

@@ -4,8 +4,8 @@
 //! rank 0's through a Gloo group across the processes. The job computes what two replicas in
 //! one process compute (within rounding), and torchrun's own launch of it the very same bytes;
 //! a rank killed in the middle of training fails the whole job (both processes exit non-zero,
-//! the last checkpoint intact) and relaunching the same command lines resumes it to the
-//! uninterrupted result.
+//! the last checkpoint intact) and the launcher's restart of the same command lines resumes it
+//! to the uninterrupted result.
 
 mod common;
 
@@ -14,8 +14,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::search::{
-    assert_checkpoints_intact, assert_same_search, evnas, history_text_without_timings,
-    history_without_timings, run_ok, search_command, tiny_setup,
+    assert_checkpoints_intact, assert_same_search, history_text_without_timings, history_without_timings,
+    run_ok, search_command, tiny_setup,
 };
 
 /// Each process trains one replica on one thread, as each of two replicas in one process does.
@@ -74,9 +74,14 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
         &["--set", "run.devices=[cpu, cpu]", "--set", "run.threads=2"],
     ));
 
+    // A SIGHUP to rank 1 (a reload sent to every process of the job) is ignored there.
     let job = tmp.path().join("job");
-    let outputs = run_job(|| search_command(&config, &job, &ONE_THREAD), [None, None]);
+    let outputs = run_job(
+        || search_command(&config, &job, &ONE_THREAD),
+        [None, Some("replica.step=2*off->return(sighup)")],
+    );
     assert_success(&outputs);
+    assert!(stderr(&outputs[1]).contains("rank 1: SIGHUP ignored"), "{}", stderr(&outputs[1]));
     assert!(stderr(&outputs[0]).contains("rank 0 of a job of 2 processes"), "{}", stderr(&outputs[0]));
     assert!(
         stderr(&outputs[1]).contains("rank 1: 1 replica on [Cpu] with 1 thread"),
@@ -117,14 +122,20 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
     assert!(stderr(&outputs[0]).contains("error:"), "{}", stderr(&outputs[0]));
     assert_checkpoints_intact(&killed);
     assert_eq!(generations_done(&killed), 1);
-    // The launcher's restart: the same command lines again, resuming the run.
-    let resume = || {
-        let mut cmd = evnas();
-        cmd.args(["search", "--quiet", "--resume"]).arg(&killed);
+    // The launcher's restart (torchrun --max-restarts, counted in TORCHELASTIC_RESTART_COUNT):
+    // the very same command lines again continue the run in --run-dir.
+    let relaunch = || {
+        let mut cmd = search_command(&config, &killed, &ONE_THREAD);
+        cmd.env("TORCHELASTIC_RESTART_COUNT", "1");
         cmd
     };
-    let outputs = run_job(resume, [None, None]);
+    let outputs = run_job(relaunch, [None, None]);
     assert_success(&outputs);
+    assert!(
+        stderr(&outputs[0]).contains("restarted by the launcher (TORCHELASTIC_RESTART_COUNT = 1)"),
+        "{}",
+        stderr(&outputs[0])
+    );
     assert!(stderr(&outputs[0]).contains("resuming"), "{}", stderr(&outputs[0]));
     assert_eq!(history_text_without_timings(&killed), history_text_without_timings(&job));
     assert_same_search(&killed, &job);
@@ -192,8 +203,39 @@ fn a_broken_launch_environment_is_named() {
         .env("MASTER_PORT", "29500")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("RANK: 2 is not below WORLD_SIZE = 2"), "{}", stderr(&out));
+    assert!(!tmp.path().join("run").exists());
+}
+
+/// A process waiting for the rest of its job ends at once on SIGTERM, saying so (no search has
+/// started: nothing to stop cleanly).
+#[test]
+fn a_signal_while_waiting_for_the_other_processes_ends_the_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 1);
+    let mut rank_0 = search_command(&config, &tmp.path().join("run"), &[])
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "0")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", free_port().to_string())
+        .env_remove("FAILPOINTS")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(rank_0.stderr.take().unwrap())).map(Result::unwrap);
+    let waiting = lines.by_ref().find(|l| l.contains("meeting at"));
+    assert!(waiting.is_some_and(|l| l.contains("waiting up to 15 minutes for the others")));
+    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
+    unsafe { libc::kill(rank_0.id() as i32, libc::SIGTERM) };
+    let rest: Vec<String> = lines.collect();
+    let status = rank_0.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}: {rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("waiting for the job's other processes: SIGTERM: exiting")),
+        "{rest:?}"
+    );
     assert!(!tmp.path().join("run").exists());
 }
 

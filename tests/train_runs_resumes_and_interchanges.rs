@@ -189,7 +189,7 @@ fn settings_this_version_cannot_train_are_refused_before_a_run_directory_exists(
         .arg(&run)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "the command line's to mend");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("final_training.auxiliary = false (--no-auxiliary)"), "{stderr}");
     assert!(!run.exists());

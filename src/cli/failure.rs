@@ -21,17 +21,39 @@ pub fn describe(err: &anyhow::Error) -> String {
 
 /// The exit code for a failed command.
 pub fn exit_code(err: &anyhow::Error) -> ExitCode {
-    ExitCode::from(if is_usage(err) { code::USAGE } else { code::RUNTIME })
+    ExitCode::from(exit_number(err))
 }
 
-/// Whether `err` says the config or the command line is to change: a config error, or training
-/// settings that cannot be trained.
+/// [`exit_code`] as its number.
+pub fn exit_number(err: &anyhow::Error) -> u8 {
+    if is_usage(err) {
+        code::USAGE
+    } else {
+        code::RUNTIME
+    }
+}
+
+/// Whether `err` says the config, the command line or the launcher's environment is to change:
+/// a config error, an error a command marked as [`Usage`], a malformed launch environment.
 fn is_usage(err: &anyhow::Error) -> bool {
-    use evnas::final_training::FinalTrainingError;
-    let settings = |cause: &(dyn std::error::Error + 'static)| {
-        cause.downcast_ref::<FinalTrainingError>().is_some_and(FinalTrainingError::is_settings_problem)
+    use evnas::distributed::DistributedError;
+    let launch_env = |cause: &(dyn std::error::Error + 'static)| {
+        matches!(cause.downcast_ref(), Some(DistributedError::LaunchEnv { .. }))
     };
-    evnas::config::ConfigError::is_in(err) || err.chain().any(settings)
+    evnas::config::ConfigError::is_in(err)
+        || err.downcast_ref::<Usage>().is_some()
+        || err.chain().any(launch_env)
+}
+
+/// The context of an error that the command line is to mend, where the library cannot tell (a
+/// command knows that nothing has run yet): `error.context(Usage("cannot start training"))`.
+#[derive(Debug)]
+pub struct Usage(pub &'static str);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
 }
 
 /// `No such file or directory (os error 2)` → `No such file or directory`: the number says

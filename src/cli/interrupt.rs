@@ -1,6 +1,10 @@
-//! SIGINT/SIGTERM for the commands that run in the foreground (`evnas serve` has its own):
-//! a search or a training stops at its next batch, a command that writes a file ends without
-//! leaving a partial one.
+//! Signals for the commands that run in the foreground (`evnas serve` has its own): a search
+//! or a training stops at its next batch, a command that writes a file ends without leaving a
+//! partial one, a process waiting for the rest of its job ends at once, and a rank other than
+//! 0 takes no reload.
+
+use std::future::poll_fn;
+use std::task::Poll;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -14,52 +18,97 @@ pub(super) fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
 /// The first SIGINT/SIGTERM prints `message` and calls `on_first`; a second exits at once,
 /// taking away any temporary file being written.
 pub(super) fn on_signals(message: String, on_first: impl Fn() + Send + 'static) {
-    watch(move |mut signals| async move {
+    watch(&STOPS, move |mut signals| async move {
         signals.next().await;
         eprintln!("{message}");
         on_first();
         signals.next().await;
-        exit_interrupted();
+        exit_interrupted(INTERRUPTED);
     });
 }
 
-/// A command that writes files (`export`, `compare`, `genotype --out`) ends at SIGINT/SIGTERM
-/// at once (exit 130), removing the temporary file it was writing: the target stays as it was.
+/// A command that writes files (`export`, `compare`) ends at SIGINT/SIGTERM at once (exit
+/// 130), removing the temporary file it was writing: the target stays as it was.
 pub fn end_without_partial_files() {
-    watch(|mut signals| async move {
+    watch(&STOPS, |mut signals| async move {
         signals.next().await;
-        exit_interrupted();
+        exit_interrupted(INTERRUPTED);
     });
 }
 
-fn exit_interrupted() -> ! {
-    evnas::fs_atomic::remove_pending_files();
-    evnas::daemon::exit_now(INTERRUPTED.into())
+/// Until the returned guard is dropped, SIGINT/SIGTERM end the process at once with `code`,
+/// after `doing` and the signal's name: nothing of the command has started, so there is
+/// nothing to stop cleanly.
+pub(super) fn exit_while(doing: String, code: u8) -> ExitWhile {
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    watch(&STOPS, move |mut signals| async move {
+        tokio::select! {
+            name = signals.next() => {
+                eprintln!("{doing}: {name}: exiting");
+                exit_interrupted(code);
+            }
+            _ = finished => {}
+        }
+    });
+    ExitWhile { _done: done }
 }
 
-/// SIGINT and SIGTERM as one stream.
+/// Keeps [`exit_while`]'s handler in force while it lives.
+pub(super) struct ExitWhile {
+    _done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// SIGHUP (a reload, for `evnas serve`) prints `message` and is otherwise ignored, where its
+/// default action would end the process.
+pub(super) fn ignore_hangups(message: String) {
+    watch(&[(SignalKind::hangup(), "SIGHUP")], move |mut signals| async move {
+        loop {
+            signals.next().await;
+            eprintln!("{message}");
+        }
+    });
+}
+
+const STOPS: [(SignalKind, &str); 2] =
+    [(SignalKind::interrupt(), "SIGINT"), (SignalKind::terminate(), "SIGTERM")];
+
+fn exit_interrupted(code: u8) -> ! {
+    evnas::fs_atomic::remove_pending_files();
+    evnas::daemon::exit_now(code.into())
+}
+
+/// Several kinds of signal as one stream.
 struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
+    streams: Vec<(Signal, &'static str)>,
 }
 
 impl Signals {
-    async fn next(&mut self) {
-        tokio::select! { _ = self.interrupt.recv() => {}, _ = self.terminate.recv() => {} }
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        poll_fn(|cx| {
+            for (stream, name) in &mut self.streams {
+                if stream.poll_recv(cx).is_ready() {
+                    return Poll::Ready(*name);
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
-/// Runs `handle` on a thread of its own; the handlers are in place when this returns (a signal
-/// from then on is the handler's), or, where they cannot be installed, signals keep their
-/// default action.
-fn watch<F: std::future::Future<Output = ()>>(handle: impl FnOnce(Signals) -> F + Send + 'static) {
+/// Runs `handle` on a thread of its own; the handlers of `kinds` are in place when this returns
+/// (a signal from then on is the handler's), or, where they cannot be installed, signals keep
+/// their default action.
+fn watch<F: std::future::Future<Output = ()>>(
+    kinds: &[(SignalKind, &'static str)],
+    handle: impl FnOnce(Signals) -> F + Send + 'static,
+) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-    let signals = {
+    let streams = {
         let _in_runtime = rt.enter();
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-            (Ok(interrupt), Ok(terminate)) => Signals { interrupt, terminate },
-            _ => return,
-        }
+        kinds.iter().map(|&(kind, name)| signal(kind).map(|s| (s, name))).collect::<Result<Vec<_>, _>>()
     };
-    std::thread::spawn(move || rt.block_on(handle(signals)));
+    let Ok(streams) = streams else { return };
+    std::thread::spawn(move || rt.block_on(handle(Signals { streams })));
 }

@@ -11,12 +11,22 @@ use evnas::distributed::{Job, LaunchEnv, JOIN_TIMEOUT};
 use super::failure::code;
 
 /// Joins the job the launcher's environment describes; `None` when this process runs alone.
-pub fn join() -> anyhow::Result<Option<&'static Job>> {
+/// A SIGINT/SIGTERM while it waits for the other processes ends it at once with `interrupted`
+/// (nothing has started yet).
+pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
     let Some(env) = LaunchEnv::from_env().context("cannot read the launcher's environment")? else {
         return Ok(None);
     };
     let (rank, world, addr, port) = (env.rank, env.world_size, env.master_addr.clone(), env.master_port);
-    eprintln!("evnas: rank {rank} of a job of {world} processes, meeting at {addr}:{port}");
+    // In force before the line that says it waits.
+    let _waiting = super::interrupt::exit_while(
+        format!("evnas: rank {rank}: waiting for the job's other processes"),
+        interrupted,
+    );
+    eprintln!(
+        "evnas: rank {rank} of a job of {world} processes, meeting at {addr}:{port} (waiting up to {} minutes for the others)",
+        JOIN_TIMEOUT.as_secs() / 60
+    );
     let job = Job::join(env, JOIN_TIMEOUT)
         .with_context(|| format!("rank {rank} cannot join the job of {world} processes at {addr}:{port}"))?;
     Ok(Some(Job::install(job)))
@@ -24,7 +34,7 @@ pub fn join() -> anyhow::Result<Option<&'static Job>> {
 
 /// A rank other than 0: trains rank 0's search on the devices of `cfg` (run.devices, run.device,
 /// run.threads; the search itself is rank 0's), then exits with rank 0's exit code.
-pub fn follow(job: &'static Job, cfg: &Config) -> anyhow::Result<ExitCode> {
+pub fn follow(job: &'static Job, cfg: &Config) -> anyhow::Result<u8> {
     let rank = job.rank();
     let devices =
         evnas::launch::devices(cfg).with_context(|| format!("rank {rank} cannot use its devices"))?;
@@ -38,10 +48,18 @@ pub fn follow(job: &'static Job, cfg: &Config) -> anyhow::Result<ExitCode> {
         counted(threads, "thread")
     );
     leave_stopping_to_rank_0(rank);
-    let code =
-        evnas::train::data_parallel::serve_job(job, &devices, threads, &evnas::search::replica_builder)
-            .with_context(|| format!("rank {rank} stopped"))?;
-    Ok(ExitCode::from(code))
+    super::interrupt::ignore_hangups(format!(
+        "evnas: rank {rank}: SIGHUP ignored: reloads are rank 0's (it reads its config file and tells this rank)"
+    ));
+    evnas::train::data_parallel::serve_job(job, &devices, threads, &evnas::search::replica_builder)
+        .with_context(|| format!("rank {rank} stopped"))
+}
+
+/// Ends a rank other than 0 with `code` at once: threads of the job (a fitness server, Gloo's
+/// workers) may still be at work after a failure, and libtorch's static destructors must not
+/// run under them (that crashed the process).
+pub fn end_follower(code: u8) -> ! {
+    evnas::daemon::exit_now(code.into())
 }
 
 fn counted(n: usize, thing: &str) -> String {
@@ -58,8 +76,7 @@ pub fn finish(job: &Job, result: &anyhow::Result<ExitCode>) {
         Ok(c) if *c == ExitCode::SUCCESS => 0,
         Ok(c) if *c == ExitCode::from(code::INTERRUPTED) => code::INTERRUPTED,
         Ok(_) => code::RUNTIME,
-        Err(e) if super::failure::exit_code(e) == ExitCode::from(code::USAGE) => code::USAGE,
-        Err(_) => code::RUNTIME,
+        Err(e) => super::failure::exit_number(e),
     };
     evnas::train::data_parallel::shutdown_job(job, number);
 }

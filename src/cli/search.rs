@@ -67,6 +67,16 @@ impl SearchArgs {
                 return Err(evnas::config::ConfigError::Invalid { source_name, problems }.into());
             }
         }
+        // Its result must be trainable: said now, not once the search is over.
+        if self.then_train && !cfg.final_training.enabled {
+            let mut training = cfg.clone();
+            training.final_training.enabled = true;
+            let problems = evnas::config::validate(&training);
+            if !problems.is_empty() {
+                let source_name = "the config with --then-train".to_string();
+                return Err(evnas::config::ConfigError::Invalid { source_name, problems }.into());
+            }
+        }
         Ok(cfg)
     }
 }
@@ -92,50 +102,35 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
         });
     }
 
-    // The config whose [final_training] trains the result.
-    let training_cfg;
-    let engine =
-        match &args.resume {
-            Some(dir) => {
-                // Without --config, the run's own (read by launch::resume).
-                let cfg = match &args.config {
-                    Some(_) => Some(config?),
-                    None => None,
-                };
-                training_cfg = match &cfg {
-                    Some(c) => c.clone(),
-                    None => evnas::launch::search_config(dir)
-                        .with_context(|| format!("cannot resume {}", dir.display()))?,
-                };
-                let (engine, skipped) = evnas::launch::resume(dir, cfg, args.device.as_deref())
-                    .with_context(|| match &args.config {
-                        Some(config) => {
-                            format!("cannot resume {} with --config {}", dir.display(), config.display())
-                        }
-                        None => format!("cannot resume {}", dir.display()),
-                    })?;
-                for why in skipped {
-                    eprintln!("warning: {why}");
-                }
-                let stopped = engine.state().stopped.as_ref().map(|s| format!(", stopped {}", s.describe()));
-                eprintln!(
-                    "resuming {} at generation {}/{}{}",
-                    dir.display(),
-                    engine.state().next_generation + 1,
-                    // The budget it runs to: --config's, where that raised it.
-                    engine.settings().hot.generations,
-                    stopped.unwrap_or_default()
-                );
-                engine
-            }
-            None => {
-                let cfg = config?;
-                let engine = evnas::launch::create(&cfg, args.run_dir.as_deref())
-                    .context("cannot start the search")?;
-                training_cfg = cfg;
-                engine
-            }
-        };
+    // A launcher's restart runs the same command line again: a --run-dir that already holds
+    // this search (its first launch's) is continued, as --resume would.
+    let relaunched =
+        args.run_dir.as_deref().filter(|dir| dir.join("config.json").is_file()).and_then(|dir| {
+            let (variable, count) = evnas::distributed::launcher_restart()?;
+            eprintln!(
+                "restarted by the launcher ({variable} = {count}): continuing the search in {}",
+                dir.display()
+            );
+            Some(dir)
+        });
+    // The engine, and the config whose [final_training] trains the result.
+    let (engine, training_cfg) = match (&args.resume, relaunched) {
+        (Some(dir), _) => {
+            // Without --config, the run's own (read by launch::resume).
+            let cfg = match &args.config {
+                Some(_) => Some(config?),
+                None => None,
+            };
+            resume(dir, cfg, args)?
+        }
+        (None, Some(dir)) => resume(dir, Some(config?), args)?,
+        (None, None) => {
+            let cfg = config?;
+            let engine =
+                evnas::launch::create(&cfg, args.run_dir.as_deref()).context("cannot start the search")?;
+            (engine, cfg)
+        }
+    };
 
     let devices = match engine.devices() {
         [one] => format!("{one:?}"),
@@ -187,6 +182,39 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The search in `dir` continued under `cfg` (`None`: its own config), and the config that
+/// trains its result.
+fn resume(
+    dir: &Path,
+    cfg: Option<evnas::config::Config>,
+    args: &SearchArgs,
+) -> anyhow::Result<(evnas::search::SearchEngine, evnas::config::Config)> {
+    let training_cfg = match &cfg {
+        Some(c) => c.clone(),
+        None => {
+            evnas::launch::search_config(dir).with_context(|| format!("cannot resume {}", dir.display()))?
+        }
+    };
+    let (engine, notes) =
+        evnas::launch::resume(dir, cfg, args.device.as_deref()).with_context(|| match &args.config {
+            Some(config) => format!("cannot resume {} with --config {}", dir.display(), config.display()),
+            None => format!("cannot resume {}", dir.display()),
+        })?;
+    for note in notes {
+        eprintln!("warning: {note}");
+    }
+    let stopped = engine.state().stopped.as_ref().map(|s| format!(", stopped {}", s.describe()));
+    eprintln!(
+        "resuming {} at generation {}/{}{}",
+        dir.display(),
+        engine.state().next_generation + 1,
+        // The budget it runs to: --config's, where that raised it.
+        engine.settings().hot.generations,
+        stopped.unwrap_or_default()
+    );
+    Ok((engine, training_cfg))
 }
 
 fn print_pictures(run: &Path) {

@@ -115,6 +115,15 @@ impl TrainArgs {
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    // Each process of a job would train on its own, into the same run directory.
+    if let Ok(Some(job)) = evnas::distributed::LaunchEnv::from_env() {
+        return Err(anyhow::anyhow!(
+            "evnas train runs as one process; this is rank {} of a job of {} (RANK/WORLD_SIZE, as torchrun or srun set them): start it alone",
+            job.rank,
+            job.world_size
+        )
+        .context(super::failure::Usage("cannot start training")));
+    }
     if let Some(addr) = args.metrics_listen {
         let libtorch = evnas::runtime::TorchRuntime::detect().libtorch_version;
         MetricsExporter::start(addr, &libtorch)?;
@@ -140,8 +149,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             let cfg = evnas::config::load_with(args.config.as_deref(), &args.overrides())?;
             let name = args.genotype.clone().unwrap_or_default();
             let genotype = NamedGenotype { genotype: Genotype::load(&name)?, name };
-            evnas::launch::create_training(&cfg, &genotype, args.run_dir.as_deref())
-                .context("cannot start training")?
+            // Settings that cannot be trained are the command line's to mend (exit 2).
+            evnas::launch::create_training(&cfg, &genotype, args.run_dir.as_deref()).map_err(|e| {
+                let usage = e.is_settings_problem();
+                let e = anyhow::Error::new(e);
+                if usage {
+                    e.context(super::failure::Usage("cannot start training"))
+                } else {
+                    e.context("cannot start training")
+                }
+            })?
         }
     };
     drive(training, args.quiet, &stop)

@@ -110,6 +110,16 @@ pub fn validate(cfg: &Config) -> Vec<String> {
         p.push(format!("run.log_level = {:?}: not a log filter ({e})", r.log_level));
     }
     validate_final_training(&cfg.final_training, &mut p);
+    // Said before the search, not after it, when its result is to be trained.
+    if cfg.final_training.enabled {
+        if let Ok(dataset) = crate::data::DatasetKind::from_str(&cfg.data.dataset) {
+            if let Err(e) =
+                crate::final_training::settings::check_network_fits(dataset, cfg.final_training.auxiliary)
+            {
+                p.push(format!("final_training.enabled = true: {e}"));
+            }
+        }
+    }
     let listen = &cfg.metrics.listen;
     match listen.parse::<std::net::SocketAddr>() {
         _ if listen.is_empty() => {}

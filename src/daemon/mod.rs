@@ -15,6 +15,7 @@ pub use serve::{serve, ServeOptions};
 /// computes (that crashes); nothing evnas keeps needs them, and every file is written atomically.
 pub fn exit_now(code: i32) -> ! {
     use std::io::Write;
+    let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     // SAFETY: _exit only ends the process.
     unsafe { libc::_exit(code) }

@@ -111,10 +111,14 @@ struct Service {
     heartbeat: Heartbeat,
 }
 
+/// Whether this process runs in a job of several whose processes can no longer all be reached.
+fn job_is_broken() -> bool {
+    crate::distributed::joined().is_some_and(crate::distributed::Job::is_broken)
+}
+
 /// Tries again to open a search that a reload asked for and that could not be opened: a cause
-/// that passes (a disk full until files are removed, a lock held a moment longer) needs no
-/// SIGHUP. After 10 s, then twice as long each time, 6 tries in about 10 minutes, as systemd's
-/// restarts would try a service that failed to start; then only a reload tries again.
+/// that passes (a disk full until files are removed) needs no SIGHUP. After 10 s, then twice
+/// as long each time: 6 tries in about 10 minutes; then only a reload tries again.
 #[derive(Default)]
 struct Reopening {
     /// Tries made since the last reload.
@@ -138,7 +142,7 @@ impl Reopening {
         Some(delay)
     }
 
-    /// A reload decides afresh.
+    /// An accepted reload decides afresh.
     fn reset(&mut self) {
         *self = Self::default();
     }
@@ -282,11 +286,22 @@ impl Service {
                     }
                 }
             }
-            TaskEnd::NotOpened(e) if self.started_by_reload => {
-                let retry_in = self.reopening.schedule();
-                telemetry::SearchNotOpened { id: ended, error: &format!("{e:#}"), retry_in }.emit();
+            // Not if a process of its job is gone: no reload brings it back, the launcher's
+            // restart of the whole job does (exit 1).
+            TaskEnd::NotOpened(e) if self.started_by_reload && !job_is_broken() => {
+                // Tried again only while the config still asks for it; else the one it asks
+                // for (a switch made while this one opened) starts below.
+                let wanted = ended == self.cfg.search_id();
+                let next = match wanted.then(|| self.reopening.schedule()) {
+                    Some(Some(delay)) => telemetry::AfterNotOpened::RetryIn(delay),
+                    Some(None) => telemetry::AfterNotOpened::WaitForReload,
+                    None => telemetry::AfterNotOpened::SwitchedAway,
+                };
+                telemetry::SearchNotOpened { id: ended, error: &format!("{e:#}"), next }.emit();
                 self.set_mode(Mode::Stopped);
-                return Ok(());
+                if wanted {
+                    return Ok(());
+                }
             }
             TaskEnd::NotOpened(e) | TaskEnd::Failed(e) => return Err(e),
         }
@@ -307,7 +322,7 @@ impl Service {
             && self.mode == Mode::Stopped
             && self.cfg.search.state == SearchStateSetting::Running
         {
-            tracing::info!(search = %self.cfg.search_id(), try = self.reopening.tries, "trying again to open the search");
+            telemetry::SearchReopening { id: &self.cfg.search_id(), attempt: self.reopening.tries }.emit();
             self.start_search(true);
         }
     }
@@ -321,7 +336,6 @@ impl Service {
     /// Load → validate → diff → apply or refuse, as one step.
     async fn reload(&mut self, trigger: Trigger) {
         notify::reloading();
-        self.reopening.reset();
         self.reload_config(trigger.name()).await;
         notify::ready();
     }
@@ -386,6 +400,9 @@ impl Service {
             }
         }
         telemetry::ReloadAccepted { source, changes: &diff.changes }.emit();
+        // What it asks for is done now (a search it continues is opened at once): tries of
+        // opening the old config's search start afresh.
+        self.reopening.reset();
         let old = std::mem::replace(&mut self.cfg, new);
         if old.run.log_level != self.cfg.run.log_level {
             if let Err(e) = super::logging::set_level(&self.cfg.run.log_level) {
@@ -446,5 +463,21 @@ impl Service {
                 Ok(ServeExit::Forced)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopening_waits_twice_as_long_each_time_then_leaves_it_to_a_reload() {
+        let mut reopening = Reopening::default();
+        let delays: Vec<u64> = std::iter::from_fn(|| reopening.schedule()).map(|d| d.as_secs()).collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 320]);
+        assert!(reopening.at.is_none(), "no try after the last");
+        reopening.reset();
+        assert_eq!(reopening.schedule(), Some(Reopening::FIRST_DELAY));
+        assert!(reopening.at.is_some());
     }
 }

@@ -149,9 +149,10 @@ impl Job {
     }
 }
 
-/// Where this launch attempt's keys live: a restarted job meets under fresh ones.
+/// Where this launch attempt's keys live: a restarted job meets under fresh ones, another job
+/// (named otherwise by its launcher) under its own.
 fn attempt_prefix(env: &LaunchEnv) -> String {
-    format!("evnas/attempt_{}", env.attempt)
+    format!("evnas/{}/attempt_{}", env.job_id.as_deref().unwrap_or("job"), env.attempt)
 }
 
 /// The job this process joined at start ([`Job::install`]), if it runs in one.

@@ -26,6 +26,20 @@ pub struct LaunchEnv {
     /// How often the launcher restarted the job (TORCHELASTIC_RESTART_COUNT): each attempt meets
     /// under keys of its own.
     pub attempt: usize,
+    /// The launcher's name for the job (TORCHELASTIC_RUN_ID, else SLURM_JOB_ID): its processes
+    /// meet under keys of their own, so that a process of another job given the same
+    /// MASTER_ADDR:MASTER_PORT (Slurm's default port is the same for every job) never joins it.
+    pub job_id: Option<String>,
+}
+
+/// The launcher's count of restarts of this job, with the variable that gave it: torchrun's
+/// TORCHELASTIC_RESTART_COUNT (`--max-restarts`), Slurm's SLURM_RESTART_COUNT (`--requeue`);
+/// `None` for a first launch or none at all.
+pub fn launcher_restart() -> Option<(&'static str, usize)> {
+    ["TORCHELASTIC_RESTART_COUNT", "SLURM_RESTART_COUNT"].into_iter().find_map(|name| {
+        let count = std::env::var(name).ok()?.trim().parse::<usize>().ok()?;
+        (count > 0).then_some((name, count))
+    })
 }
 
 impl LaunchEnv {
@@ -83,6 +97,8 @@ impl LaunchEnv {
         let local_world_size = number("LOCAL_WORLD_SIZE")?.unwrap_or(1).max(local_rank + 1);
         let agent_store = var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let attempt = number("TORCHELASTIC_RESTART_COUNT")?.unwrap_or(0);
+        let named = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let job_id = named("TORCHELASTIC_RUN_ID").or_else(|| named("SLURM_JOB_ID"));
         Ok(Some(Self {
             rank,
             world_size,
@@ -92,6 +108,7 @@ impl LaunchEnv {
             master_port,
             agent_store,
             attempt,
+            job_id,
         }))
     }
 
@@ -111,7 +128,7 @@ mod tests {
         LaunchEnv::from_vars(|name| map.get(name).cloned())
     }
 
-    const TORCHRUN: [(&str, &str); 8] = [
+    const TORCHRUN: [(&str, &str); 9] = [
         ("RANK", "3"),
         ("WORLD_SIZE", "4"),
         ("LOCAL_RANK", "1"),
@@ -120,6 +137,7 @@ mod tests {
         ("MASTER_PORT", "29400"),
         ("TORCHELASTIC_USE_AGENT_STORE", "True"),
         ("TORCHELASTIC_RESTART_COUNT", "2"),
+        ("TORCHELASTIC_RUN_ID", "f3a9"),
     ];
 
     #[test]
@@ -136,6 +154,7 @@ mod tests {
                 master_port: 29400,
                 agent_store: true,
                 attempt: 2,
+                job_id: Some("f3a9".into()),
             }
         );
         assert!(!env.hosts_store());
@@ -156,10 +175,12 @@ mod tests {
             ("SLURM_PROCID", "0"),
             ("SLURM_LOCALID", "0"),
             ("MASTER_ADDR", "gpu01"),
+            ("SLURM_JOB_ID", "4711"),
         ])
         .unwrap()
         .unwrap();
         assert_eq!((env.rank, env.world_size, env.master_port), (0, 2, DEFAULT_MASTER_PORT));
+        assert_eq!(env.job_id.as_deref(), Some("4711"));
         assert!(env.hosts_store());
         let err = read(&[("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_PROCID", "1")]).unwrap_err();
         assert!(err.to_string().contains("MASTER_ADDR"), "{err}");

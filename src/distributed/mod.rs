@@ -15,7 +15,7 @@ mod store;
 pub use collectives::{nccl_version, Collectives, CollectivesSetting};
 pub use error::DistributedError;
 pub use job::{joined, Job, CONTROL_TIMEOUT, FORM_TIMEOUT, JOIN_TIMEOUT};
-pub use launch_env::LaunchEnv;
+pub use launch_env::{launcher_restart, LaunchEnv};
 pub use nccl_check::nccl_all_reduce_check;
 pub use process_group::{GlooBind, ProcessGroup};
 pub use store::{Store, StoreRole};
@@ -159,6 +159,7 @@ mod tests {
             master_port: port,
             agent_store: false,
             attempt: 0,
+            job_id: None,
         }
     }
 

@@ -38,9 +38,7 @@ pub enum FinalTrainingError {
         search.display()
     )]
     NotADartsGenotype { search: PathBuf },
-    #[error(
-        "final_training.train_subset = {subset} (--train-subset) asks for more images than the training set's {images}"
-    )]
+    #[error("final_training.train_subset = {subset} asks for more images than the training set's {images}")]
     SubsetTooLarge { subset: usize, images: usize },
     #[error("loss is not finite at epoch {epoch}, batch {batch}; lower final_training.learning_rate")]
     NonFiniteLoss { epoch: usize, batch: usize },
@@ -87,7 +85,7 @@ pub enum FinalTrainingError {
 
 impl FinalTrainingError {
     /// Whether the settings asked for what cannot be done (the config or the command line is
-    /// to change), before anything was trained.
+    /// to change).
     pub fn is_settings_problem(&self) -> bool {
         matches!(
             self,

@@ -64,6 +64,16 @@ pub enum LrSchedule {
     Linear,
 }
 
+/// Whether a NetworkCIFAR (NetworkImageNet for ImageNet) with or without its auxiliary head can
+/// train on `dataset`'s images.
+pub fn check_network_fits(dataset: DatasetKind, auxiliary: bool) -> Result<(), FinalTrainingError> {
+    let size = dataset.input_shape()[1];
+    if auxiliary && dataset != DatasetKind::ImageNet && size != 32 {
+        return Err(FinalTrainingError::AuxiliaryNeeds32 { dataset: dataset.name(), size });
+    }
+    Ok(())
+}
+
 fn linear_lr(lr: f64, epoch: usize, epochs: usize, batch_size: usize) -> f64 {
     let (e, n) = (epoch as f64, epochs as f64);
     // adjust_lr's formula goes negative for runs of 5 epochs or fewer; those decay linearly to 0.
@@ -140,11 +150,7 @@ impl FinalTrainingSettings {
 
     /// What can be trained: NetworkCIFAR's auxiliary head needs 32x32 images.
     pub fn check_supported(&self) -> Result<(), FinalTrainingError> {
-        let size = self.dataset.input_shape()[1];
-        if self.network.auxiliary && self.dataset != DatasetKind::ImageNet && size != 32 {
-            return Err(FinalTrainingError::AuxiliaryNeeds32 { dataset: self.dataset.name(), size });
-        }
-        Ok(())
+        check_network_fits(self.dataset, self.network.auxiliary)
     }
 
     /// Hex sha256 of the values that shape the run's results (not the device, the data's

@@ -172,7 +172,7 @@ impl SearchEngine {
         // from the very same weights; a checkpoint then overwrites them.
         let (mut vs, model) = build_initial_model(&settings, &data, device)?;
         let mut opt = Sgd::new(&vs, sgd_config(&settings));
-        let (state, notes) = match checkpointing::load_latest(&run, &settings, &mut vs, &mut opt)? {
+        let (state, mut notes) = match checkpointing::load_latest(&run, &settings, &mut vs, &mut opt)? {
             Some(loaded) => loaded,
             None => (
                 initial_state(&settings, started_with),
@@ -186,9 +186,10 @@ impl SearchEngine {
         run.write_history(&state.history, baseline_label(&settings))?;
         let computed_with = state.computed_with.clone();
         let engine = Self::assemble(settings, data, run, (vs, model, opt), state)?;
-        let mut notes = notes;
+        // Nothing to say of a finished search opened for its result: it computes nothing more.
+        let computes = engine.state.next_generation < engine.settings.hot.generations;
         let changes = match (&computed_with, &engine.state.computed_with) {
-            (Some(was), Some(now)) => now.changes_from(was),
+            (Some(was), Some(now)) if computes => now.changes_from(was),
             _ => Vec::new(),
         };
         if !changes.is_empty() {

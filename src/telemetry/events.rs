@@ -301,29 +301,53 @@ impl ActorFailed<'_> {
 }
 
 /// A search that a reload asked for (continued or switched to) could not be opened; the
-/// service stays up, its search stopped, until it tries again (`retry_in`) or a reload does.
+/// service stays up, its search stopped.
 pub struct SearchNotOpened<'a> {
     pub id: &'a str,
     pub error: &'a str,
-    pub retry_in: Option<std::time::Duration>,
+    pub next: AfterNotOpened,
+}
+
+/// What the service does after a search could not be opened.
+pub enum AfterNotOpened {
+    /// Tries again after this long.
+    RetryIn(std::time::Duration),
+    /// Waits for a reload (its tries are spent).
+    WaitForReload,
+    /// Starts the search the config now asks for.
+    SwitchedAway,
 }
 
 impl SearchNotOpened<'_> {
     pub fn emit(&self) {
-        match self.retry_in {
-            Some(delay) => tracing::error!(
-                "cannot open search {}: {}; the search stays stopped: trying again in {} s (a reload, SIGHUP, tries at once)",
-                self.id,
-                self.error,
-                delay.as_secs()
-            ),
-            None => tracing::error!(
-                "cannot open search {}: {}; the search stays stopped: mend the cause, then reload (SIGHUP) to try again",
-                self.id,
-                self.error
-            ),
-        }
+        let next = match self.next {
+            AfterNotOpened::RetryIn(delay) => {
+                format!(
+                    "the search stays stopped: trying again in {} s (a reload, SIGHUP, tries at once)",
+                    delay.as_secs()
+                )
+            }
+            AfterNotOpened::WaitForReload => {
+                "the search stays stopped: mend the cause, then reload (SIGHUP) to try again".to_string()
+            }
+            AfterNotOpened::SwitchedAway => "the config asks for another search now".to_string(),
+        };
+        tracing::error!("cannot open search {}: {}; {next}", self.id, self.error);
         counter!(ACTOR_FAILURES_TOTAL, "actor" => "search opener").increment(1);
+    }
+}
+
+/// The service tries again to open a search it could not open ([`SearchNotOpened`]).
+pub struct SearchReopening<'a> {
+    pub id: &'a str,
+    /// 1 for the first try after the failure.
+    pub attempt: u32,
+}
+
+impl SearchReopening<'_> {
+    pub fn emit(&self) {
+        // Counted as its failure was (evnas_actor_failures_total), if it fails again.
+        tracing::info!(search = %self.id, attempt = self.attempt, "trying again to open the search");
     }
 }
 
