@@ -73,6 +73,13 @@ fn heap_arenas(search_config: Option<&anyhow::Result<evnas::config::Config>>) ->
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A command that prints its answer ends quietly when the reader goes away (`evnas genotype
+    // show X | head -1`), as any Unix tool, where Rust's ignored SIGPIPE made it panic. Not the
+    // long-running ones: a daemon must not die of a log reader that went away.
+    if !matches!(cli.command, Some(Command::Search(_) | Command::Serve(_) | Command::Train(_))) {
+        // SAFETY: setting a signal's disposition before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     // Read once: it decides the heap's arenas, under a launcher this rank's devices, and it is
     // the config that serve starts with.
     let search_config =

@@ -57,3 +57,22 @@ fn show_of_a_bad_file_fails_naming_file_and_token() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("typo.txt") && stderr.contains("`sep_conv_4x4`"), "{stderr}");
 }
+
+/// Its reader gone (`evnas genotype show EvNAS-A | head -1`), it ends by SIGPIPE as any Unix
+/// tool does, without a panic.
+#[test]
+fn a_reader_that_goes_away_ends_it_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evnas"))
+        .args(["genotype", "show", "EvNAS-A"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before it prints (libtorch alone takes longer to load).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
