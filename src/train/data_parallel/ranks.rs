@@ -527,7 +527,9 @@ impl FitnessServer {
                     });
                 if let Err(e) = served {
                     eprintln!("error: rank {} stopped measuring fitness: {e}", self.rank);
-                    std::process::exit(1);
+                    // Without exit handlers: libtorch's static destructors crashed the process
+                    // (SIGSEGV) while its main thread still trained.
+                    crate::daemon::exit_now(1);
                 }
             })
             .map_err(|e| TrainError::Rank {
