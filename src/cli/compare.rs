@@ -49,7 +49,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     print_table(&histories);
     if let Some(out) = &out {
         let svg = fitness_plot_svg(&series, "validation top-1 (%) per generation");
-        write_atomic(out, svg.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+        super::interrupt::put_in_place(|| write_atomic(out, svg.as_bytes()))
+            .with_context(|| format!("cannot write {}", out.display()))?;
         println!("plot: {}", out.display());
     }
     Ok(ExitCode::SUCCESS)

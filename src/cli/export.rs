@@ -50,7 +50,8 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     }
     let mut network = super::network::load(&args.network, None, device)?;
     match args.format {
-        Format::Safetensors => save_safetensors(&network.vs, &out)?,
+        // Small enough to write whole before a signal ends the command.
+        Format::Safetensors => super::interrupt::put_in_place(|| save_safetensors(&network.vs, &out))?,
         Format::Torchscript => {
             // A trace keeps the weights as constants, which must not require gradients.
             network.vs.freeze();
@@ -72,7 +73,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
                 .save(partial.path())
                 .map_err(|e| anyhow::anyhow!("{}", without_cpp_trace(&e.to_string())))
                 .and_then(|()| Ok(evnas::fault::point("export.saved")?))
-                .and_then(|()| Ok(partial.persist(&out)?))
+                .and_then(|()| Ok(super::interrupt::put_in_place(|| partial.persist(&out))?))
                 .with_context(|| format!("cannot write {}", out.display()))?;
         }
     }

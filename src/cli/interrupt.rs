@@ -4,6 +4,7 @@
 //! 0 takes no reload.
 
 use std::future::poll_fn;
+use std::sync::{Mutex, PoisonError};
 use std::task::Poll;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -27,13 +28,31 @@ pub(super) fn on_signals(message: String, on_first: impl Fn() + Send + 'static) 
     });
 }
 
-/// A command that writes files (`export`, `compare`) ends at SIGINT/SIGTERM at once (exit
-/// 130), removing the temporary file it was writing: the target stays as it was.
+/// A command that writes a file (`export`, `compare`) ends at SIGINT/SIGTERM at once, removing
+/// the temporary file it was writing: exit 130, the target as it was; or, once the file is in
+/// place ([`put_in_place`]), exit 0, the work done.
 pub fn end_without_partial_files() {
     watch(&STOPS, |mut signals| async move {
-        signals.next().await;
+        let name = signals.next().await;
+        // Waits for a file being put in place: then it is there.
+        if *IN_PLACE.lock().unwrap_or_else(PoisonError::into_inner) {
+            evnas::daemon::exit_now(0);
+        }
+        eprintln!("evnas: {name}: stopped before its file was written (any file there is as it was)");
         exit_interrupted(INTERRUPTED);
     });
+}
+
+/// Whether the file of [`end_without_partial_files`]'s command is in place.
+static IN_PLACE: Mutex<bool> = Mutex::new(false);
+
+/// Runs `put` (the rename of a written file over its target, say), which a signal does not
+/// interrupt: it ends the command after `put`, as done if `put` succeeded.
+pub fn put_in_place<T, E>(put: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let mut in_place = IN_PLACE.lock().unwrap_or_else(PoisonError::into_inner);
+    let put = put();
+    *in_place = put.is_ok();
+    put
 }
 
 /// Until the returned guard is dropped, SIGINT/SIGTERM end the process at once with `code`,

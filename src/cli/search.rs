@@ -68,14 +68,10 @@ impl SearchArgs {
             }
         }
         // Its result must be trainable: said now, not once the search is over.
-        if self.then_train && !cfg.final_training.enabled {
-            let mut training = cfg.clone();
-            training.final_training.enabled = true;
-            let problems = evnas::config::validate(&training);
-            if !problems.is_empty() {
-                let source_name = "the config with --then-train".to_string();
-                return Err(evnas::config::ConfigError::Invalid { source_name, problems }.into());
-            }
+        if let Some(problem) = evnas::config::untrainable_result(&cfg).filter(|_| self.then_train) {
+            let source_name = "the config".to_string();
+            let problems = vec![format!("--then-train: {problem}")];
+            return Err(evnas::config::ConfigError::Invalid { source_name, problems }.into());
         }
         Ok(cfg)
     }

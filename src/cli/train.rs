@@ -116,11 +116,14 @@ impl TrainArgs {
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     // Each process of a job would train on its own, into the same run directory.
-    if let Ok(Some(job)) = evnas::distributed::LaunchEnv::from_env() {
+    let job = match evnas::distributed::LaunchEnv::from_env() {
+        Ok(None) => None,
+        Ok(Some(job)) => Some(format!("this is rank {} of a job of {}", job.rank, job.world_size)),
+        Err(e) => Some(format!("the launcher's environment makes this a process of a job ({e})")),
+    };
+    if let Some(job) = job {
         return Err(anyhow::anyhow!(
-            "evnas train runs as one process; this is rank {} of a job of {} (RANK/WORLD_SIZE, as torchrun or srun set them): start it alone",
-            job.rank,
-            job.world_size
+            "evnas train runs as one process; {job} (RANK/WORLD_SIZE, as torchrun or srun set them): start it alone"
         )
         .context(super::failure::Usage("cannot start training")));
     }
@@ -152,7 +155,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             // Settings that cannot be trained are the command line's to mend (exit 2).
             evnas::launch::create_training(&cfg, &genotype, args.run_dir.as_deref()).map_err(|e| {
                 let usage = e.is_settings_problem();
-                let e = anyhow::Error::new(e);
+                // With the flag that mends it.
+                let e = if matches!(e, evnas::final_training::FinalTrainingError::AuxiliaryNeeds32 { .. }) {
+                    anyhow::anyhow!("{e} (--no-auxiliary)")
+                } else {
+                    anyhow::Error::new(e)
+                };
                 if usage {
                     e.context(super::failure::Usage("cannot start training"))
                 } else {

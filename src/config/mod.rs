@@ -14,7 +14,7 @@ use crate::search::HotSettings;
 
 pub use load::{load, load_text, load_with, read_file, Override, DEFAULT_TOML};
 pub use schema::*;
-pub use validate::validate;
+pub use validate::{untrainable_result, validate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -112,12 +112,8 @@ pub fn validate(cfg: &Config) -> Vec<String> {
     validate_final_training(&cfg.final_training, &mut p);
     // Said before the search, not after it, when its result is to be trained.
     if cfg.final_training.enabled {
-        if let Ok(dataset) = crate::data::DatasetKind::from_str(&cfg.data.dataset) {
-            if let Err(e) =
-                crate::final_training::settings::check_network_fits(dataset, cfg.final_training.auxiliary)
-            {
-                p.push(format!("final_training.enabled = true: {e}"));
-            }
+        if let Some(problem) = untrainable_result(cfg) {
+            p.push(format!("final_training.enabled = true: {problem}"));
         }
     }
     let listen = &cfg.metrics.listen;
@@ -133,6 +129,14 @@ pub fn validate(cfg: &Config) -> Vec<String> {
         Ok(_) => {}
     }
     p
+}
+
+/// Why the result of a search under `cfg` could not be trained from scratch by its
+/// `[final_training]`, if it could not.
+pub fn untrainable_result(cfg: &Config) -> Option<String> {
+    let dataset = crate::data::DatasetKind::from_str(&cfg.data.dataset).ok()?;
+    let auxiliary = cfg.final_training.auxiliary;
+    crate::final_training::settings::check_network_fits(dataset, auxiliary).err().map(|e| e.to_string())
 }
 
 fn validate_final_training(f: &super::schema::FinalTrainingSection, p: &mut Vec<String>) {

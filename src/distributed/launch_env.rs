@@ -67,8 +67,21 @@ impl LaunchEnv {
                 None => return Ok(None),
             },
         };
-        if world_size <= 1 {
-            return Ok(None);
+        if world_size == 0 {
+            return Err(DistributedError::LaunchEnv {
+                variable: world_var,
+                reason: "0: a job has at least 1 process".into(),
+            });
+        }
+        if world_size == 1 {
+            // A world of one runs alone, as rank 0 or not at all.
+            return match number(rank_var)? {
+                Some(rank) if rank > 0 => Err(DistributedError::LaunchEnv {
+                    variable: rank_var,
+                    reason: format!("{rank} is not below {world_var} = 1"),
+                }),
+                _ => Ok(None),
+            };
         }
         let missing = |variable: &'static str| DistributedError::LaunchEnv {
             variable,
@@ -188,7 +201,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let cases: [(&[(&str, &str)], &str); 4] = [
+        let cases: [(&[(&str, &str)], &str); 6] = [
             (&[("WORLD_SIZE", "two")], "WORLD_SIZE"),
             (&[("WORLD_SIZE", "2"), ("MASTER_ADDR", "a"), ("MASTER_PORT", "1")], "RANK"),
             (&[("WORLD_SIZE", "2"), ("RANK", "2"), ("MASTER_ADDR", "a"), ("MASTER_PORT", "1")], "RANK"),
@@ -196,6 +209,8 @@ mod tests {
                 &[("WORLD_SIZE", "2"), ("RANK", "1"), ("MASTER_ADDR", "a"), ("MASTER_PORT", "99999")],
                 "MASTER_PORT",
             ),
+            (&[("WORLD_SIZE", "0")], "WORLD_SIZE"),
+            (&[("WORLD_SIZE", "1"), ("RANK", "1")], "RANK"),
         ];
         for (vars, variable) in cases {
             let err = read(vars).unwrap_err().to_string();

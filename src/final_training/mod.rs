@@ -30,7 +30,7 @@ pub enum FinalTrainingError {
     ClassesDiffer { train_dir: PathBuf, train: usize, valid_dir: PathBuf, valid: usize },
     #[error(
         "the auxiliary head reads 8x8 feature maps (32x32 images), {dataset} images are {size}x{size}: \
-         set final_training.auxiliary = false (--no-auxiliary)"
+         set final_training.auxiliary = false"
     )]
     AuxiliaryNeeds32 { dataset: &'static str, size: usize },
     #[error(
