@@ -209,7 +209,7 @@ fn a_broken_launch_environment_is_named() {
 }
 
 /// A process waiting for the rest of its job ends at once on SIGTERM, saying so (no search has
-/// started: nothing to stop cleanly).
+/// started: nothing to stop cleanly); an address that does not resolve is named first.
 #[test]
 fn a_signal_while_waiting_for_the_other_processes_ends_the_process() {
     let tmp = tempfile::tempdir().unwrap();
@@ -237,6 +237,24 @@ fn a_signal_while_waiting_for_the_other_processes_ends_the_process() {
         "{rest:?}"
     );
     assert!(!tmp.path().join("run").exists());
+
+    let mut rank_1 = search_command(&config, &tmp.path().join("run"), &[])
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "1")
+        .env("MASTER_ADDR", "no-such-host.invalid")
+        .env("MASTER_PORT", free_port().to_string())
+        .env_remove("FAILPOINTS")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(rank_1.stderr.take().unwrap())).map(Result::unwrap);
+    let warning = lines.by_ref().find(|l| l.contains("MASTER_ADDR"));
+    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
+    unsafe { libc::kill(rank_1.id() as i32, libc::SIGTERM) };
+    let _ = lines.count();
+    assert_eq!(rank_1.wait().unwrap().code(), Some(130));
+    assert!(warning.is_some_and(|l| l.contains("no-such-host.invalid does not resolve")));
 }
 
 fn generations_done(run: &Path) -> usize {

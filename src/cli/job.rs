@@ -27,6 +27,13 @@ pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
         "evnas: rank {rank} of a job of {world} processes, meeting at {addr}:{port} (waiting up to {} minutes for the others)",
         JOIN_TIMEOUT.as_secs() / 60
     );
+    // c10d retries an address that does not resolve until its timeout, saying only that it
+    // found no IPv6 address: say what is wrong first.
+    if let Err(e) = std::net::ToSocketAddrs::to_socket_addrs(&(addr.as_str(), port)) {
+        eprintln!(
+            "evnas: rank {rank}: warning: MASTER_ADDR {addr} does not resolve ({e}): c10d tries again until the wait is over"
+        );
+    }
     let job = Job::join(env, JOIN_TIMEOUT)
         .with_context(|| format!("rank {rank} cannot join the job of {world} processes at {addr}:{port}"))?;
     Ok(Some(Job::install(job)))
