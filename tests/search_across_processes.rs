@@ -257,6 +257,46 @@ fn a_signal_while_waiting_for_the_other_processes_ends_the_process() {
     assert!(warning.is_some_and(|l| l.contains("no-such-host.invalid does not resolve")));
 }
 
+/// `evnas serve` as a job: a process that dies while the search is paused is noticed when a
+/// reload runs it again, and rank 0 then exits 1 for the launcher to restart the job (no
+/// reload could bring the process back).
+#[test]
+fn serve_as_a_job_exits_when_a_process_died_while_its_search_was_paused() {
+    use common::served::Served;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let paused = text.replace("[search]\n", "[search]\nid = \"job\"\nstate = \"paused\"\n");
+    assert_ne!(paused, text);
+    std::fs::write(&config, &paused).unwrap();
+    let port = free_port().to_string();
+    let env = |rank: &'static str| {
+        [
+            ("RANK", rank),
+            ("LOCAL_RANK", rank),
+            ("WORLD_SIZE", "2"),
+            ("LOCAL_WORLD_SIZE", "2"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", port.as_str()),
+        ]
+    };
+    let mut rank_0 = Served::start_with(&config, None, &env("0"));
+    let mut rank_1 = Served::start_with(&config, None, &env("1"));
+    let within = Duration::from_secs(120);
+    rank_1.wait_for_log("training rank 0's search", within);
+    rank_0.wait_for_log("evnas serve starting", within);
+    rank_1.child.kill().unwrap();
+    rank_1.child.wait().unwrap();
+
+    let edited = tmp.path().join("edited.toml");
+    std::fs::write(&edited, paused.replace("state = \"paused\"", "state = \"running\"")).unwrap();
+    std::fs::rename(&edited, &config).unwrap();
+    let (status, log) = rank_0.wait(within).expect("rank 0 exits once its search cannot run");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("a process of the job is gone"), "{log}");
+}
+
 fn generations_done(run: &Path) -> usize {
     std::fs::read_to_string(run.join("generations.jsonl")).map_or(0, |t| t.lines().count())
 }
