@@ -214,47 +214,40 @@ fn a_broken_launch_environment_is_named() {
 fn a_signal_while_waiting_for_the_other_processes_ends_the_process() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, _) = tiny_setup(tmp.path(), 1);
-    let mut rank_0 = search_command(&config, &tmp.path().join("run"), &[])
-        .env("WORLD_SIZE", "2")
-        .env("RANK", "0")
-        .env("MASTER_ADDR", "127.0.0.1")
-        .env("MASTER_PORT", free_port().to_string())
-        .env_remove("FAILPOINTS")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(rank_0.stderr.take().unwrap())).map(Result::unwrap);
-    let waiting = lines.by_ref().find(|l| l.contains("meeting at"));
-    assert!(waiting.is_some_and(|l| l.contains("waiting up to 15 minutes for the others")));
-    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
-    unsafe { libc::kill(rank_0.id() as i32, libc::SIGTERM) };
-    let rest: Vec<String> = lines.collect();
-    let status = rank_0.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{status:?}: {rest:?}");
+    let run = tmp.path().join("run");
+    // Rank `rank` of a job of 2 meeting at `addr`, alone: its stderr up to the first line
+    // holding `seen`, then SIGTERM; that line, the rest of stderr and the exit code.
+    let terminated_while_waiting = |rank: &str, addr: &str, seen: &str| {
+        let mut child = search_command(&config, &run, &[])
+            .env("WORLD_SIZE", "2")
+            .env("RANK", rank)
+            .env("MASTER_ADDR", addr)
+            .env("MASTER_PORT", free_port().to_string())
+            .env_remove("FAILPOINTS")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()))
+            .map(Result::unwrap);
+        let line = lines.by_ref().find(|l| l.contains(seen)).unwrap_or_default();
+        // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let rest: Vec<String> = lines.collect();
+        (line, rest, child.wait().unwrap().code())
+    };
+
+    let (waiting, rest, code) = terminated_while_waiting("0", "127.0.0.1", "meeting at");
+    assert!(waiting.contains("waiting up to 15 minutes for the others"), "{waiting}");
+    assert_eq!(code, Some(130), "{rest:?}");
     assert!(
         rest.iter().any(|l| l.contains("waiting for the job's other processes: SIGTERM: exiting")),
         "{rest:?}"
     );
-    assert!(!tmp.path().join("run").exists());
+    assert!(!run.exists());
 
-    let mut rank_1 = search_command(&config, &tmp.path().join("run"), &[])
-        .env("WORLD_SIZE", "2")
-        .env("RANK", "1")
-        .env("MASTER_ADDR", "no-such-host.invalid")
-        .env("MASTER_PORT", free_port().to_string())
-        .env_remove("FAILPOINTS")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(rank_1.stderr.take().unwrap())).map(Result::unwrap);
-    let warning = lines.by_ref().find(|l| l.contains("MASTER_ADDR"));
-    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
-    unsafe { libc::kill(rank_1.id() as i32, libc::SIGTERM) };
-    let _ = lines.count();
-    assert_eq!(rank_1.wait().unwrap().code(), Some(130));
-    assert!(warning.is_some_and(|l| l.contains("no-such-host.invalid does not resolve")));
+    let (warning, rest, code) = terminated_while_waiting("1", "no-such-host.invalid", "MASTER_ADDR");
+    assert!(warning.contains("no-such-host.invalid does not resolve"), "{warning}: {rest:?}");
+    assert_eq!(code, Some(130), "{rest:?}");
 }
 
 /// `evnas serve` as a job: a process that dies while the search is paused is noticed when a
