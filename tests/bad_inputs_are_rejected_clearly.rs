@@ -650,8 +650,7 @@ fn dataset_case(
     damage: impl Fn(&Path) + 'static,
 ) -> Case {
     case(name, RUNTIME, cause, named, move |dir| {
-        fs::create_dir_all(dir.join("data")).unwrap();
-        write_tiny_fashion_mnist(&dir.join("data"), 192);
+        write_tiny_data(dir);
         damage(dir);
         valid_config_command(dir, &[])
     })
@@ -746,10 +745,8 @@ fn dataset_cases() -> Vec<Case> {
             "is not a directory, so no search directory can be made under it",
             &["run.dir", "afile"],
             |dir| {
-                fs::create_dir_all(dir.join("data")).unwrap();
-                write_tiny_fashion_mnist(&dir.join("data"), 192);
                 write(&dir.join("afile"), b"not a directory");
-                write(&dir.join("bad.toml"), tiny_toml(&[("run.dir", "\"afile/runs\"")]).as_bytes());
+                write_tiny_search(dir, &[("run.dir", "\"afile/runs\"")]);
                 cmd(&["validate", "--config", "bad.toml"])
             },
         ),
@@ -781,11 +778,9 @@ fn dataset_cases() -> Vec<Case> {
                 "are needed for 1000000000000 more checkpoint(s)",
                 &["run.keep_checkpoints", "mine/checkpoints"],
                 |dir| {
-                    fs::create_dir_all(dir.join("data")).unwrap();
-                    write_tiny_fashion_mnist(&dir.join("data"), 192);
                     let huge =
                         [("run.keep_checkpoints", "1000000000000"), ("search.generations", "1000000000000")];
-                    write(&dir.join("bad.toml"), tiny_toml(&huge).as_bytes());
+                    write_tiny_search(dir, &huge);
                     fs::create_dir(dir.join("mine")).unwrap();
                     write(&dir.join("mine/notes.txt"), b"mine");
                     cmd(&["search", "--quiet", "--config", "bad.toml", "--run-dir", "mine"])
@@ -838,6 +833,18 @@ fn dataset_cases() -> Vec<Case> {
     ]
 }
 
+/// The 192 images of [`TINY`]'s dataset in `dir/data`.
+fn write_tiny_data(dir: &Path) {
+    fs::create_dir_all(dir.join("data")).unwrap();
+    write_tiny_fashion_mnist(&dir.join("data"), 192);
+}
+
+/// [`write_tiny_data`], and [`TINY`] with `changes` in `dir/bad.toml`.
+fn write_tiny_search(dir: &Path, changes: &[(&str, &str)]) {
+    write_tiny_data(dir);
+    write(&dir.join("bad.toml"), tiny_toml(changes).as_bytes());
+}
+
 /// `evnas ARGS` on [`TINY`] (in `bad.toml`) with `changes`, its 192 images in `data`.
 fn tiny_data_case(
     name: &'static str,
@@ -847,9 +854,7 @@ fn tiny_data_case(
     named: &'static [&'static str],
 ) -> Case {
     case(name, code, cause, named, move |dir| {
-        fs::create_dir_all(dir.join("data")).unwrap();
-        write_tiny_fashion_mnist(&dir.join("data"), 192);
-        write(&dir.join("bad.toml"), tiny_toml(changes).as_bytes());
+        write_tiny_search(dir, changes);
         cmd(args)
     })
 }
@@ -968,8 +973,7 @@ fn output_cases() -> Vec<Case> {
             "holds timings.jsonl but no config.json",
             &["old"],
             |dir| {
-                fs::create_dir_all(dir.join("data")).unwrap();
-                write_tiny_fashion_mnist(&dir.join("data"), 192);
+                write_tiny_data(dir);
                 fs::create_dir(dir.join("old")).unwrap();
                 write(&dir.join("old/timings.jsonl"), b"{}\n");
                 valid_config_command(dir, &["--run-dir", "old"])
@@ -1125,15 +1129,13 @@ fn run_dir_cases() -> Vec<Case> {
             cmd(&["search", "--quiet", "--resume", "empty_run"])
         }),
         case("search_run_dir_already_holds_a_run", RUNTIME, "already holds a run", &["taken_run"], |dir| {
-            fs::create_dir_all(dir.join("data")).unwrap();
-            write_tiny_fashion_mnist(&dir.join("data"), 192);
+            write_tiny_data(dir);
             fs::create_dir(dir.join("taken_run")).unwrap();
             write(&dir.join("taken_run/config.json"), b"{}");
             valid_config_command(dir, &["--run-dir", "taken_run"])
         }),
         case("search_unavailable_cuda_device", RUNTIME, "CUDA device(s) available", &["cuda:99"], |dir| {
-            fs::create_dir_all(dir.join("data")).unwrap();
-            write_tiny_fashion_mnist(&dir.join("data"), 192);
+            write_tiny_data(dir);
             valid_config_command(dir, &["--device", "cuda:99"])
         }),
         case("compare_garbled_config_json", RUNTIME, "missing field `search`", &["r1/config.json"], |dir| {
