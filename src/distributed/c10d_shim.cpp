@@ -95,6 +95,37 @@ void* evnas_c10d_prefix_store(void* store, const char* prefix, char** error) {
 
 void evnas_c10d_store_free(void* store) { delete static_cast<Store*>(store); }
 
+// Sets `key` to the `length` bytes at `value`.
+int evnas_c10d_store_set(void* store, const char* key, const uint8_t* value, size_t length,
+                         char** error) {
+  return guarded(error, [&] {
+    std::vector<uint8_t> bytes(value, value + length);
+    static_cast<Store*>(store)->inner->set(std::string(key), bytes);
+  });
+}
+
+// Whether `key` is set, without waiting for it.
+int evnas_c10d_store_check(void* store, const char* key, int* present, char** error) {
+  return guarded(error, [&] {
+    *present = static_cast<Store*>(store)->inner->check({std::string(key)}) ? 1 : 0;
+  });
+}
+
+// The value of `key` (waiting for it up to the store's timeout) in a malloc'd buffer the caller
+// frees with evnas_c10d_free_error.
+int evnas_c10d_store_get(void* store, const char* key, uint8_t** value, size_t* length,
+                         char** error) {
+  return guarded(error, [&] {
+    std::vector<uint8_t> bytes = static_cast<Store*>(store)->inner->get(std::string(key));
+    *value = static_cast<uint8_t*>(std::malloc(bytes.empty() ? 1 : bytes.size()));
+    if (*value == nullptr) {
+      throw std::runtime_error("out of memory for a store value");
+    }
+    std::memcpy(*value, bytes.data(), bytes.size());
+    *length = bytes.size();
+  });
+}
+
 // A Gloo process group of `size` ranks meeting through `store`. This rank's Gloo device binds
 // the network interface `interface` when given (GLOO_SOCKET_IFNAME, as PyTorch), else the address
 // `hostname` when given, else the machine's default address, as PyTorch picks it.

@@ -22,6 +22,27 @@ extern "C" {
         error: *mut *mut c_char,
     ) -> *mut c_void;
     pub fn evnas_c10d_store_free(store: *mut c_void);
+    pub fn evnas_c10d_store_set(
+        store: *mut c_void,
+        key: *const c_char,
+        value: *const u8,
+        length: usize,
+        error: *mut *mut c_char,
+    ) -> c_int;
+    pub fn evnas_c10d_store_check(
+        store: *mut c_void,
+        key: *const c_char,
+        present: *mut c_int,
+        error: *mut *mut c_char,
+    ) -> c_int;
+    /// Sets `*value` to a buffer the caller frees with [`evnas_c10d_free_error`].
+    pub fn evnas_c10d_store_get(
+        store: *mut c_void,
+        key: *const c_char,
+        value: *mut *mut u8,
+        length: *mut usize,
+        error: *mut *mut c_char,
+    ) -> c_int;
 
     pub fn evnas_c10d_gloo_group(
         store: *mut c_void,

@@ -79,6 +79,56 @@ impl Store {
         Ok(port)
     }
 
+    /// Sets `key` to `value`.
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), DistributedError> {
+        let c_key = self.key(key)?;
+        // SAFETY: `self.raw` is a live store; the shim copies the key and the bytes.
+        ffi::checked(
+            |rc: &i32| *rc != 0,
+            |error| unsafe {
+                ffi::evnas_c10d_store_set(self.raw, c_key.as_ptr(), value.as_ptr(), value.len(), error)
+            },
+        )
+        .map_err(|reason| self.failed(key, reason))?;
+        Ok(())
+    }
+
+    /// The value of `key`, or `None` while it is not set (without waiting for it).
+    pub fn get_if_set(&self, key: &str) -> Result<Option<Vec<u8>>, DistributedError> {
+        let c_key = self.key(key)?;
+        let mut present = 0;
+        // SAFETY: `self.raw` is a live store; `present` outlives the call.
+        ffi::checked(
+            |rc: &i32| *rc != 0,
+            |error| unsafe { ffi::evnas_c10d_store_check(self.raw, c_key.as_ptr(), &mut present, error) },
+        )
+        .map_err(|reason| self.failed(key, reason))?;
+        if present == 0 {
+            return Ok(None);
+        }
+        let (mut value, mut length) = (std::ptr::null_mut::<u8>(), 0usize);
+        // SAFETY: as above; the shim sets `value` to a malloc'd buffer of `length` bytes.
+        ffi::checked(
+            |rc: &i32| *rc != 0,
+            |error| unsafe {
+                ffi::evnas_c10d_store_get(self.raw, c_key.as_ptr(), &mut value, &mut length, error)
+            },
+        )
+        .map_err(|reason| self.failed(key, reason))?;
+        // SAFETY: `length` bytes at `value`, from malloc, freed once here.
+        let bytes = unsafe { std::slice::from_raw_parts(value, length) }.to_vec();
+        unsafe { ffi::evnas_c10d_free_error(value.cast()) };
+        Ok(Some(bytes))
+    }
+
+    fn key(&self, key: &str) -> Result<CString, DistributedError> {
+        CString::new(key).map_err(|_| self.failed(key, "the key holds a NUL byte".into()))
+    }
+
+    fn failed(&self, key: &str, reason: String) -> DistributedError {
+        DistributedError::Store { address: format!("{} (key {key})", self.address), reason }
+    }
+
     pub fn address(&self) -> &str {
         &self.address
     }
