@@ -105,6 +105,7 @@ fn main() -> ExitCode {
                 Ok(code) => code,
                 Err(err) => {
                     eprintln!("error: {}", cli::failure::describe(&err));
+                    cli::job::leave_failure(job, &err);
                     cli::failure::exit_number(&err)
                 }
             };
@@ -140,13 +141,14 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::failure::code::USAGE);
         }
     };
+    let code = match &result {
+        Ok(code) => *code,
+        Err(err) => fail(err),
+    };
     if let Some(job) = job {
         cli::job::finish(job, &result);
     }
-    match result {
-        Ok(code) => code,
-        Err(err) => fail(&err),
-    }
+    code
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {

@@ -10,8 +10,11 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::served::Served;
 
 use common::search::{
     assert_checkpoints_intact, assert_same_search, history_text_without_timings, history_without_timings,
@@ -120,6 +123,7 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
     assert_eq!(outputs[1].status.signal(), Some(libc::SIGKILL), "{}", stderr(&outputs[1]));
     assert_eq!(outputs[0].status.code(), Some(1), "{}", stderr(&outputs[0]));
     assert!(stderr(&outputs[0]).contains("error:"), "{}", stderr(&outputs[0]));
+    assert!(!stderr(&outputs[0]).contains("own error"), "{}", stderr(&outputs[0]));
     assert_checkpoints_intact(&killed);
     assert_eq!(generations_done(&killed), 1);
     // The launcher's restart (torchrun --max-restarts, counted in TORCHELASTIC_RESTART_COUNT):
@@ -140,6 +144,56 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
     assert_eq!(history_text_without_timings(&killed), history_text_without_timings(&job));
     assert_same_search(&killed, &job);
     assert_checkpoints_intact(&killed);
+
+    // SIGTERM to rank 1 alone (its machine evicted, its node's agent stopped): rank 0 is told,
+    // stops the whole job at a checkpoint (its batches slowed so that it is still training),
+    // and every process exits 130, for the launcher to restart the job; the restart continues
+    // it to the uninterrupted result.
+    let evicted = tmp.path().join("evicted");
+    let outputs = run_job(
+        || search_command(&config, &evicted, &ONE_THREAD),
+        [Some("train.batch=sleep(200)"), Some("replica.step=2*off->1*return(sigterm)")],
+    );
+    for (rank, out) in outputs.iter().enumerate() {
+        assert_eq!(out.status.code(), Some(130), "rank {rank}: {}", stderr(out));
+    }
+    assert!(
+        stderr(&outputs[1]).contains("rank 1: asking rank 0 to stop the search"),
+        "{}",
+        stderr(&outputs[1])
+    );
+    assert!(
+        stderr(&outputs[0]).contains("rank 1 got SIGTERM: stopping the job after the current batch"),
+        "{}",
+        stderr(&outputs[0])
+    );
+    assert!(stderr(&outputs[0]).contains("stopped; resume with"), "{}", stderr(&outputs[0]));
+    let relaunch = || {
+        let mut cmd = search_command(&config, &evicted, &ONE_THREAD);
+        cmd.env("TORCHELASTIC_RESTART_COUNT", "1");
+        cmd
+    };
+    let outputs = run_job(relaunch, [None, None]);
+    assert_success(&outputs);
+    // From the stop checkpoint, in the middle of a generation.
+    assert!(stderr(&outputs[0]).contains(", stopped "), "{}", stderr(&outputs[0]));
+    assert_eq!(history_text_without_timings(&evicted), history_text_without_timings(&job));
+    assert_same_search(&evicted, &job);
+
+    // A rank that fails on its own leaves its error for rank 0, whose log names it; a rank
+    // killed leaves none (above).
+    let failed = tmp.path().join("failed");
+    let outputs = run_job(
+        || search_command(&config, &failed, &ONE_THREAD),
+        [None, Some("replica.step=8*off->return(error)")],
+    );
+    assert_eq!(outputs[1].status.code(), Some(1), "{}", stderr(&outputs[1]));
+    assert_eq!(outputs[0].status.code(), Some(1), "{}", stderr(&outputs[0]));
+    assert!(
+        stderr(&outputs[0]).contains("rank 1's own error: rank 1 stopped: fault injected at replica.step"),
+        "{}",
+        stderr(&outputs[0])
+    );
 
     // Rank 0 killed in training: rank 1 notices and exits non-zero too.
     let lost_leader = tmp.path().join("lost-leader");
@@ -255,10 +309,41 @@ fn a_signal_while_waiting_for_the_other_processes_ends_the_process() {
 /// reload could bring the process back).
 #[test]
 fn serve_as_a_job_exits_when_a_process_died_while_its_search_was_paused() {
-    use common::served::Served;
-    use std::time::Duration;
     let tmp = tempfile::tempdir().unwrap();
-    let (config, _) = tiny_setup(tmp.path(), 2);
+    let (config, paused, mut rank_0, mut rank_1) = serve_paused_job(tmp.path());
+    rank_1.child.kill().unwrap();
+    rank_1.child.wait().unwrap();
+
+    let edited = tmp.path().join("edited.toml");
+    std::fs::write(&edited, paused.replace("state = \"paused\"", "state = \"running\"")).unwrap();
+    std::fs::rename(&edited, &config).unwrap();
+    let (status, log) = rank_0.wait(WITHIN).expect("rank 0 exits once its search cannot run");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("a process of the job is gone"), "{log}");
+}
+
+/// `evnas serve` as a job: a SIGTERM to rank 1 alone stops rank 0 as well, which exits 130
+/// (not 0: the job is to be restarted, not done), and so does rank 1.
+#[test]
+fn serve_as_a_job_stops_when_another_rank_is_told_to_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, mut rank_0, mut rank_1) = serve_paused_job(tmp.path());
+    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
+    unsafe { libc::kill(rank_1.child.id() as i32, libc::SIGTERM) };
+    let (status, log) = rank_0.wait(WITHIN).expect("rank 0 exits once rank 1 asked to stop");
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("rank 1 got SIGTERM"), "{log}");
+    let (status, log) = rank_1.wait(WITHIN).expect("rank 1 exits once rank 0 ended the job");
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("asking rank 0 to stop"), "{log}");
+}
+
+const WITHIN: Duration = Duration::from_secs(120);
+
+/// `evnas serve` as ranks 0 and 1 of a job on a tiny search, paused, both up: its config file
+/// and what it holds.
+fn serve_paused_job(dir: &Path) -> (PathBuf, String, Served, Served) {
+    let (config, _) = tiny_setup(dir, 2);
     let text = std::fs::read_to_string(&config).unwrap();
     let paused = text.replace("[search]\n", "[search]\nid = \"job\"\nstate = \"paused\"\n");
     assert_ne!(paused, text);
@@ -276,18 +361,9 @@ fn serve_as_a_job_exits_when_a_process_died_while_its_search_was_paused() {
     };
     let mut rank_0 = Served::start_with(&config, None, &env("0"));
     let mut rank_1 = Served::start_with(&config, None, &env("1"));
-    let within = Duration::from_secs(120);
-    rank_1.wait_for_log("training rank 0's search", within);
-    rank_0.wait_for_log("evnas serve starting", within);
-    rank_1.child.kill().unwrap();
-    rank_1.child.wait().unwrap();
-
-    let edited = tmp.path().join("edited.toml");
-    std::fs::write(&edited, paused.replace("state = \"paused\"", "state = \"running\"")).unwrap();
-    std::fs::rename(&edited, &config).unwrap();
-    let (status, log) = rank_0.wait(within).expect("rank 0 exits once its search cannot run");
-    assert_eq!(status.code(), Some(1), "{log}");
-    assert!(log.contains("a process of the job is gone"), "{log}");
+    rank_1.wait_for_log("training rank 0's search", WITHIN);
+    rank_0.wait_for_log("evnas serve starting", WITHIN);
+    (config, paused, rank_0, rank_1)
 }
 
 fn generations_done(run: &Path) -> usize {

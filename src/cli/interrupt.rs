@@ -13,16 +13,16 @@ use super::failure::code::INTERRUPTED;
 
 /// SIGINT/SIGTERM raise the stop flag once; a second signal exits at once.
 pub(super) fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
-    on_signals("\nstopping after the current batch (signal again to quit now)".into(), on_stop);
+    on_signals("\nstopping after the current batch (signal again to quit now)".into(), move |_| on_stop());
 }
 
-/// The first SIGINT/SIGTERM prints `message` and calls `on_first`; a second exits at once,
-/// taking away any temporary file being written.
-pub(super) fn on_signals(message: String, on_first: impl Fn() + Send + 'static) {
+/// The first SIGINT/SIGTERM prints `message` and calls `on_first` with the signal's name; a
+/// second exits at once, taking away any temporary file being written.
+pub(super) fn on_signals(message: String, on_first: impl Fn(&'static str) + Send + 'static) {
     watch(&STOPS, move |mut signals| async move {
-        signals.next().await;
+        let name = signals.next().await;
         eprintln!("{message}");
-        on_first();
+        on_first(name);
         signals.next().await;
         exit_interrupted(INTERRUPTED);
     });

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use evnas::config::Config;
-use evnas::distributed::{Job, LaunchEnv, JOIN_TIMEOUT};
+use evnas::distributed::{DistributedError, Job, LaunchEnv, JOIN_TIMEOUT};
+use evnas::train::TrainError;
 
 use super::failure::code;
 
@@ -54,12 +55,30 @@ pub fn follow(job: &'static Job, cfg: &Config) -> anyhow::Result<u8> {
         counted(devices.len(), "replica"),
         counted(threads, "thread")
     );
-    leave_stopping_to_rank_0(rank);
+    leave_stopping_to_rank_0(job);
     super::interrupt::ignore_hangups(format!(
         "evnas: rank {rank}: SIGHUP ignored: reloads are rank 0's (it reads its config file and tells this rank)"
     ));
     evnas::train::data_parallel::serve_job(job, &devices, threads, &evnas::search::replica_builder)
         .with_context(|| format!("rank {rank} stopped"))
+}
+
+/// A rank other than 0 failed with `err`: it leaves the reason for rank 0 to name, unless it
+/// only lost another process of the job (rank 0 knows that).
+pub fn leave_failure(job: &Job, err: &anyhow::Error) {
+    let lost = err.chain().any(|cause| {
+        let distributed = cause.downcast_ref::<DistributedError>().or(match cause.downcast_ref() {
+            Some(TrainError::Distributed(e)) => Some(e),
+            _ => None,
+        });
+        matches!(
+            distributed,
+            Some(DistributedError::ProcessLost { .. } | DistributedError::Collective { .. })
+        )
+    });
+    if !lost {
+        job.leave_failure(&super::failure::describe(err));
+    }
 }
 
 /// Ends a rank other than 0 with `code` at once: threads of the job (a fitness server, Gloo's
@@ -77,8 +96,15 @@ fn counted(n: usize, thing: &str) -> String {
 }
 
 /// Tells the other ranks that the job is over, with rank 0's exit code for them (`result`:
-/// what rank 0's command returned).
+/// what rank 0's command returned, its error printed). A failed job names what the other ranks
+/// said of their own failures.
 pub fn finish(job: &Job, result: &anyhow::Result<ExitCode>) {
+    job.stop_watching();
+    if result.is_err() {
+        for (rank, reason) in job.failures_left(std::time::Duration::from_secs(2)) {
+            eprintln!("evnas: rank {rank}'s own error: {reason}");
+        }
+    }
     let number = match result {
         Ok(c) if *c == ExitCode::SUCCESS => 0,
         Ok(c) if *c == ExitCode::from(code::INTERRUPTED) => code::INTERRUPTED,
@@ -89,10 +115,18 @@ pub fn finish(job: &Job, result: &anyhow::Result<ExitCode>) {
 }
 
 /// Launchers signal every process of a job at once (torchrun, scancel): rank 0 stops the search
-/// at a checkpoint and then ends the others, so a follower waits for that; a second signal ends
-/// it at once.
-fn leave_stopping_to_rank_0(rank: usize) {
+/// at a checkpoint and then ends the others, so a follower waits for that. Some stop one
+/// machine alone (a Kubernetes eviction, one node's agent): rank 0 is asked to stop the job as
+/// well. A second signal ends the follower at once.
+fn leave_stopping_to_rank_0(job: &'static Job) {
+    let rank = job.rank();
     let message =
-        format!("evnas: rank {rank}: waiting for rank 0 to stop the search (signal again to quit now)");
-    super::interrupt::on_signals(message, || {});
+        format!("evnas: rank {rank}: asking rank 0 to stop the search after its current batch (signal again to quit now)");
+    super::interrupt::on_signals(message, move |signal| {
+        if let Err(e) = job.ask_rank_0_to_stop(signal) {
+            eprintln!(
+                "evnas: rank {rank}: cannot ask rank 0 to stop ({e}): the job goes on until it is stopped"
+            );
+        }
+    });
 }

@@ -97,6 +97,19 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
             training_stop.stop();
         });
     }
+    if let Some(job) = evnas::distributed::joined() {
+        let (stop, training_stop) = (stop.clone(), training_stop.clone());
+        job.watch_stop_requests(move |request| {
+            if !training_stop.is_stopped() {
+                eprintln!(
+                    "\nevnas: rank {} got {}: stopping the job after the current batch",
+                    request.rank, request.signal
+                );
+            }
+            stop.stop();
+            training_stop.stop();
+        });
+    }
 
     // A launcher's restart runs the same command line again: a --run-dir that already holds
     // this search (its first launch's) is continued, as --resume would.

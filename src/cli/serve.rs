@@ -25,6 +25,7 @@ pub fn run(args: &ServeArgs, config: anyhow::Result<evnas::config::Config>) -> a
     let options = ServeOptions { config_path: args.config.clone(), config: config? };
     match evnas::daemon::serve(options)? {
         ServeExit::Stopped => Ok(ExitCode::SUCCESS),
+        ServeExit::StoppedForJob => Ok(ExitCode::from(super::failure::code::INTERRUPTED)),
         ServeExit::Forced => evnas::daemon::exit_now(super::failure::code::INTERRUPTED.into()),
     }
 }

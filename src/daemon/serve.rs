@@ -4,7 +4,8 @@
 //! generation boundary, `search.state` pauses, stops or resumes it, a new `search.id` switches
 //! to another search; anything else is refused until a restart. SIGTERM or SIGINT stop it at
 //! the next batch (a second signal exits at once). A finished search stays served until it is
-//! stopped; raising its budget continues it.
+//! stopped; raising its budget continues it. Rank 0 of a job stops the same way when another
+//! rank is told to stop, and exits as interrupted, for the launcher to restart the job.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::{Config, ConfigError, SearchStateSetting};
+use crate::distributed::StopRequest;
 use crate::reload::{self, ConfigWatch, Trigger};
 use crate::telemetry::{self, MetricsExporter};
 
@@ -32,6 +34,9 @@ pub enum ServeExit {
     Stopped,
     /// A second signal arrived while stopping.
     Forced,
+    /// Stopped, at a checkpoint, because another process of its job was told to stop (one
+    /// machine of the job going away): the job is to be restarted, not done.
+    StoppedForJob,
 }
 
 /// Runs the service until a signal stops it.
@@ -160,6 +165,7 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
     // looks for CUDA), so that a signal at start is not the end of the process by its default
     // action: a SIGHUP is a reload, a SIGTERM a clean exit.
     let mut signals = Signals::install()?;
+    let mut stop_requests = JobStopRequests::watch();
     let mut watch = ConfigWatch::new(path)?;
     // Data that is not where the config says, or a search directory this config cannot resume,
     // is a config problem (exit 2, which systemd does not restart), not a failure of the
@@ -217,6 +223,42 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
             trigger = watch.next() => service.reload(trigger).await,
             () = service.reopening.due() => service.reopen(),
             name = signals.next() => return service.shut_down(name, &mut signals).await,
+            request = stop_requests.next() => {
+                let why = format!("rank {} got {}", request.rank, request.signal);
+                return Ok(match service.shut_down(&why, &mut signals).await? {
+                    ServeExit::Stopped => ServeExit::StoppedForJob,
+                    other => other,
+                });
+            }
+        }
+    }
+}
+
+/// Stop requests of the job's other ranks (rank 0 of a job; none elsewhere).
+struct JobStopRequests(Option<tokio::sync::oneshot::Receiver<StopRequest>>);
+
+impl JobStopRequests {
+    fn watch() -> Self {
+        let Some(job) = crate::distributed::joined().filter(|job| job.rank() == 0) else { return Self(None) };
+        let (send, receive) = tokio::sync::oneshot::channel();
+        job.watch_stop_requests(move |request| {
+            let _ = send.send(request);
+        });
+        Self(Some(receive))
+    }
+
+    /// The request, when one comes.
+    async fn next(&mut self) -> StopRequest {
+        match self.0.as_mut() {
+            Some(receive) => match receive.await {
+                Ok(request) => request,
+                // The watch ended without one: none will come.
+                Err(_) => {
+                    self.0 = None;
+                    std::future::pending().await
+                }
+            },
+            None => std::future::pending().await,
         }
     }
 }

@@ -10,6 +10,7 @@ use tch::Tensor;
 
 use super::error::DistributedError;
 use super::launch_env::LaunchEnv;
+use super::notices::StopWatch;
 use super::process_group::{GlooBind, ProcessGroup};
 use super::store::{Store, StoreRole};
 
@@ -34,6 +35,8 @@ pub struct Job {
     sessions: AtomicUsize,
     /// A collective of the control group failed (a process died): the group is not used again.
     broken: AtomicBool,
+    /// Rank 0's watch for the others' stop requests (notices.rs).
+    stop_watch: Mutex<Option<StopWatch>>,
 }
 
 static JOINED: OnceLock<Job> = OnceLock::new();
@@ -61,6 +64,7 @@ impl Job {
             control: Mutex::new(control),
             sessions: AtomicUsize::new(0),
             broken: AtomicBool::new(false),
+            stop_watch: Mutex::new(None),
         })
     }
 
@@ -127,6 +131,10 @@ impl Job {
         self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    pub(super) fn stop_watch(&self) -> MutexGuard<'_, Option<StopWatch>> {
+        self.stop_watch.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// A number for the next group of replicas rank 0 forms (it tells the others).
     pub fn next_session(&self) -> usize {
         self.sessions.fetch_add(1, Ordering::Relaxed)
@@ -151,7 +159,7 @@ impl Job {
 
 /// Where this launch attempt's keys live: a restarted job meets under fresh ones, another job
 /// (named otherwise by its launcher) under its own.
-fn attempt_prefix(env: &LaunchEnv) -> String {
+pub(super) fn attempt_prefix(env: &LaunchEnv) -> String {
     format!("evnas/{}/attempt_{}", env.job_id.as_deref().unwrap_or("job"), env.attempt)
 }
 

@@ -9,6 +9,7 @@ mod ffi;
 mod job;
 mod launch_env;
 mod nccl_check;
+mod notices;
 mod process_group;
 mod store;
 
@@ -17,6 +18,7 @@ pub use error::DistributedError;
 pub use job::{joined, Job, CONTROL_TIMEOUT, FORM_TIMEOUT, JOIN_TIMEOUT};
 pub use launch_env::{launcher_restart, LaunchEnv};
 pub use nccl_check::nccl_all_reduce_check;
+pub use notices::StopRequest;
 pub use process_group::{GlooBind, ProcessGroup};
 pub use store::{Store, StoreRole};
 
@@ -231,6 +233,36 @@ mod tests {
             assert_eq!(rank1.join().unwrap(), (2, 2));
         });
         assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+    }
+
+    /// What rank 1 leaves in the job's store reaches rank 0: a stop asked for by a signal (to
+    /// rank 0's watch) and why it failed; a watch that saw nothing ends when told.
+    #[test]
+    fn rank_0_learns_of_the_other_ranks_stops_and_failures() {
+        let port = free_port();
+        let (rank0, rank1) = std::thread::scope(|s| {
+            let rank1 = s.spawn(|| Job::join(env(1, port), TIMEOUT).unwrap());
+            (Job::join(env(0, port), TIMEOUT).unwrap(), rank1.join().unwrap())
+        });
+        let rank0: &'static Job = Box::leak(Box::new(rank0));
+        assert!(rank0.failures_left(Duration::ZERO).is_empty());
+
+        rank0.watch_stop_requests(|request| panic!("no rank asked yet: {request:?}"));
+        std::thread::sleep(Duration::from_millis(700));
+        let started = std::time::Instant::now();
+        rank0.stop_watching();
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+        let (send, receive) = std::sync::mpsc::channel();
+        rank0.watch_stop_requests(move |request| send.send(request).unwrap());
+        rank1.ask_rank_0_to_stop("SIGTERM").unwrap();
+        let request = receive.recv_timeout(TIMEOUT).expect("rank 0 sees the request");
+        assert_eq!(request, StopRequest { rank: 1, signal: "SIGTERM".into() });
+        rank0.stop_watching();
+
+        rank1.leave_failure("cannot build its replicas: out of memory");
+        let failures = rank0.failures_left(Duration::ZERO);
+        assert_eq!(failures, vec![(1, "cannot build its replicas: out of memory".to_string())]);
     }
 
     /// A rank whose peers never come gives up after the join timeout, naming the job.

@@ -527,6 +527,9 @@ impl FitnessServer {
                     });
                 if let Err(e) = served {
                     eprintln!("error: rank {} stopped measuring fitness: {e}", self.rank);
+                    if let Some(job) = crate::distributed::joined() {
+                        job.leave_failure(&format!("stopped measuring fitness: {e}"));
+                    }
                     // Without exit handlers: libtorch's static destructors crashed the process
                     // (SIGSEGV) while its main thread still trained.
                     crate::daemon::exit_now(1);
