@@ -261,9 +261,17 @@ fn prometheus_scrapes_serve_and_every_dashboard_query_returns_data() {
     // The alerting rules evaluate on the real series without error (a vector match that is
     // not one-to-one, say, is an error only real data shows), and a healthy search that
     // finished fires none of them.
-    // The final training's stall alert looks at whether it runs: it no longer does.
-    let running = prometheus.query("evnas_final_training_running");
-    assert_eq!(running.first().map(|r| r["value"][1].clone()), Some("0".into()), "{running:?}");
+    // The final training's stall alert looks at whether it runs: it no longer does, from the
+    // first scrape after its end (the last may have come while it still ran).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let running = prometheus.query("evnas_final_training_running");
+        if running.first().map(|r| r["value"][1].clone()) == Some("0".into()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running after its end: {running:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let rules = prometheus.rules();
     assert_eq!(rules.len(), 7, "{rules:#?}");
     for rule in &rules {
