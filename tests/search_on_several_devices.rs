@@ -57,3 +57,29 @@ fn two_cpu_replicas_repeat_exactly_and_resume_exactly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("(Cpu)") && !stderr.contains("replicas"), "{stderr}");
 }
+
+/// `evnas validate` (systemd's ExecReload, on the machine of the search) names devices this
+/// machine lacks, and still passes the config: it may be meant for another machine.
+#[test]
+fn validate_names_devices_this_machine_lacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 1);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let elsewhere = text.replace("[run]\n", "[run]\ndevices = [\"cuda:62\", \"cuda:63\"]\n");
+    assert_ne!(elsewhere, text);
+    std::fs::write(&config, elsewhere).unwrap();
+    let out = evnas().args(["validate", "--config"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": valid; search"), "{stderr}");
+    assert!(
+        stderr.contains("warning: device cuda:62") && stderr.contains("warning: device cuda:63"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("a search here would not start"), "{stderr}");
+
+    std::fs::write(&config, text).unwrap();
+    let out = evnas().args(["validate", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}

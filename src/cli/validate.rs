@@ -1,7 +1,8 @@
 //! `evnas validate --config FILE`: checks a config as `evnas serve` would load it (layers,
 //! types, unknown keys, values, that its dataset is at `data.path`, and that an existing search
 //! of its id was started with it), for systemd's ExecReload (serve makes the same checks at
-//! start). Exit 0 with one line naming the search, or 2 with the problems.
+//! start). Exit 0 with one line naming the search (and a warning for devices this machine
+//! lacks), or 2 with the problems.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +19,15 @@ pub struct ValidateArgs {
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let cfg = evnas::config::load(Some(&args.config), &[])?;
     let images = evnas::daemon::check_search(&cfg)?;
+    // A config may be checked on another machine than the one it is for (exit 0), but systemd's
+    // ExecReload runs this where the search runs: devices missing here are named.
+    let names = match cfg.run.devices.as_slice() {
+        [] => std::slice::from_ref(&cfg.run.device),
+        names => names,
+    };
+    for e in names.iter().filter_map(|name| evnas::search::resolve_device(name).err()) {
+        eprintln!("warning: {e} (on this machine: a search here would not start)");
+    }
     // What the search uses of them: its split, cut to data.train_subset and fitness.subset.
     let split = evnas::data::train_count(cfg.data.train_portion, images);
     let train = match cfg.data.train_subset {
