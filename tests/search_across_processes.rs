@@ -310,7 +310,7 @@ fn a_signal_while_waiting_for_the_other_processes_ends_the_process() {
 #[test]
 fn serve_as_a_job_exits_when_a_process_died_while_its_search_was_paused() {
     let tmp = tempfile::tempdir().unwrap();
-    let (config, paused, mut rank_0, mut rank_1) = serve_paused_job(tmp.path());
+    let (config, paused, mut rank_0, mut rank_1) = serve_job(tmp.path(), "paused", None);
     rank_1.child.kill().unwrap();
     rank_1.child.wait().unwrap();
 
@@ -323,31 +323,51 @@ fn serve_as_a_job_exits_when_a_process_died_while_its_search_was_paused() {
 }
 
 /// `evnas serve` as a job: a SIGTERM to rank 1 alone stops rank 0 as well, which exits 130
-/// (not 0: the job is to be restarted, not done), and so does rank 1.
+/// (not 0: the job is to be restarted, not done), and so does rank 1. Rank 0 signalled itself
+/// while it stops for rank 1 goes on stopping at the checkpoint, and exits as for its own signal.
 #[test]
 fn serve_as_a_job_stops_when_another_rank_is_told_to_stop() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_, _, mut rank_0, mut rank_1) = serve_paused_job(tmp.path());
-    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
-    unsafe { libc::kill(rank_1.child.id() as i32, libc::SIGTERM) };
+    let (_, _, mut rank_0, mut rank_1) = serve_job(&tmp.path().join("paused"), "paused", None);
+    sigterm(&rank_1);
     let (status, log) = rank_0.wait(WITHIN).expect("rank 0 exits once rank 1 asked to stop");
     assert_eq!(status.code(), Some(130), "{log}");
-    assert!(log.contains("rank 1 got SIGTERM"), "{log}");
+    assert!(log.contains("rank 1 got SIGTERM: exiting"), "{log}");
     let (status, log) = rank_1.wait(WITHIN).expect("rank 1 exits once rank 0 ended the job");
     assert_eq!(status.code(), Some(130), "{log}");
     assert!(log.contains("asking rank 0 to stop"), "{log}");
+
+    // Training, each of rank 0's batches 2 s long.
+    let (_, _, mut rank_0, mut rank_1) =
+        serve_job(&tmp.path().join("running"), "running", Some("train.batch=sleep(2000)"));
+    rank_0.wait_for_log("generation 1/2", WITHIN);
+    sigterm(&rank_1);
+    rank_0.wait_for_log("rank 1 got SIGTERM: stopping after the current batch", WITHIN);
+    sigterm(&rank_0);
+    let (status, log) = rank_0.wait(WITHIN).expect("rank 0 exits once stopped");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("SIGTERM: already stopping"), "{log}");
+    assert!(log.contains("search stopped; the next start continues it"), "{log}");
+    let (status, log) = rank_1.wait(WITHIN).expect("rank 1 exits once rank 0 ended the job");
+    assert_eq!(status.code(), Some(0), "{log}");
+}
+
+fn sigterm(served: &Served) {
+    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
+    unsafe { libc::kill(served.child.id() as i32, libc::SIGTERM) };
 }
 
 const WITHIN: Duration = Duration::from_secs(120);
 
-/// `evnas serve` as ranks 0 and 1 of a job on a tiny search, paused, both up: its config file
-/// and what it holds.
-fn serve_paused_job(dir: &Path) -> (PathBuf, String, Served, Served) {
+/// `evnas serve` as ranks 0 and 1 of a job on a tiny search in `dir` in `state`, rank 0 with
+/// `faults`, both up: its config file and what it holds.
+fn serve_job(dir: &Path, state: &str, faults: Option<&str>) -> (PathBuf, String, Served, Served) {
+    std::fs::create_dir_all(dir).unwrap();
     let (config, _) = tiny_setup(dir, 2);
     let text = std::fs::read_to_string(&config).unwrap();
-    let paused = text.replace("[search]\n", "[search]\nid = \"job\"\nstate = \"paused\"\n");
-    assert_ne!(paused, text);
-    std::fs::write(&config, &paused).unwrap();
+    let served = text.replace("[search]\n", &format!("[search]\nid = \"job\"\nstate = \"{state}\"\n"));
+    assert_ne!(served, text);
+    std::fs::write(&config, &served).unwrap();
     let port = free_port().to_string();
     let env = |rank: &'static str| {
         [
@@ -359,11 +379,11 @@ fn serve_paused_job(dir: &Path) -> (PathBuf, String, Served, Served) {
             ("MASTER_PORT", port.as_str()),
         ]
     };
-    let mut rank_0 = Served::start_with(&config, None, &env("0"));
+    let mut rank_0 = Served::start_with(&config, faults, &env("0"));
     let mut rank_1 = Served::start_with(&config, None, &env("1"));
     rank_1.wait_for_log("training rank 0's search", WITHIN);
     rank_0.wait_for_log("evnas serve starting", WITHIN);
-    (config, paused, rank_0, rank_1)
+    (config, served, rank_0, rank_1)
 }
 
 fn generations_done(run: &Path) -> usize {

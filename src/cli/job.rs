@@ -67,14 +67,8 @@ pub fn follow(job: &'static Job, cfg: &Config) -> anyhow::Result<u8> {
 /// only lost another process of the job (rank 0 knows that).
 pub fn leave_failure(job: &Job, err: &anyhow::Error) {
     let lost = err.chain().any(|cause| {
-        let distributed = cause.downcast_ref::<DistributedError>().or(match cause.downcast_ref() {
-            Some(TrainError::Distributed(e)) => Some(e),
-            _ => None,
-        });
-        matches!(
-            distributed,
-            Some(DistributedError::ProcessLost { .. } | DistributedError::Collective { .. })
-        )
+        cause.downcast_ref::<DistributedError>().is_some_and(DistributedError::is_collective)
+            || cause.downcast_ref::<TrainError>().is_some_and(TrainError::is_collective)
     });
     if !lost {
         job.leave_failure(&super::failure::describe(err));
@@ -100,7 +94,9 @@ fn counted(n: usize, thing: &str) -> String {
 /// said of their own failures.
 pub fn finish(job: &Job, result: &anyhow::Result<ExitCode>) {
     job.stop_watching();
-    if result.is_err() {
+    // A config problem (exit 2) is rank 0's own.
+    let failed_running = result.as_ref().is_err_and(|e| super::failure::exit_number(e) != code::USAGE);
+    if failed_running {
         for (rank, reason) in job.failures_left(std::time::Duration::from_secs(2)) {
             eprintln!("evnas: rank {rank}'s own error: {reason}");
         }
@@ -123,10 +119,11 @@ fn leave_stopping_to_rank_0(job: &'static Job) {
     let message =
         format!("evnas: rank {rank}: asking rank 0 to stop the search after its current batch (signal again to quit now)");
     super::interrupt::on_signals(message, move |signal| {
-        if let Err(e) = job.ask_rank_0_to_stop(signal) {
-            eprintln!(
-                "evnas: rank {rank}: cannot ask rank 0 to stop ({e}): the job goes on until it is stopped"
-            );
-        }
+        // Off the signal thread: a store that does not answer must not delay a second signal.
+        std::thread::spawn(move || {
+            if let Err(e) = job.ask_rank_0_to_stop(signal) {
+                eprintln!("evnas: rank {rank}: cannot ask rank 0 to stop ({e}): the job goes on until it is stopped");
+            }
+        });
     });
 }

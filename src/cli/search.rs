@@ -101,10 +101,7 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
         let (stop, training_stop) = (stop.clone(), training_stop.clone());
         job.watch_stop_requests(move |request| {
             if !training_stop.is_stopped() {
-                eprintln!(
-                    "\nevnas: rank {} got {}: stopping the job after the current batch",
-                    request.rank, request.signal
-                );
+                eprintln!("\nevnas: {request}: stopping the job after the current batch");
             }
             stop.stop();
             training_stop.stop();

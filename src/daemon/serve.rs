@@ -222,13 +222,9 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
             }
             trigger = watch.next() => service.reload(trigger).await,
             () = service.reopening.due() => service.reopen(),
-            name = signals.next() => return service.shut_down(name, &mut signals).await,
+            name = signals.next() => return service.shut_down(name, true, &mut signals).await,
             request = stop_requests.next() => {
-                let why = format!("rank {} got {}", request.rank, request.signal);
-                return Ok(match service.shut_down(&why, &mut signals).await? {
-                    ServeExit::Stopped => ServeExit::StoppedForJob,
-                    other => other,
-                });
+                return service.shut_down(&request.to_string(), false, &mut signals).await;
             }
         }
     }
@@ -476,33 +472,47 @@ impl Service {
         }
     }
 
-    /// SIGTERM/SIGINT: the search checkpoints after its current batch and the service exits;
-    /// a second signal exits at once.
-    async fn shut_down(&mut self, name: &str, signals: &mut Signals) -> anyhow::Result<ServeExit> {
+    /// SIGTERM/SIGINT (`by_signal`), or another rank of the job told to stop: the search
+    /// checkpoints after its current batch and the service exits; a second signal exits at
+    /// once. A stop for the job alone exits as [`ServeExit::StoppedForJob`]; once this process
+    /// is signalled too, as for its own signal.
+    async fn shut_down(
+        &mut self,
+        why: &str,
+        mut by_signal: bool,
+        signals: &mut Signals,
+    ) -> anyhow::Result<ServeExit> {
         notify::stopping();
+        let stopped = |by_signal: bool| if by_signal { ServeExit::Stopped } else { ServeExit::StoppedForJob };
         let Some(mut task) = self.task.take() else {
-            tracing::info!("{name}: exiting");
-            return Ok(ServeExit::Stopped);
+            tracing::info!("{why}: exiting");
+            return Ok(stopped(by_signal));
         };
-        tracing::info!("{name}: stopping after the current batch (signal again to exit now)");
+        tracing::info!("{why}: stopping after the current batch (signal again to exit now)");
         task.stop();
         let dir = task.dir.clone();
-        tokio::select! {
-            end = task.end() => match end {
-                // Nothing of it ran, so nothing is lost: the stop asked for is done.
-                TaskEnd::NotOpened(e) => {
-                    tracing::error!("the search could not be opened: {e:#}");
-                    Ok(ServeExit::Stopped)
+        loop {
+            tokio::select! {
+                end = task.end() => return match end {
+                    // Nothing of it ran, so nothing is lost: the stop asked for is done.
+                    TaskEnd::NotOpened(e) => {
+                        tracing::error!("the search could not be opened: {e:#}");
+                        Ok(stopped(by_signal))
+                    }
+                    TaskEnd::Failed(e) => Err(e),
+                    TaskEnd::Finished(_) | TaskEnd::Stopped => {
+                        tracing::info!(dir = %dir.display(), "search stopped; the next start continues it");
+                        Ok(stopped(by_signal))
+                    }
+                },
+                name = signals.next() => {
+                    if by_signal {
+                        tracing::warn!("{name} again: exiting without waiting for the search");
+                        return Ok(ServeExit::Forced);
+                    }
+                    tracing::info!("{name}: already stopping (signal again to exit now)");
+                    by_signal = true;
                 }
-                TaskEnd::Failed(e) => Err(e),
-                TaskEnd::Finished(_) | TaskEnd::Stopped => {
-                    tracing::info!(dir = %dir.display(), "search stopped; the next start continues it");
-                    Ok(ServeExit::Stopped)
-                }
-            },
-            name = signals.next() => {
-                tracing::warn!("{name} again: exiting without waiting for the search");
-                Ok(ServeExit::Forced)
             }
         }
     }

@@ -45,6 +45,8 @@ extern "C" {
 
 void evnas_c10d_free_error(char* error) { std::free(error); }
 
+void evnas_c10d_free(void* buffer) { std::free(buffer); }
+
 // A TCPStore at host:port: the server (it listens; port 0 picks a free one) or a client.
 // `world_size` > 0: the server waits until that many clients (itself included) connected.
 void* evnas_c10d_tcp_store(const char* host, uint16_t port, int is_server, int64_t world_size,
@@ -112,7 +114,7 @@ int evnas_c10d_store_check(void* store, const char* key, int* present, char** er
 }
 
 // The value of `key` (waiting for it up to the store's timeout) in a malloc'd buffer the caller
-// frees with evnas_c10d_free_error.
+// frees with evnas_c10d_free.
 int evnas_c10d_store_get(void* store, const char* key, uint8_t** value, size_t* length,
                          char** error) {
   return guarded(error, [&] {
@@ -121,7 +123,9 @@ int evnas_c10d_store_get(void* store, const char* key, uint8_t** value, size_t* 
     if (*value == nullptr) {
       throw std::runtime_error("out of memory for a store value");
     }
-    std::memcpy(*value, bytes.data(), bytes.size());
+    if (!bytes.empty()) {
+      std::memcpy(*value, bytes.data(), bytes.size());
+    }
     *length = bytes.size();
   });
 }

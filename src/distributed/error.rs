@@ -1,12 +1,15 @@
 //! What can go wrong between replicas.
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DistributedError {
     /// The launcher's environment (torchrun, Slurm) is incomplete or malformed.
     #[error("{variable}: {reason}")]
     LaunchEnv { variable: &'static str, reason: String },
     #[error("cannot set up the c10d store at {address}: {reason}")]
     Store { address: String, reason: String },
+    /// Setting or reading one key of a store failed.
+    #[error("cannot {operation} key {key} of the c10d store at {address}: {reason}")]
+    StoreKey { operation: &'static str, key: String, address: String, reason: String },
     #[error("cannot form the {backend} group as rank {rank} of {size}: {reason}")]
     Group { backend: &'static str, rank: usize, size: usize, reason: String },
     /// `run.collectives = "nccl"` where NCCL cannot run.
@@ -20,4 +23,12 @@ pub enum DistributedError {
     /// A peer died, timed out or disagreed on the tensor's shape.
     #[error("{operation} as rank {rank} of {size} failed: {reason}")]
     Collective { operation: &'static str, rank: usize, size: usize, reason: String },
+}
+
+impl DistributedError {
+    /// A group failed between this process's replicas and others (one gone, one that did not
+    /// come): the failure of another process, or of the network, not of this one's own work.
+    pub fn is_collective(&self) -> bool {
+        matches!(self, Self::ProcessLost { .. } | Self::Collective { .. } | Self::Group { .. })
+    }
 }

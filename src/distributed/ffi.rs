@@ -5,6 +5,8 @@ use std::ffi::{c_char, c_int, c_void};
 
 extern "C" {
     pub fn evnas_c10d_free_error(error: *mut c_char);
+    /// Frees a buffer the shim allocated (a store's value).
+    pub fn evnas_c10d_free(buffer: *mut c_void);
 
     pub fn evnas_c10d_tcp_store(
         host: *const c_char,
@@ -35,7 +37,7 @@ extern "C" {
         present: *mut c_int,
         error: *mut *mut c_char,
     ) -> c_int;
-    /// Sets `*value` to a buffer the caller frees with [`evnas_c10d_free_error`].
+    /// Sets `*value` to a buffer the caller frees with [`evnas_c10d_free`].
     pub fn evnas_c10d_store_get(
         store: *mut c_void,
         key: *const c_char,

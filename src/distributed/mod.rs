@@ -257,7 +257,8 @@ mod tests {
         rank0.watch_stop_requests(move |request| send.send(request).unwrap());
         rank1.ask_rank_0_to_stop("SIGTERM").unwrap();
         let request = receive.recv_timeout(TIMEOUT).expect("rank 0 sees the request");
-        assert_eq!(request, StopRequest { rank: 1, signal: "SIGTERM".into() });
+        assert_eq!(request, StopRequest { rank: Some(1), signal: "SIGTERM".into() });
+        assert_eq!(request.to_string(), "rank 1 got SIGTERM");
         rank0.stop_watching();
 
         rank1.leave_failure("cannot build its replicas: out of memory");

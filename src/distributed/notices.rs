@@ -16,14 +16,26 @@ use super::store::{Store, StoreRole};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often rank 0 looks for a stop asked for.
 const POLL_EVERY: Duration = Duration::from_millis(500);
+/// Store failures in a row after which rank 0 stops looking.
+const GIVE_UP_AFTER: u32 = 10;
 const STOP_KEY: &str = "stop";
 
 /// A rank other than 0 asked the job to stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopRequest {
-    pub rank: usize,
+    /// `None`: a request this build cannot read (another build of evnas wrote it).
+    pub rank: Option<usize>,
     /// What it got: "SIGTERM", "SIGINT".
     pub signal: String,
+}
+
+impl std::fmt::Display for StopRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rank {
+            Some(rank) => write!(f, "rank {rank} got {}", self.signal),
+            None => write!(f, "another rank got {}", self.signal),
+        }
+    }
 }
 
 /// Rank 0's watch for stop requests, ended by [`Job::stop_watching`].
@@ -81,17 +93,28 @@ impl Job {
                     return;
                 }
             };
+            let mut failures = 0;
             while !ended.load(Ordering::Relaxed) {
                 match store.get_if_set(STOP_KEY) {
-                    // Woken early by stop_watching.
-                    Ok(None) => std::thread::park_timeout(POLL_EVERY),
                     Ok(Some(value)) => {
                         on_request(read_request(&value));
                         return;
                     }
-                    // The store is gone: so is the job, which rank 0 learns at its next collective.
-                    Err(_) => return,
+                    Ok(None) => failures = 0,
+                    Err(e) => {
+                        failures += 1;
+                        // The store gone for good: so is the job, which rank 0 learns at its
+                        // next collective.
+                        if failures == GIVE_UP_AFTER {
+                            eprintln!(
+                                "evnas: warning: signals to the job's other ranks will not stop it: {e}"
+                            );
+                            return;
+                        }
+                    }
                 }
+                // Woken early by stop_watching.
+                std::thread::park_timeout(POLL_EVERY);
             }
         });
         match thread {
@@ -103,7 +126,9 @@ impl Job {
     /// Ends the watch of [`watch_stop_requests`](Self::watch_stop_requests), before the process
     /// ends: its thread must not be inside libtorch then.
     pub fn stop_watching(&self) {
-        if let Some(watch) = self.stop_watch().take() {
+        // Not under the lock: the watch's thread may be taking it.
+        let watch = self.stop_watch().take();
+        if let Some(watch) = watch {
             watch.done.store(true, Ordering::Relaxed);
             watch.thread.thread().unpark();
             let _ = watch.thread.join();
@@ -126,5 +151,5 @@ fn failure_key(rank: usize) -> String {
 fn read_request(value: &[u8]) -> StopRequest {
     let text = String::from_utf8_lossy(value);
     let (rank, signal) = text.split_once(' ').unwrap_or((&text, "a signal"));
-    StopRequest { rank: rank.parse().unwrap_or(0), signal: signal.to_string() }
+    StopRequest { rank: rank.parse().ok(), signal: signal.to_string() }
 }

@@ -89,7 +89,7 @@ impl Store {
                 ffi::evnas_c10d_store_set(self.raw, c_key.as_ptr(), value.as_ptr(), value.len(), error)
             },
         )
-        .map_err(|reason| self.failed(key, reason))?;
+        .map_err(|reason| self.failed("set", key, reason))?;
         Ok(())
     }
 
@@ -102,7 +102,7 @@ impl Store {
             |rc: &i32| *rc != 0,
             |error| unsafe { ffi::evnas_c10d_store_check(self.raw, c_key.as_ptr(), &mut present, error) },
         )
-        .map_err(|reason| self.failed(key, reason))?;
+        .map_err(|reason| self.failed("check", key, reason))?;
         if present == 0 {
             return Ok(None);
         }
@@ -114,19 +114,19 @@ impl Store {
                 ffi::evnas_c10d_store_get(self.raw, c_key.as_ptr(), &mut value, &mut length, error)
             },
         )
-        .map_err(|reason| self.failed(key, reason))?;
+        .map_err(|reason| self.failed("read", key, reason))?;
         // SAFETY: `length` bytes at `value`, from malloc, freed once here.
         let bytes = unsafe { std::slice::from_raw_parts(value, length) }.to_vec();
-        unsafe { ffi::evnas_c10d_free_error(value.cast()) };
+        unsafe { ffi::evnas_c10d_free(value.cast()) };
         Ok(Some(bytes))
     }
 
     fn key(&self, key: &str) -> Result<CString, DistributedError> {
-        CString::new(key).map_err(|_| self.failed(key, "the key holds a NUL byte".into()))
+        CString::new(key).map_err(|_| self.failed("name", key, "the key holds a NUL byte".into()))
     }
 
-    fn failed(&self, key: &str, reason: String) -> DistributedError {
-        DistributedError::Store { address: format!("{} (key {key})", self.address), reason }
+    fn failed(&self, operation: &'static str, key: &str, reason: String) -> DistributedError {
+        DistributedError::StoreKey { operation, key: key.into(), address: self.address.clone(), reason }
     }
 
     pub fn address(&self) -> &str {

@@ -92,8 +92,34 @@ pub struct ReplicaSet {
 
 struct Worker {
     commands: Option<Sender<Command>>,
-    replies: Receiver<Result<Reply, String>>,
+    replies: Receiver<Result<Reply, ReplicaFailure>>,
     handle: Option<JoinHandle<()>>,
+}
+
+/// Why a replica's thread failed a command: its collective with the other replicas (kept
+/// typed, so that a process that only saw another fail can tell), or anything else, in words.
+#[derive(Clone)]
+enum ReplicaFailure {
+    Collective(DistributedError),
+    Other(String),
+}
+
+impl ReplicaFailure {
+    fn into_error(self, replica: usize) -> TrainError {
+        match self {
+            Self::Collective(failure) => TrainError::ReplicaCollective { replica, failure },
+            Self::Other(reason) => TrainError::Replica { replica, reason },
+        }
+    }
+}
+
+impl From<TrainError> for ReplicaFailure {
+    fn from(e: TrainError) -> Self {
+        match e {
+            TrainError::Distributed(e) => Self::Collective(e),
+            other => Self::Other(other.to_string()),
+        }
+    }
 }
 
 /// Replica threads, joined when dropped.
@@ -539,7 +565,7 @@ impl Worker {
     fn receive(&self, replica: usize) -> Result<Reply, TrainError> {
         match self.replies.recv() {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(reason)) => Err(TrainError::Replica { replica, reason }),
+            Ok(Err(failure)) => Err(failure.into_error(replica)),
             Err(_) => Err(TrainError::Replica { replica, reason: "its thread ended".into() }),
         }
     }
@@ -644,7 +670,7 @@ fn run_worker(
     context: WorkerContext,
     ready: Sender<Result<(), String>>,
     commands: Receiver<Command>,
-    replies: Sender<Result<Reply, String>>,
+    replies: Sender<Result<Reply, ReplicaFailure>>,
 ) {
     crate::threads::set_this_thread_threads(context.threads);
     let vs = VarStore::new(context.device);
@@ -663,9 +689,9 @@ fn run_worker(
         Ok(group) => group,
         Err(e) => {
             // The leader learns of it at its first command.
-            let reason = e.to_string();
+            let failure = ReplicaFailure::Collective(e);
             for _ in commands.iter() {
-                if replies.send(Err(reason.clone())).is_err() {
+                if replies.send(Err(failure.clone())).is_err() {
                     break;
                 }
             }
@@ -686,7 +712,7 @@ fn run_worker(
             Command::Settle => pass.settle().map(Reply::Settled),
             Command::Fingerprint => fingerprint(&vs, &opt).map(Reply::Fingerprint),
         };
-        if replies.send(reply.map_err(|e| e.to_string())).is_err() {
+        if replies.send(reply.map_err(ReplicaFailure::from)).is_err() {
             break;
         }
     }

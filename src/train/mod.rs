@@ -36,6 +36,9 @@ pub enum TrainError {
     NonFiniteLoss { batch: usize, individual: usize },
     #[error("supernet replica {replica}: {reason}")]
     Replica { replica: usize, reason: String },
+    /// A replica's collective with the others failed (kept typed for [`Self::is_collective`]).
+    #[error("supernet replica {replica}: {failure}")]
+    ReplicaCollective { replica: usize, failure: crate::distributed::DistributedError },
     /// Another process of the job failed or broke the protocol; its own log says more.
     #[error("rank {rank} of the job: {reason}")]
     Rank { rank: usize, reason: String },
@@ -47,4 +50,17 @@ pub enum TrainError {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Fault(#[from] crate::fault::InjectedFault),
+}
+
+impl TrainError {
+    /// A collective with other processes or replicas failed ([`DistributedError::is_collective`]):
+    /// this process only saw another one fail.
+    ///
+    /// [`DistributedError::is_collective`]: crate::distributed::DistributedError::is_collective
+    pub fn is_collective(&self) -> bool {
+        match self {
+            Self::Distributed(e) | Self::ReplicaCollective { failure: e, .. } => e.is_collective(),
+            _ => false,
+        }
+    }
 }

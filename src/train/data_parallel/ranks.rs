@@ -527,7 +527,8 @@ impl FitnessServer {
                     });
                 if let Err(e) = served {
                     eprintln!("error: rank {} stopped measuring fitness: {e}", self.rank);
-                    if let Some(job) = crate::distributed::joined() {
+                    // Unless it only saw another process fail (rank 0 knows that).
+                    if let Some(job) = crate::distributed::joined().filter(|_| !e.is_collective()) {
                         job.leave_failure(&format!("stopped measuring fitness: {e}"));
                     }
                     // Without exit handlers: libtorch's static destructors crashed the process

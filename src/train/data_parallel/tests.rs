@@ -340,3 +340,21 @@ fn shards_are_as_equal_as_possible() {
 fn options(sgd: SgdConfig, threads: usize) -> ReplicaOptions {
     ReplicaOptions { sgd, threads, collectives: CollectivesSetting::Auto, precision: Precision::Fp32 }
 }
+
+/// A replica's failed collective reaches its caller typed, so that a rank of a job that only
+/// saw another process fail does not report that as its own failure; other failures do not.
+#[test]
+fn a_replicas_failed_collective_stays_a_collective_failure() {
+    let lost = DistributedError::ProcessLost {
+        operation: "all-reduce",
+        rank: 1,
+        size: 3,
+        reason: "Connection closed by peer".into(),
+    };
+    let from_collective = ReplicaFailure::from(TrainError::Distributed(lost)).into_error(1);
+    assert!(from_collective.is_collective(), "{from_collective}");
+    assert!(from_collective.to_string().starts_with("supernet replica 1: all-reduce as rank 1 of 3 failed"));
+    let own = ReplicaFailure::from(TrainError::NonFiniteLoss { batch: 3, individual: 0 }).into_error(1);
+    assert!(!own.is_collective(), "{own}");
+    assert!(own.to_string().contains("loss is not finite at batch 3"), "{own}");
+}
