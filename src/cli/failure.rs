@@ -34,11 +34,15 @@ pub fn exit_number(err: &anyhow::Error) -> u8 {
 }
 
 /// Whether `err` says the config, the command line or the launcher's environment is to change:
-/// a config error, an error a command marked as [`Usage`], a malformed launch environment.
+/// a config error, an error a command marked as [`Usage`], a malformed launch environment or
+/// one that points at another job's store.
 fn is_usage(err: &anyhow::Error) -> bool {
     use evnas::distributed::DistributedError;
     let launch_env = |cause: &(dyn std::error::Error + 'static)| {
-        matches!(cause.downcast_ref(), Some(DistributedError::LaunchEnv { .. }))
+        matches!(
+            cause.downcast_ref(),
+            Some(DistributedError::LaunchEnv { .. } | DistributedError::OtherJob { .. })
+        )
     };
     evnas::config::ConfigError::is_in(err)
         || err.downcast_ref::<Usage>().is_some()

@@ -7,6 +7,11 @@ pub enum DistributedError {
     LaunchEnv { variable: &'static str, reason: String },
     #[error("cannot set up the c10d store at {address}: {reason}")]
     Store { address: String, reason: String },
+    /// The store at MASTER_ADDR:MASTER_PORT is another job's (or another launch attempt's).
+    #[error(
+        "the c10d store at {address} belongs to {theirs}, this process to {ours}: give each job a MASTER_PORT of its own"
+    )]
+    OtherJob { address: String, theirs: String, ours: String },
     /// Setting or reading one key of a store failed.
     #[error("cannot {operation} key {key} of the c10d store at {address}: {reason}")]
     StoreKey { operation: &'static str, key: String, address: String, reason: String },

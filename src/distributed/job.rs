@@ -48,6 +48,9 @@ impl Job {
     pub fn join(env: LaunchEnv, timeout: Duration) -> Result<Self, DistributedError> {
         let role = if env.hosts_store() { StoreRole::Server } else { StoreRole::Client };
         let tcp = Store::tcp(&env.master_addr, env.master_port, role, timeout)?;
+        if !env.agent_store {
+            check_owner(&tcp, &env)?;
+        }
         // A restarted job meets under fresh keys; the prefix store keeps the TCP store alive.
         let store = tcp.prefixed(&attempt_prefix(&env))?;
         let control = ProcessGroup::gloo(
@@ -161,6 +164,51 @@ impl Job {
 /// (named otherwise by its launcher) under its own.
 pub(super) fn attempt_prefix(env: &LaunchEnv) -> String {
     format!("evnas/{}/attempt_{}", env.job_id.as_deref().unwrap_or("job"), env.attempt)
+}
+
+/// The key where rank 0, hosting the store, names the job and attempt it is for.
+const OWNER_KEY: &str = "evnas/owner";
+/// How long a process waits for that name once it reached the store (rank 0 writes it as soon
+/// as it listens).
+const OWNER_WAIT: Duration = Duration::from_secs(5);
+
+/// Rank 0 names the job whose store it hosts; another rank fails at once where the store is
+/// another job's (two jobs given the same port, Slurm's default 29500 for every job, or an
+/// earlier attempt's rank 0 still holding it): it would wait out the join timeout for keys that
+/// never come.
+fn check_owner(tcp: &Store, env: &LaunchEnv) -> Result<(), DistributedError> {
+    let ours = job_name(env);
+    if env.hosts_store() {
+        return tcp.set(OWNER_KEY, ours.as_bytes());
+    }
+    let deadline = std::time::Instant::now() + OWNER_WAIT;
+    loop {
+        if let Some(owner) = tcp.get_if_set(OWNER_KEY)? {
+            let theirs = String::from_utf8_lossy(&owner).into_owned();
+            if theirs == ours {
+                return Ok(());
+            }
+            let address = format!("{}:{}", env.master_addr, env.master_port);
+            return Err(DistributedError::OtherJob { address, theirs, ours });
+        }
+        if std::time::Instant::now() >= deadline {
+            // Not an evnas job's rank 0 (another program's store?): the join's wait tells.
+            eprintln!(
+                "evnas: rank {}: warning: the c10d store at {}:{} names no evnas job",
+                env.rank, env.master_addr, env.master_port
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The job and launch attempt of `env`, for people.
+fn job_name(env: &LaunchEnv) -> String {
+    match &env.job_id {
+        Some(id) => format!("job {id} (launch attempt {})", env.attempt),
+        None => format!("a job without a launcher's id (launch attempt {})", env.attempt),
+    }
 }
 
 /// The job this process joined at start ([`Job::install`]), if it runs in one.

@@ -266,6 +266,25 @@ mod tests {
         assert_eq!(failures, vec![(1, "cannot build its replicas: out of memory".to_string())]);
     }
 
+    /// A process of another job given the same address and port fails at once, naming both
+    /// jobs (it waited out the join timeout); the job's own process still joins.
+    #[test]
+    fn a_process_of_another_job_is_refused_at_once() {
+        let port = free_port();
+        let of_job = |rank, id: &str| LaunchEnv { job_id: Some(id.into()), ..env(rank, port) };
+        std::thread::scope(|s| {
+            let rank0 = s.spawn(|| Job::join(of_job(0, "100"), TIMEOUT).map(|_| ()));
+            let started = std::time::Instant::now();
+            let err = Job::join(of_job(1, "200"), TIMEOUT).err().expect("another job's store");
+            assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+            assert!(matches!(err, DistributedError::OtherJob { .. }), "{err}");
+            let named = "belongs to job 100 (launch attempt 0), this process to job 200 (launch attempt 0)";
+            assert!(err.to_string().contains(named), "{err}");
+            Job::join(of_job(1, "100"), TIMEOUT).unwrap();
+            rank0.join().unwrap().unwrap();
+        });
+    }
+
     /// A rank whose peers never come gives up after the join timeout, naming the job.
     #[test]
     fn a_job_whose_peers_never_come_fails_in_time() {
