@@ -206,3 +206,29 @@ fn corrupt_newest_checkpoint_is_reported_and_the_previous_one_used() {
     assert!(stderr.contains("resuming") && stderr.contains("generation 2/2"), "{stderr}");
     assert_eq!(history_without_timings(&run), before, "re-running generation 2 gives the same result");
 }
+
+/// A generation stopped in fitness and resumed records the fitness time of both runs, as it
+/// counts the images of both (its images per second were the resumed part's alone, 3 times too
+/// many with 7 of 10 measured before the stop).
+#[test]
+fn a_generation_resumed_in_fitness_records_its_whole_fitness_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 1 generation of 4 individuals, one measurer (1 thread).
+    let (config, _) = tiny_setup(tmp.path(), 1);
+    let stopped = tmp.path().join("stopped");
+    // Two measurements held 1.5 s each, then SIGTERM as the third starts: two measured before
+    // the stop, the other two after the resume.
+    let out = search_command(&config, &stopped, &[])
+        .env("FAILPOINTS", "fitness.individual=2*sleep(1500)->1*return(sigterm)")
+        .output()
+        .expect("run evnas");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let out = run_ok(evnas().args(["search", "--quiet", "--resume"]).arg(&stopped));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stopped in fitness, 2 individual(s) measured"), "{stderr}");
+    let history = std::fs::read_to_string(stopped.join("generations.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
+    let seconds = record["evaluation_seconds"].as_f64().unwrap();
+    assert!(seconds >= 3.0, "{seconds} s for {} images", record["evaluated_images"]);
+}

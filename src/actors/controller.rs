@@ -154,6 +154,8 @@ pub struct SearchController {
     /// The running generation's timings, and when each of its phases started.
     timings: GenerationTimings,
     clock: PhaseClock,
+    /// The fitness phase's time before the search was stopped in it (a resumed generation).
+    fitness_seconds_before_stop: f64,
     /// The timings of the generation whose checkpoint is in flight, and when it started.
     closing: Option<(GenerationTimings, Instant)>,
     /// Settings a reload asked for, put in force at the next generation boundary.
@@ -290,6 +292,7 @@ impl Actor for SearchController {
             done: Some(done),
             timings: GenerationTimings::default(),
             clock: PhaseClock::now(),
+            fitness_seconds_before_stop: 0.0,
             closing: None,
             pending: None,
             revision: 0,
@@ -370,10 +373,14 @@ impl SearchController {
             total: self.train_batches,
         });
         // A generation the search was stopped in continues where it stopped.
+        self.fitness_seconds_before_stop = 0.0;
         let (start, measured) = match self.state.stopped.take() {
             None => (TrainStart::Fresh, Vec::new()),
             Some(StoppedGeneration::Training { report }) => (TrainStart::Continue(report), Vec::new()),
-            Some(StoppedGeneration::Fitness { train, measured }) => (TrainStart::Trained(train), measured),
+            Some(StoppedGeneration::Fitness { train, measured, seconds }) => {
+                self.fitness_seconds_before_stop = seconds;
+                (TrainStart::Trained(train), measured)
+            }
         };
         self.events.send(PipelineEvent::GenerationStarted {
             generation: plan.generation + 1,
@@ -458,8 +465,9 @@ impl SearchController {
         let Step::Evaluating { plan, train, measured } = std::mem::replace(&mut self.step, Step::Idle) else {
             return;
         };
-        // The fitness phase's wall time: since the clock's lap when training ended.
-        let seconds = self.clock.lap();
+        // The fitness phase's wall time: since the clock's lap when training ended (and before a
+        // stop in it, where it was resumed: its images are all counted).
+        let seconds = self.clock.lap() + self.fitness_seconds_before_stop;
         self.timings.fitness_seconds = seconds;
         let recorded = self
             .state
@@ -844,9 +852,11 @@ impl Message<ActorFailed> for SearchController {
         if interrupted {
             // An evaluator stopped by the stop flag: keep the fitness measured so far.
             let stopped = match &self.step {
-                Step::Evaluating { train, measured, .. } => {
-                    Some(StoppedGeneration::Fitness { train: train.clone(), measured: measured.clone() })
-                }
+                Step::Evaluating { train, measured, .. } => Some(StoppedGeneration::Fitness {
+                    train: train.clone(),
+                    measured: measured.clone(),
+                    seconds: self.fitness_seconds_before_stop + self.clock.lap(),
+                }),
                 _ => None,
             };
             return self.stopped_in_generation(msg.actor, stopped).await;

@@ -83,8 +83,14 @@ pub struct Breeding {
 pub enum StoppedGeneration {
     /// In training, after `report.batches` batches.
     Training { report: EpochReport },
-    /// In fitness: training done, these individuals measured.
-    Fitness { train: TrainSummary, measured: Vec<MeasuredFitness> },
+    /// In fitness: training done, these individuals measured, in `seconds` of the fitness
+    /// phase (0 in checkpoints from before it was recorded).
+    Fitness {
+        train: TrainSummary,
+        measured: Vec<MeasuredFitness>,
+        #[serde(default)]
+        seconds: f64,
+    },
 }
 
 impl StoppedGeneration {
