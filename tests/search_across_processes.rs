@@ -168,6 +168,11 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
         stderr(&outputs[0])
     );
     assert!(stderr(&outputs[0]).contains("stopped; resume with"), "{}", stderr(&outputs[0]));
+    assert!(
+        stderr(&outputs[1]).contains("rank 1: rank 0 stopped the job (exit 130)"),
+        "{}",
+        stderr(&outputs[1])
+    );
     let relaunch = || {
         let mut cmd = search_command(&config, &evicted, &ONE_THREAD);
         cmd.env("TORCHELASTIC_RESTART_COUNT", "1");

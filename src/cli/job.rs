@@ -59,8 +59,16 @@ pub fn follow(job: &'static Job, cfg: &Config) -> anyhow::Result<u8> {
     super::interrupt::ignore_hangups(format!(
         "evnas: rank {rank}: SIGHUP ignored: reloads are rank 0's (it reads its config file and tells this rank)"
     ));
-    evnas::train::data_parallel::serve_job(job, &devices, threads, &evnas::search::replica_builder)
-        .with_context(|| format!("rank {rank} stopped"))
+    let code =
+        evnas::train::data_parallel::serve_job(job, &devices, threads, &evnas::search::replica_builder)
+            .with_context(|| format!("rank {rank} stopped"))?;
+    // Its own log has nothing more to say why.
+    match code {
+        0 => {}
+        code::INTERRUPTED => eprintln!("evnas: rank {rank}: rank 0 stopped the job (exit {code})"),
+        code => eprintln!("evnas: rank {rank}: rank 0 ended the job with exit {code} (its log says why)"),
+    }
+    Ok(code)
 }
 
 /// A rank other than 0 failed with `err`: it leaves the reason for rank 0 to name, unless it

@@ -488,7 +488,8 @@ impl Service {
             tracing::info!("{why}: exiting");
             return Ok(stopped(by_signal));
         };
-        tracing::info!("{why}: stopping after the current batch (signal again to exit now)");
+        let again = if by_signal { " (signal again to exit now)" } else { "" };
+        tracing::info!("{why}: stopping after the current batch{again}");
         task.stop();
         let dir = task.dir.clone();
         loop {
