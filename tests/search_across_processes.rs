@@ -128,21 +128,13 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
     assert_eq!(generations_done(&killed), 1);
     // The launcher's restart (torchrun --max-restarts, counted in TORCHELASTIC_RESTART_COUNT):
     // the very same command lines again continue the run in --run-dir.
-    let relaunch = || {
-        let mut cmd = search_command(&config, &killed, &ONE_THREAD);
-        cmd.env("TORCHELASTIC_RESTART_COUNT", "1");
-        cmd
-    };
-    let outputs = run_job(relaunch, [None, None]);
-    assert_success(&outputs);
+    let outputs = relaunch_ends_as(&config, &killed, &job);
     assert!(
         stderr(&outputs[0]).contains("restarted by the launcher (TORCHELASTIC_RESTART_COUNT = 1)"),
         "{}",
         stderr(&outputs[0])
     );
     assert!(stderr(&outputs[0]).contains("resuming"), "{}", stderr(&outputs[0]));
-    assert_eq!(history_text_without_timings(&killed), history_text_without_timings(&job));
-    assert_same_search(&killed, &job);
     assert_checkpoints_intact(&killed);
 
     // SIGTERM to rank 1 alone (its machine evicted, its node's agent stopped): rank 0 is told,
@@ -173,17 +165,9 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
         "{}",
         stderr(&outputs[1])
     );
-    let relaunch = || {
-        let mut cmd = search_command(&config, &evicted, &ONE_THREAD);
-        cmd.env("TORCHELASTIC_RESTART_COUNT", "1");
-        cmd
-    };
-    let outputs = run_job(relaunch, [None, None]);
-    assert_success(&outputs);
+    let outputs = relaunch_ends_as(&config, &evicted, &job);
     // From the stop checkpoint, in the middle of a generation.
     assert!(stderr(&outputs[0]).contains(", stopped "), "{}", stderr(&outputs[0]));
-    assert_eq!(history_text_without_timings(&evicted), history_text_without_timings(&job));
-    assert_same_search(&evicted, &job);
 
     // A rank that fails on its own leaves its error for rank 0, whose log names it; a rank
     // killed leaves none (above).
@@ -240,6 +224,21 @@ fn two_processes_of_two_replicas_each_train_as_four_replicas() {
 /// of as many replicas in one process (`threads`' run): libtorch's kernels round differently
 /// under another thread setup, so within 1e-5, not bit for bit, and the GA may then rank other
 /// fitnesses.
+/// The job of `run` restarted by its launcher (the same command lines, with
+/// TORCHELASTIC_RESTART_COUNT = 1) ends as the uninterrupted job `uninterrupted`; its outputs.
+fn relaunch_ends_as(config: &Path, run: &Path, uninterrupted: &Path) -> [Output; 2] {
+    let relaunch = || {
+        let mut cmd = search_command(config, run, &ONE_THREAD);
+        cmd.env("TORCHELASTIC_RESTART_COUNT", "1");
+        cmd
+    };
+    let outputs = run_job(relaunch, [None, None]);
+    assert_success(&outputs);
+    assert_eq!(history_text_without_timings(run), history_text_without_timings(uninterrupted));
+    assert_same_search(run, uninterrupted);
+    outputs
+}
+
 fn assert_trains_as(job: &Path, threads: &Path, generations: usize) {
     let (job_history, threads_history) = (history_without_timings(job), history_without_timings(threads));
     assert_eq!(job_history.len(), generations);

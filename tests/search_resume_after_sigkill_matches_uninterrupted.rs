@@ -24,6 +24,15 @@ fn run_until_killed(config: &Path, run: &Path, failpoints: &str, extra: &[&str])
     );
 }
 
+/// Runs the search with `FAILPOINTS=failpoints`, expects it stopped by its SIGTERM (exit 130);
+/// its stderr.
+fn run_until_stopped(config: &Path, run: &Path, failpoints: &str) -> String {
+    let out = search_command(config, run, &[]).env("FAILPOINTS", failpoints).output().expect("run evnas");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{failpoints}: {stderr}");
+    stderr
+}
+
 fn resume(run: &Path) -> String {
     let out = run_ok(evnas().args(["search", "--quiet", "--resume"]).arg(run));
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -68,12 +77,7 @@ fn sigterm_stops_at_the_next_batch_with_exit_130_and_the_run_resumes() {
     run_ok(&mut search_command(&config, &reference, &[]));
     let stopped = tmp.path().join("stopped");
     // SIGTERM during generation 2's training (6 batches a generation).
-    let out = search_command(&config, &stopped, &[])
-        .env("FAILPOINTS", "train.batch=7*off->1*return(sigterm)")
-        .output()
-        .expect("run evnas");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let stderr = run_until_stopped(&config, &stopped, "train.batch=7*off->1*return(sigterm)");
     assert!(stderr.contains("resume with: evnas search --resume"), "{stderr}");
     resume(&stopped);
     assert_same_search(&stopped, &reference);
@@ -218,14 +222,8 @@ fn a_generation_resumed_in_fitness_records_its_whole_fitness_time() {
     let stopped = tmp.path().join("stopped");
     // Two measurements held 1.5 s each, then SIGTERM as the third starts: two measured before
     // the stop, the other two after the resume.
-    let out = search_command(&config, &stopped, &[])
-        .env("FAILPOINTS", "fitness.individual=2*sleep(1500)->1*return(sigterm)")
-        .output()
-        .expect("run evnas");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let out = run_ok(evnas().args(["search", "--quiet", "--resume"]).arg(&stopped));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    run_until_stopped(&config, &stopped, "fitness.individual=2*sleep(1500)->1*return(sigterm)");
+    let stderr = resume(&stopped);
     assert!(stderr.contains("stopped in fitness, 2 individual(s) measured"), "{stderr}");
     let history = std::fs::read_to_string(stopped.join("generations.jsonl")).unwrap();
     let record: serde_json::Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
