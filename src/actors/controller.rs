@@ -467,11 +467,12 @@ impl SearchController {
         };
         // The fitness phase's wall time: since the clock's lap when training ended (and before a
         // stop in it, where it was resumed: its images are all counted).
-        let seconds = self.clock.lap() + self.fitness_seconds_before_stop;
+        let seconds = self.clock.lap();
+        // This run's timings: those of the run before the stop were its own.
         self.timings.fitness_seconds = seconds;
         let recorded = self
             .state
-            .record(&self.settings, &plan, train, &measured, seconds)
+            .record(&self.settings, &plan, train, &measured, seconds + self.fitness_seconds_before_stop)
             .and_then(|record| self.state.write_progress(&self.settings, &self.run).map(|()| record));
         let record = match recorded {
             Ok(record) => record,

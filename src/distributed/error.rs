@@ -7,11 +7,17 @@ pub enum DistributedError {
     LaunchEnv { variable: &'static str, reason: String },
     #[error("cannot set up the c10d store at {address}: {reason}")]
     Store { address: String, reason: String },
-    /// The store at MASTER_ADDR:MASTER_PORT is another job's (or another launch attempt's).
+    /// The store at MASTER_ADDR:MASTER_PORT is another job's.
     #[error(
         "the c10d store at {address} belongs to {theirs}, this process to {ours}: give each job a MASTER_PORT of its own"
     )]
     OtherJob { address: String, theirs: String, ours: String },
+    /// The store at MASTER_ADDR:MASTER_PORT is another launch attempt's of this job: its rank 0
+    /// still holds the port (a restart may find it free).
+    #[error(
+        "the c10d store at {address} belongs to launch attempt {theirs} of this job, this process to attempt {ours}: that attempt's rank 0 still holds the port"
+    )]
+    OtherAttempt { address: String, theirs: usize, ours: usize },
     /// Setting or reading one key of a store failed.
     #[error("cannot {operation} key {key} of the c10d store at {address}: {reason}")]
     StoreKey { operation: &'static str, key: String, address: String, reason: String },
@@ -31,9 +37,10 @@ pub enum DistributedError {
 }
 
 impl DistributedError {
-    /// A group failed between this process's replicas and others (one gone, one that did not
-    /// come): the failure of another process, or of the network, not of this one's own work.
+    /// A collective between this process's replicas and others failed (one gone, the network
+    /// down): the failure of another process, or of the network, not of this one's own work.
+    /// (A group that did not form is not counted: its reasons may be this process's own.)
     pub fn is_collective(&self) -> bool {
-        matches!(self, Self::ProcessLost { .. } | Self::Collective { .. } | Self::Group { .. })
+        matches!(self, Self::ProcessLost { .. } | Self::Collective { .. })
     }
 }

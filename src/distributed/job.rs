@@ -177,37 +177,46 @@ const OWNER_WAIT: Duration = Duration::from_secs(5);
 /// earlier attempt's rank 0 still holding it): it would wait out the join timeout for keys that
 /// never come.
 fn check_owner(tcp: &Store, env: &LaunchEnv) -> Result<(), DistributedError> {
-    let ours = job_name(env);
+    let ours = format!("{}\n{}", env.job_id.as_deref().unwrap_or(""), env.attempt);
     if env.hosts_store() {
         return tcp.set(OWNER_KEY, ours.as_bytes());
     }
+    let address = format!("{}:{}", env.master_addr, env.master_port);
     let deadline = std::time::Instant::now() + OWNER_WAIT;
     loop {
         if let Some(owner) = tcp.get_if_set(OWNER_KEY)? {
             let theirs = String::from_utf8_lossy(&owner).into_owned();
-            if theirs == ours {
-                return Ok(());
+            let (their_job, their_attempt) = theirs.split_once('\n').unwrap_or((&theirs, ""));
+            let our_job = env.job_id.as_deref().unwrap_or("");
+            if their_job != our_job {
+                let name = |job: &str| match job {
+                    "" => "a job without a launcher's id".to_string(),
+                    job => format!("job {job}"),
+                };
+                return Err(DistributedError::OtherJob {
+                    address,
+                    theirs: name(their_job),
+                    ours: name(our_job),
+                });
             }
-            let address = format!("{}:{}", env.master_addr, env.master_port);
-            return Err(DistributedError::OtherJob { address, theirs, ours });
+            return match their_attempt.parse::<usize>() {
+                Ok(attempt) if attempt == env.attempt => Ok(()),
+                Ok(attempt) => {
+                    Err(DistributedError::OtherAttempt { address, theirs: attempt, ours: env.attempt })
+                }
+                Err(_) => Err(DistributedError::OtherJob {
+                    address,
+                    theirs: format!("a job named {theirs:?}"),
+                    ours: format!("job {our_job:?}"),
+                }),
+            };
         }
         if std::time::Instant::now() >= deadline {
             // Not an evnas job's rank 0 (another program's store?): the join's wait tells.
-            eprintln!(
-                "evnas: rank {}: warning: the c10d store at {}:{} names no evnas job",
-                env.rank, env.master_addr, env.master_port
-            );
+            eprintln!("evnas: rank {}: warning: the c10d store at {address} names no evnas job", env.rank);
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The job and launch attempt of `env`, for people.
-fn job_name(env: &LaunchEnv) -> String {
-    match &env.job_id {
-        Some(id) => format!("job {id} (launch attempt {})", env.attempt),
-        None => format!("a job without a launcher's id (launch attempt {})", env.attempt),
     }
 }
 

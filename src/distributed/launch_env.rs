@@ -111,7 +111,9 @@ impl LaunchEnv {
         let agent_store = var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let attempt = number("TORCHELASTIC_RESTART_COUNT")?.unwrap_or(0);
         let named = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let job_id = named("TORCHELASTIC_RUN_ID").or_else(|| named("SLURM_JOB_ID"));
+        // torchrun's --rdzv-id defaults to "none", every job's: no name.
+        let run_id = named("TORCHELASTIC_RUN_ID").filter(|id| id != "none");
+        let job_id = run_id.or_else(|| named("SLURM_JOB_ID"));
         Ok(Some(Self {
             rank,
             world_size,
@@ -171,6 +173,10 @@ mod tests {
             }
         );
         assert!(!env.hosts_store());
+        // torchrun's default --rdzv-id, the same for every job, names none.
+        let mut unnamed = TORCHRUN.to_vec();
+        unnamed[8].1 = "none";
+        assert_eq!(read(&unnamed).unwrap().unwrap().job_id, None);
     }
 
     #[test]

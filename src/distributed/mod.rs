@@ -278,8 +278,11 @@ mod tests {
             let err = Job::join(of_job(1, "200"), TIMEOUT).err().expect("another job's store");
             assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
             assert!(matches!(err, DistributedError::OtherJob { .. }), "{err}");
-            let named = "belongs to job 100 (launch attempt 0), this process to job 200 (launch attempt 0)";
-            assert!(err.to_string().contains(named), "{err}");
+            assert!(err.to_string().contains("belongs to job 100, this process to job 200"), "{err}");
+            // A rank of the next launch attempt, while this one's rank 0 holds the port.
+            let err =
+                Job::join(LaunchEnv { attempt: 1, ..of_job(1, "100") }, TIMEOUT).err().expect("attempt 0's");
+            assert!(matches!(err, DistributedError::OtherAttempt { theirs: 0, ours: 1, .. }), "{err}");
             Job::join(of_job(1, "100"), TIMEOUT).unwrap();
             rank0.join().unwrap().unwrap();
         });

@@ -86,21 +86,24 @@ impl Job {
         let done = Arc::new(AtomicBool::new(false));
         let ended = done.clone();
         let thread = std::thread::Builder::new().name("stop-requests".into()).spawn(move || {
-            let store = match self.notice_store() {
-                Ok(store) => store,
-                Err(e) => {
-                    eprintln!("evnas: warning: signals to the job's other ranks will not stop it: {e}");
-                    return;
-                }
-            };
+            // A client whose connection broke does not come back: another is opened.
+            let mut client: Option<Store> = None;
             let mut failures = 0;
             while !ended.load(Ordering::Relaxed) {
-                match store.get_if_set(STOP_KEY) {
-                    Ok(Some(value)) => {
+                let store = match client.take() {
+                    Some(store) => Ok(store),
+                    None => self.notice_store(),
+                };
+                let looked = store.and_then(|store| store.get_if_set(STOP_KEY).map(|value| (store, value)));
+                match looked {
+                    Ok((_, Some(value))) => {
                         on_request(read_request(&value));
                         return;
                     }
-                    Ok(None) => failures = 0,
+                    Ok((store, None)) => {
+                        client = Some(store);
+                        failures = 0;
+                    }
                     Err(e) => {
                         failures += 1;
                         // The store gone for good: so is the job, which rank 0 learns at its
