@@ -122,7 +122,7 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
     );
     assert_eq!(outputs[1].status.signal(), Some(libc::SIGKILL), "{}", stderr(&outputs[1]));
     assert_eq!(outputs[0].status.code(), Some(1), "{}", stderr(&outputs[0]));
-    assert!(stderr(&outputs[0]).contains("error:"), "{}", stderr(&outputs[0]));
+    assert!(stderr(&outputs[0]).contains("a process of the job is gone"), "{}", stderr(&outputs[0]));
     assert!(!stderr(&outputs[0]).contains("own error"), "{}", stderr(&outputs[0]));
     assert_checkpoints_intact(&killed);
     assert_eq!(generations_done(&killed), 1);

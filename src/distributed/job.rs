@@ -121,12 +121,7 @@ impl Job {
         let group = self.control();
         collective(&group).map_err(|e| {
             self.broken.store(true, Ordering::Relaxed);
-            match e {
-                DistributedError::Collective { operation, rank, size, reason } => {
-                    DistributedError::ProcessLost { operation, rank, size, reason }
-                }
-                other => other,
-            }
+            e.as_process_lost()
         })
     }
 

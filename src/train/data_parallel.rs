@@ -405,8 +405,12 @@ impl BatchTrainer for DataParallel<'_> {
         if let Some(e) = unsent {
             return Err(e);
         }
-        // The leader's own error comes first: a non-finite loss is seen by every replica.
-        let communication = leader?;
+        // The leader's own error comes first: a non-finite loss is seen by every replica. Its
+        // collective failed where the replicas span processes: one of them is gone.
+        let communication = leader.map_err(|e| match (e, remote) {
+            (TrainError::Distributed(e), Some(_)) => TrainError::Distributed(e.as_process_lost()),
+            (e, _) => e,
+        })?;
         // The leader counted it, whatever the others did.
         self.steps.push(step);
         for result in local.into_iter().chain(remote_steps?) {
