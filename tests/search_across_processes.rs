@@ -337,6 +337,7 @@ fn serve_as_a_job_stops_when_another_rank_is_told_to_stop() {
     let (status, log) = rank_0.wait(WITHIN).expect("rank 0 exits once rank 1 asked to stop");
     assert_eq!(status.code(), Some(130), "{log}");
     assert!(log.contains("rank 1 got SIGTERM: exiting"), "{log}");
+    assert!(log.contains("exiting 130, not 0, for the launcher to restart the job"), "{log}");
     let (status, log) = rank_1.wait(WITHIN).expect("rank 1 exits once rank 0 ended the job");
     assert_eq!(status.code(), Some(130), "{log}");
     assert!(log.contains("asking rank 0 to stop"), "{log}");

@@ -224,7 +224,11 @@ async fn run(cfg: Config, path: &Path) -> anyhow::Result<ServeExit> {
             () = service.reopening.due() => service.reopen(),
             name = signals.next() => return service.shut_down(name, true, &mut signals).await,
             request = stop_requests.next() => {
-                return service.shut_down(&request.to_string(), false, &mut signals).await;
+                let exit = service.shut_down(&request.to_string(), false, &mut signals).await;
+                if matches!(exit, Ok(ServeExit::StoppedForJob)) {
+                    tracing::info!("exiting 130, not 0, for the launcher to restart the job ({request})");
+                }
+                return exit;
             }
         }
     }

@@ -23,8 +23,8 @@ pub struct LaunchEnv {
     pub master_port: u16,
     /// torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE): every rank is a client.
     pub agent_store: bool,
-    /// How often the launcher restarted the job (TORCHELASTIC_RESTART_COUNT): each attempt meets
-    /// under keys of its own.
+    /// How often the launcher restarted the job (TORCHELASTIC_RESTART_COUNT, else Slurm's
+    /// SLURM_RESTART_COUNT): each attempt meets under keys of its own.
     pub attempt: usize,
     /// The launcher's name for the job (TORCHELASTIC_RUN_ID, else SLURM_JOB_ID): its processes
     /// meet under keys of their own, so that a process of another job given the same
@@ -109,7 +109,10 @@ impl LaunchEnv {
         let local_rank = number(local_var)?.unwrap_or(0);
         let local_world_size = number("LOCAL_WORLD_SIZE")?.unwrap_or(1).max(local_rank + 1);
         let agent_store = var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let attempt = number("TORCHELASTIC_RESTART_COUNT")?.unwrap_or(0);
+        let attempt = match number("TORCHELASTIC_RESTART_COUNT")? {
+            Some(count) => count,
+            None => number("SLURM_RESTART_COUNT")?.unwrap_or(0),
+        };
         let named = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         // torchrun's --rdzv-id defaults to "none", every job's: no name.
         let run_id = named("TORCHELASTIC_RUN_ID").filter(|id| id != "none");
@@ -200,9 +203,18 @@ mod tests {
         .unwrap();
         assert_eq!((env.rank, env.world_size, env.master_port), (0, 2, DEFAULT_MASTER_PORT));
         assert_eq!(env.job_id.as_deref(), Some("4711"));
+        assert_eq!(env.attempt, 0);
         assert!(env.hosts_store());
         let err = read(&[("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_PROCID", "1")]).unwrap_err();
         assert!(err.to_string().contains("MASTER_ADDR"), "{err}");
+        // A requeued job: its second launch attempt.
+        let requeued = [
+            ("SLURM_STEP_NUM_TASKS", "2"),
+            ("SLURM_PROCID", "1"),
+            ("MASTER_ADDR", "gpu01"),
+            ("SLURM_RESTART_COUNT", "1"),
+        ];
+        assert_eq!(read(&requeued).unwrap().unwrap().attempt, 1);
     }
 
     #[test]
