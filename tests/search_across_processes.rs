@@ -334,12 +334,10 @@ fn serve_as_a_job_stops_when_another_rank_is_told_to_stop() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, _, mut rank_0, mut rank_1) = serve_job(&tmp.path().join("paused"), "paused", None);
     sigterm(&rank_1);
-    let (status, log) = rank_0.wait(WITHIN).expect("rank 0 exits once rank 1 asked to stop");
-    assert_eq!(status.code(), Some(130), "{log}");
+    let log = exits_with(&mut rank_0, 130);
     assert!(log.contains("rank 1 got SIGTERM: exiting"), "{log}");
     assert!(log.contains("exiting 130, not 0, for the launcher to restart the job"), "{log}");
-    let (status, log) = rank_1.wait(WITHIN).expect("rank 1 exits once rank 0 ended the job");
-    assert_eq!(status.code(), Some(130), "{log}");
+    let log = exits_with(&mut rank_1, 130);
     assert!(log.contains("asking rank 0 to stop"), "{log}");
 
     // Training, each of rank 0's batches 2 s long.
@@ -349,12 +347,17 @@ fn serve_as_a_job_stops_when_another_rank_is_told_to_stop() {
     sigterm(&rank_1);
     rank_0.wait_for_log("rank 1 got SIGTERM: stopping after the current batch", WITHIN);
     sigterm(&rank_0);
-    let (status, log) = rank_0.wait(WITHIN).expect("rank 0 exits once stopped");
-    assert_eq!(status.code(), Some(0), "{log}");
+    let log = exits_with(&mut rank_0, 0);
     assert!(log.contains("SIGTERM: already stopping"), "{log}");
     assert!(log.contains("search stopped; the next start continues it"), "{log}");
-    let (status, log) = rank_1.wait(WITHIN).expect("rank 1 exits once rank 0 ended the job");
-    assert_eq!(status.code(), Some(0), "{log}");
+    exits_with(&mut rank_1, 0);
+}
+
+/// Waits for `served` to exit with `code`; its log.
+fn exits_with(served: &mut Served, code: i32) -> String {
+    let (status, log) = served.wait(WITHIN).expect("the rank exits");
+    assert_eq!(status.code(), Some(code), "{log}");
+    log
 }
 
 fn sigterm(served: &Served) {
