@@ -43,15 +43,4 @@ impl DistributedError {
     pub fn is_collective(&self) -> bool {
         matches!(self, Self::ProcessLost { .. } | Self::Collective { .. })
     }
-
-    /// A failed collective of a group spanning the job's processes, said as the loss of a
-    /// process it most likely is; other errors unchanged.
-    pub fn as_process_lost(self) -> Self {
-        match self {
-            Self::Collective { operation, rank, size, reason } => {
-                Self::ProcessLost { operation, rank, size, reason }
-            }
-            other => other,
-        }
-    }
 }

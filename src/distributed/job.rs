@@ -59,7 +59,8 @@ impl Job {
             env.world_size,
             &gloo_bind_from_env(),
             timeout,
-        )?;
+        )?
+        .spanning_processes();
         control.set_timeout(CONTROL_TIMEOUT)?;
         Ok(Self {
             env,
@@ -119,10 +120,7 @@ impl Job {
             });
         }
         let group = self.control();
-        collective(&group).map_err(|e| {
-            self.broken.store(true, Ordering::Relaxed);
-            e.as_process_lost()
-        })
+        collective(&group).inspect_err(|_| self.broken.store(true, Ordering::Relaxed))
     }
 
     fn control(&self) -> MutexGuard<'_, ProcessGroup> {

@@ -28,6 +28,8 @@ pub struct ProcessGroup {
     size: usize,
     /// "gloo" or "nccl", as `run.collectives` names them.
     backend: &'static str,
+    /// Its ranks are in several processes: a failed collective is most likely one of them gone.
+    spans_processes: bool,
 }
 
 // SAFETY: c10d's groups serialise their work internally; a group is used by one replica thread
@@ -70,7 +72,7 @@ impl ProcessGroup {
             },
         )
         .map_err(fail)?;
-        Ok(Self { raw, rank, size, backend: "gloo" })
+        Ok(Self { raw, rank, size, backend: "gloo", spans_processes: false })
     }
 
     /// Joins the NCCL group of `size` ranks meeting in `store` as `rank`. NCCL's communicator
@@ -93,7 +95,7 @@ impl ProcessGroup {
             },
         )
         .map_err(fail)?;
-        Ok(Self { raw, rank, size, backend: "nccl" })
+        Ok(Self { raw, rank, size, backend: "nccl", spans_processes: false })
     }
 
     /// Without NCCL in the build, no group forms.
@@ -106,6 +108,14 @@ impl ProcessGroup {
     ) -> Result<Self, DistributedError> {
         let reason = super::collectives::nccl_not_built().to_string();
         Err(DistributedError::Group { backend: "NCCL", rank, size, reason })
+    }
+
+    /// Marks the group as joining ranks of several processes: its failed collectives then say
+    /// "a process of the job is gone" ([`DistributedError::ProcessLost`]), which they most
+    /// likely are, rather than a bare failure.
+    pub fn spanning_processes(mut self) -> Self {
+        self.spans_processes = true;
+        self
     }
 
     /// Where this group's collectives take their tensors: `device` (the rank's GPU) for NCCL,
@@ -175,7 +185,12 @@ impl ProcessGroup {
 
     fn collective_error(&self, operation: &'static str, reason: String) -> DistributedError {
         let reason = without_source_location(&reason).to_string();
-        DistributedError::Collective { operation, rank: self.rank, size: self.size, reason }
+        let (rank, size) = (self.rank, self.size);
+        if self.spans_processes {
+            DistributedError::ProcessLost { operation, rank, size, reason }
+        } else {
+            DistributedError::Collective { operation, rank, size, reason }
+        }
     }
 }
 

@@ -226,6 +226,7 @@ impl ReplicaSet {
                 threads: threads_per_replica,
                 store,
                 collectives: collectives.clone(),
+                in_job: remote.is_some(),
                 precision,
                 build: build.clone(),
             });
@@ -248,7 +249,7 @@ impl ReplicaSet {
             workers.abandon();
             return Err(e);
         }
-        let joined = form_group(&store, 0, size, &collectives)
+        let joined = form_group(&store, 0, size, &collectives, remote.is_some())
             .and_then(|group| broadcast_state(leader_vs, leader_opt, &group).map(|()| group));
         let group = match joined {
             Ok(group) => group,
@@ -405,12 +406,8 @@ impl BatchTrainer for DataParallel<'_> {
         if let Some(e) = unsent {
             return Err(e);
         }
-        // The leader's own error comes first: a non-finite loss is seen by every replica. Its
-        // collective failed where the replicas span processes: one of them is gone.
-        let communication = leader.map_err(|e| match (e, remote) {
-            (TrainError::Distributed(e), Some(_)) => TrainError::Distributed(e.as_process_lost()),
-            (e, _) => e,
-        })?;
+        // The leader's own error comes first: a non-finite loss is seen by every replica.
+        let communication = leader?;
         // The leader counted it, whatever the others did.
         self.steps.push(step);
         for result in local.into_iter().chain(remote_steps?) {
@@ -597,14 +594,17 @@ impl Drop for Workers {
 }
 
 /// Replica `rank` of `size` joins the replicas' group: its members wait [`FORM_TIMEOUT`] for
-/// each other, then each collective waits [`COLLECTIVE_TIMEOUT`].
+/// each other, then each collective waits [`COLLECTIVE_TIMEOUT`]. `in_job`: the replicas are
+/// in several processes.
 fn form_group(
     store: &Store,
     rank: usize,
     size: usize,
     collectives: &Collectives,
+    in_job: bool,
 ) -> Result<ProcessGroup, DistributedError> {
     let group = collectives.form(store, rank, size, FORM_TIMEOUT)?;
+    let group = if in_job { group.spanning_processes() } else { group };
     group.set_timeout(COLLECTIVE_TIMEOUT)?;
     Ok(group)
 }
@@ -666,6 +666,8 @@ struct WorkerContext {
     threads: usize,
     store: Arc<Store>,
     collectives: Collectives,
+    /// The replicas are in several processes (a job's session).
+    in_job: bool,
     precision: Precision,
     build: BuildReplica,
 }
@@ -687,7 +689,7 @@ fn run_worker(
     };
     let mut opt = Sgd::new(&vs, context.sgd);
     let _ = ready.send(Ok(()));
-    let joined = form_group(&context.store, context.rank, context.size, &context.collectives)
+    let joined = form_group(&context.store, context.rank, context.size, &context.collectives, context.in_job)
         .and_then(|group| broadcast_state(&vs, &mut opt, &group).map(|()| group));
     let group = match joined {
         Ok(group) => group,

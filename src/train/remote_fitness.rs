@@ -29,7 +29,7 @@ const CLOSE: f64 = 6.0;
 /// waiting [`FORM_TIMEOUT`] for the other). Its exchanges then wait as long as the job's control group does: rank r waits for the next
 /// generation's weights through a whole training phase.
 pub fn join_pair(store: &Store, member: usize, bind: &GlooBind) -> Result<ProcessGroup, DistributedError> {
-    let group = ProcessGroup::gloo(store, member, 2, bind, FORM_TIMEOUT)?;
+    let group = ProcessGroup::gloo(store, member, 2, bind, FORM_TIMEOUT)?.spanning_processes();
     group.set_timeout(CONTROL_TIMEOUT)?;
     Ok(group)
 }
@@ -119,9 +119,8 @@ impl FitnessLink {
         self.broadcast(&mut Tensor::from_slice(&header), 0)
     }
 
-    /// The pair's broadcast; its failure is the other process gone (the pair spans two).
     fn broadcast(&self, tensor: &mut Tensor, root: usize) -> Result<(), DistributedError> {
-        self.group.broadcast(tensor, root).map_err(DistributedError::as_process_lost)
+        self.group.broadcast(tensor, root)
     }
 
     fn failed(&self, reason: String) -> TrainError {

@@ -387,6 +387,7 @@ impl LocalSession {
                     // A client each: the groups of this rank form side by side.
                     store: Arc::new(job.session_store(number)?),
                     collectives: collectives.clone(),
+                    in_job: true,
                     precision: spec.precision,
                     build: build.clone(),
                 };
