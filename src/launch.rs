@@ -19,10 +19,33 @@ use crate::train::sgd::SgdConfig;
 
 /// The devices `cfg` trains on (run.devices, else run.device), resolved.
 pub fn devices(cfg: &Config) -> Result<Vec<tch::Device>, SearchError> {
+    each_device(cfg).into_iter().collect()
+}
+
+/// Each device `cfg` names (run.devices, else run.device), resolved on its own: a device this
+/// machine lacks says which key to change.
+pub fn each_device(cfg: &Config) -> Vec<Result<tch::Device, SearchError>> {
     match cfg.run.devices.as_slice() {
-        [] => Ok(vec![resolve_device(&cfg.run.device)?]),
-        names => names.iter().map(|name| resolve_device(name)).collect(),
+        [] => vec![config_device(&cfg.run.device, "use run.device = \"cpu\" or \"auto\"")],
+        names => names
+            .iter()
+            .map(|name| {
+                config_device(
+                    name,
+                    "list this machine's own devices in run.devices (in a job, each rank's own)",
+                )
+            })
+            .collect(),
     }
+}
+
+fn config_device(name: &str, hint: &str) -> Result<tch::Device, SearchError> {
+    resolve_device(name).map_err(|e| match e {
+        SearchError::Device { name, reason } => {
+            SearchError::Device { name, reason: format!("{reason}; {hint}") }
+        }
+        other => other,
+    })
 }
 
 /// The core's settings of `cfg`, its device resolved.
@@ -151,8 +174,8 @@ pub fn training_settings(
 ) -> Result<FinalTrainingSettings, FinalTrainingError> {
     let f = &cfg.final_training;
     let dataset = DatasetKind::from_str(&cfg.data.dataset)?;
-    let device =
-        resolve_device(&cfg.run.device).map_err(|e| FinalTrainingError::Device { reason: e.to_string() })?;
+    let device = config_device(&cfg.run.device, "use run.device = \"cpu\" or \"auto\"")
+        .map_err(|e| FinalTrainingError::Device { reason: e.to_string() })?;
     Ok(FinalTrainingSettings {
         genotype: genotype.genotype.clone(),
         genotype_name: genotype.name.clone(),

@@ -21,12 +21,8 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let images = evnas::daemon::check_search(&cfg)?;
     // A config may be checked on another machine than the one it is for (exit 0), but systemd's
     // ExecReload runs this where the search runs: devices missing here are named.
-    let names = match cfg.run.devices.as_slice() {
-        [] => std::slice::from_ref(&cfg.run.device),
-        names => names,
-    };
-    for e in names.iter().filter_map(|name| evnas::search::resolve_device(name).err()) {
-        eprintln!("warning: {e} (on this machine: a search here would not start)");
+    for e in evnas::launch::each_device(&cfg).into_iter().filter_map(Result::err) {
+        eprintln!("warning: a search on this machine would not start: {e}");
     }
     // What the search uses of them: its split, cut to data.train_subset and fitness.subset.
     let split = evnas::data::train_count(cfg.data.train_portion, images);

@@ -126,7 +126,7 @@ fn cuda_device(index: usize) -> Result<Device, SearchError> {
     } else {
         Err(SearchError::Device {
             name: format!("cuda:{index}"),
-            reason: format!("{count} CUDA device(s) available; use run.device = \"cpu\" or \"auto\""),
+            reason: format!("{count} CUDA device(s) available"),
         })
     }
 }
