@@ -229,4 +229,32 @@ fn a_generation_resumed_in_fitness_records_its_whole_fitness_time() {
     let record: serde_json::Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
     let seconds = record["evaluation_seconds"].as_f64().unwrap();
     assert!(seconds >= 3.0, "{seconds} s for {} images", record["evaluated_images"]);
+    // timings.jsonl: the resumed run's own time, which trained nothing.
+    let timings = first_timings(&stopped);
+    assert_eq!(timings["train_seconds"].as_f64(), Some(0.0), "{timings}");
+    assert!(seconds - timings["fitness_seconds"].as_f64().unwrap() >= 3.0, "{timings} of {seconds} s");
+}
+
+/// A generation stopped in training and resumed records its whole training time; timings.jsonl
+/// the resumed run's own (it had the time before the stop too).
+#[test]
+fn a_generation_resumed_in_training_records_its_whole_training_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 1);
+    let stopped = tmp.path().join("stopped");
+    // Two batches held 1 s each, then SIGTERM in the third: the rest trains after the resume.
+    run_until_stopped(&config, &stopped, "train.batch=2*sleep(1000)->1*return(sigterm)");
+    let stderr = resume(&stopped);
+    assert!(stderr.contains("stopped after training batch"), "{stderr}");
+    let history = std::fs::read_to_string(stopped.join("generations.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
+    let seconds = record["train"]["seconds"].as_f64().unwrap();
+    assert!(seconds >= 2.0, "{seconds} s");
+    let timings = first_timings(&stopped);
+    assert!(seconds - timings["train_seconds"].as_f64().unwrap() >= 2.0, "{timings} of {seconds} s");
+}
+
+fn first_timings(run: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run.join("timings.jsonl")).unwrap();
+    serde_json::from_str(text.lines().next().unwrap()).unwrap()
 }

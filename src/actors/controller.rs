@@ -154,14 +154,23 @@ pub struct SearchController {
     /// The running generation's timings, and when each of its phases started.
     timings: GenerationTimings,
     clock: PhaseClock,
-    /// The fitness phase's time before the search was stopped in it (a resumed generation).
-    fitness_seconds_before_stop: f64,
+    /// The generation's time before the search was stopped in it (a resumed generation).
+    before_stop: BeforeStop,
     /// The timings of the generation whose checkpoint is in flight, and when it started.
     closing: Option<(GenerationTimings, Instant)>,
     /// Settings a reload asked for, put in force at the next generation boundary.
     pending: Option<HotSettings>,
     /// The newest reload whose settings `pending` holds (older ones arriving late are dropped).
     revision: u64,
+}
+
+/// Time a generation spent before the search was stopped in it, in the run that stopped.
+#[derive(Default)]
+struct BeforeStop {
+    /// Training's seconds and, of them, its wait for batches.
+    train: (f64, f64),
+    /// The fitness phase's seconds.
+    fitness: f64,
 }
 
 /// When the running generation and its current phase started.
@@ -292,7 +301,7 @@ impl Actor for SearchController {
             done: Some(done),
             timings: GenerationTimings::default(),
             clock: PhaseClock::now(),
-            fitness_seconds_before_stop: 0.0,
+            before_stop: BeforeStop::default(),
             closing: None,
             pending: None,
             revision: 0,
@@ -373,12 +382,16 @@ impl SearchController {
             total: self.train_batches,
         });
         // A generation the search was stopped in continues where it stopped.
-        self.fitness_seconds_before_stop = 0.0;
+        self.before_stop = BeforeStop::default();
         let (start, measured) = match self.state.stopped.take() {
             None => (TrainStart::Fresh, Vec::new()),
-            Some(StoppedGeneration::Training { report }) => (TrainStart::Continue(report), Vec::new()),
+            Some(StoppedGeneration::Training { report }) => {
+                self.before_stop.train = (report.elapsed.as_secs_f64(), report.data_wait.as_secs_f64());
+                (TrainStart::Continue(report), Vec::new())
+            }
             Some(StoppedGeneration::Fitness { train, measured, seconds }) => {
-                self.fitness_seconds_before_stop = seconds;
+                self.before_stop.train = (train.seconds, train.data_wait_seconds);
+                self.before_stop.fitness = seconds;
                 (TrainStart::Trained(train), measured)
             }
         };
@@ -425,8 +438,10 @@ impl SearchController {
         drop(queue_in);
         let (generation, subset) = (plan.generation, plan.fitness_subset);
         self.clock.lap();
-        self.timings.train_seconds = msg.summary.seconds;
-        self.timings.train_data_wait_seconds = msg.summary.data_wait_seconds;
+        // timings.jsonl: this run's own share (the generation's record has the whole).
+        let (seconds, data_wait) = self.before_stop.train;
+        self.timings.train_seconds = (msg.summary.seconds - seconds).max(0.0);
+        self.timings.train_data_wait_seconds = (msg.summary.data_wait_seconds - data_wait).max(0.0);
         let all_measured = measured.len() == plan.individuals.len();
         self.step = Step::Evaluating { plan, train: msg.summary, measured };
         if all_measured {
@@ -472,7 +487,7 @@ impl SearchController {
         self.timings.fitness_seconds = seconds;
         let recorded = self
             .state
-            .record(&self.settings, &plan, train, &measured, seconds + self.fitness_seconds_before_stop)
+            .record(&self.settings, &plan, train, &measured, seconds + self.before_stop.fitness)
             .and_then(|record| self.state.write_progress(&self.settings, &self.run).map(|()| record));
         let record = match recorded {
             Ok(record) => record,
@@ -856,7 +871,7 @@ impl Message<ActorFailed> for SearchController {
                 Step::Evaluating { train, measured, .. } => Some(StoppedGeneration::Fitness {
                     train: train.clone(),
                     measured: measured.clone(),
-                    seconds: self.fitness_seconds_before_stop + self.clock.lap(),
+                    seconds: self.before_stop.fitness + self.clock.lap(),
                 }),
                 _ => None,
             };

@@ -94,7 +94,8 @@ pub enum StoppedGeneration {
 }
 
 impl StoppedGeneration {
-    /// Where it stopped, for people: "batch 3 of training", "fitness, 2 individuals measured".
+    /// Where it stopped, for people: "after training batch 3", "in fitness, 2 individual(s)
+    /// measured".
     pub fn describe(&self) -> String {
         match self {
             StoppedGeneration::Training { report } => format!("after training batch {}", report.batches),

@@ -10,10 +10,13 @@ pub struct GenerationTimings {
     /// Wall time from the start of its training to the start of the next generation's (for the
     /// last: to its checkpoint being durable).
     pub seconds: f64,
+    /// This run's training (a generation resumed after a stop: since the resume; the
+    /// generation's record in `generations.jsonl` has the whole).
     pub train_seconds: f64,
     /// Of `train_seconds`, waiting for the next training batch.
     pub train_data_wait_seconds: f64,
-    /// Wall time of the fitness phase (snapshot handed over → last fitness in).
+    /// Wall time of the fitness phase (snapshot handed over → last fitness in), this run's as
+    /// `train_seconds`.
     pub fitness_seconds: f64,
     /// Evaluators' busy time, summed over evaluators.
     pub fitness_busy_seconds: f64,
