@@ -243,7 +243,10 @@ fn a_generation_resumed_in_training_records_its_whole_training_time() {
     let (config, _) = tiny_setup(tmp.path(), 1);
     let stopped = tmp.path().join("stopped");
     // Two batches held 1 s each, then SIGTERM in the third: the rest trains after the resume.
-    run_until_stopped(&config, &stopped, "train.batch=2*sleep(1000)->1*return(sigterm)");
+    let stop = run_until_stopped(&config, &stopped, "train.batch=2*sleep(1000)->1*return(sigterm)");
+    // Not a terminal: no line break for a "^C" or a progress bar to end.
+    assert!(stop.contains("stopping after the current batch") && !stop.starts_with('\n'), "{stop}");
+    assert!(!stop.lines().any(str::is_empty), "{stop}");
     let stderr = resume(&stopped);
     assert!(stderr.contains("stopped after training batch"), "{stderr}");
     let history = std::fs::read_to_string(stopped.join("generations.jsonl")).unwrap();

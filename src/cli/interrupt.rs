@@ -13,7 +13,17 @@ use super::failure::code::INTERRUPTED;
 
 /// SIGINT/SIGTERM raise the stop flag once; a second signal exits at once.
 pub(super) fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
-    on_signals("\nstopping after the current batch (signal again to quit now)".into(), move |_| on_stop());
+    on_signals("stopping after the current batch (signal again to quit now)".into(), move |_| on_stop());
+}
+
+/// What starts a line said in the middle of a run: on a terminal, a line break (the "^C" the
+/// terminal echoed, or a progress bar, holds the line); in a log, nothing.
+pub(super) fn line_break_on_terminal() -> &'static str {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        "\n"
+    } else {
+        ""
+    }
 }
 
 /// The first SIGINT/SIGTERM prints `message` and calls `on_first` with the signal's name; a
@@ -21,7 +31,7 @@ pub(super) fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
 pub(super) fn on_signals(message: String, on_first: impl Fn(&'static str) + Send + 'static) {
     watch(&STOPS, move |mut signals| async move {
         let name = signals.next().await;
-        eprintln!("{message}");
+        eprintln!("{}{message}", line_break_on_terminal());
         on_first(name);
         signals.next().await;
         exit_interrupted(INTERRUPTED);

@@ -101,7 +101,10 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
         let (stop, training_stop) = (stop.clone(), training_stop.clone());
         job.watch_stop_requests(move |request| {
             if !training_stop.is_stopped() {
-                eprintln!("\nevnas: {request}: stopping the job after the current batch");
+                eprintln!(
+                    "{}evnas: {request}: stopping the job after the current batch",
+                    super::interrupt::line_break_on_terminal()
+                );
             }
             stop.stop();
             training_stop.stop();
