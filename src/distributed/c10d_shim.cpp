@@ -106,6 +106,12 @@ int evnas_c10d_store_set(void* store, const char* key, const uint8_t* value, siz
   });
 }
 
+// Adds `amount` to the number at `key` (0 where unset), atomically for all the store's
+// clients; `*total` gets the sum.
+int evnas_c10d_store_add(void* store, const char* key, int64_t amount, int64_t* total, char** error) {
+  return guarded(error, [&] { *total = static_cast<Store*>(store)->inner->add(std::string(key), amount); });
+}
+
 // Whether `key` is set, without waiting for it.
 int evnas_c10d_store_check(void* store, const char* key, int* present, char** error) {
   return guarded(error, [&] {

@@ -31,6 +31,13 @@ extern "C" {
         length: usize,
         error: *mut *mut c_char,
     ) -> c_int;
+    pub fn evnas_c10d_store_add(
+        store: *mut c_void,
+        key: *const c_char,
+        amount: i64,
+        total: *mut i64,
+        error: *mut *mut c_char,
+    ) -> c_int;
     pub fn evnas_c10d_store_check(
         store: *mut c_void,
         key: *const c_char,

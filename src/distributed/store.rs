@@ -93,6 +93,20 @@ impl Store {
         Ok(())
     }
 
+    /// Adds `amount` to the number at `key` (0 where unset), atomically for every client of the
+    /// store; returns the sum.
+    pub fn add(&self, key: &str, amount: i64) -> Result<i64, DistributedError> {
+        let c_key = self.key(key)?;
+        let mut total = 0i64;
+        // SAFETY: `self.raw` is a live store; `total` outlives the call.
+        ffi::checked(
+            |rc: &i32| *rc != 0,
+            |error| unsafe { ffi::evnas_c10d_store_add(self.raw, c_key.as_ptr(), amount, &mut total, error) },
+        )
+        .map_err(|reason| self.failed("add to", key, reason))?;
+        Ok(total)
+    }
+
     /// The value of `key`, or `None` while it is not set (without waiting for it).
     pub fn get_if_set(&self, key: &str) -> Result<Option<Vec<u8>>, DistributedError> {
         let c_key = self.key(key)?;
