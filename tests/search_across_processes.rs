@@ -266,6 +266,48 @@ fn a_broken_launch_environment_is_named() {
     assert!(!tmp.path().join("run").exists());
 }
 
+/// Two processes given one rank (RANK=$SLURM_NODEID with two tasks a node, say) end the whole
+/// job at once with exit 2, each naming the rank; Gloo's group waited out 15 minutes.
+#[test]
+fn a_rank_given_to_two_processes_ends_the_job_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 1);
+    let run = tmp.path().join("run");
+    let port = free_port().to_string();
+    let started = std::time::Instant::now();
+    // Ranks 0, 1 and 1 again of a job of 3: rank 2 never comes.
+    let children: Vec<_> = ["0", "1", "1"]
+        .into_iter()
+        .map(|rank| {
+            let child = search_command(&config, &run, &[])
+                .env("RANK", rank)
+                .env("WORLD_SIZE", "3")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env_remove("FAILPOINTS")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Rank 0 first, as it hosts the store.
+            std::thread::sleep(Duration::from_millis(300));
+            child
+        })
+        .collect();
+    let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    for out in &outputs {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
+    }
+    assert!(stderr(&outputs[0]).contains("rank 1 was started by two processes"), "{}", stderr(&outputs[0]));
+    // Whichever rank 1 answered second is the one refused; the other ends with the job.
+    let refused: Vec<&Output> =
+        outputs[1..].iter().filter(|o| stderr(o).contains("rank 1 is in the job already")).collect();
+    assert_eq!(refused.len(), 1, "{}\n---\n{}", stderr(&outputs[1]), stderr(&outputs[2]));
+    assert!(stderr(refused[0]).contains("the job ends"), "{}", stderr(refused[0]));
+    assert!(!run.exists());
+}
+
 /// A process waiting for the rest of its job ends at once on SIGTERM, saying so (no search has
 /// started: nothing to stop cleanly); an address that does not resolve is named first.
 #[test]

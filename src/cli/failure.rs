@@ -34,14 +34,19 @@ pub fn exit_number(err: &anyhow::Error) -> u8 {
 }
 
 /// Whether `err` says the config, the command line or the launcher's environment is to change:
-/// a config error, an error a command marked as [`Usage`], a malformed launch environment or
-/// one that points at another job's store.
+/// a config error, an error a command marked as [`Usage`], a malformed launch environment, one
+/// that points at another job's store or gives one rank to two processes.
 fn is_usage(err: &anyhow::Error) -> bool {
     use evnas::distributed::DistributedError;
     let launch_env = |cause: &(dyn std::error::Error + 'static)| {
         matches!(
             cause.downcast_ref(),
-            Some(DistributedError::LaunchEnv { .. } | DistributedError::OtherJob { .. })
+            Some(
+                DistributedError::LaunchEnv { .. }
+                    | DistributedError::OtherJob { .. }
+                    | DistributedError::RankTaken { .. }
+                    | DistributedError::RankTwice { .. }
+            )
         )
     };
     evnas::config::ConfigError::is_in(err)

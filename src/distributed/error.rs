@@ -18,6 +18,24 @@ pub enum DistributedError {
         "the c10d store at {address} belongs to launch attempt {theirs} of this job, this process to attempt {ours}: that attempt's rank 0 still holds the port"
     )]
     OtherAttempt { address: String, theirs: usize, ours: usize },
+    /// This process answered the job's roll call for a rank that had answered already.
+    #[error(
+        "rank {rank} is in the job already: another process was given RANK={rank}, or this rank was started again after its process ended; {}",
+        if *.job_ended { "the job ends (start it again, every process with a RANK of its own)" } else { "the job goes on without this process" }
+    )]
+    RankTaken { rank: usize, job_ended: bool },
+    /// Another process answered the roll call for a rank that had answered already.
+    #[error(
+        "rank {twice} was started by two processes (two given RANK={twice}, or it was started again after its process ended): the job cannot form; start it again, every process with a RANK of its own"
+    )]
+    RankTwice { rank: usize, size: usize, twice: usize },
+    /// Ranks that never answered the roll call.
+    #[error(
+        "rank {rank} of {size} waited {} s for rank(s) {} to join, in vain: were they started, with this MASTER_ADDR, MASTER_PORT and WORLD_SIZE?",
+        .waited.as_secs(),
+        super::roll_call::ranks_listed(.missing, 16)
+    )]
+    RanksMissing { rank: usize, size: usize, missing: Vec<usize>, waited: std::time::Duration },
     /// Setting or reading one key of a store failed.
     #[error("cannot {operation} key {key} of the c10d store at {address}: {reason}")]
     StoreKey { operation: &'static str, key: String, address: String, reason: String },

@@ -12,11 +12,15 @@ use super::error::DistributedError;
 use super::launch_env::LaunchEnv;
 use super::notices::StopWatch;
 use super::process_group::{GlooBind, ProcessGroup};
+use super::roll_call::{RollCall, Waiting};
 use super::store::{Store, StoreRole};
 
 /// How long the processes of a job wait for each other to start (torchrun's default join
 /// timeout is the same 15 minutes).
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// How often a process waiting for the others says which ranks it waits for.
+pub const WAIT_REPORT_EVERY: Duration = Duration::from_secs(30);
 
 /// How long a rank waits for rank 0's next word. Rank 0 may be measuring fitness or training a
 /// found network for days meanwhile; a rank 0 that died is noticed at once (its sockets close).
@@ -44,8 +48,13 @@ static JOINED: OnceLock<Job> = OnceLock::new();
 impl Job {
     /// Meets the job's other processes: rank 0 hosts the TCPStore at MASTER_ADDR:MASTER_PORT
     /// (unless torchrun's agent does), the others connect; returns once all joined the control
-    /// group, or fails after `timeout`.
-    pub fn join(env: LaunchEnv, timeout: Duration) -> Result<Self, DistributedError> {
+    /// group, or fails after `timeout`. While it waits, `report` hears every
+    /// [`WAIT_REPORT_EVERY`] which ranks it waits for.
+    pub fn join(
+        env: LaunchEnv,
+        timeout: Duration,
+        report: &mut dyn FnMut(&Waiting),
+    ) -> Result<Self, DistributedError> {
         let role = if env.hosts_store() { StoreRole::Server } else { StoreRole::Client };
         let tcp = Store::tcp(&env.master_addr, env.master_port, role, timeout)?;
         if !env.agent_store {
@@ -53,6 +62,14 @@ impl Job {
         }
         // A restarted job meets under fresh keys; the prefix store keeps the TCP store alive.
         let store = tcp.prefixed(&attempt_prefix(&env))?;
+        let roll_call = RollCall {
+            rank: env.rank,
+            size: env.world_size,
+            hosts_store: env.hosts_store(),
+            timeout,
+            report_every: WAIT_REPORT_EVERY,
+        };
+        roll_call.answer(&store, report)?;
         let control = ProcessGroup::gloo(
             &store.prefixed("control")?,
             env.rank,

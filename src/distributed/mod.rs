@@ -11,6 +11,7 @@ mod launch_env;
 mod nccl_check;
 mod notices;
 mod process_group;
+mod roll_call;
 mod store;
 
 pub use collectives::{nccl_version, Collectives, CollectivesSetting};
@@ -20,6 +21,7 @@ pub use launch_env::{launcher_restart, LaunchEnv};
 pub use nccl_check::nccl_all_reduce_check;
 pub use notices::StopRequest;
 pub use process_group::{GlooBind, ProcessGroup};
+pub use roll_call::{ranks_listed, Waiting};
 pub use store::{Store, StoreRole};
 
 #[cfg(test)]
@@ -178,7 +180,7 @@ mod tests {
             let handles: Vec<_> = (0..2)
                 .map(|rank| {
                     s.spawn(move || {
-                        let job = Job::join(env(rank, port), TIMEOUT).unwrap();
+                        let job = Job::join(env(rank, port), TIMEOUT, &mut |_| {}).unwrap();
                         let mut b = Tensor::from_slice(&[rank as f64 + 5.0]);
                         job.broadcast(&mut b).unwrap();
                         let mut sum = Tensor::from_slice(&[rank as f64 + 1.0]);
@@ -217,11 +219,11 @@ mod tests {
         let started = std::time::Instant::now();
         std::thread::scope(|s| {
             let rank0 = s.spawn(|| {
-                let job = Job::join(env(0, port), TIMEOUT).unwrap();
+                let job = Job::join(env(0, port), TIMEOUT, &mut |_| {}).unwrap();
                 (form(&job, "session", 0).unwrap(), form(&job, "pair", 0).unwrap())
             });
             let rank1 = s.spawn(|| {
-                let job = Job::join(env(1, port), TIMEOUT).unwrap();
+                let job = Job::join(env(1, port), TIMEOUT, &mut |_| {}).unwrap();
                 std::thread::scope(|inner| {
                     let pair = inner.spawn(|| form(&job, "pair", 1).unwrap());
                     // The pair is waiting for rank 0's key by now.
@@ -241,8 +243,8 @@ mod tests {
     fn rank_0_learns_of_the_other_ranks_stops_and_failures() {
         let port = free_port();
         let (rank0, rank1) = std::thread::scope(|s| {
-            let rank1 = s.spawn(|| Job::join(env(1, port), TIMEOUT).unwrap());
-            (Job::join(env(0, port), TIMEOUT).unwrap(), rank1.join().unwrap())
+            let rank1 = s.spawn(|| Job::join(env(1, port), TIMEOUT, &mut |_| {}).unwrap());
+            (Job::join(env(0, port), TIMEOUT, &mut |_| {}).unwrap(), rank1.join().unwrap())
         });
         let rank0: &'static Job = Box::leak(Box::new(rank0));
         assert!(rank0.failures_left(Duration::ZERO).is_empty());
@@ -273,17 +275,18 @@ mod tests {
         let port = free_port();
         let of_job = |rank, id: &str| LaunchEnv { job_id: Some(id.into()), ..env(rank, port) };
         std::thread::scope(|s| {
-            let rank0 = s.spawn(|| Job::join(of_job(0, "100"), TIMEOUT).map(|_| ()));
+            let rank0 = s.spawn(|| Job::join(of_job(0, "100"), TIMEOUT, &mut |_| {}).map(|_| ()));
             let started = std::time::Instant::now();
-            let err = Job::join(of_job(1, "200"), TIMEOUT).err().expect("another job's store");
+            let err = Job::join(of_job(1, "200"), TIMEOUT, &mut |_| {}).err().expect("another job's store");
             assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
             assert!(matches!(err, DistributedError::OtherJob { .. }), "{err}");
             assert!(err.to_string().contains("belongs to job 100, this process to job 200"), "{err}");
             // A rank of the next launch attempt, while this one's rank 0 holds the port.
-            let err =
-                Job::join(LaunchEnv { attempt: 1, ..of_job(1, "100") }, TIMEOUT).err().expect("attempt 0's");
+            let err = Job::join(LaunchEnv { attempt: 1, ..of_job(1, "100") }, TIMEOUT, &mut |_| {})
+                .err()
+                .expect("attempt 0's");
             assert!(matches!(err, DistributedError::OtherAttempt { theirs: 0, ours: 1, .. }), "{err}");
-            Job::join(of_job(1, "100"), TIMEOUT).unwrap();
+            Job::join(of_job(1, "100"), TIMEOUT, &mut |_| {}).unwrap();
             rank0.join().unwrap().unwrap();
         });
     }
@@ -292,7 +295,8 @@ mod tests {
     #[test]
     fn a_job_whose_peers_never_come_fails_in_time() {
         let started = std::time::Instant::now();
-        let err = Job::join(env(0, free_port()), Duration::from_secs(2)).err().expect("no peer came");
+        let err =
+            Job::join(env(0, free_port()), Duration::from_secs(2), &mut |_| {}).err().expect("no peer came");
         assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
         assert!(err.to_string().contains("rank 0 of 2"), "{err}");
     }
