@@ -34,19 +34,16 @@ pub fn exit_number(err: &anyhow::Error) -> u8 {
 }
 
 /// Whether `err` says the config, the command line or the launcher's environment is to change:
-/// a config error, an error a command marked as [`Usage`], a malformed launch environment, one
-/// that points at another job's store or gives one rank to two processes.
+/// a config error, an error a command marked as [`Usage`], a malformed launch environment or
+/// one that points at another job's store. (A rank given to two processes is not: a rank a
+/// supervisor restarted while the others still waited for it looks the same, and a restart of
+/// the whole job mends it.)
 fn is_usage(err: &anyhow::Error) -> bool {
     use evnas::distributed::DistributedError;
     let launch_env = |cause: &(dyn std::error::Error + 'static)| {
         matches!(
             cause.downcast_ref(),
-            Some(
-                DistributedError::LaunchEnv { .. }
-                    | DistributedError::OtherJob { .. }
-                    | DistributedError::RankTaken { .. }
-                    | DistributedError::RankTwice { .. }
-            )
+            Some(DistributedError::LaunchEnv { .. } | DistributedError::OtherJob { .. })
         )
     };
     evnas::config::ConfigError::is_in(err)

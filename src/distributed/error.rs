@@ -29,13 +29,12 @@ pub enum DistributedError {
         "rank {twice} was started by two processes (two given RANK={twice}, or it was started again after its process ended): the job cannot form; start it again, every process with a RANK of its own"
     )]
     RankTwice { rank: usize, size: usize, twice: usize },
-    /// Ranks that never answered the roll call.
+    /// Ranks that never answered the roll call, as rank `waited_by` found after `seconds`.
     #[error(
-        "rank {rank} of {size} waited {} s for rank(s) {} to join, in vain: were they started, with this MASTER_ADDR, MASTER_PORT and WORLD_SIZE?",
-        .waited.as_secs(),
+        "rank(s) {} of the {size} never came (rank {waited_by} waited {seconds} s for them): were they started, with this MASTER_ADDR, MASTER_PORT and WORLD_SIZE?",
         super::roll_call::ranks_listed(.missing, 16)
     )]
-    RanksMissing { rank: usize, size: usize, missing: Vec<usize>, waited: std::time::Duration },
+    RanksMissing { size: usize, missing: Vec<usize>, waited_by: usize, seconds: u64 },
     /// Setting or reading one key of a store failed.
     #[error("cannot {operation} key {key} of the c10d store at {address}: {reason}")]
     StoreKey { operation: &'static str, key: String, address: String, reason: String },

@@ -47,8 +47,9 @@ static JOINED: OnceLock<Job> = OnceLock::new();
 
 impl Job {
     /// Meets the job's other processes: rank 0 hosts the TCPStore at MASTER_ADDR:MASTER_PORT
-    /// (unless torchrun's agent does), the others connect; returns once all joined the control
-    /// group, or fails after `timeout`. While it waits, `report` hears every
+    /// (unless torchrun's agent does), the others connect; returns once all answered the roll
+    /// call and joined the control group. `timeout` bounds each wait: for the store, for the
+    /// others' answers, for the group. While it waits for answers, `report` hears every
     /// [`WAIT_REPORT_EVERY`] which ranks it waits for.
     pub fn join(
         env: LaunchEnv,
@@ -77,7 +78,7 @@ impl Job {
             &gloo_bind_from_env(),
             timeout,
         )?
-        .spanning_processes();
+        .marked_spanning_processes();
         control.set_timeout(CONTROL_TIMEOUT)?;
         Ok(Self {
             env,
@@ -171,9 +172,12 @@ impl Job {
 }
 
 /// Where this launch attempt's keys live: a restarted job meets under fresh ones, another job
-/// (named otherwise by its launcher) under its own.
+/// (named otherwise by its launcher) under its own. The world size too: torchrun's elastic
+/// agent restarts the workers when a node joins without counting a restart (only failures
+/// count), and the grown job must not meet the keys of the one before.
 pub(super) fn attempt_prefix(env: &LaunchEnv) -> String {
-    format!("evnas/{}/attempt_{}", env.job_id.as_deref().unwrap_or("job"), env.attempt)
+    let job = env.job_id.as_deref().unwrap_or("job");
+    format!("evnas/{job}/attempt_{}_of_{}", env.attempt, env.world_size)
 }
 
 /// The key where rank 0, hosting the store, names the job and attempt it is for.

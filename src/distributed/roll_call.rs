@@ -12,8 +12,9 @@ use super::store::Store;
 
 /// How often a waiting process reads the roll call (one small request to the store each).
 const POLL: Duration = Duration::from_millis(250);
-/// Counts the ranks that answered (each once), and the answers for a rank that had answered.
+/// Counts the ranks that answered (each once).
 const ANSWERED_KEY: &str = "roll_call/answered";
+/// Counts the answers for a rank that had answered.
 const TAKEN_KEY: &str = "roll_call/taken";
 /// The first to reach a verdict adds 1 here and says it.
 const DECIDED_KEY: &str = "roll_call/decided";
@@ -58,10 +59,9 @@ impl RollCall {
             if verdict.is_some() {
                 store.add(HEARD_KEY, 1)?;
             }
-            return Err(DistributedError::RankTaken {
-                rank,
-                job_ended: verdict == Some(Verdict::Twice(rank)),
-            });
+            // (None: the first to decide has not said it; the job cannot form without it.)
+            let job_ended = verdict != Some(Verdict::AllPresent);
+            return Err(DistributedError::RankTaken { rank, job_ended });
         }
         if store.add(ANSWERED_KEY, 1)? == size as i64 {
             decide(store, Verdict::AllPresent)?;
@@ -74,7 +74,9 @@ impl RollCall {
             }
             let waited = started.elapsed();
             if waited >= self.timeout {
-                break decide(store, Verdict::Missing)?.unwrap_or(Verdict::Missing);
+                let found =
+                    Verdict::Missing { ranks: missing(store, size)?, by: rank, seconds: waited.as_secs() };
+                break decide(store, found.clone())?.unwrap_or(found);
             }
             if waited >= next_report {
                 report(&Waiting { missing: missing(store, size)?, waited });
@@ -82,19 +84,15 @@ impl RollCall {
             }
             std::thread::sleep(POLL.min(self.timeout - waited));
         };
-        if verdict == Verdict::AllPresent {
-            return Ok(());
-        }
-        store.add(HEARD_KEY, 1)?;
         let error = match verdict {
+            Verdict::AllPresent => return Ok(()),
             Verdict::Twice(twice) => DistributedError::RankTwice { rank, size, twice },
-            _ => DistributedError::RanksMissing {
-                rank,
-                size,
-                missing: missing(store, size)?,
-                waited: started.elapsed(),
-            },
+            Verdict::Missing { ranks, by, seconds } => {
+                DistributedError::RanksMissing { size, missing: ranks, waited_by: by, seconds }
+            }
         };
+        // All it needs of the store is read: the process hosting it may end.
+        store.add(HEARD_KEY, 1)?;
         if self.hosts_store {
             wait_until_all_heard(store);
         }
@@ -103,30 +101,48 @@ impl RollCall {
 }
 
 /// What the roll call found: one for all the job's processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Verdict {
     AllPresent,
     /// This rank answered twice.
     Twice(usize),
-    /// A process waited in vain for the ranks missing.
-    Missing,
+    /// Rank `by` waited `seconds` in vain for `ranks`.
+    Missing {
+        ranks: Vec<usize>,
+        by: usize,
+        seconds: u64,
+    },
 }
 
 impl Verdict {
-    fn text(self) -> String {
+    fn text(&self) -> String {
         match self {
             Verdict::AllPresent => "all present".into(),
             Verdict::Twice(rank) => format!("rank {rank} twice"),
-            Verdict::Missing => "missing".into(),
+            Verdict::Missing { ranks, by, seconds } => {
+                let ranks: Vec<String> = ranks.iter().map(ToString::to_string).collect();
+                format!("missing {by} {seconds} {}", ranks.join(","))
+            }
         }
     }
 
     fn parse(text: &str) -> Option<Self> {
-        match text {
-            "all present" => Some(Verdict::AllPresent),
-            "missing" => Some(Verdict::Missing),
-            _ => text.strip_prefix("rank ")?.strip_suffix(" twice")?.parse().ok().map(Verdict::Twice),
+        if text == "all present" {
+            return Some(Verdict::AllPresent);
         }
+        if let Some(missing) = text.strip_prefix("missing ") {
+            let mut parts = missing.splitn(3, ' ');
+            let (by, seconds) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+            let ranks = parts
+                .next()?
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            return Some(Verdict::Missing { ranks, by, seconds });
+        }
+        text.strip_prefix("rank ")?.strip_suffix(" twice")?.parse().ok().map(Verdict::Twice)
     }
 }
 
@@ -211,7 +227,10 @@ mod tests {
 
     #[test]
     fn verdicts_read_back() {
-        for verdict in [Verdict::AllPresent, Verdict::Twice(0), Verdict::Twice(17), Verdict::Missing] {
+        let missing = |ranks: Vec<usize>| Verdict::Missing { ranks, by: 3, seconds: 900 };
+        for verdict in
+            [Verdict::AllPresent, Verdict::Twice(0), Verdict::Twice(17), missing(vec![]), missing(vec![1, 2])]
+        {
             assert_eq!(Verdict::parse(&verdict.text()), Some(verdict));
         }
         assert_eq!(Verdict::parse("rank x twice"), None);
@@ -286,11 +305,12 @@ mod tests {
             let err =
                 roll(0, 3, Duration::from_secs(1), Duration::MAX).answer(&store, &mut quiet).unwrap_err();
             assert!(
-                matches!(&err, DistributedError::RanksMissing { missing, .. } if missing == &[2]),
+                matches!(&err, DistributedError::RanksMissing { missing, waited_by: 0, seconds: 1, .. } if missing == &[2]),
                 "{err}"
             );
-            let err = patient.join().unwrap().unwrap_err();
-            assert!(matches!(err, DistributedError::RanksMissing { rank: 1, size: 3, .. }), "{err}");
+            // What rank 0 found, said by rank 1 too.
+            let patient = patient.join().unwrap().unwrap_err();
+            assert_eq!(patient.to_string(), err.to_string());
         });
         assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
         assert_eq!(store.add(HEARD_KEY, 0).unwrap(), 2);
@@ -307,7 +327,7 @@ mod tests {
         assert!(heard.len() >= 2, "{heard:?}");
         assert!(heard.iter().all(|m| m == &[0, 2, 3]), "{heard:?}");
         match err {
-            DistributedError::RanksMissing { rank: 1, size: 4, missing, .. } => {
+            DistributedError::RanksMissing { size: 4, missing, waited_by: 1, .. } => {
                 assert_eq!(missing, [0, 2, 3])
             }
             other => panic!("{other}"),
