@@ -113,7 +113,7 @@ impl ProcessGroup {
     /// Marks the group as joining ranks of several processes: its failed collectives then say
     /// "a process of the job is gone" ([`DistributedError::ProcessLost`]), which they most
     /// likely are, rather than a bare failure.
-    pub fn spanning_processes(mut self) -> Self {
+    pub fn marked_spanning_processes(mut self) -> Self {
         self.spans_processes = true;
         self
     }

@@ -2,6 +2,8 @@
 //! one generation from a [`GenerationPlan`] and captures checkpoints as host bytes; the one place
 //! that mutates the shared weights (reference: train_search.py `train`).
 
+use std::time::Duration;
+
 use tch::nn::VarStore;
 use tch::Device;
 
@@ -114,8 +116,7 @@ impl SupernetTrainer {
         match ended? {
             EpochEnd::Finished(report) => {
                 let total = report.total();
-                let communication =
-                    self.replicas.as_ref().map_or(0.0, |r| r.take_communication().as_secs_f64());
+                let communication = report.communication + self.take_communication();
                 Ok(Training::Finished(TrainSummary {
                     batches: report.batches,
                     images: total.images,
@@ -123,11 +124,20 @@ impl SupernetTrainer {
                     top1: total.top1(),
                     seconds: report.elapsed.as_secs_f64(),
                     data_wait_seconds: report.data_wait.as_secs_f64(),
-                    communication_seconds: communication,
+                    communication_seconds: communication.as_secs_f64(),
                 }))
             }
-            EpochEnd::Stopped(report) => Ok(Training::Stopped(report)),
+            EpochEnd::Stopped(mut report) => {
+                // The stop checkpoint carries it to the resumed pass's summary.
+                report.communication += self.take_communication();
+                Ok(Training::Stopped(report))
+            }
         }
+    }
+
+    /// The replicas' all-reduce time since it was last taken (none with one device).
+    fn take_communication(&self) -> Duration {
+        self.replicas.as_ref().map_or(Duration::ZERO, ReplicaSet::take_communication)
     }
 
     /// The checkpoint of `state` with this supernet and momentum, as host bytes; with replicas,

@@ -604,7 +604,7 @@ fn form_group(
     in_job: bool,
 ) -> Result<ProcessGroup, DistributedError> {
     let group = collectives.form(store, rank, size, FORM_TIMEOUT)?;
-    let group = if in_job { group.spanning_processes() } else { group };
+    let group = if in_job { group.marked_spanning_processes() } else { group };
     group.set_timeout(COLLECTIVE_TIMEOUT)?;
     Ok(group)
 }
@@ -765,6 +765,7 @@ fn replica_step(
     // copy waits for the backward pass's kernels, so the timing starts after it: the wait is
     // training. NCCL's all-reduce only queues its kernels, so there this is the time to queue them.
     let mut flat = Tensor::cat(&parts, 0).to_device(group.buffer_device(device));
+    crate::fault::point("replica.reduce")?;
     let reducing = Instant::now();
     group.all_reduce_sum(&mut flat)?;
     let flat = flat.to_device(device);

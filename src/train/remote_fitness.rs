@@ -29,7 +29,7 @@ const CLOSE: f64 = 6.0;
 /// waiting [`FORM_TIMEOUT`] for the other). Its exchanges then wait as long as the job's control group does: rank r waits for the next
 /// generation's weights through a whole training phase.
 pub fn join_pair(store: &Store, member: usize, bind: &GlooBind) -> Result<ProcessGroup, DistributedError> {
-    let group = ProcessGroup::gloo(store, member, 2, bind, FORM_TIMEOUT)?.spanning_processes();
+    let group = ProcessGroup::gloo(store, member, 2, bind, FORM_TIMEOUT)?.marked_spanning_processes();
     group.set_timeout(CONTROL_TIMEOUT)?;
     Ok(group)
 }

@@ -24,6 +24,10 @@ pub struct EpochReport {
     pub elapsed: Duration,
     /// Time the trainer spent waiting for the next batch.
     pub data_wait: Duration,
+    /// Of `elapsed`, the gradient all-reduces of several replicas, up to a stop (kept by the
+    /// trainer, which measures them; absent from older stop checkpoints).
+    #[serde(default)]
+    pub communication: Duration,
 }
 
 impl EpochReport {
