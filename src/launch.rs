@@ -26,7 +26,7 @@ pub fn devices(cfg: &Config) -> Result<Vec<tch::Device>, SearchError> {
 /// machine lacks says which key to change.
 pub fn each_device(cfg: &Config) -> Vec<Result<tch::Device, SearchError>> {
     match cfg.run.devices.as_slice() {
-        [] => vec![config_device(&cfg.run.device, "use run.device = \"cpu\" or \"auto\"")],
+        [] => vec![config_device(&cfg.run.device, "set run.device (or --device) to \"cpu\" or \"auto\"")],
         names => names
             .iter()
             .map(|name| {
@@ -174,7 +174,7 @@ pub fn training_settings(
 ) -> Result<FinalTrainingSettings, FinalTrainingError> {
     let f = &cfg.final_training;
     let dataset = DatasetKind::from_str(&cfg.data.dataset)?;
-    let device = config_device(&cfg.run.device, "use run.device = \"cpu\" or \"auto\"")
+    let device = config_device(&cfg.run.device, "set run.device (or --device) to \"cpu\" or \"auto\"")
         .map_err(|e| FinalTrainingError::Device { reason: e.to_string() })?;
     Ok(FinalTrainingSettings {
         genotype: genotype.genotype.clone(),

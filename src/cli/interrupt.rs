@@ -13,7 +13,9 @@ use super::failure::code::INTERRUPTED;
 
 /// SIGINT/SIGTERM raise the stop flag once; a second signal exits at once.
 pub(super) fn ctrlc_like_handler(on_stop: impl Fn() + Send + 'static) {
-    on_signals("stopping after the current batch (signal again to quit now)".into(), move |_| on_stop());
+    on_signals("evnas: stopping after the current batch (signal again to quit now)".into(), move |_| {
+        on_stop()
+    });
 }
 
 /// What starts a line said in the middle of a run: on a terminal, a line break (the "^C" the
@@ -48,7 +50,10 @@ pub fn end_without_partial_files() {
         if *IN_PLACE.lock().unwrap_or_else(PoisonError::into_inner) {
             evnas::daemon::exit_now(0);
         }
-        eprintln!("evnas: {name}: stopped before its file was written (any file there is as it was)");
+        eprintln!(
+            "{}evnas: {name}: stopped before its file was written (any file there is as it was)",
+            line_break_on_terminal()
+        );
         exit_interrupted(INTERRUPTED);
     });
 }
@@ -73,7 +78,7 @@ pub(super) fn exit_while(doing: String, code: u8) -> ExitWhile {
     watch(&STOPS, move |mut signals| async move {
         tokio::select! {
             name = signals.next() => {
-                eprintln!("{doing}: {name}: exiting");
+                eprintln!("{}{doing}: {name}: exiting", line_break_on_terminal());
                 exit_interrupted(code);
             }
             _ = finished => {}

@@ -116,7 +116,10 @@ impl GenerationFinished<'_> {
         counter!(GENERATIONS_TOTAL).increment(1);
         set_generation_gauges(r);
         let t = self.timings;
-        histogram!(PHASE_DURATION_SECONDS, "phase" => "train").record(t.train_seconds);
+        // (None where this run trained nothing of it: it resumed in the fitness phase.)
+        if t.train_seconds > 0.0 {
+            histogram!(PHASE_DURATION_SECONDS, "phase" => "train").record(t.train_seconds);
+        }
         histogram!(PHASE_DURATION_SECONDS, "phase" => "evaluate").record(t.fitness_seconds);
         histogram!(PHASE_DURATION_SECONDS, "phase" => "breed").record(t.ga_seconds);
         histogram!(ACTOR_BUSY_SECONDS, "actor" => "ga").record(t.ga_seconds);
