@@ -20,15 +20,25 @@ pub enum DistributedError {
     OtherAttempt { address: String, theirs: usize, ours: usize },
     /// This process answered the job's roll call for a rank that had answered already.
     #[error(
-        "rank {rank} is in the job already: another process was given RANK={rank}, or this rank was started again after its process ended; {}",
-        if *.job_ended { "the job ends (start it again, every process with a RANK of its own)" } else { "the job goes on without this process" }
+        "rank {rank} is in the job already: another process was given {variable}={rank}, or this rank was started again after its process ended; {}",
+        if *.job_ended { "the job ends (start it again, every process with a rank of its own)" } else { "the job goes on without this process" }
     )]
-    RankTaken { rank: usize, job_ended: bool },
+    RankTaken { rank: usize, variable: &'static str, job_ended: bool },
     /// Another process answered the roll call for a rank that had answered already.
     #[error(
-        "rank {twice} was started by two processes (two given RANK={twice}, or it was started again after its process ended): the job cannot form; start it again, every process with a RANK of its own"
+        "rank {twice} was started by two processes (two given {variable}={twice}, or it was started again after its process ended): the job cannot form; start it again, every process with a rank of its own"
     )]
-    RankTwice { rank: usize, size: usize, twice: usize },
+    RankTwice { rank: usize, size: usize, twice: usize, variable: &'static str },
+    /// The job's store went away while this process waited for the others.
+    #[error(
+        "the job's store is gone (its host, rank 0 or torchrun's agent, ended or cannot be reached): {reason}"
+    )]
+    StoreLost { reason: String },
+    /// Rank 0 cannot host the store: its port is taken on this machine.
+    #[error(
+        "port {port} is taken on this machine: another process given rank 0 (or an earlier launch's rank 0, still running) or another program holds it: {reason}"
+    )]
+    PortTaken { port: u16, reason: String },
     /// Ranks that never answered the roll call, as rank `waited_by` found after `seconds`.
     #[error(
         "rank(s) {} of the {size} never came (rank {waited_by} waited {seconds} s for them): were they started, with this MASTER_ADDR, MASTER_PORT and WORLD_SIZE?",

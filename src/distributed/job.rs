@@ -57,7 +57,14 @@ impl Job {
         report: &mut dyn FnMut(&Waiting),
     ) -> Result<Self, DistributedError> {
         let role = if env.hosts_store() { StoreRole::Server } else { StoreRole::Client };
-        let tcp = Store::tcp(&env.master_addr, env.master_port, role, timeout)?;
+        let tcp = Store::tcp(&env.master_addr, env.master_port, role, timeout).map_err(|e| match e {
+            DistributedError::Store { reason, .. }
+                if role == StoreRole::Server && reason.contains("EADDRINUSE") =>
+            {
+                DistributedError::PortTaken { port: env.master_port, reason }
+            }
+            other => other,
+        })?;
         if !env.agent_store {
             check_owner(&tcp, &env)?;
         }
@@ -65,6 +72,7 @@ impl Job {
         let store = tcp.prefixed(&attempt_prefix(&env))?;
         let roll_call = RollCall {
             rank: env.rank,
+            variable: env.rank_variable,
             size: env.world_size,
             hosts_store: env.hosts_store(),
             timeout,

@@ -13,6 +13,8 @@ pub const DEFAULT_MASTER_PORT: u16 = 29500;
 pub struct LaunchEnv {
     /// 0 runs the search (controller, GA, run directory, checkpoints, metrics).
     pub rank: usize,
+    /// The variable that gave `rank`: RANK, or SLURM_PROCID under srun.
+    pub rank_variable: &'static str,
     /// Processes in the job.
     pub world_size: usize,
     /// This process's index among those of its machine.
@@ -119,6 +121,7 @@ impl LaunchEnv {
         let job_id = run_id.or_else(|| named("SLURM_JOB_ID"));
         Ok(Some(Self {
             rank,
+            rank_variable: rank_var,
             world_size,
             local_rank,
             local_world_size,
@@ -165,6 +168,7 @@ mod tests {
             env,
             LaunchEnv {
                 rank: 3,
+                rank_variable: "RANK",
                 world_size: 4,
                 local_rank: 1,
                 local_world_size: 2,
@@ -203,6 +207,7 @@ mod tests {
         .unwrap();
         assert_eq!((env.rank, env.world_size, env.master_port), (0, 2, DEFAULT_MASTER_PORT));
         assert_eq!(env.job_id.as_deref(), Some("4711"));
+        assert_eq!(env.rank_variable, "SLURM_PROCID");
         assert_eq!(env.attempt, 0);
         assert!(env.hosts_store());
         let err = read(&[("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_PROCID", "1")]).unwrap_err();

@@ -156,6 +156,7 @@ mod tests {
     fn env(rank: usize, port: u16) -> LaunchEnv {
         LaunchEnv {
             rank,
+            rank_variable: "RANK",
             world_size: 2,
             local_rank: rank,
             local_world_size: 2,
@@ -289,6 +290,16 @@ mod tests {
             Job::join(of_job(1, "100"), TIMEOUT, &mut |_| {}).unwrap();
             rank0.join().unwrap().unwrap();
         });
+    }
+
+    /// A second rank 0 on the machine of the first is told that its port is taken.
+    #[test]
+    fn a_second_rank_0_is_told_its_port_is_taken() {
+        let port = free_port();
+        let _first = Store::tcp("127.0.0.1", port, StoreRole::Server, TIMEOUT).unwrap();
+        let err = Job::join(env(0, port), TIMEOUT, &mut |_| {}).err().expect("the port is taken");
+        assert!(matches!(err, DistributedError::PortTaken { .. }), "{err}");
+        assert!(err.to_string().contains("another process given rank 0"), "{err}");
     }
 
     /// A rank whose peers never come gives up after the join timeout, naming the job.

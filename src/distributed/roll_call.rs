@@ -23,7 +23,7 @@ const VERDICT_KEY: &str = "roll_call/verdict";
 const HEARD_KEY: &str = "roll_call/heard";
 /// How long the process hosting the store waits for every process to read such a verdict
 /// before it ends (and the store with it).
-const HEARD_WAIT: Duration = Duration::from_secs(5);
+const HEARD_WAIT: Duration = Duration::from_secs(2);
 
 /// Ranks a process still waits for, and for how long it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct Waiting {
 /// One process's part in the roll call.
 pub(super) struct RollCall {
     pub rank: usize,
+    /// The launcher's variable that gave `rank` (RANK, SLURM_PROCID), for the errors.
+    pub variable: &'static str,
     pub size: usize,
     /// This process hosts the store: it ends last.
     pub hosts_store: bool,
@@ -52,7 +54,17 @@ impl RollCall {
     /// missing). The verdict is one for all: a rank answering again after all were present ends
     /// alone.
     pub fn answer(&self, store: &Store, report: &mut dyn FnMut(&Waiting)) -> Result<(), DistributedError> {
-        let (rank, size) = (self.rank, self.size);
+        // The store fails when its host ended: c10d names only the key it was asked for.
+        self.answer_in(store, report).map_err(|e| match e {
+            DistributedError::StoreKey { reason, .. } if !self.hosts_store => {
+                DistributedError::StoreLost { reason }
+            }
+            other => other,
+        })
+    }
+
+    fn answer_in(&self, store: &Store, report: &mut dyn FnMut(&Waiting)) -> Result<(), DistributedError> {
+        let (rank, size, variable) = (self.rank, self.size, self.variable);
         if store.add(&rank_key(rank), 1)? > 1 {
             store.add(TAKEN_KEY, 1)?;
             let verdict = decide(store, Verdict::Twice(rank))?;
@@ -61,7 +73,7 @@ impl RollCall {
             }
             // (None: the first to decide has not said it; the job cannot form without it.)
             let job_ended = verdict != Some(Verdict::AllPresent);
-            return Err(DistributedError::RankTaken { rank, job_ended });
+            return Err(DistributedError::RankTaken { rank, variable, job_ended });
         }
         if store.add(ANSWERED_KEY, 1)? == size as i64 {
             decide(store, Verdict::AllPresent)?;
@@ -86,7 +98,7 @@ impl RollCall {
         };
         let error = match verdict {
             Verdict::AllPresent => return Ok(()),
-            Verdict::Twice(twice) => DistributedError::RankTwice { rank, size, twice },
+            Verdict::Twice(twice) => DistributedError::RankTwice { rank, size, twice, variable },
             Verdict::Missing { ranks, by, seconds } => {
                 DistributedError::RanksMissing { size, missing: ranks, waited_by: by, seconds }
             }
@@ -218,7 +230,7 @@ mod tests {
     fn quiet(_: &Waiting) {}
 
     fn roll(rank: usize, size: usize, timeout: Duration, report_every: Duration) -> RollCall {
-        RollCall { rank, size, hosts_store: rank == 0, timeout, report_every }
+        RollCall { rank, variable: "RANK", size, hosts_store: rank == 0, timeout, report_every }
     }
 
     fn answer(store: &Store, rank: usize, size: usize) -> Result<(), DistributedError> {
@@ -272,7 +284,7 @@ mod tests {
             let rank0 = s.spawn(|| answer(&store, 0, 3));
             std::thread::sleep(Duration::from_millis(300));
             let again = answer(&store, 1, 3).unwrap_err();
-            assert!(matches!(again, DistributedError::RankTaken { rank: 1, job_ended: true }), "{again}");
+            assert!(matches!(again, DistributedError::RankTaken { rank: 1, job_ended: true, .. }), "{again}");
             for other in [first, rank0] {
                 let err = other.join().unwrap().unwrap_err();
                 assert!(matches!(err, DistributedError::RankTwice { twice: 1, .. }), "{err}");
@@ -291,7 +303,7 @@ mod tests {
             rank1.join().unwrap().unwrap();
         });
         let late = answer(&store, 1, 2).unwrap_err();
-        assert!(matches!(late, DistributedError::RankTaken { rank: 1, job_ended: false }), "{late}");
+        assert!(matches!(late, DistributedError::RankTaken { rank: 1, job_ended: false, .. }), "{late}");
     }
 
     /// The first to give up ends every wait: a rank with a longer timeout fails with it, and
@@ -314,6 +326,25 @@ mod tests {
         });
         assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
         assert_eq!(store.add(HEARD_KEY, 0).unwrap(), 2);
+    }
+
+    /// A store whose host ends while a process waits is said to be gone (c10d names the key).
+    #[test]
+    fn a_store_that_goes_away_is_said_to_be_gone() {
+        use crate::distributed::StoreRole;
+        let server = Store::tcp("127.0.0.1", 0, StoreRole::Server, Duration::from_secs(10)).unwrap();
+        let port = server.port().unwrap();
+        let client = Store::tcp("127.0.0.1", port, StoreRole::Client, Duration::from_secs(10)).unwrap();
+        std::thread::scope(|s| {
+            let waiting = s.spawn(|| {
+                RollCall { hosts_store: false, ..roll(1, 3, Duration::from_secs(60), Duration::MAX) }
+                    .answer(&client, &mut quiet)
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            drop(server);
+            let err = waiting.join().unwrap().unwrap_err();
+            assert!(matches!(err, DistributedError::StoreLost { .. }), "{err}");
+        });
     }
 
     /// A process waiting says whom for, and gives up after the timeout naming them.
