@@ -316,6 +316,47 @@ fn a_rank_given_to_two_processes_ends_the_job_at_once() {
     assert!(!run.exists());
 }
 
+/// A rank stopped while it waits for the others (a Ctrl-C) takes back its answer to the roll
+/// call: started again, it joins the job, which forms and runs (a second answer for a rank
+/// would have ended it).
+#[test]
+fn a_rank_stopped_while_waiting_can_be_started_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 1);
+    let run = tmp.path().join("run");
+    let port = free_port().to_string();
+    let rank = |rank: &str| {
+        let mut cmd = search_command(&config, &run, &ONE_THREAD);
+        cmd.env("RANK", rank)
+            .env("WORLD_SIZE", "3")
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", &port)
+            .env_remove("FAILPOINTS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let rank_0 = rank("0");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut stopped = rank("2");
+    // Its answer is in once it connected (a moment after it says where it meets).
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(stopped.stderr.take().unwrap())).map(Result::unwrap);
+    assert!(lines.by_ref().any(|l| l.contains("meeting at")));
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
+    unsafe { libc::kill(stopped.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.collect();
+    assert_eq!(stopped.wait().unwrap().code(), Some(130), "{rest:?}");
+    let others = [rank("1"), rank("2")];
+    let outputs: Vec<Output> =
+        std::iter::once(rank_0).chain(others).map(|c| c.wait_with_output().unwrap()).collect();
+    for out in &outputs {
+        assert!(out.status.success(), "{}", stderr(out));
+    }
+    assert_eq!(generations_done(&run), 1);
+}
+
 /// A process waiting for the rest of its job ends at once on SIGTERM, saying so (no search has
 /// started: nothing to stop cleanly); an address that does not resolve is named first.
 #[test]

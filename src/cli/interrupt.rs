@@ -71,14 +71,15 @@ pub fn put_in_place<T, E>(put: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
 }
 
 /// Until the returned guard is dropped, SIGINT/SIGTERM end the process at once with `code`,
-/// after `doing` and the signal's name: nothing of the command has started, so there is
-/// nothing to stop cleanly.
-pub(super) fn exit_while(doing: String, code: u8) -> ExitWhile {
+/// after `doing` and the signal's name, and `before_exit`: nothing of the command has started,
+/// so there is nothing to stop cleanly.
+pub(super) fn exit_while(doing: String, code: u8, before_exit: impl FnOnce() + Send + 'static) -> ExitWhile {
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
     watch(&STOPS, move |mut signals| async move {
         tokio::select! {
             name = signals.next() => {
                 eprintln!("{}{doing}: {name}: exiting", line_break_on_terminal());
+                before_exit();
                 exit_interrupted(code);
             }
             _ = finished => {}

@@ -20,9 +20,11 @@ pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
     };
     let (rank, world, addr, port) = (env.rank, env.world_size, env.master_addr.clone(), env.master_port);
     // In force before the line that says it waits.
+    // Its rank may be started again: it takes back its answer to the roll call.
     let _waiting = super::interrupt::exit_while(
         format!("evnas: rank {rank}: waiting for the job's other processes"),
         interrupted,
+        evnas::distributed::withdraw_from_roll_call,
     );
     eprintln!(
         "evnas: rank {rank} of a job of {world} processes, meeting at {addr}:{port} (waiting up to {} minutes for the others)",

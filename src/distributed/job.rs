@@ -3,7 +3,7 @@
 //! group of one member per process over which rank 0 drives the others.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tch::Tensor;
@@ -12,7 +12,7 @@ use super::error::DistributedError;
 use super::launch_env::LaunchEnv;
 use super::notices::StopWatch;
 use super::process_group::{GlooBind, ProcessGroup};
-use super::roll_call::{RollCall, Waiting};
+use super::roll_call::{RollCall, Waiting, Withdrawal};
 use super::store::{Store, StoreRole};
 
 /// How long the processes of a job wait for each other to start (torchrun's default join
@@ -34,7 +34,7 @@ pub const FORM_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Job {
     env: LaunchEnv,
     /// The job's TCPStore, open for the job's life: on the rank that hosts it, its server.
-    _store: Store,
+    _store: Arc<Store>,
     control: Mutex<ProcessGroup>,
     sessions: AtomicUsize,
     /// A collective of the control group failed (a process died): the group is not used again.
@@ -44,6 +44,15 @@ pub struct Job {
 }
 
 static JOINED: OnceLock<Job> = OnceLock::new();
+
+/// This process's roll-call answer while it waits for the others.
+static WAITING_ANSWER: Withdrawal = Withdrawal::new();
+
+/// Takes back this process's answer to the roll call, where it ends at a signal while it waits
+/// for the others: its rank may then be started again.
+pub fn withdraw_from_roll_call() {
+    WAITING_ANSWER.withdraw();
+}
 
 impl Job {
     /// Meets the job's other processes: rank 0 hosts the TCPStore at MASTER_ADDR:MASTER_PORT
@@ -69,7 +78,7 @@ impl Job {
             check_owner(&tcp, &env)?;
         }
         // A restarted job meets under fresh keys; the prefix store keeps the TCP store alive.
-        let store = tcp.prefixed(&attempt_prefix(&env))?;
+        let store = Arc::new(tcp.prefixed(&attempt_prefix(&env))?);
         let roll_call = RollCall {
             rank: env.rank,
             variable: env.rank_variable,
@@ -77,6 +86,7 @@ impl Job {
             hosts_store: env.hosts_store(),
             timeout,
             report_every: WAIT_REPORT_EVERY,
+            withdrawal: Some(&WAITING_ANSWER),
         };
         roll_call.answer(&store, report)?;
         let control = ProcessGroup::gloo(

@@ -5,6 +5,7 @@
 //! 15 minutes. Here a waiting process names the ranks it waits for, and a rank answered twice
 //! ends the whole job at once.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::error::DistributedError;
@@ -33,7 +34,7 @@ pub struct Waiting {
 }
 
 /// One process's part in the roll call.
-pub(super) struct RollCall {
+pub(super) struct RollCall<'a> {
     pub rank: usize,
     /// The launcher's variable that gave `rank` (RANK, SLURM_PROCID), for the errors.
     pub variable: &'static str,
@@ -44,16 +45,22 @@ pub(super) struct RollCall {
     pub timeout: Duration,
     /// How often to say whom it waits for.
     pub report_every: Duration,
+    /// Where its answer is held while it waits, for a signal to take back.
+    pub withdrawal: Option<&'a Withdrawal>,
 }
 
-impl RollCall {
+impl RollCall<'_> {
     /// Answers in `store` (keys of this launch attempt) and returns once every rank did;
     /// `report` hears whom it waits for every `report_every`. Fails at once where a rank
     /// answered twice (this one: [`DistributedError::RankTaken`]; another:
     /// [`DistributedError::RankTwice`]), or once a process waited `timeout` (naming the ranks
     /// missing). The verdict is one for all: a rank answering again after all were present ends
     /// alone.
-    pub fn answer(&self, store: &Store, report: &mut dyn FnMut(&Waiting)) -> Result<(), DistributedError> {
+    pub fn answer(
+        &self,
+        store: &Arc<Store>,
+        report: &mut dyn FnMut(&Waiting),
+    ) -> Result<(), DistributedError> {
         // The store fails when its host ended: c10d names only the key it was asked for.
         self.answer_in(store, report).map_err(|e| match e {
             DistributedError::StoreKey { reason, .. } if !self.hosts_store => {
@@ -63,7 +70,11 @@ impl RollCall {
         })
     }
 
-    fn answer_in(&self, store: &Store, report: &mut dyn FnMut(&Waiting)) -> Result<(), DistributedError> {
+    fn answer_in(
+        &self,
+        store: &Arc<Store>,
+        report: &mut dyn FnMut(&Waiting),
+    ) -> Result<(), DistributedError> {
         let (rank, size, variable) = (self.rank, self.size, self.variable);
         if store.add(&rank_key(rank), 1)? > 1 {
             store.add(TAKEN_KEY, 1)?;
@@ -78,6 +89,8 @@ impl RollCall {
         if store.add(ANSWERED_KEY, 1)? == size as i64 {
             decide(store, Verdict::AllPresent)?;
         }
+        // (The host's answer needs no taking back: the store ends with it.)
+        let _held = self.withdrawal.filter(|_| !self.hosts_store).map(|w| w.hold(store, rank));
         let started = Instant::now();
         let mut next_report = self.report_every;
         let verdict = loop {
@@ -109,6 +122,46 @@ impl RollCall {
             wait_until_all_heard(store);
         }
         Err(error)
+    }
+}
+
+/// A process's answer while it waits, for it to take back when it ends at a signal before the
+/// job forms: its rank counted as present, and starting it again (a Ctrl-C, then the same
+/// command) would have been a second answer, which ends the job.
+pub struct Withdrawal(Mutex<Option<(Arc<Store>, usize)>>);
+
+impl Withdrawal {
+    pub const fn new() -> Self {
+        Self(Mutex::new(None))
+    }
+
+    /// Takes this process's answer back, unless none is held or a verdict was said (the job
+    /// then forms, or ends, with it). Best effort: the process is ending.
+    pub fn withdraw(&self) {
+        let Some((store, rank)) = self.slot().take() else { return };
+        if matches!(verdict(&store), Ok(None)) {
+            // The count first: a rank started again meanwhile is then not all present early.
+            let _ = store.add(ANSWERED_KEY, -1);
+            let _ = store.add(&rank_key(rank), -1);
+        }
+    }
+
+    fn hold(&self, store: &Arc<Store>, rank: usize) -> Held<'_> {
+        *self.slot() = Some((Arc::clone(store), rank));
+        Held(self)
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(Arc<Store>, usize)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Lets go of a held answer once the roll call is over for its process.
+struct Held<'a>(&'a Withdrawal);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.slot().take();
     }
 }
 
@@ -196,11 +249,12 @@ fn wait_until_all_heard(store: &Store) {
     }
 }
 
-/// The ranks that have not answered.
+/// The ranks that have not answered (or took their answer back).
 fn missing(store: &Store, size: usize) -> Result<Vec<usize>, DistributedError> {
     let mut missing = Vec::new();
     for rank in 0..size {
-        if store.get_if_set(&rank_key(rank))?.is_none() {
+        // Adding 0 reads the count, 0 where unset.
+        if store.add(&rank_key(rank), 0)? <= 0 {
             missing.push(rank);
         }
     }
@@ -229,11 +283,19 @@ mod tests {
 
     fn quiet(_: &Waiting) {}
 
-    fn roll(rank: usize, size: usize, timeout: Duration, report_every: Duration) -> RollCall {
-        RollCall { rank, variable: "RANK", size, hosts_store: rank == 0, timeout, report_every }
+    fn roll(rank: usize, size: usize, timeout: Duration, report_every: Duration) -> RollCall<'static> {
+        RollCall {
+            rank,
+            variable: "RANK",
+            size,
+            hosts_store: rank == 0,
+            timeout,
+            report_every,
+            withdrawal: None,
+        }
     }
 
-    fn answer(store: &Store, rank: usize, size: usize) -> Result<(), DistributedError> {
+    fn answer(store: &Arc<Store>, rank: usize, size: usize) -> Result<(), DistributedError> {
         roll(rank, size, Duration::from_secs(60), Duration::MAX).answer(store, &mut quiet)
     }
 
@@ -258,7 +320,7 @@ mod tests {
 
     #[test]
     fn all_present_lets_every_rank_on() {
-        let store = Store::in_process().unwrap();
+        let store = Arc::new(Store::in_process().unwrap());
         std::thread::scope(|s| {
             let others: Vec<_> = (1..3)
                 .map(|rank| {
@@ -277,7 +339,7 @@ mod tests {
     /// at once, naming it.
     #[test]
     fn a_rank_answered_twice_ends_the_job_at_once() {
-        let store = Store::in_process().unwrap();
+        let store = Arc::new(Store::in_process().unwrap());
         let started = Instant::now();
         std::thread::scope(|s| {
             let first = s.spawn(|| answer(&store, 1, 3));
@@ -296,7 +358,7 @@ mod tests {
     /// All present first: a rank answering again later ends alone; the verdict stands.
     #[test]
     fn a_rank_answering_after_all_were_present_ends_alone() {
-        let store = Store::in_process().unwrap();
+        let store = Arc::new(Store::in_process().unwrap());
         std::thread::scope(|s| {
             let rank1 = s.spawn(|| answer(&store, 1, 2));
             answer(&store, 0, 2).unwrap();
@@ -310,7 +372,7 @@ mod tests {
     /// the one hosting the store ends once the others read that.
     #[test]
     fn the_first_to_give_up_ends_every_wait() {
-        let store = Store::in_process().unwrap();
+        let store = Arc::new(Store::in_process().unwrap());
         let started = Instant::now();
         std::thread::scope(|s| {
             let patient = s.spawn(|| answer(&store, 1, 3));
@@ -334,7 +396,8 @@ mod tests {
         use crate::distributed::StoreRole;
         let server = Store::tcp("127.0.0.1", 0, StoreRole::Server, Duration::from_secs(10)).unwrap();
         let port = server.port().unwrap();
-        let client = Store::tcp("127.0.0.1", port, StoreRole::Client, Duration::from_secs(10)).unwrap();
+        let client =
+            Arc::new(Store::tcp("127.0.0.1", port, StoreRole::Client, Duration::from_secs(10)).unwrap());
         std::thread::scope(|s| {
             let waiting = s.spawn(|| {
                 RollCall { hosts_store: false, ..roll(1, 3, Duration::from_secs(60), Duration::MAX) }
@@ -347,10 +410,45 @@ mod tests {
         });
     }
 
+    /// A process that took its answer back (ended at a signal while it waited) can be started
+    /// again: the job forms with the new one.
+    #[test]
+    fn an_answer_taken_back_lets_its_rank_answer_again() {
+        static WITHDRAWAL: Withdrawal = Withdrawal::new();
+        let store = Arc::new(Store::in_process().unwrap());
+        std::thread::scope(|s| {
+            let first = s.spawn(|| {
+                RollCall {
+                    withdrawal: Some(&WITHDRAWAL),
+                    ..roll(1, 3, Duration::from_secs(60), Duration::MAX)
+                }
+                .answer(&store, &mut quiet)
+            });
+            while WITHDRAWAL.slot().is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            WITHDRAWAL.withdraw();
+            assert_eq!(missing(&store, 3).unwrap(), [0, 1, 2]);
+            let others: Vec<_> = [0, 2]
+                .into_iter()
+                .map(|rank| {
+                    let store = &store;
+                    s.spawn(move || answer(store, rank, 3))
+                })
+                .collect();
+            answer(&store, 1, 3).unwrap();
+            for other in others {
+                other.join().unwrap().unwrap();
+            }
+            // (Its process would have ended; here it reads the verdict too.)
+            first.join().unwrap().unwrap();
+        });
+    }
+
     /// A process waiting says whom for, and gives up after the timeout naming them.
     #[test]
     fn missing_ranks_are_named() {
-        let store = Store::in_process().unwrap();
+        let store = Arc::new(Store::in_process().unwrap());
         let mut heard = Vec::new();
         let err = roll(1, 4, Duration::from_millis(900), Duration::from_millis(300))
             .answer(&store, &mut |w| heard.push(w.missing.clone()))
