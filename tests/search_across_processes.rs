@@ -287,16 +287,7 @@ fn a_rank_given_to_two_processes_ends_the_job_at_once() {
     let children: Vec<_> = ["0", "1", "1"]
         .into_iter()
         .map(|rank| {
-            let child = search_command(&config, &run, &[])
-                .env("RANK", rank)
-                .env("WORLD_SIZE", "3")
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", &port)
-                .env_remove("FAILPOINTS")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let child = rank_of_3(search_command(&config, &run, &[]), rank, &port).spawn().unwrap();
             // Rank 0 first, as it hosts the store.
             std::thread::sleep(Duration::from_millis(300));
             child
@@ -325,17 +316,8 @@ fn a_rank_stopped_while_waiting_can_be_started_again() {
     let (config, _) = tiny_setup(tmp.path(), 1);
     let run = tmp.path().join("run");
     let port = free_port().to_string();
-    let rank = |rank: &str| {
-        let mut cmd = search_command(&config, &run, &ONE_THREAD);
-        cmd.env("RANK", rank)
-            .env("WORLD_SIZE", "3")
-            .env("MASTER_ADDR", "127.0.0.1")
-            .env("MASTER_PORT", &port)
-            .env_remove("FAILPOINTS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd.spawn().unwrap()
-    };
+    let rank =
+        |rank: &str| rank_of_3(search_command(&config, &run, &ONE_THREAD), rank, &port).spawn().unwrap();
     let rank_0 = rank("0");
     std::thread::sleep(Duration::from_millis(500));
     let mut stopped = rank("2");
@@ -355,6 +337,18 @@ fn a_rank_stopped_while_waiting_can_be_started_again() {
         assert!(out.status.success(), "{}", stderr(out));
     }
     assert_eq!(generations_done(&run), 1);
+}
+
+/// `cmd` as rank `rank` of a job of 3 meeting on loopback at `port`, its output piped.
+fn rank_of_3(mut cmd: Command, rank: &str, port: &str) -> Command {
+    cmd.env("RANK", rank)
+        .env("WORLD_SIZE", "3")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port)
+        .env_remove("FAILPOINTS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
 }
 
 /// A process waiting for the rest of its job ends at once on SIGTERM, saying so (no search has
