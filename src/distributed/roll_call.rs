@@ -299,6 +299,16 @@ mod tests {
         roll(rank, size, Duration::from_secs(60), Duration::MAX).answer(store, &mut quiet)
     }
 
+    /// `ranks` answering on threads of `scope`.
+    fn answering<'s>(
+        scope: &'s std::thread::Scope<'s, '_>,
+        store: &'s Arc<Store>,
+        ranks: impl IntoIterator<Item = usize>,
+        size: usize,
+    ) -> Vec<std::thread::ScopedJoinHandle<'s, Result<(), DistributedError>>> {
+        ranks.into_iter().map(|rank| scope.spawn(move || answer(store, rank, size))).collect()
+    }
+
     #[test]
     fn verdicts_read_back() {
         let missing = |ranks: Vec<usize>| Verdict::Missing { ranks, by: 3, seconds: 900 };
@@ -322,12 +332,7 @@ mod tests {
     fn all_present_lets_every_rank_on() {
         let store = Arc::new(Store::in_process().unwrap());
         std::thread::scope(|s| {
-            let others: Vec<_> = (1..3)
-                .map(|rank| {
-                    let store = &store;
-                    s.spawn(move || answer(store, rank, 3))
-                })
-                .collect();
+            let others = answering(s, &store, 1..3, 3);
             answer(&store, 0, 3).unwrap();
             for other in others {
                 other.join().unwrap().unwrap();
@@ -429,13 +434,7 @@ mod tests {
             }
             WITHDRAWAL.withdraw();
             assert_eq!(missing(&store, 3).unwrap(), [0, 1, 2]);
-            let others: Vec<_> = [0, 2]
-                .into_iter()
-                .map(|rank| {
-                    let store = &store;
-                    s.spawn(move || answer(store, rank, 3))
-                })
-                .collect();
+            let others = answering(s, &store, [0, 2], 3);
             answer(&store, 1, 3).unwrap();
             for other in others {
                 other.join().unwrap().unwrap();

@@ -59,7 +59,7 @@ impl FitnessLink {
             .map(|(_, t)| t.reshape([-1]).to_kind(Kind::Float).to_device(Device::Cpu))
             .collect();
         let mut flat = Tensor::cat(&parts, 0);
-        self.broadcast(&mut flat, 0)?;
+        self.group.broadcast(&mut flat, 0)?;
         Ok(())
     }
 
@@ -75,7 +75,7 @@ impl FitnessLink {
         let mut header = vec![MEASURE, shapes.len() as f64];
         header.extend(shapes.iter().flat_map(|&(edges, ops)| [edges as f64, ops as f64]));
         self.send_header(&header)?;
-        self.broadcast(&mut Tensor::from_slice(&architecture.flat_values()), 0)?;
+        self.group.broadcast(&mut Tensor::from_slice(&architecture.flat_values()), 0)?;
         for batch in batches {
             let batch = match (stop.is_stopped(), batch) {
                 (true, _) => Err(TrainError::Interrupted),
@@ -95,12 +95,12 @@ impl FitnessLink {
             dims.extend(images.size().iter().map(|&d| d as f64));
             self.send_header(&dims)?;
             let mut images = images;
-            self.broadcast(&mut images, 0)?;
-            self.broadcast(&mut labels, 0)?;
+            self.group.broadcast(&mut images, 0)?;
+            self.group.broadcast(&mut labels, 0)?;
         }
         self.send_header(&[END])?;
         let mut answer = Tensor::zeros([5], (Kind::Double, Device::Cpu));
-        self.broadcast(&mut answer, 1)?;
+        self.group.broadcast(&mut answer, 1)?;
         let a = Vec::<f64>::try_from(&answer).map_err(|e| self.failed(e.to_string()))?;
         if a[4] != 0.0 {
             return Err(self.failed("its fitness measurement failed (its log says why)".into()));
@@ -116,11 +116,7 @@ impl FitnessLink {
     fn send_header(&self, numbers: &[f64]) -> Result<(), DistributedError> {
         let mut header = vec![0.0; HEADER];
         header[..numbers.len()].copy_from_slice(numbers);
-        self.broadcast(&mut Tensor::from_slice(&header), 0)
-    }
-
-    fn broadcast(&self, tensor: &mut Tensor, root: usize) -> Result<(), DistributedError> {
-        self.group.broadcast(tensor, root)
+        self.group.broadcast(&mut Tensor::from_slice(&header), 0)
     }
 
     fn failed(&self, reason: String) -> TrainError {
