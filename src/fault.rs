@@ -13,7 +13,8 @@
 //! the last checkpoint, before the result is written), `ga.selection`, `ga.crossover`,
 //! `ga.mutation` (each child in each GA stage; e.g. `50%sleep(20)` delays it at random),
 //! `replica.step` (each training step of a rank other than 0 in a job of several processes),
-//! `replica.reduce` (each replica's gradients computed, before their all-reduce),
+//! `replica.reduce` (each replica's gradients computed, before their all-reduce), `job.present`
+//! (a process of a job once all answered the roll call, before the job's group forms),
 //! `serve.start` (`evnas serve` once its config is read, before its signal handlers and file
 //! watch); for `evnas train`: `final_training.batch`, `final_training.loss`,
 //! `final_training.checkpoint` (before an epoch's checkpoint is written); `export.saved` (the

@@ -48,6 +48,11 @@ pub enum DistributedError {
     /// Setting or reading one key of a store failed.
     #[error("cannot {operation} key {key} of the c10d store at {address}: {reason}")]
     StoreKey { operation: &'static str, key: String, address: String, reason: String },
+    /// Every process answered the roll call, yet the job's control group did not form.
+    #[error(
+        "all {size} processes of the job met in its store, but their group did not form within {seconds} s: a process ended meanwhile, or the machines cannot reach each other's Gloo ports (GLOO_SOCKET_IFNAME names the network interface to use; a firewall?): {reason}"
+    )]
+    GroupNotFormed { size: usize, seconds: u64, reason: String },
     #[error("cannot form the {backend} group as rank {rank} of {size}: {reason}")]
     Group { backend: &'static str, rank: usize, size: usize, reason: String },
     /// `run.collectives = "nccl"` where NCCL cannot run.

@@ -58,7 +58,7 @@ impl Job {
     /// Meets the job's other processes: rank 0 hosts the TCPStore at MASTER_ADDR:MASTER_PORT
     /// (unless torchrun's agent does), the others connect; returns once all answered the roll
     /// call and joined the control group. `timeout` bounds each wait: for the store, for the
-    /// others' answers, for the group. While it waits for answers, `report` hears every
+    /// others' answers, and (at most [`FORM_TIMEOUT`]) for the group. While it waits for answers, `report` hears every
     /// [`WAIT_REPORT_EVERY`] which ranks it waits for.
     pub fn join(
         env: LaunchEnv,
@@ -89,13 +89,30 @@ impl Job {
             withdrawal: Some(&WAITING_ANSWER),
         };
         roll_call.answer(&store, report)?;
+        crate::fault::point("job.present").map_err(|e| DistributedError::Group {
+            backend: "Gloo",
+            rank: env.rank,
+            size: env.world_size,
+            reason: e.to_string(),
+        })?;
+        // Every process answered a moment ago: one that has not joined the group within
+        // FORM_TIMEOUT ended meanwhile or cannot be reached; the join timeout is for starts.
+        let form_timeout = timeout.min(FORM_TIMEOUT);
         let control = ProcessGroup::gloo(
             &store.prefixed("control")?,
             env.rank,
             env.world_size,
             &gloo_bind_from_env(),
-            timeout,
-        )?
+            form_timeout,
+        )
+        .map_err(|e| match e {
+            DistributedError::Group { reason, .. } => DistributedError::GroupNotFormed {
+                size: env.world_size,
+                seconds: form_timeout.as_secs(),
+                reason,
+            },
+            other => other,
+        })?
         .marked_spanning_processes();
         control.set_timeout(CONTROL_TIMEOUT)?;
         Ok(Self {

@@ -312,6 +312,35 @@ mod tests {
         assert!(err.to_string().contains("rank(s) 1 of the 2 never came (rank 0 waited 2 s"), "{err}");
     }
 
+    /// A rank that answered the roll call and then never joins the group (its process ended,
+    /// or its Gloo port cannot be reached) fails the others' join after the group's own
+    /// timeout, saying so, not after the join timeout for starts.
+    #[test]
+    fn a_rank_gone_after_the_roll_call_fails_the_join_in_time() {
+        let port = free_port();
+        let started = std::time::Instant::now();
+        std::thread::scope(|s| {
+            let rank0 = s.spawn(|| Job::join(env(0, port), Duration::from_secs(3), &mut |_| {}).map(|_| ()));
+            // Rank 1 answers, and goes.
+            let tcp = Store::tcp("127.0.0.1", port, StoreRole::Client, TIMEOUT).unwrap();
+            let store = std::sync::Arc::new(tcp.prefixed(&job::attempt_prefix(&env(1, port))).unwrap());
+            let roll_call = roll_call::RollCall {
+                rank: 1,
+                variable: "RANK",
+                size: 2,
+                hosts_store: false,
+                timeout: TIMEOUT,
+                report_every: TIMEOUT,
+                withdrawal: None,
+            };
+            roll_call.answer(&store, &mut |_| {}).unwrap();
+            let err = rank0.join().unwrap().err().expect("rank 1 never joined the group");
+            assert!(matches!(err, DistributedError::GroupNotFormed { size: 2, seconds: 3, .. }), "{err}");
+            assert!(err.to_string().contains("GLOO_SOCKET_IFNAME"), "{err}");
+        });
+        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    }
+
     #[test]
     fn a_client_without_a_server_fails_with_the_address() {
         let err = Store::tcp("127.0.0.1", 1, StoreRole::Client, Duration::from_millis(300)).err().unwrap();
