@@ -128,7 +128,7 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
     assert_eq!(generations_done(&killed), 1);
     // The launcher's restart (torchrun --max-restarts, counted in TORCHELASTIC_RESTART_COUNT):
     // the very same command lines again continue the run in --run-dir.
-    let outputs = relaunch_ends_as(&config, &killed, &job);
+    let outputs = relaunch_ends_as(&config, &killed, &job, ("TORCHELASTIC_RESTART_COUNT", "1"));
     assert!(
         stderr(&outputs[0]).contains("restarted by the launcher (TORCHELASTIC_RESTART_COUNT = 1)"),
         "{}",
@@ -142,9 +142,15 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
     // and every process exits 130, for the launcher to restart the job; the restart continues
     // it to the uninterrupted result. (Rank 1's first two all-reduces are held: rank 0 waits
     // for them, time the generation's record keeps across the stop.)
+    // (Launched as torchrun names a job, --rdzv-id: its restart below is counted nowhere.)
     let evicted = tmp.path().join("evicted");
+    let of_elastic_job = |job: &str| {
+        let mut cmd = search_command(&config, &evicted, &ONE_THREAD);
+        cmd.env("TORCHELASTIC_RUN_ID", job);
+        cmd
+    };
     let outputs = run_job(
-        || search_command(&config, &evicted, &ONE_THREAD),
+        || of_elastic_job("elastic-1"),
         [
             Some("train.batch=sleep(200)"),
             Some("replica.reduce=2*sleep(700);replica.step=2*off->1*return(sigterm)"),
@@ -169,13 +175,25 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
         "{}",
         stderr(&outputs[1])
     );
-    let outputs = relaunch_ends_as(&config, &evicted, &job);
+    // torchrun's elastic agent restarts the workers when a node joins without counting a
+    // restart: the same job's command lines continue the run all the same.
+    let outputs = relaunch_ends_as(&config, &evicted, &job, ("TORCHELASTIC_RUN_ID", "elastic-1"));
+    assert!(
+        stderr(&outputs[0]).contains("started again in job elastic-1, which started this search"),
+        "{}",
+        stderr(&outputs[0])
+    );
     // From the stop checkpoint, in the middle of a generation.
     assert!(stderr(&outputs[0]).contains(", stopped "), "{}", stderr(&outputs[0]));
     let history = std::fs::read_to_string(evicted.join("generations.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
     let communication = first["train"]["communication_seconds"].as_f64().unwrap();
     assert!(communication >= 0.8, "{communication} s of all-reduce in generation 1: {}", first["train"]);
+    // Another job's first launch does not take the run over.
+    let outputs = run_job(|| of_elastic_job("elastic-2"), [None, None]);
+    assert_ne!(outputs[0].status.code(), Some(0), "{}", stderr(&outputs[0]));
+    assert!(stderr(&outputs[0]).contains("already holds a run"), "{}", stderr(&outputs[0]));
+    assert_eq!(history_text_without_timings(&evicted), history_text_without_timings(&job));
 
     // A rank that fails on its own leaves its error for rank 0, whose log names it; a rank
     // killed leaves none (above).
@@ -228,16 +246,12 @@ fn two_processes_of_two_replicas_each_train_as_four_replicas() {
     assert_trains_as(&job, &threads, 2);
 }
 
-/// The job's run trained all 96 images in each of its `generations`, generation 1 to the loss
-/// of as many replicas in one process (`threads`' run): libtorch's kernels round differently
-/// under another thread setup, so within 1e-5, not bit for bit, and the GA may then rank other
-/// fitnesses.
-/// The job of `run` restarted by its launcher (the same command lines, with
-/// TORCHELASTIC_RESTART_COUNT = 1) ends as the uninterrupted job `uninterrupted`; its outputs.
-fn relaunch_ends_as(config: &Path, run: &Path, uninterrupted: &Path) -> [Output; 2] {
+/// The job of `run` started again by its launcher (the same command lines, with `launcher`'s
+/// variable set) ends as the uninterrupted job `uninterrupted`; its outputs.
+fn relaunch_ends_as(config: &Path, run: &Path, uninterrupted: &Path, launcher: (&str, &str)) -> [Output; 2] {
     let relaunch = || {
         let mut cmd = search_command(config, run, &ONE_THREAD);
-        cmd.env("TORCHELASTIC_RESTART_COUNT", "1");
+        cmd.env(launcher.0, launcher.1);
         cmd
     };
     let outputs = run_job(relaunch, [None, None]);
@@ -247,6 +261,10 @@ fn relaunch_ends_as(config: &Path, run: &Path, uninterrupted: &Path) -> [Output;
     outputs
 }
 
+/// The job's run trained all 96 images in each of its `generations`, generation 1 to the loss
+/// of as many replicas in one process (`threads`' run): libtorch's kernels round differently
+/// under another thread setup, so within 1e-5, not bit for bit, and the GA may then rank other
+/// fitnesses.
 fn assert_trains_as(job: &Path, threads: &Path, generations: usize) {
     let (job_history, threads_history) = (history_without_timings(job), history_without_timings(threads));
     assert_eq!(job_history.len(), generations);

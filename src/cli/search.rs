@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use evnas::pipeline::ToObserver;
+use evnas::search::run_dir::RunDir;
 use evnas::search::{GenerationRecord, Phase, SearchObserver};
 use evnas::stop::StopFlag;
 use evnas::telemetry::{self, MetricsExporter, Telemetry};
@@ -77,6 +78,19 @@ impl SearchArgs {
     }
 }
 
+/// Why the same command line, run again, continues the search `dir` holds: its launcher
+/// restarted the job (a restart count above 0), or the processes of the job that started it
+/// were started again without a restart counted (torchrun's elastic agent restarts them so when
+/// a node joins); `None` for a first launch.
+fn relaunch(dir: &Path) -> Option<String> {
+    if let Some((variable, count)) = evnas::distributed::launcher_restart() {
+        return Some(format!("restarted by the launcher ({variable} = {count})"));
+    }
+    let job = evnas::distributed::joined()?.env().job_id.clone()?;
+    (RunDir::launcher_job(dir)? == job)
+        .then(|| format!("started again in job {job}, which started this search"))
+}
+
 /// Runs the search; `config` is [`SearchArgs::config_here`]'s, read once by main (a new search's
 /// config, or a resume's `--config`).
 pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> anyhow::Result<ExitCode> {
@@ -115,11 +129,7 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
     // this search (its first launch's) is continued, as --resume would.
     let relaunched =
         args.run_dir.as_deref().filter(|dir| dir.join("config.json").is_file()).and_then(|dir| {
-            let (variable, count) = evnas::distributed::launcher_restart()?;
-            eprintln!(
-                "restarted by the launcher ({variable} = {count}): continuing the search in {}",
-                dir.display()
-            );
+            eprintln!("{}: continuing the search in {}", relaunch(dir)?, dir.display());
             Some(dir)
         });
     // The engine, and the config whose [final_training] trains the result.
@@ -140,6 +150,14 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
             (engine, cfg)
         }
     };
+    // For a relaunch of this job that its launcher does not count as a restart.
+    if let Some(job) = evnas::distributed::joined().and_then(|job| job.env().job_id.as_deref()) {
+        if let Err(e) = RunDir::record_launcher_job(engine.run_dir(), job) {
+            eprintln!(
+                "evnas: warning: {e}: a relaunch of job {job} that its launcher does not count as a restart would not continue this search"
+            );
+        }
+    }
 
     let devices = match engine.devices() {
         [one] => format!("{one:?}"),

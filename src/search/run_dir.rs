@@ -37,8 +37,18 @@ pub struct RunDir {
 /// Files a search writes in its directory besides config.json (not the directories it makes
 /// before its config, which a start that failed may leave empty): an explicit `--run-dir` that
 /// holds one of them without a config.json holds what another run left.
-const RUN_FILES: [&str; 6] =
-    ["generations.jsonl", "timings.jsonl", "fitness.svg", "genotype.json", "genotype.txt", "final_training"];
+const RUN_FILES: [&str; 7] = [
+    "generations.jsonl",
+    "timings.jsonl",
+    "fitness.svg",
+    "genotype.json",
+    "genotype.txt",
+    "final_training",
+    LAUNCHER_JOB_FILE,
+];
+
+/// Names the launcher's job whose rank 0 last opened the search ([`RunDir::record_launcher_job`]).
+const LAUNCHER_JOB_FILE: &str = "launcher_job.json";
 
 impl RunDir {
     /// Creates a fresh run directory `parent/NAME` (NAME = UTC time and seed) or `explicit`.
@@ -152,6 +162,21 @@ impl RunDir {
             .open(&path)
             .and_then(|mut f| f.write_all(line.as_bytes()))
             .map_err(|e| io_err(&path, e))
+    }
+
+    /// Names the launcher's job (TORCHELASTIC_RUN_ID, SLURM_JOB_ID) whose rank 0 opened the
+    /// search in `root`: the same job's processes started again without a restart counted
+    /// (torchrun's elastic agent restarts them so when a node joins) continue it.
+    pub fn record_launcher_job(root: &Path, job: &str) -> Result<(), SearchError> {
+        let text = serde_json::json!({ "job_id": job }).to_string();
+        write_atomic(&root.join(LAUNCHER_JOB_FILE), text.as_bytes())
+    }
+
+    /// The job [`RunDir::record_launcher_job`] named last in `root`, if any.
+    pub fn launcher_job(root: &Path) -> Option<String> {
+        let text = fs::read_to_string(root.join(LAUNCHER_JOB_FILE)).ok()?;
+        let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+        record["job_id"].as_str().map(str::to_string)
     }
 
     /// Keeps the config the run was started with (the edge's own type: the core only stores it).
