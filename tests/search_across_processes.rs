@@ -326,10 +326,11 @@ fn a_rank_given_to_two_processes_ends_the_job_at_once() {
 }
 
 /// A rank stopped while it waits for the others (a Ctrl-C) takes back its answer to the roll
-/// call: started again, it joins the job, which forms and runs (a second answer for a rank
-/// would have ended it).
+/// call; one killed (SIGKILL) cannot, and a new process for its rank takes the place of the
+/// silent one. Started again, both join the job, which forms and runs (a second live answer for
+/// a rank would have ended it).
 #[test]
-fn a_rank_stopped_while_waiting_can_be_started_again() {
+fn a_rank_stopped_or_killed_while_waiting_can_be_started_again() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, _) = tiny_setup(tmp.path(), 1);
     let run = tmp.path().join("run");
@@ -338,22 +339,34 @@ fn a_rank_stopped_while_waiting_can_be_started_again() {
         |rank: &str| rank_of_3(search_command(&config, &run, &ONE_THREAD), rank, &port).spawn().unwrap();
     let rank_0 = rank("0");
     std::thread::sleep(Duration::from_millis(500));
-    let mut stopped = rank("2");
-    // Its answer is in once it connected (a moment after it says where it meets).
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(stopped.stderr.take().unwrap())).map(Result::unwrap);
-    assert!(lines.by_ref().any(|l| l.contains("meeting at")));
-    std::thread::sleep(Duration::from_secs(2));
-    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
-    unsafe { libc::kill(stopped.id() as i32, libc::SIGINT) };
-    let rest: Vec<String> = lines.collect();
-    assert_eq!(stopped.wait().unwrap().code(), Some(130), "{rest:?}");
+    // Rank `r` started and sent `signal` once its answer is in (a moment after it says where it
+    // meets): its exit status and the rest of its stderr.
+    let ended_while_waiting = |r: &str, signal: i32| {
+        let mut child = rank(r);
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()))
+            .map(Result::unwrap);
+        assert!(lines.by_ref().any(|l| l.contains("meeting at")));
+        std::thread::sleep(Duration::from_secs(2));
+        // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let rest: Vec<String> = lines.collect();
+        (child.wait().unwrap(), rest)
+    };
+    let (stopped, rest) = ended_while_waiting("2", libc::SIGINT);
+    assert_eq!(stopped.code(), Some(130), "{rest:?}");
+    let (killed, rest) = ended_while_waiting("1", libc::SIGKILL);
+    assert_eq!(killed.signal(), Some(libc::SIGKILL), "{rest:?}");
     let others = [rank("1"), rank("2")];
     let outputs: Vec<Output> =
         std::iter::once(rank_0).chain(others).map(|c| c.wait_with_output().unwrap()).collect();
     for out in &outputs {
         assert!(out.status.success(), "{}", stderr(out));
     }
+    assert!(
+        stderr(&outputs[1]).contains("rank 1: the process that had answered for rank 1 went silent"),
+        "{}",
+        stderr(&outputs[1])
+    );
     assert_eq!(generations_done(&run), 1);
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use evnas::config::Config;
-use evnas::distributed::{ranks_listed, DistributedError, Job, LaunchEnv, Waiting, JOIN_TIMEOUT};
+use evnas::distributed::{ranks_listed, DistributedError, Heard, Job, LaunchEnv, JOIN_TIMEOUT};
 use evnas::train::TrainError;
 
 use super::failure::code;
@@ -37,14 +37,20 @@ pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
             "evnas: rank {rank}: warning: MASTER_ADDR {addr} does not resolve ({e}): c10d tries again until the wait is over"
         );
     }
-    let mut still_waiting = |waiting: &Waiting| {
-        eprintln!(
+    let mut report = |heard: &Heard| {
+        match heard {
+        Heard::Waiting { missing, waited } => eprintln!(
             "evnas: rank {rank}: still waiting for rank(s) {} of the {world} ({} s so far)",
-            ranks_listed(&waiting.missing, 16),
-            waiting.waited.as_secs()
-        )
+            ranks_listed(missing, 16),
+            waited.as_secs()
+        ),
+        Heard::TookPlace { silent } => eprintln!(
+            "evnas: rank {rank}: the process that had answered for rank {rank} went silent {} s ago (killed while it waited?): this one takes its place",
+            silent.as_secs()
+        ),
+    }
     };
-    let job = Job::join(env, JOIN_TIMEOUT, &mut still_waiting)
+    let job = Job::join(env, JOIN_TIMEOUT, &mut report)
         .with_context(|| format!("rank {rank} cannot join the job of {world} processes at {addr}:{port}"))?;
     Ok(Some(Job::install(job)))
 }

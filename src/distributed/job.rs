@@ -12,7 +12,7 @@ use super::error::DistributedError;
 use super::launch_env::LaunchEnv;
 use super::notices::StopWatch;
 use super::process_group::{GlooBind, ProcessGroup};
-use super::roll_call::{RollCall, Waiting, Withdrawal};
+use super::roll_call::{Heard, RollCall, Withdrawal};
 use super::store::{Store, StoreRole};
 
 /// How long the processes of a job wait for each other to start (torchrun's default join
@@ -58,12 +58,13 @@ impl Job {
     /// Meets the job's other processes: rank 0 hosts the TCPStore at MASTER_ADDR:MASTER_PORT
     /// (unless torchrun's agent does), the others connect; returns once all answered the roll
     /// call and joined the control group. `timeout` bounds each wait: for the store, for the
-    /// others' answers, and (at most [`FORM_TIMEOUT`]) for the group. While it waits for answers, `report` hears every
-    /// [`WAIT_REPORT_EVERY`] which ranks it waits for.
+    /// others' answers, and (at most [`FORM_TIMEOUT`]) for the group. While it waits for
+    /// answers, `report` hears every [`WAIT_REPORT_EVERY`] which ranks it waits for, and whether
+    /// this process took the place of a silent one of its rank.
     pub fn join(
         env: LaunchEnv,
         timeout: Duration,
-        report: &mut dyn FnMut(&Waiting),
+        report: &mut dyn FnMut(&Heard),
     ) -> Result<Self, DistributedError> {
         let role = if env.hosts_store() { StoreRole::Server } else { StoreRole::Client };
         let tcp = Store::tcp(&env.master_addr, env.master_port, role, timeout).map_err(|e| match e {

@@ -21,7 +21,7 @@ pub use launch_env::{launcher_restart, LaunchEnv};
 pub use nccl_check::nccl_all_reduce_check;
 pub use notices::StopRequest;
 pub use process_group::{GlooBind, ProcessGroup};
-pub use roll_call::{ranks_listed, Waiting};
+pub use roll_call::{ranks_listed, Heard};
 pub use store::{Store, StoreRole};
 
 #[cfg(test)]
@@ -334,7 +334,7 @@ mod tests {
                 withdrawal: None,
             };
             roll_call.answer(&store, &mut |_| {}).unwrap();
-            let err = rank0.join().unwrap().err().expect("rank 1 never joined the group");
+            let err = rank0.join().unwrap().expect_err("rank 1 never joined the group");
             assert!(matches!(err, DistributedError::GroupNotFormed { size: 2, seconds: 3, .. }), "{err}");
             assert!(err.to_string().contains("GLOO_SOCKET_IFNAME"), "{err}");
         });

@@ -3,7 +3,9 @@
 //! that never came from one given to two processes (RANK=$SLURM_NODEID with two tasks a node,
 //! a rank started again by hand while the others wait): either way the job waited out its
 //! 15 minutes. Here a waiting process names the ranks it waits for, and a rank answered twice
-//! ends the whole job at once.
+//! ends the whole job at once. A process that answered beats while it waits, so that one
+//! killed meanwhile (SIGKILL, a crash: nothing took its answer back) can be started again: the
+//! new process takes the place of the silent one.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -20,17 +22,23 @@ const TAKEN_KEY: &str = "roll_call/taken";
 /// The first to reach a verdict adds 1 here and says it.
 const DECIDED_KEY: &str = "roll_call/decided";
 const VERDICT_KEY: &str = "roll_call/verdict";
+/// How long a rank's beat must stand still before another process for that rank takes its
+/// place (one that lives beats every [`POLL`]).
+const GONE_AFTER: Duration = Duration::from_secs(5);
 /// Counts the processes that read a verdict that ends the job.
 const HEARD_KEY: &str = "roll_call/heard";
 /// How long the process hosting the store waits for every process to read such a verdict
 /// before it ends (and the store with it).
 const HEARD_WAIT: Duration = Duration::from_secs(2);
 
-/// Ranks a process still waits for, and for how long it has.
+/// What a process hears while it answers the roll call, for its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Waiting {
-    pub missing: Vec<usize>,
-    pub waited: Duration,
+pub enum Heard {
+    /// The ranks it still waits for, and for how long it has.
+    Waiting { missing: Vec<usize>, waited: Duration },
+    /// The process that had answered for its rank has not beaten for `silent` (it was killed
+    /// while it waited): this one took its place.
+    TookPlace { silent: Duration },
 }
 
 /// One process's part in the roll call.
@@ -43,7 +51,7 @@ pub(super) struct RollCall<'a> {
     pub hosts_store: bool,
     /// How long to wait for all ranks to answer.
     pub timeout: Duration,
-    /// How often to say whom it waits for.
+    /// How often to say whom it waits for ([`Heard::Waiting`]).
     pub report_every: Duration,
     /// Where its answer is held while it waits, for a signal to take back.
     pub withdrawal: Option<&'a Withdrawal>,
@@ -51,16 +59,12 @@ pub(super) struct RollCall<'a> {
 
 impl RollCall<'_> {
     /// Answers in `store` (keys of this launch attempt) and returns once every rank did;
-    /// `report` hears whom it waits for every `report_every`. Fails at once where a rank
-    /// answered twice (this one: [`DistributedError::RankTaken`]; another:
-    /// [`DistributedError::RankTwice`]), or once a process waited `timeout` (naming the ranks
-    /// missing). The verdict is one for all: a rank answering again after all were present ends
-    /// alone.
-    pub fn answer(
-        &self,
-        store: &Arc<Store>,
-        report: &mut dyn FnMut(&Waiting),
-    ) -> Result<(), DistributedError> {
+    /// `report` hears whom it waits for every `report_every`. Fails at once where two live
+    /// processes answered for a rank (this one second: [`DistributedError::RankTaken`];
+    /// otherwise [`DistributedError::RankTwice`]), or once a process waited `timeout` (naming the
+    /// ranks missing). The verdict is one for all: a rank answering again after all were present
+    /// ends alone. A process answering for a rank whose first process went silent takes its place.
+    pub fn answer(&self, store: &Arc<Store>, report: &mut dyn FnMut(&Heard)) -> Result<(), DistributedError> {
         // The store fails when its host ended: c10d names only the key it was asked for.
         self.answer_in(store, report).map_err(|e| match e {
             DistributedError::StoreKey { reason, .. } if !self.hosts_store => {
@@ -70,13 +74,16 @@ impl RollCall<'_> {
         })
     }
 
-    fn answer_in(
-        &self,
-        store: &Arc<Store>,
-        report: &mut dyn FnMut(&Waiting),
-    ) -> Result<(), DistributedError> {
+    fn answer_in(&self, store: &Arc<Store>, report: &mut dyn FnMut(&Heard)) -> Result<(), DistributedError> {
         let (rank, size, variable) = (self.rank, self.size, self.variable);
-        if store.add(&rank_key(rank), 1)? > 1 {
+        // The last beat this process gave its rank, or found where it took a silent one's place.
+        let mut beat = None;
+        if store.add(&rank_key(rank), 1)? == 1 {
+            store.add(ANSWERED_KEY, 1)?;
+        } else if let Some(taken) = take_place_of_silent(store, rank)? {
+            report(&Heard::TookPlace { silent: taken.silent });
+            beat = Some(taken.beat);
+        } else {
             store.add(TAKEN_KEY, 1)?;
             let verdict = decide(store, Verdict::Twice(rank))?;
             if verdict.is_some() {
@@ -86,25 +93,37 @@ impl RollCall<'_> {
             let job_ended = verdict != Some(Verdict::AllPresent);
             return Err(DistributedError::RankTaken { rank, variable, job_ended });
         }
-        if store.add(ANSWERED_KEY, 1)? == size as i64 {
-            decide(store, Verdict::AllPresent)?;
-        }
         // (The host's answer needs no taking back: the store ends with it.)
         let _held = self.withdrawal.filter(|_| !self.hosts_store).map(|w| w.hold(store, rank));
         let started = Instant::now();
         let mut next_report = self.report_every;
+        // Rank 0 says when all are present: all answered, and every answer's process beats.
+        let mut beats = (rank == 0).then(|| Beats::new(size));
         let verdict = loop {
             if let Some(verdict) = verdict(store)? {
                 break verdict;
             }
+            // A beat not following this process's own: another process beats for its rank (it
+            // was taken for silent, and lives).
+            let now = store.add(&beat_key(rank), 1)?;
+            if beat.is_some_and(|last| now != last + 1) {
+                break decide(store, Verdict::Twice(rank))?.unwrap_or(Verdict::Twice(rank));
+            }
+            beat = Some(now);
+            if let Some(beats) = beats.as_mut().filter(|_| all_answered(store, size).unwrap_or(false)) {
+                beats.read(store)?;
+                if beats.all_moved() {
+                    break decide(store, Verdict::AllPresent)?.unwrap_or(Verdict::AllPresent);
+                }
+            }
             let waited = started.elapsed();
             if waited >= self.timeout {
-                let found =
-                    Verdict::Missing { ranks: missing(store, size)?, by: rank, seconds: waited.as_secs() };
+                let ranks = absent(store, size, beats.as_ref())?;
+                let found = Verdict::Missing { ranks, by: rank, seconds: waited.as_secs() };
                 break decide(store, found.clone())?.unwrap_or(found);
             }
             if waited >= next_report {
-                report(&Waiting { missing: missing(store, size)?, waited });
+                report(&Heard::Waiting { missing: absent(store, size, beats.as_ref())?, waited });
                 next_report += self.report_every;
             }
             std::thread::sleep(POLL.min(self.timeout - waited));
@@ -123,6 +142,92 @@ impl RollCall<'_> {
         }
         Err(error)
     }
+}
+
+/// Whether every rank answered (some perhaps by a process killed since).
+fn all_answered(store: &Store, size: usize) -> Result<bool, DistributedError> {
+    Ok(store.add(ANSWERED_KEY, 0)? >= size as i64)
+}
+
+/// Rank 0's watch over the beats of the processes that answered, once all did: each must move
+/// while it watches, or its process was killed (and waits for a new one to take its place).
+struct Beats {
+    /// Each rank's beat as last read, and when it was first read so.
+    seen: Vec<Option<(i64, Instant)>>,
+    /// Whether it moved while watched.
+    moved: Vec<bool>,
+}
+
+impl Beats {
+    fn new(size: usize) -> Self {
+        Self { seen: vec![None; size], moved: vec![false; size] }
+    }
+
+    fn read(&mut self, store: &Store) -> Result<(), DistributedError> {
+        for (rank, seen) in self.seen.iter_mut().enumerate() {
+            let beat = store.add(&beat_key(rank), 0)?;
+            match *seen {
+                Some((last, _)) if last == beat => {}
+                Some(_) => {
+                    *seen = Some((beat, Instant::now()));
+                    self.moved[rank] = true;
+                }
+                None => *seen = Some((beat, Instant::now())),
+            }
+        }
+        Ok(())
+    }
+
+    fn all_moved(&self) -> bool {
+        self.moved.iter().all(|&moved| moved)
+    }
+
+    /// The ranks whose beat stood still for [`GONE_AFTER`] while watched.
+    fn silent(&self) -> impl Iterator<Item = usize> + '_ {
+        self.seen
+            .iter()
+            .enumerate()
+            .filter_map(|(rank, seen)| seen.filter(|(_, since)| since.elapsed() >= GONE_AFTER).map(|_| rank))
+    }
+}
+
+/// The ranks not answered (or taken back), and those rank 0 saw silent.
+fn absent(store: &Store, size: usize, beats: Option<&Beats>) -> Result<Vec<usize>, DistributedError> {
+    let mut ranks = missing(store, size)?;
+    ranks.extend(beats.into_iter().flat_map(Beats::silent));
+    ranks.sort_unstable();
+    ranks.dedup();
+    Ok(ranks)
+}
+
+/// Where this process found its rank answered for: the place of the process that answered.
+struct TakenPlace {
+    /// That process's last beat.
+    beat: i64,
+    /// How long it had not beaten.
+    silent: Duration,
+}
+
+/// Takes the place of the process that answered for `rank` first if that one stays silent for
+/// [`GONE_AFTER`] (killed while it waited) and no verdict is said meanwhile; `None` where it
+/// beats (two live processes for one rank), a verdict was said, or another new process for
+/// `rank` took the place first.
+fn take_place_of_silent(store: &Store, rank: usize) -> Result<Option<TakenPlace>, DistributedError> {
+    let key = beat_key(rank);
+    let last = store.add(&key, 0)?;
+    let since = Instant::now();
+    while since.elapsed() < GONE_AFTER {
+        if verdict(store)?.is_some() || store.add(&key, 0)? != last {
+            return Ok(None);
+        }
+        std::thread::sleep(POLL);
+    }
+    // The first to claim the place at this beat has it; its answer is the silent one's.
+    if store.add(&format!("{key}/taken_at_{last}"), 1)? != 1 {
+        return Ok(None);
+    }
+    store.add(&rank_key(rank), -1)?;
+    Ok(Some(TakenPlace { beat: last, silent: since.elapsed() }))
 }
 
 /// A process's answer while it waits, for it to take back when it ends at a signal before the
@@ -265,6 +370,11 @@ fn rank_key(rank: usize) -> String {
     format!("roll_call/rank_{rank}")
 }
 
+/// Counts the beats of the process that answered for `rank`, one each [`POLL`] while it waits.
+fn beat_key(rank: usize) -> String {
+    format!("roll_call/beat_{rank}")
+}
+
 /// "2, 3 and 5" (at most `shown`, then how many more).
 pub fn ranks_listed(ranks: &[usize], shown: usize) -> String {
     let named: Vec<String> = ranks.iter().take(shown).map(ToString::to_string).collect();
@@ -281,7 +391,7 @@ pub fn ranks_listed(ranks: &[usize], shown: usize) -> String {
 mod tests {
     use super::*;
 
-    fn quiet(_: &Waiting) {}
+    fn quiet(_: &Heard) {}
 
     fn roll(rank: usize, size: usize, timeout: Duration, report_every: Duration) -> RollCall<'static> {
         RollCall {
@@ -416,31 +526,108 @@ mod tests {
     }
 
     /// A process that took its answer back (ended at a signal while it waited) can be started
-    /// again: the job forms with the new one.
+    /// again: the new one answers as the first did, without waiting for the old one's beat to
+    /// stand still, and the job forms.
     #[test]
     fn an_answer_taken_back_lets_its_rank_answer_again() {
         static WITHDRAWAL: Withdrawal = Withdrawal::new();
         let store = Arc::new(Store::in_process().unwrap());
+        ended_after_answering(&store, 1);
+        let held = WITHDRAWAL.hold(&store, 1);
+        WITHDRAWAL.withdraw();
+        drop(held);
+        assert_eq!(missing(&store, 3).unwrap(), [0, 1, 2]);
+        let started = Instant::now();
         std::thread::scope(|s| {
-            let first = s.spawn(|| {
-                RollCall {
-                    withdrawal: Some(&WITHDRAWAL),
-                    ..roll(1, 3, Duration::from_secs(60), Duration::MAX)
-                }
-                .answer(&store, &mut quiet)
-            });
-            while WITHDRAWAL.slot().is_none() {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            WITHDRAWAL.withdraw();
-            assert_eq!(missing(&store, 3).unwrap(), [0, 1, 2]);
             let others = answering(s, &store, [0, 2], 3);
             answer(&store, 1, 3).unwrap();
             for other in others {
                 other.join().unwrap().unwrap();
             }
-            // (Its process would have ended; here it reads the verdict too.)
-            first.join().unwrap().unwrap();
+        });
+        assert!(started.elapsed() < GONE_AFTER, "{:?}", started.elapsed());
+    }
+
+    /// What a process of rank `rank` leaves once it ended while it waited (killed: nothing took
+    /// its answer back): its answer, and beats that have stopped.
+    fn ended_after_answering(store: &Store, rank: usize) {
+        store.add(&rank_key(rank), 1).unwrap();
+        store.add(ANSWERED_KEY, 1).unwrap();
+        store.add(&beat_key(rank), 7).unwrap();
+    }
+
+    /// Rank 1's answer on a thread of `scope`, in place of a silent process; returns once it
+    /// took the place.
+    fn taking_place<'s>(
+        scope: &'s std::thread::Scope<'s, '_>,
+        store: &'s Arc<Store>,
+    ) -> std::thread::ScopedJoinHandle<'s, Result<(), DistributedError>> {
+        let (send, taken) = std::sync::mpsc::channel();
+        let handle = scope.spawn(move || {
+            roll(1, 3, Duration::from_secs(60), Duration::MAX).answer(store, &mut |heard| {
+                if let Heard::TookPlace { silent } = heard {
+                    send.send(*silent).unwrap();
+                }
+            })
+        });
+        let silent = taken.recv_timeout(GONE_AFTER * 3).expect("it takes the place");
+        assert!(silent >= GONE_AFTER, "{silent:?}");
+        handle
+    }
+
+    /// A process killed while it waited (SIGKILL: nothing took its answer back) leaves its
+    /// rank answered, but silent: all present waits for a new process for it, which takes the
+    /// place of the silent one once its beat stood still; the job forms.
+    #[test]
+    fn a_new_process_takes_the_place_of_a_silent_one() {
+        let store = Arc::new(Store::in_process().unwrap());
+        ended_after_answering(&store, 1);
+        std::thread::scope(|s| {
+            let others = answering(s, &store, [0, 2], 3);
+            std::thread::sleep(Duration::from_secs(1));
+            assert_eq!(verdict(&store).unwrap(), None);
+            let rank1 = taking_place(s, &store);
+            rank1.join().unwrap().unwrap();
+            for other in others {
+                other.join().unwrap().unwrap();
+            }
+        });
+    }
+
+    /// A silent rank that no new process replaces is named when rank 0 gives up.
+    #[test]
+    fn a_silent_rank_is_named_missing() {
+        let store = Arc::new(Store::in_process().unwrap());
+        ended_after_answering(&store, 1);
+        std::thread::scope(|s| {
+            let rank2 = s.spawn(|| answer(&store, 2, 3));
+            let err = roll(0, 3, GONE_AFTER + Duration::from_secs(1), Duration::MAX)
+                .answer(&store, &mut quiet)
+                .unwrap_err();
+            assert!(
+                matches!(&err, DistributedError::RanksMissing { missing, waited_by: 0, .. } if missing == &[1]),
+                "{err}"
+            );
+            let rank2 = rank2.join().unwrap().unwrap_err();
+            assert_eq!(rank2.to_string(), err.to_string());
+        });
+    }
+
+    /// The silent process was alive after all (stopped, then continued): two processes beat for
+    /// rank 1, and the job ends, naming it.
+    #[test]
+    fn a_silent_process_that_beats_again_ends_the_job() {
+        let store = Arc::new(Store::in_process().unwrap());
+        ended_after_answering(&store, 1);
+        std::thread::scope(|s| {
+            let rank0 = s.spawn(|| answer(&store, 0, 3));
+            let rank1 = taking_place(s, &store);
+            // The old process's next beat.
+            store.add(&beat_key(1), 1).unwrap();
+            for rank in [rank0, rank1] {
+                let err = rank.join().unwrap().unwrap_err();
+                assert!(matches!(err, DistributedError::RankTwice { twice: 1, .. }), "{err}");
+            }
         });
     }
 
@@ -450,7 +637,11 @@ mod tests {
         let store = Arc::new(Store::in_process().unwrap());
         let mut heard = Vec::new();
         let err = roll(1, 4, Duration::from_millis(900), Duration::from_millis(300))
-            .answer(&store, &mut |w| heard.push(w.missing.clone()))
+            .answer(&store, &mut |h| {
+                if let Heard::Waiting { missing, .. } = h {
+                    heard.push(missing.clone())
+                }
+            })
             .unwrap_err();
         assert!(heard.len() >= 2, "{heard:?}");
         assert!(heard.iter().all(|m| m == &[0, 2, 3]), "{heard:?}");
