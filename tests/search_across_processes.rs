@@ -169,7 +169,11 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
         "{}",
         stderr(&outputs[0])
     );
-    assert!(stderr(&outputs[0]).contains("stopped; resume with"), "{}", stderr(&outputs[0]));
+    assert!(
+        stderr(&outputs[0]).contains("stopped; the launcher's restart of job elastic-1 continues it"),
+        "{}",
+        stderr(&outputs[0])
+    );
     assert!(
         stderr(&outputs[1]).contains("rank 1: rank 0 stopped the job (exit 130)"),
         "{}",
@@ -219,6 +223,37 @@ fn two_processes_train_as_two_replicas_and_fail_and_resume_together() {
     assert_eq!(outputs[0].status.signal(), Some(libc::SIGKILL), "{}", stderr(&outputs[0]));
     assert_eq!(outputs[1].status.code(), Some(1), "{}", stderr(&outputs[1]));
     assert!(stderr(&outputs[1]).contains("error: rank 1 stopped"), "{}", stderr(&outputs[1]));
+}
+
+/// A search started as a job of one process (torchrun `--nnodes 1:2` before the second node
+/// came) and stopped when the job grew (torchrun stops its workers with SIGTERM and starts them
+/// again, two now, without counting a restart) is continued by the grown job.
+#[test]
+fn a_job_of_one_process_grown_to_two_continues_its_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    let run = tmp.path().join("run");
+    let of_job = || {
+        let mut cmd = search_command(&config, &run, &ONE_THREAD);
+        cmd.env("TORCHELASTIC_RUN_ID", "grown").env("TORCHELASTIC_RESTART_COUNT", "0");
+        cmd
+    };
+    let alone = of_job()
+        .env("RANK", "0")
+        .env("WORLD_SIZE", "1")
+        .env("FAILPOINTS", "train.batch=7*off->1*return(sigterm)")
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(130), "{}", stderr(&alone));
+    assert_eq!(generations_done(&run), 1);
+    let outputs = run_job(of_job, [None, None]);
+    assert_success(&outputs);
+    assert!(
+        stderr(&outputs[0]).contains("started again in job grown, which started this search"),
+        "{}",
+        stderr(&outputs[0])
+    );
+    assert_eq!(generations_done(&run), 2);
 }
 
 /// Two processes of two replicas each, as two machines of two GPUs: each process forms the

@@ -86,7 +86,7 @@ fn relaunch(dir: &Path) -> Option<String> {
     if let Some((variable, count)) = evnas::distributed::launcher_restart() {
         return Some(format!("restarted by the launcher ({variable} = {count})"));
     }
-    let job = evnas::distributed::joined()?.env().job_id.clone()?;
+    let job = evnas::distributed::launcher_job_id()?;
     (RunDir::launcher_job(dir)? == job)
         .then(|| format!("started again in job {job}, which started this search"))
 }
@@ -150,9 +150,10 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
             (engine, cfg)
         }
     };
-    // For a relaunch of this job that its launcher does not count as a restart.
-    if let Some(job) = evnas::distributed::joined().and_then(|job| job.env().job_id.as_deref()) {
-        if let Err(e) = RunDir::record_launcher_job(engine.run_dir(), job) {
+    // For a relaunch of this job that its launcher does not count as a restart (a job of one
+    // process too: torchrun's elastic agent may grow it).
+    if let Some(job) = evnas::distributed::launcher_job_id() {
+        if let Err(e) = RunDir::record_launcher_job(engine.run_dir(), &job) {
             eprintln!(
                 "evnas: warning: {e}: a relaunch of job {job} that its launcher does not count as a restart would not continue this search"
             );
@@ -182,7 +183,13 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
         Ok(r) => r,
         Err(e) if e.is_interrupted() => {
             observer.clear();
-            eprintln!("stopped; resume with: evnas search --resume {}", run_dir.display());
+            match evnas::distributed::launcher_job_id() {
+                Some(job) => eprintln!(
+                    "stopped; the launcher's restart of job {job} continues it, or by hand: evnas search --resume {}",
+                    run_dir.display()
+                ),
+                None => eprintln!("stopped; resume with: evnas search --resume {}", run_dir.display()),
+            }
             return Ok(ExitCode::from(super::failure::code::INTERRUPTED));
         }
         Err(e) => {

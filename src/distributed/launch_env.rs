@@ -44,6 +44,19 @@ pub fn launcher_restart() -> Option<(&'static str, usize)> {
     })
 }
 
+/// The launcher's name for this process's job (TORCHELASTIC_RUN_ID, else SLURM_JOB_ID), also
+/// where it runs alone (a world of 1, which torchrun's elastic agent may grow).
+pub fn launcher_job_id() -> Option<String> {
+    job_id_from(&|name: &str| std::env::var(name).ok())
+}
+
+fn job_id_from(var: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    let named = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    // torchrun's --rdzv-id defaults to "none", every job's: no name.
+    let run_id = named("TORCHELASTIC_RUN_ID").filter(|id| id != "none");
+    run_id.or_else(|| named("SLURM_JOB_ID"))
+}
+
 impl LaunchEnv {
     /// The job this process belongs to; `None` when it runs alone (no launcher, or a world of 1).
     pub fn from_env() -> Result<Option<Self>, DistributedError> {
@@ -115,10 +128,7 @@ impl LaunchEnv {
             Some(count) => count,
             None => number("SLURM_RESTART_COUNT")?.unwrap_or(0),
         };
-        let named = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        // torchrun's --rdzv-id defaults to "none", every job's: no name.
-        let run_id = named("TORCHELASTIC_RUN_ID").filter(|id| id != "none");
-        let job_id = run_id.or_else(|| named("SLURM_JOB_ID"));
+        let job_id = job_id_from(&var);
         Ok(Some(Self {
             rank,
             rank_variable: rank_var,
