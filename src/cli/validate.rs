@@ -36,7 +36,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         n => n.min(valid),
     };
     println!(
-        "{}: valid; search {} in {} ({} individuals x {} generations on {}: {train} of its {images} training images to train the supernet, {fitness} to measure fitness; state {})",
+        "{}: valid; search {} in {} ({} individuals x {} generations on {}: {train} of its {images} training images to train the supernet, {fitness} to measure fitness; search.state = {:?} for evnas serve)",
         args.config.display(),
         cfg.search_id(),
         cfg.run.dir.join(cfg.search_id()).display(),
