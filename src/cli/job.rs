@@ -39,11 +39,20 @@ pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
     }
     let mut report = |heard: &Heard| {
         match heard {
-        Heard::Waiting { missing, waited } => eprintln!(
-            "evnas: rank {rank}: still waiting for rank(s) {} of the {world} ({} s so far)",
-            ranks_listed(missing, 16),
-            waited.as_secs()
-        ),
+        Heard::Waiting { absent, waited } => {
+            let silent = match absent.silent.as_slice() {
+                [] => String::new(),
+                silent => format!(
+                    "; rank(s) {} answered, then went silent (killed while waiting?): start it again",
+                    ranks_listed(silent, 16)
+                ),
+            };
+            eprintln!(
+                "evnas: rank {rank}: still waiting for rank(s) {} of the {world} ({} s so far){silent}",
+                ranks_listed(&absent.all(), 16),
+                waited.as_secs()
+            )
+        }
         Heard::TookPlace { silent } => eprintln!(
             "evnas: rank {rank}: the process that had answered for rank {rank} went silent {} s ago (killed while it waited?): this one takes its place",
             silent.as_secs()

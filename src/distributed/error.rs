@@ -39,12 +39,14 @@ pub enum DistributedError {
         "port {port} is taken on this machine: another process given rank 0 (or an earlier launch's rank 0, still running) or another program holds it: {reason}"
     )]
     PortTaken { port: u16, reason: String },
-    /// Ranks that never answered the roll call, as rank `waited_by` found after `seconds`.
+    /// Ranks that never answered the roll call, or whose process went silent after it did, as
+    /// rank `waited_by` found after `seconds`.
     #[error(
-        "rank(s) {} of the {size} never came (rank {waited_by} waited {seconds} s for them): were they started, with this MASTER_ADDR, MASTER_PORT and WORLD_SIZE?",
-        super::roll_call::ranks_listed(.missing, 16)
+        "{} (rank {waited_by} waited {seconds} s for them): {}",
+        .absent.describe(*.size),
+        if .absent.missing.is_empty() { "start them again" } else { "were they started, with this MASTER_ADDR, MASTER_PORT and WORLD_SIZE?" }
     )]
-    RanksMissing { size: usize, missing: Vec<usize>, waited_by: usize, seconds: u64 },
+    RanksMissing { size: usize, absent: super::roll_call::Absent, waited_by: usize, seconds: u64 },
     /// Setting or reading one key of a store failed.
     #[error("cannot {operation} key {key} of the c10d store at {address}: {reason}")]
     StoreKey { operation: &'static str, key: String, address: String, reason: String },

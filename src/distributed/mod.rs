@@ -21,7 +21,7 @@ pub use launch_env::{launcher_job_id, launcher_restart, LaunchEnv};
 pub use nccl_check::nccl_all_reduce_check;
 pub use notices::StopRequest;
 pub use process_group::{GlooBind, ProcessGroup};
-pub use roll_call::{ranks_listed, Heard};
+pub use roll_call::{ranks_listed, Absent, Heard};
 pub use store::{Store, StoreRole};
 
 #[cfg(test)]

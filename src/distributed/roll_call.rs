@@ -25,17 +25,53 @@ const VERDICT_KEY: &str = "roll_call/verdict";
 /// How long a rank's beat must stand still before another process for that rank takes its
 /// place (one that lives beats every [`POLL`]).
 const GONE_AFTER: Duration = Duration::from_secs(5);
+/// The ranks rank 0 saw silent while all had answered ("1,3"), for every process's log.
+const SILENT_KEY: &str = "roll_call/silent";
 /// Counts the processes that read a verdict that ends the job.
 const HEARD_KEY: &str = "roll_call/heard";
 /// How long the process hosting the store waits for every process to read such a verdict
 /// before it ends (and the store with it).
 const HEARD_WAIT: Duration = Duration::from_secs(2);
 
+/// The ranks a process still waits for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Absent {
+    /// Not answered (or taken back).
+    pub missing: Vec<usize>,
+    /// Answered, but their process went silent (killed while it waited): a new one may take
+    /// its place.
+    pub silent: Vec<usize>,
+}
+
+impl Absent {
+    /// Both kinds, in rank order.
+    pub fn all(&self) -> Vec<usize> {
+        let mut all: Vec<usize> = self.missing.iter().chain(&self.silent).copied().collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// "rank(s) 2 of the 4 never came", "rank(s) 1 of the 4 answered, then went silent (killed
+    /// while waiting?)", or both.
+    pub fn describe(&self, size: usize) -> String {
+        let silent = "answered, then went silent (killed while waiting?)";
+        match (self.missing.as_slice(), self.silent.as_slice()) {
+            (_, []) => format!("rank(s) {} of the {size} never came", ranks_listed(&self.missing, 16)),
+            ([], _) => format!("rank(s) {} of the {size} {silent}", ranks_listed(&self.silent, 16)),
+            _ => format!(
+                "rank(s) {} of the {size} never came, and rank(s) {} {silent}",
+                ranks_listed(&self.missing, 16),
+                ranks_listed(&self.silent, 16)
+            ),
+        }
+    }
+}
+
 /// What a process hears while it answers the roll call, for its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heard {
     /// The ranks it still waits for, and for how long it has.
-    Waiting { missing: Vec<usize>, waited: Duration },
+    Waiting { absent: Absent, waited: Duration },
     /// The process that had answered for its rank has not beaten for `silent` (it was killed
     /// while it waited): this one took its place.
     TookPlace { silent: Duration },
@@ -115,15 +151,16 @@ impl RollCall<'_> {
                 if beats.all_moved() {
                     break decide(store, Verdict::AllPresent)?.unwrap_or(Verdict::AllPresent);
                 }
+                beats.publish_silent(store)?;
             }
             let waited = started.elapsed();
             if waited >= self.timeout {
-                let ranks = absent(store, size, beats.as_ref())?;
-                let found = Verdict::Missing { ranks, by: rank, seconds: waited.as_secs() };
+                let absent = absent(store, size)?;
+                let found = Verdict::Missing { absent, by: rank, seconds: waited.as_secs() };
                 break decide(store, found.clone())?.unwrap_or(found);
             }
             if waited >= next_report {
-                report(&Heard::Waiting { missing: absent(store, size, beats.as_ref())?, waited });
+                report(&Heard::Waiting { absent: absent(store, size)?, waited });
                 next_report += self.report_every;
             }
             std::thread::sleep(POLL.min(self.timeout - waited));
@@ -131,8 +168,8 @@ impl RollCall<'_> {
         let error = match verdict {
             Verdict::AllPresent => return Ok(()),
             Verdict::Twice(twice) => DistributedError::RankTwice { rank, size, twice, variable },
-            Verdict::Missing { ranks, by, seconds } => {
-                DistributedError::RanksMissing { size, missing: ranks, waited_by: by, seconds }
+            Verdict::Missing { absent, by, seconds } => {
+                DistributedError::RanksMissing { size, absent, waited_by: by, seconds }
             }
         };
         // All it needs of the store is read: the process hosting it may end.
@@ -156,11 +193,13 @@ struct Beats {
     seen: Vec<Option<(i64, Instant)>>,
     /// Whether it moved while watched.
     moved: Vec<bool>,
+    /// The silent ranks last told to the others ([`SILENT_KEY`]).
+    published: Vec<usize>,
 }
 
 impl Beats {
     fn new(size: usize) -> Self {
-        Self { seen: vec![None; size], moved: vec![false; size] }
+        Self { seen: vec![None; size], moved: vec![false; size], published: Vec::new() }
     }
 
     fn read(&mut self, store: &Store) -> Result<(), DistributedError> {
@@ -183,21 +222,32 @@ impl Beats {
     }
 
     /// The ranks whose beat stood still for [`GONE_AFTER`] while watched.
-    fn silent(&self) -> impl Iterator<Item = usize> + '_ {
-        self.seen
-            .iter()
-            .enumerate()
-            .filter_map(|(rank, seen)| seen.filter(|(_, since)| since.elapsed() >= GONE_AFTER).map(|_| rank))
+    fn silent(&self) -> Vec<usize> {
+        let still =
+            |seen: &Option<(i64, Instant)>| seen.is_some_and(|(_, since)| since.elapsed() >= GONE_AFTER);
+        (0..self.seen.len()).filter(|&rank| still(&self.seen[rank])).collect()
+    }
+
+    /// Tells every process which ranks went silent, when that changed.
+    fn publish_silent(&mut self, store: &Store) -> Result<(), DistributedError> {
+        let silent = self.silent();
+        if silent != self.published {
+            store.set(SILENT_KEY, list_text(&silent).as_bytes())?;
+            self.published = silent;
+        }
+        Ok(())
     }
 }
 
-/// The ranks not answered (or taken back), and those rank 0 saw silent.
-fn absent(store: &Store, size: usize, beats: Option<&Beats>) -> Result<Vec<usize>, DistributedError> {
-    let mut ranks = missing(store, size)?;
-    ranks.extend(beats.into_iter().flat_map(Beats::silent));
-    ranks.sort_unstable();
-    ranks.dedup();
-    Ok(ranks)
+/// The ranks not answered (or taken back), and those rank 0 last saw silent (while all had
+/// answered).
+fn absent(store: &Store, size: usize) -> Result<Absent, DistributedError> {
+    let missing = missing(store, size)?;
+    let said = store.get_if_set(SILENT_KEY)?.unwrap_or_default();
+    let silent = parse_list(&String::from_utf8_lossy(&said)).unwrap_or_default();
+    // Silent ranks count only while all answered.
+    let silent = if missing.is_empty() { silent } else { Vec::new() };
+    Ok(Absent { missing, silent })
 }
 
 /// Where this process found its rank answered for: the place of the process that answered.
@@ -276,9 +326,9 @@ enum Verdict {
     AllPresent,
     /// This rank answered twice.
     Twice(usize),
-    /// Rank `by` waited `seconds` in vain for `ranks`.
+    /// Rank `by` waited `seconds` in vain for the `absent`.
     Missing {
-        ranks: Vec<usize>,
+        absent: Absent,
         by: usize,
         seconds: u64,
     },
@@ -289,9 +339,8 @@ impl Verdict {
         match self {
             Verdict::AllPresent => "all present".into(),
             Verdict::Twice(rank) => format!("rank {rank} twice"),
-            Verdict::Missing { ranks, by, seconds } => {
-                let ranks: Vec<String> = ranks.iter().map(ToString::to_string).collect();
-                format!("missing {by} {seconds} {}", ranks.join(","))
+            Verdict::Missing { absent, by, seconds } => {
+                format!("missing {by} {seconds} {} {}", list_text(&absent.missing), list_text(&absent.silent))
             }
         }
     }
@@ -301,19 +350,22 @@ impl Verdict {
             return Some(Verdict::AllPresent);
         }
         if let Some(missing) = text.strip_prefix("missing ") {
-            let mut parts = missing.splitn(3, ' ');
+            let mut parts = missing.splitn(4, ' ');
             let (by, seconds) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
-            let ranks = parts
-                .next()?
-                .split(',')
-                .filter(|r| !r.is_empty())
-                .map(str::parse)
-                .collect::<Result<_, _>>()
-                .ok()?;
-            return Some(Verdict::Missing { ranks, by, seconds });
+            let absent = Absent { missing: parse_list(parts.next()?)?, silent: parse_list(parts.next()?)? };
+            return Some(Verdict::Missing { absent, by, seconds });
         }
         text.strip_prefix("rank ")?.strip_suffix(" twice")?.parse().ok().map(Verdict::Twice)
     }
+}
+
+/// Ranks as the store holds them: "1,2", "" for none.
+fn list_text(ranks: &[usize]) -> String {
+    ranks.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn parse_list(text: &str) -> Option<Vec<usize>> {
+    text.split(',').filter(|r| !r.is_empty()).map(|r| r.parse().ok()).collect()
 }
 
 /// The verdict said so far, if any.
@@ -421,10 +473,20 @@ mod tests {
 
     #[test]
     fn verdicts_read_back() {
-        let missing = |ranks: Vec<usize>| Verdict::Missing { ranks, by: 3, seconds: 900 };
-        for verdict in
-            [Verdict::AllPresent, Verdict::Twice(0), Verdict::Twice(17), missing(vec![]), missing(vec![1, 2])]
-        {
+        let missing = |missing: Vec<usize>, silent: Vec<usize>| Verdict::Missing {
+            absent: Absent { missing, silent },
+            by: 3,
+            seconds: 900,
+        };
+        for verdict in [
+            Verdict::AllPresent,
+            Verdict::Twice(0),
+            Verdict::Twice(17),
+            missing(vec![], vec![]),
+            missing(vec![1, 2], vec![]),
+            missing(vec![], vec![4]),
+            missing(vec![1], vec![0, 3]),
+        ] {
             assert_eq!(Verdict::parse(&verdict.text()), Some(verdict));
         }
         assert_eq!(Verdict::parse("rank x twice"), None);
@@ -494,7 +556,7 @@ mod tests {
             let err =
                 roll(0, 3, Duration::from_secs(1), Duration::MAX).answer(&store, &mut quiet).unwrap_err();
             assert!(
-                matches!(&err, DistributedError::RanksMissing { missing, waited_by: 0, seconds: 1, .. } if missing == &[2]),
+                matches!(&err, DistributedError::RanksMissing { absent, waited_by: 0, seconds: 1, .. } if absent.missing == [2]),
                 "{err}"
             );
             // What rank 0 found, said by rank 1 too.
@@ -595,21 +657,32 @@ mod tests {
     }
 
     /// A silent rank that no new process replaces is named when rank 0 gives up.
+    /// Every process says so while it waits, rank 0 seeing the beats and the others told.
     #[test]
     fn a_silent_rank_is_named_missing() {
         let store = Arc::new(Store::in_process().unwrap());
         ended_after_answering(&store, 1);
         std::thread::scope(|s| {
-            let rank2 = s.spawn(|| answer(&store, 2, 3));
+            let rank2 = s.spawn(|| {
+                let mut heard = Vec::new();
+                let report_every = Duration::from_millis(300);
+                let result = roll(2, 3, Duration::from_secs(60), report_every)
+                    .answer(&store, &mut |h| heard.push(h.clone()));
+                (result, heard)
+            });
             let err = roll(0, 3, GONE_AFTER + Duration::from_secs(1), Duration::MAX)
                 .answer(&store, &mut quiet)
                 .unwrap_err();
+            let silent = Absent { missing: vec![], silent: vec![1] };
             assert!(
-                matches!(&err, DistributedError::RanksMissing { missing, waited_by: 0, .. } if missing == &[1]),
+                matches!(&err, DistributedError::RanksMissing { absent, waited_by: 0, .. } if absent == &silent),
                 "{err}"
             );
-            let rank2 = rank2.join().unwrap().unwrap_err();
-            assert_eq!(rank2.to_string(), err.to_string());
+            assert!(err.to_string().starts_with("rank(s) 1 of the 3 answered, then went silent"), "{err}");
+            let (rank2, heard) = rank2.join().unwrap();
+            assert_eq!(rank2.unwrap_err().to_string(), err.to_string());
+            let told = |h: &Heard| matches!(h, Heard::Waiting { absent, .. } if absent == &silent);
+            assert!(heard.iter().any(told), "{heard:?}");
         });
     }
 
@@ -638,16 +711,16 @@ mod tests {
         let mut heard = Vec::new();
         let err = roll(1, 4, Duration::from_millis(900), Duration::from_millis(300))
             .answer(&store, &mut |h| {
-                if let Heard::Waiting { missing, .. } = h {
-                    heard.push(missing.clone())
+                if let Heard::Waiting { absent, .. } = h {
+                    heard.push(absent.all())
                 }
             })
             .unwrap_err();
         assert!(heard.len() >= 2, "{heard:?}");
         assert!(heard.iter().all(|m| m == &[0, 2, 3]), "{heard:?}");
         match err {
-            DistributedError::RanksMissing { size: 4, missing, waited_by: 1, .. } => {
-                assert_eq!(missing, [0, 2, 3])
+            DistributedError::RanksMissing { size: 4, absent, waited_by: 1, .. } => {
+                assert_eq!(absent, Absent { missing: vec![0, 2, 3], silent: vec![] })
             }
             other => panic!("{other}"),
         }
