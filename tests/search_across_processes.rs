@@ -256,6 +256,31 @@ fn a_job_of_one_process_grown_to_two_continues_its_run() {
     assert_eq!(generations_done(&run), 2);
 }
 
+/// A replica failing its step before its all-reduce, in either process: both processes end at
+/// once (the others' replicas waited out the 10-minute collective timeout), rank 0 naming the
+/// cause.
+#[test]
+fn a_replica_failing_before_its_all_reduce_ends_the_job_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    let two_each = ["--set", "run.devices=[cpu, cpu]", "--set", "run.threads=2"];
+    let fault = Some("replica.reduce=3*off->return(error)");
+    for (rank, faults) in [(0, [fault, None]), (1, [None, fault])] {
+        let started = std::time::Instant::now();
+        let run = tmp.path().join(format!("fault-on-{rank}"));
+        let outputs = run_job(|| search_command(&config, &run, &two_each), faults);
+        for out in &outputs {
+            assert_eq!(out.status.code(), Some(1), "fault on rank {rank}: {}", stderr(out));
+        }
+        assert!(
+            stderr(&outputs[0]).contains("fault injected at replica.reduce"),
+            "fault on rank {rank}: {}",
+            stderr(&outputs[0])
+        );
+        assert!(started.elapsed() < Duration::from_secs(60), "fault on rank {rank}: {:?}", started.elapsed());
+    }
+}
+
 /// Two processes of two replicas each, as two machines of two GPUs: each process forms the
 /// session group from two threads while rank 1's fitness pair forms from a third, and the job
 /// trains as four replicas in one process do.

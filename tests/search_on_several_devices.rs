@@ -58,6 +58,33 @@ fn two_cpu_replicas_repeat_exactly_and_resume_exactly() {
     assert!(stderr.contains("(Cpu)") && !stderr.contains("replicas"), "{stderr}");
 }
 
+/// A replica that fails its step before its all-reduce (a CUDA replica out of memory, say: tch
+/// panics) has the others give theirs up: the search fails at once, naming the cause, where the
+/// others waited out the 10-minute collective timeout and then named only that.
+#[test]
+fn a_replica_failing_before_its_all_reduce_fails_the_search_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 2);
+    // The 4th and 5th arrivals at the point: the leader's and the other replica's, in an order
+    // of their own; a panic as libtorch's errors are in tch.
+    for (case, (fault, cause)) in [
+        ("replica.reduce=3*off->return(error)", "fault injected at replica.reduce"),
+        ("replica.reduce=4*off->return(error)", "fault injected at replica.reduce"),
+        ("replica.reduce=4*off->panic(out of memory)", "panicked: out of memory"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let started = std::time::Instant::now();
+        let run = tmp.path().join(format!("run-{case}"));
+        let out = search_command(&config, &run, &TWO_REPLICAS).env("FAILPOINTS", fault).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{fault}: {stderr}");
+        assert!(stderr.contains(cause) && !stderr.contains("Timed out"), "{fault}: {stderr}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "{fault}: {:?}", started.elapsed());
+    }
+}
+
 /// `evnas validate` (systemd's ExecReload, on the machine of the search) names devices this
 /// machine lacks, and still passes the config: it may be meant for another machine.
 #[test]

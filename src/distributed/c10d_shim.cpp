@@ -187,6 +187,35 @@ int evnas_c10d_all_reduce_sum(void* group, void* tensor, char** error) {
   });
 }
 
+// As evnas_c10d_all_reduce_sum, but gives up waiting once `*stop` is set (read every
+// `slice_ms` while it waits): returns 1 then, the collective left in flight (its group is
+// unusable after, and its destructor would wait for it). Gloo groups only: an NCCL work's wait
+// only orders GPU streams.
+int evnas_c10d_all_reduce_sum_unless(void* group, void* tensor, const unsigned char* stop,
+                                     int64_t slice_ms, char** error) {
+  int stopped = 0;
+  int rc = guarded(error, [&] {
+    std::vector<at::Tensor> tensors{*static_cast<at::Tensor*>(tensor)};
+    c10d::AllreduceOptions options;
+    options.reduceOp = c10d::ReduceOp::SUM;
+    auto work = static_cast<Group*>(group)->inner->allreduce(tensors, options);
+    while (true) {
+      try {
+        work->wait(std::chrono::milliseconds(slice_ms));
+        return;
+      } catch (...) {
+        // Done, and failed: its own error. Not done: only this slice's wait timed out.
+        if (work->isCompleted()) throw;
+      }
+      if (__atomic_load_n(stop, __ATOMIC_ACQUIRE) != 0) {
+        stopped = 1;
+        return;
+      }
+    }
+  });
+  return rc != 0 ? rc : stopped;
+}
+
 // Copies rank `root`'s `tensor` into every rank's, in place; returns when done.
 int evnas_c10d_broadcast(void* group, void* tensor, int root, char** error) {
   return guarded(error, [&] {

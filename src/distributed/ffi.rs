@@ -84,6 +84,13 @@ extern "C" {
         tensor: *mut c_void,
         error: *mut *mut c_char,
     ) -> c_int;
+    pub fn evnas_c10d_all_reduce_sum_unless(
+        group: *mut c_void,
+        tensor: *mut c_void,
+        stop: *const u8,
+        slice_ms: i64,
+        error: *mut *mut c_char,
+    ) -> c_int;
     pub fn evnas_c10d_broadcast(
         group: *mut c_void,
         tensor: *mut c_void,

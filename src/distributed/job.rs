@@ -155,9 +155,17 @@ impl Job {
         self.on_control("all-reduce", |group| group.all_reduce_sum(tensor))
     }
 
-    /// Whether a collective of the control group failed: a process of the job is gone.
+    /// Whether a collective of the control group failed (a process of the job is gone), or
+    /// the others cannot follow it ([`Self::mark_broken`]).
     pub fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Relaxed)
+    }
+
+    /// The control group is not used again: the other processes cannot follow it (their
+    /// replicas wait in a collective this process gave up). They learn of the job's end as this
+    /// process exits and its sockets close.
+    pub fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Relaxed);
     }
 
     fn on_control(

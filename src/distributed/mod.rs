@@ -20,7 +20,7 @@ pub use job::{joined, withdraw_from_roll_call, Job, CONTROL_TIMEOUT, FORM_TIMEOU
 pub use launch_env::{launcher_job_id, launcher_restart, LaunchEnv};
 pub use nccl_check::nccl_all_reduce_check;
 pub use notices::StopRequest;
-pub use process_group::{GlooBind, ProcessGroup};
+pub use process_group::{GlooBind, ProcessGroup, Reduced};
 pub use roll_call::{ranks_listed, Absent, Heard};
 pub use store::{Store, StoreRole};
 
@@ -151,6 +151,49 @@ mod tests {
         let why = if nccl_built { "a replica is on the CPU" } else { "built without NCCL" };
         assert!(refused.contains(why) && refused.contains("run.collectives"), "{refused}");
         assert_eq!(choose(CollectivesSetting::Nccl, &[Cuda(0), Cuda(1)]).is_ok(), nccl_built);
+    }
+
+    /// A Gloo all-reduce that may be given up returns once told to, its group left in flight
+    /// (and not freed); one whose peer's group goes away fails.
+    #[test]
+    fn an_all_reduce_is_given_up_when_told() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let store = std::sync::Arc::new(Store::in_process().unwrap());
+        let loopback = GlooBind::Host("127.0.0.1".into());
+        let give_up = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let peer = s.spawn(|| {
+                let group = ProcessGroup::gloo(&store, 1, 2, &loopback, TIMEOUT).unwrap();
+                // Never joins the all-reduce; goes away after a while.
+                std::thread::sleep(Duration::from_millis(1500));
+                drop(group);
+            });
+            let group = ProcessGroup::gloo(&store, 0, 2, &loopback, TIMEOUT).unwrap();
+            let started = std::time::Instant::now();
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(500));
+                give_up.store(true, Ordering::Release);
+            });
+            let mut t = Tensor::from_slice(&[1.0f32]);
+            assert_eq!(group.all_reduce_sum_unless(&mut t, &give_up).unwrap(), Reduced::GivenUp);
+            let waited = started.elapsed();
+            assert!(waited >= Duration::from_millis(500) && waited < Duration::from_secs(2), "{waited:?}");
+            peer.join().unwrap();
+        });
+        let store = std::sync::Arc::new(Store::in_process().unwrap());
+        let never = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let group = ProcessGroup::gloo(&store, 1, 2, &loopback, TIMEOUT).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+                drop(group);
+            });
+            let group = ProcessGroup::gloo(&store, 0, 2, &loopback, TIMEOUT).unwrap();
+            let started = std::time::Instant::now();
+            let mut t = Tensor::from_slice(&[1.0f32]);
+            let err = group.all_reduce_sum_unless(&mut t, &never).unwrap_err();
+            assert!(started.elapsed() < Duration::from_secs(10), "{:?}: {err}", started.elapsed());
+        });
     }
 
     fn env(rank: usize, port: u16) -> LaunchEnv {

@@ -2,6 +2,7 @@
 //! (gradients summed every step, state broadcast from rank 0).
 
 use std::ffi::{c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tch::{Device, Tensor};
@@ -30,7 +31,21 @@ pub struct ProcessGroup {
     backend: &'static str,
     /// Its ranks are in several processes: a failed collective is most likely one of them gone.
     spans_processes: bool,
+    /// A collective was left in flight ([`Self::all_reduce_sum_unless`]): the group is not
+    /// freed, as c10d's destructor would wait for it (up to the collective's timeout).
+    left_in_flight: AtomicBool,
 }
+
+/// How an all-reduce that may be given up ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduced {
+    Done,
+    /// Given up while it waited for the others: the group cannot be used again.
+    GivenUp,
+}
+
+/// How often a waiting all-reduce looks whether it is to give up.
+const GIVE_UP_CHECK_MS: i64 = 100;
 
 // SAFETY: c10d's groups serialise their work internally; a group is used by one replica thread
 // at a time and freed once, on drop.
@@ -72,7 +87,14 @@ impl ProcessGroup {
             },
         )
         .map_err(fail)?;
-        Ok(Self { raw, rank, size, backend: "gloo", spans_processes: false })
+        Ok(Self {
+            raw,
+            rank,
+            size,
+            backend: "gloo",
+            spans_processes: false,
+            left_in_flight: AtomicBool::new(false),
+        })
     }
 
     /// Joins the NCCL group of `size` ranks meeting in `store` as `rank`. NCCL's communicator
@@ -95,7 +117,14 @@ impl ProcessGroup {
             },
         )
         .map_err(fail)?;
-        Ok(Self { raw, rank, size, backend: "nccl", spans_processes: false })
+        Ok(Self {
+            raw,
+            rank,
+            size,
+            backend: "nccl",
+            spans_processes: false,
+            left_in_flight: AtomicBool::new(false),
+        })
     }
 
     /// Without NCCL in the build, no group forms.
@@ -149,6 +178,36 @@ impl ProcessGroup {
         self.collective("all-reduce", |error| unsafe { ffi::evnas_c10d_all_reduce_sum(self.raw, raw, error) })
     }
 
+    /// As [`Self::all_reduce_sum`], but a Gloo group's wait for the others gives up once
+    /// `give_up` is set (another replica of this process failed its step before its own
+    /// all-reduce, and the others would wait out the timeout for it). NCCL's all-reduce only
+    /// queues GPU work, and is not given up.
+    pub fn all_reduce_sum_unless(
+        &self,
+        tensor: &mut Tensor,
+        give_up: &AtomicBool,
+    ) -> Result<Reduced, DistributedError> {
+        if self.backend != "gloo" {
+            return self.all_reduce_sum(tensor).map(|()| Reduced::Done);
+        }
+        let raw = tensor.as_mut_ptr() as *mut c_void;
+        let stop = give_up.as_ptr() as *const u8;
+        // SAFETY: `raw` is tch's at::Tensor handle, alive for the call; `stop` is an AtomicBool's
+        // byte, alive for the call, which the shim reads atomically.
+        let rc = ffi::checked(
+            |rc: &i32| *rc < 0,
+            |error| unsafe {
+                ffi::evnas_c10d_all_reduce_sum_unless(self.raw, raw, stop, GIVE_UP_CHECK_MS, error)
+            },
+        )
+        .map_err(|reason| self.collective_error("all-reduce", reason))?;
+        if rc == 0 {
+            return Ok(Reduced::Done);
+        }
+        self.left_in_flight.store(true, Ordering::Relaxed);
+        Ok(Reduced::GivenUp)
+    }
+
     /// Overwrites `tensor` on every rank with rank `root`'s.
     pub fn broadcast(&self, tensor: &mut Tensor, root: usize) -> Result<(), DistributedError> {
         let raw = tensor.as_mut_ptr() as *mut c_void;
@@ -196,6 +255,10 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
+        // Left to the process's end: its in-flight collective holds a thread of its own.
+        if self.left_in_flight.load(Ordering::Relaxed) {
+            return;
+        }
         // SAFETY: created by the shim, freed once.
         unsafe { ffi::evnas_c10d_group_free(self.raw) }
     }

@@ -12,6 +12,8 @@
 //! their own, each running libtorch's ops on its share of the process's CPU threads.
 
 use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,7 +30,8 @@ use super::supernet_epoch::{forward_loss, BatchTrainer, StepIndex};
 use super::{Precision, TrainError};
 use crate::data::Batch;
 use crate::distributed::{
-    Collectives, CollectivesSetting, DistributedError, GlooBind, Job, ProcessGroup, Store, FORM_TIMEOUT,
+    Collectives, CollectivesSetting, DistributedError, GlooBind, Job, ProcessGroup, Reduced, Store,
+    FORM_TIMEOUT,
 };
 use crate::model::{ArchWeights, OneShotModel};
 use crate::train::remote_fitness::FitnessLink;
@@ -88,6 +91,10 @@ pub struct ReplicaSet {
     /// transfer and the wait for the slowest replica; with NCCL, the time to queue it (the GPU's
     /// time in it is part of the step's).
     communication: Cell<Duration>,
+    /// Set by a replica of this process whose step failed before or in its all-reduce: the
+    /// others give theirs up rather than wait out the collective timeout for it. Never cleared:
+    /// the replicas' groups are unusable after (the search fails).
+    give_up: Arc<AtomicBool>,
 }
 
 struct Worker {
@@ -101,6 +108,7 @@ struct Worker {
 #[derive(Clone)]
 enum ReplicaFailure {
     Collective(DistributedError),
+    GaveUp,
     Other(String),
 }
 
@@ -108,6 +116,7 @@ impl ReplicaFailure {
     fn into_error(self, replica: usize) -> TrainError {
         match self {
             Self::Collective(failure) => TrainError::ReplicaCollective { replica, failure },
+            Self::GaveUp => TrainError::StepGivenUp,
             Self::Other(reason) => TrainError::Replica { replica, reason },
         }
     }
@@ -117,6 +126,7 @@ impl From<TrainError> for ReplicaFailure {
     fn from(e: TrainError) -> Self {
         match e {
             TrainError::Distributed(e) => Self::Collective(e),
+            TrainError::StepGivenUp => Self::GaveUp,
             other => Self::Other(other.to_string()),
         }
     }
@@ -213,6 +223,7 @@ impl ReplicaSet {
             }
         };
         let size = remote.as_ref().map_or(local, ranks::RemoteRanks::total);
+        let give_up = Arc::new(AtomicBool::new(false));
         let store = meeting.store()?;
         let mut workers = Workers::default();
         let mut ready = Vec::with_capacity(local.saturating_sub(1));
@@ -229,6 +240,7 @@ impl ReplicaSet {
                 in_job: remote.is_some(),
                 precision,
                 build: build.clone(),
+                give_up: give_up.clone(),
             });
             match context.map_err(TrainError::from).and_then(spawn_worker) {
                 Ok((worker, ready_rx)) => {
@@ -273,6 +285,7 @@ impl ReplicaSet {
             check_every,
             precision,
             communication: Cell::new(Duration::ZERO),
+            give_up,
         })
     }
 
@@ -394,6 +407,7 @@ impl BatchTrainer for DataParallel<'_> {
                     model: self.model,
                     group: &self.replicas.group,
                     precision: self.replicas.precision,
+                    give_up: &self.replicas.give_up,
                 };
                 replica_step(&replica, self.opt, &shard, &mut self.pass)
             }
@@ -402,6 +416,16 @@ impl BatchTrainer for DataParallel<'_> {
         // Every reply is collected, even after a failure, so that no answer is left queued and
         // every rank takes part in the step's exchange.
         let local = workers.collect(1, sent, |reply| matches!(reply, Reply::Stepped).then_some(()));
+        // A replica of this process failed before or in its all-reduce: the other processes'
+        // replicas wait for this one's in vain, and learn of it as this process ends the job.
+        let given_up = self.replicas.give_up.load(Ordering::Acquire);
+        if given_up && unsent.is_none() {
+            if let Some(remote) = remote {
+                remote.give_up();
+            }
+            let leader = leader.map(|_| ());
+            return Err(first_cause(std::iter::once(leader).chain(local)).unwrap_or(TrainError::StepGivenUp));
+        }
         let remote_steps = remote.map_or(Ok(Vec::new()), ranks::RemoteRanks::step_results);
         if let Some(e) = unsent {
             return Err(e);
@@ -670,6 +694,8 @@ struct WorkerContext {
     in_job: bool,
     precision: Precision,
     build: BuildReplica,
+    /// Shared by the process's replicas of the group ([`ReplicaSet`]).
+    give_up: Arc<AtomicBool>,
 }
 
 fn run_worker(
@@ -711,8 +737,12 @@ fn run_worker(
                 if shard.starts_pass {
                     pass = UnsettledPass::new(shard.check_every);
                 }
-                let replica =
-                    ReplicaParts { model: model.as_ref(), group: &group, precision: context.precision };
+                let replica = ReplicaParts {
+                    model: model.as_ref(),
+                    group: &group,
+                    precision: context.precision,
+                    give_up: &context.give_up,
+                };
                 replica_step(&replica, &mut opt, &shard, &mut pass).map(|_| Reply::Stepped)
             }
             Command::Settle => pass.settle().map(Reply::Settled),
@@ -734,6 +764,15 @@ struct ReplicaParts<'a> {
     model: &'a dyn OneShotModel,
     group: &'a ProcessGroup,
     precision: Precision,
+    /// This process's replicas' flag to give a step up ([`ReplicaSet`]).
+    give_up: &'a AtomicBool,
+}
+
+/// The error that made a step fail: the first that is not a replica giving up for another's.
+fn first_cause(results: impl IntoIterator<Item = Result<(), TrainError>>) -> Option<TrainError> {
+    let errors: Vec<TrainError> = results.into_iter().filter_map(Result::err).collect();
+    let cause = errors.iter().position(|e| !matches!(e, TrainError::StepGivenUp)).unwrap_or(0);
+    errors.into_iter().nth(cause)
 }
 
 /// One replica's step: its shard (on the host, or on any device) copied to the replica's
@@ -747,27 +786,42 @@ fn replica_step(
     shard: &Shard,
     pass: &mut UnsettledPass,
 ) -> Result<Duration, TrainError> {
-    let &ReplicaParts { model, group, precision } = replica;
+    let &ReplicaParts { model, group, precision, give_up } = replica;
     let device = opt.device();
-    // From pinned host memory the copies overlap the device's work, as a single replica's do.
-    let non_blocking = device.is_cuda();
-    let images = shard.images.to_device_(device, shard.images.kind(), non_blocking, false);
-    let labels = shard.labels.to_device_(device, Kind::Int64, non_blocking, false);
-    opt.zero_grad();
-    let (logits, loss) = forward_loss(model, &images, &labels, &shard.arch, device, precision)?;
-    let weighted = &loss * shard.weight;
-    weighted.backward();
-    let grads = opt.gradients();
-    let mut parts: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1]).to_kind(Kind::Float)).collect();
-    let loss_part = if shard.weight > 0.0 { weighted.detach() } else { weighted.zeros_like() };
-    parts.push(loss_part.reshape([1]).to_kind(Kind::Float));
-    // Gloo reduces host memory: with it, a CUDA replica's buffer goes through the host. That
-    // copy waits for the backward pass's kernels, so the timing starts after it: the wait is
-    // training. NCCL's all-reduce only queues its kernels, so there this is the time to queue them.
-    let mut flat = Tensor::cat(&parts, 0).to_device(group.buffer_device(device));
-    crate::fault::point("replica.reduce")?;
+    // Up to the all-reduce, a failure (a panic too: tch's, as libtorch runs out of memory) has
+    // the process's other replicas give theirs up: they would wait out its timeout for this one.
+    let before_reduce = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        // From pinned host memory the copies overlap the device's work, as a single replica's do.
+        let non_blocking = device.is_cuda();
+        let images = shard.images.to_device_(device, shard.images.kind(), non_blocking, false);
+        let labels = shard.labels.to_device_(device, Kind::Int64, non_blocking, false);
+        opt.zero_grad();
+        let (logits, loss) = forward_loss(model, &images, &labels, &shard.arch, device, precision)?;
+        let weighted = &loss * shard.weight;
+        weighted.backward();
+        let grads = opt.gradients();
+        let mut parts: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1]).to_kind(Kind::Float)).collect();
+        let loss_part = if shard.weight > 0.0 { weighted.detach() } else { weighted.zeros_like() };
+        parts.push(loss_part.reshape([1]).to_kind(Kind::Float));
+        // Gloo reduces host memory: with it, a CUDA replica's buffer goes through the host. That
+        // copy waits for the backward pass's kernels, so the timing starts after it: the wait is
+        // training. NCCL's all-reduce only queues its kernels, so there this is the time to
+        // queue them.
+        let flat = Tensor::cat(&parts, 0).to_device(group.buffer_device(device));
+        crate::fault::point("replica.reduce")?;
+        Ok((labels, logits, loss, grads, flat))
+    }))
+    .unwrap_or_else(|panic| Err(TrainError::Replica { replica: group.rank(), reason: panic_text(&*panic) }));
+    let (labels, logits, loss, grads, mut flat) =
+        before_reduce.inspect_err(|_| give_up.store(true, Ordering::Release))?;
     let reducing = Instant::now();
-    group.all_reduce_sum(&mut flat)?;
+    // A failed all-reduce too: a peer of this process may wait in it for this replica.
+    let reduced = group
+        .all_reduce_sum_unless(&mut flat, give_up)
+        .inspect_err(|_| give_up.store(true, Ordering::Release));
+    if reduced? == Reduced::GivenUp {
+        return Err(TrainError::StepGivenUp);
+    }
     let flat = flat.to_device(device);
     let communication = reducing.elapsed();
     // A copy, so that the check does not keep the whole buffer alive.
@@ -793,6 +847,13 @@ fn replica_step(
         pass.tallies.add_nothing();
     }
     Ok(communication)
+}
+
+/// What a panic said, for its error.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let said =
+        panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+    format!("panicked: {}", said.unwrap_or("(no message)"))
 }
 
 /// `counts`, replica `replica`'s of a pass, unless it did not count each of the pass's `steps`.

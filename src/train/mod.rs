@@ -34,6 +34,10 @@ pub enum TrainError {
     Data { reason: String },
     #[error("loss is not finite at batch {batch} (individual {individual}); lower train.learning_rate")]
     NonFiniteLoss { batch: usize, individual: usize },
+    /// A replica gave its step's all-reduce up: another of its process failed the step first
+    /// (that one's error says why).
+    #[error("a supernet replica gave its step up: another replica failed it")]
+    StepGivenUp,
     #[error("supernet replica {replica}: {reason}")]
     Replica { replica: usize, reason: String },
     /// A replica's collective with the others failed (kept typed for [`Self::is_collective`]).

@@ -12,6 +12,7 @@
 //! answer that never comes. A rank that fails exits; its sockets close and the others' next
 //! collective fails at once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -19,8 +20,8 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::{
-    shard_of, shard_sizes, spawn_worker, wait_ready, BuildReplica, Command, Reply, StepPart, WorkerContext,
-    Workers,
+    first_cause, shard_of, shard_sizes, spawn_worker, wait_ready, BuildReplica, Command, Reply, StepPart,
+    WorkerContext, Workers,
 };
 use crate::data::Batch;
 use crate::distributed::{Collectives, GlooBind, Job, Store};
@@ -251,6 +252,12 @@ impl RemoteRanks {
         }
     }
 
+    /// This process gave a step up: the other ranks' replicas wait for its replicas in vain,
+    /// and cannot hear rank 0 until they stop waiting; they learn of the end as it exits.
+    pub(super) fn give_up(&self) {
+        self.job.mark_broken();
+    }
+
     fn remote_replicas(&self) -> std::ops::Range<usize> {
         self.counts[0]..self.total()
     }
@@ -350,6 +357,8 @@ fn session_of(session: &Option<LocalSession>) -> Result<&LocalSession, TrainErro
 /// This rank's replicas of a session.
 struct LocalSession {
     workers: Workers,
+    /// Its replicas' flag to give a step up ([`WorkerContext`]).
+    give_up: Arc<AtomicBool>,
     /// Its first replica's index among all.
     first: usize,
     total: usize,
@@ -370,6 +379,7 @@ impl LocalSession {
         let first: usize = counts[..job.rank()].iter().sum();
         let total: usize = counts.iter().sum();
         let mut workers = Workers::default();
+        let give_up = Arc::new(AtomicBool::new(false));
         let built = spec.and_then(|spec| {
             let build = build_from_spec(&spec.model)
                 .map_err(|reason| TrainError::Replica { replica: first, reason })?;
@@ -390,6 +400,7 @@ impl LocalSession {
                     in_job: true,
                     precision: spec.precision,
                     build: build.clone(),
+                    give_up: give_up.clone(),
                 };
                 let (worker, ready_rx) = spawn_worker(context)?;
                 workers.0.push(worker);
@@ -413,7 +424,7 @@ impl LocalSession {
             let server = FitnessServer { rank: job.rank(), device: devices[0], threads, train_mode_bn };
             server.start(fitness_store(&job.session_store(number)?, job.rank())?, job.gloo_bind(), build)?;
         }
-        Ok(Some(Self { workers, first, total }))
+        Ok(Some(Self { workers, give_up, first, total }))
     }
 
     fn step(&self, job: &Job, header: &[f64]) -> Result<(), TrainError> {
@@ -454,6 +465,11 @@ impl LocalSession {
         let mut results =
             self.workers.collect(self.first, sent, |reply| matches!(reply, Reply::Stepped).then_some(()));
         results.extend(unsent.into_iter().map(Err));
+        // A replica here failed before its all-reduce: rank 0's replicas wait for this one's
+        // in vain (it is not in the exchange either), and learn of it as this process ends.
+        if self.give_up.load(Ordering::Acquire) {
+            return Err(first_cause(results).unwrap_or(TrainError::StepGivenUp));
+        }
         exchange_flags(job, self.total, &self.own_flags(&results))?;
         results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
     }
