@@ -204,8 +204,12 @@ int evnas_c10d_all_reduce_sum_unless(void* group, void* tensor, const unsigned c
         work->wait(std::chrono::milliseconds(slice_ms));
         return;
       } catch (...) {
-        // Done, and failed: its own error. Not done: only this slice's wait timed out.
-        if (work->isCompleted()) throw;
+        // Not done: only this slice's wait timed out. Done (perhaps just after that timeout):
+        // its own outcome, which a wait on a completed work returns or throws.
+        if (work->isCompleted()) {
+          work->wait();
+          return;
+        }
       }
       if (__atomic_load_n(stop, __ATOMIC_ACQUIRE) != 0) {
         stopped = 1;

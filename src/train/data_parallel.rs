@@ -400,6 +400,10 @@ impl BatchTrainer for DataParallel<'_> {
         let workers = &self.replicas.workers;
         let (sent, unsent) =
             workers.send_all(1, |replica| Command::Step(shard_of(batch, &sizes, replica, &part)));
+        if unsent.is_some() {
+            // The replicas sent their shard would wait for the others' all-reduce in vain.
+            self.replicas.give_up.store(true, Ordering::Release);
+        }
         let leader = match unsent {
             None => {
                 let shard = shard_of(batch, &sizes, 0, &part);
@@ -418,13 +422,13 @@ impl BatchTrainer for DataParallel<'_> {
         let local = workers.collect(1, sent, |reply| matches!(reply, Reply::Stepped).then_some(()));
         // A replica of this process failed before or in its all-reduce: the other processes'
         // replicas wait for this one's in vain, and learn of it as this process ends the job.
-        let given_up = self.replicas.give_up.load(Ordering::Acquire);
-        if given_up && unsent.is_none() {
+        if self.replicas.give_up.load(Ordering::Acquire) {
             if let Some(remote) = remote {
                 remote.give_up();
             }
             let leader = leader.map(|_| ());
-            return Err(first_cause(std::iter::once(leader).chain(local)).unwrap_or(TrainError::StepGivenUp));
+            let cause = first_cause(std::iter::once(leader).chain(local));
+            return Err(unsent.or(cause).unwrap_or(TrainError::StepGivenUp));
         }
         let remote_steps = remote.map_or(Ok(Vec::new()), ranks::RemoteRanks::step_results);
         if let Some(e) = unsent {

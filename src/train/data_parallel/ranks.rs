@@ -462,6 +462,10 @@ impl LocalSession {
         let (sent, unsent) = self
             .workers
             .send_all(self.first, |replica| Command::Step(shard_of(&batch, &sizes, replica, &part)));
+        if unsent.is_some() {
+            // The replicas sent their shard would wait for the others' all-reduce in vain.
+            self.give_up.store(true, Ordering::Release);
+        }
         let mut results =
             self.workers.collect(self.first, sent, |reply| matches!(reply, Reply::Stepped).then_some(()));
         results.extend(unsent.into_iter().map(Err));
