@@ -114,23 +114,31 @@ impl RollCall<'_> {
         let (rank, size, variable) = (self.rank, self.size, self.variable);
         // The last beat this process gave its rank, or found where it took a silent one's place.
         let mut beat = None;
-        if store.add(&rank_key(rank), 1)? == 1 {
-            store.add(ANSWERED_KEY, 1)?;
-        } else if let Some(taken) = take_place_of_silent(store, rank)? {
-            report(&Heard::TookPlace { silent: taken.silent });
-            beat = Some(taken.beat);
-        } else {
-            store.add(TAKEN_KEY, 1)?;
-            let verdict = decide(store, Verdict::Twice(rank))?;
-            if verdict.is_some() {
-                store.add(HEARD_KEY, 1)?;
-            }
-            // (None: the first to decide has not said it; the job cannot form without it.)
-            let job_ended = verdict != Some(Verdict::AllPresent);
-            return Err(DistributedError::RankTaken { rank, variable, job_ended });
-        }
         // (The host's answer needs no taking back: the store ends with it.)
-        let _held = self.withdrawal.filter(|_| !self.hosts_store).map(|w| w.hold(store, rank));
+        let withdrawal = self.withdrawal.filter(|_| !self.hosts_store);
+        let _held = if store.add(&rank_key(rank), 1)? == 1 {
+            store.add(ANSWERED_KEY, 1)?;
+            withdrawal.map(|w| w.hold(store, rank, true))
+        } else {
+            // A signal while it waits to take a silent one's place takes back its count alone.
+            let held = withdrawal.map(|w| w.hold(store, rank, false));
+            if let Some(taken) = take_place_of_silent(store, rank)? {
+                report(&Heard::TookPlace { silent: taken.silent });
+                beat = Some(taken.beat);
+                // The silent one's answer is this one's now.
+                held.inspect(|held| held.0.count_answer())
+            } else {
+                drop(held);
+                store.add(TAKEN_KEY, 1)?;
+                let verdict = decide(store, Verdict::Twice(rank))?;
+                if verdict.is_some() {
+                    store.add(HEARD_KEY, 1)?;
+                }
+                // (None: the first to decide has not said it; the job cannot form without it.)
+                let job_ended = verdict != Some(Verdict::AllPresent);
+                return Err(DistributedError::RankTaken { rank, variable, job_ended });
+            }
+        };
         let started = Instant::now();
         let mut next_report = self.report_every;
         // Rank 0 says when all are present: all answered, and every answer's process beats.
@@ -166,7 +174,15 @@ impl RollCall<'_> {
             std::thread::sleep(POLL.min(self.timeout - waited));
         };
         let error = match verdict {
-            Verdict::AllPresent => return Ok(()),
+            Verdict::AllPresent => {
+                // Still its rank's one process: one stopped (not killed) while another took its
+                // place finds, continued, that the beat went on without it.
+                let now = store.add(&beat_key(rank), 1)?;
+                if beat.is_some_and(|last| now != last + 1) {
+                    return Err(DistributedError::RankTaken { rank, variable, job_ended: false });
+                }
+                return Ok(());
+            }
             Verdict::Twice(twice) => DistributedError::RankTwice { rank, size, twice, variable },
             Verdict::Missing { absent, by, seconds } => {
                 DistributedError::RanksMissing { size, absent, waited_by: by, seconds }
@@ -217,8 +233,12 @@ impl Beats {
         Ok(())
     }
 
+    /// Every rank's beat moved while watched, and lately: a process killed since its beat
+    /// moved is not taken for present.
     fn all_moved(&self) -> bool {
-        self.moved.iter().all(|&moved| moved)
+        let lately =
+            |seen: &Option<(i64, Instant)>| seen.is_some_and(|(_, since)| since.elapsed() < 4 * POLL);
+        self.moved.iter().zip(&self.seen).all(|(&moved, seen)| moved && lately(seen))
     }
 
     /// The ranks whose beat stood still for [`GONE_AFTER`] while watched.
@@ -283,7 +303,15 @@ fn take_place_of_silent(store: &Store, rank: usize) -> Result<Option<TakenPlace>
 /// A process's answer while it waits, for it to take back when it ends at a signal before the
 /// job forms: its rank counted as present, and starting it again (a Ctrl-C, then the same
 /// command) would have been a second answer, which ends the job.
-pub struct Withdrawal(Mutex<Option<(Arc<Store>, usize)>>);
+pub struct Withdrawal(Mutex<Option<HeldAnswer>>);
+
+/// An answer held while its process waits.
+struct HeldAnswer {
+    store: Arc<Store>,
+    rank: usize,
+    /// Counted among the answers (not while it waits to take a silent one's place).
+    counted: bool,
+}
 
 impl Withdrawal {
     pub const fn new() -> Self {
@@ -293,20 +321,29 @@ impl Withdrawal {
     /// Takes this process's answer back, unless none is held or a verdict was said (the job
     /// then forms, or ends, with it). Best effort: the process is ending.
     pub fn withdraw(&self) {
-        let Some((store, rank)) = self.slot().take() else { return };
+        let Some(HeldAnswer { store, rank, counted }) = self.slot().take() else { return };
         if matches!(verdict(&store), Ok(None)) {
             // The count first: a rank started again meanwhile is then not all present early.
-            let _ = store.add(ANSWERED_KEY, -1);
+            if counted {
+                let _ = store.add(ANSWERED_KEY, -1);
+            }
             let _ = store.add(&rank_key(rank), -1);
         }
     }
 
-    fn hold(&self, store: &Arc<Store>, rank: usize) -> Held<'_> {
-        *self.slot() = Some((Arc::clone(store), rank));
+    fn hold(&self, store: &Arc<Store>, rank: usize, counted: bool) -> Held<'_> {
+        *self.slot() = Some(HeldAnswer { store: Arc::clone(store), rank, counted });
         Held(self)
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(Arc<Store>, usize)>> {
+    /// The held answer counts among the answers from now on.
+    fn count_answer(&self) {
+        if let Some(held) = self.slot().as_mut() {
+            held.counted = true;
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<HeldAnswer>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -595,7 +632,7 @@ mod tests {
         static WITHDRAWAL: Withdrawal = Withdrawal::new();
         let store = Arc::new(Store::in_process().unwrap());
         ended_after_answering(&store, 1);
-        let held = WITHDRAWAL.hold(&store, 1);
+        let held = WITHDRAWAL.hold(&store, 1, true);
         WITHDRAWAL.withdraw();
         drop(held);
         assert_eq!(missing(&store, 3).unwrap(), [0, 1, 2]);
@@ -608,6 +645,31 @@ mod tests {
             }
         });
         assert!(started.elapsed() < GONE_AFTER, "{:?}", started.elapsed());
+    }
+
+    /// A process that waits to take a silent one's place and is stopped by a signal meanwhile
+    /// takes back its own count alone: the silent one's answer stands.
+    #[test]
+    fn a_signal_while_taking_a_place_takes_back_only_its_count() {
+        static WAITING: Withdrawal = Withdrawal::new();
+        let store = Arc::new(Store::in_process().unwrap());
+        ended_after_answering(&store, 1);
+        store.add(&rank_key(1), 1).unwrap();
+        let held = WAITING.hold(&store, 1, false);
+        WAITING.withdraw();
+        drop(held);
+        assert_eq!(store.add(&rank_key(1), 0).unwrap(), 1);
+        assert_eq!(store.add(ANSWERED_KEY, 0).unwrap(), 1);
+    }
+
+    /// Rank 0 takes a rank for present only while its beat moves: one whose beat moved once and
+    /// then stood still (killed since) is not.
+    #[test]
+    fn a_beat_that_stopped_moving_is_not_present() {
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(2)).unwrap();
+        let beats = |since| Beats { seen: vec![Some((5, since))], moved: vec![true], published: Vec::new() };
+        assert!(beats(Instant::now()).all_moved());
+        assert!(!beats(long_ago).all_moved());
     }
 
     /// What a process of rank `rank` leaves once it ended while it waited (killed: nothing took
