@@ -79,14 +79,15 @@ impl SearchArgs {
 }
 
 /// Why the same command line, run again, continues the search `dir` holds: its launcher
-/// restarted the job (a restart count above 0), or the processes of the job that started it
-/// were started again without a restart counted (torchrun's elastic agent restarts them so when
-/// a node joins); `None` for a first launch.
+/// restarted the job (a restart count above 0), or torchrun's job that started it started its
+/// processes again without counting a restart (its elastic agent does so when a node joins);
+/// `None` for a first launch. (Slurm counts its requeues; its job id is every command's of an
+/// allocation, which may well start a search anew.)
 fn relaunch(dir: &Path) -> Option<String> {
     if let Some((variable, count)) = evnas::distributed::launcher_restart() {
         return Some(format!("restarted by the launcher ({variable} = {count})"));
     }
-    let job = evnas::distributed::launcher_job_id()?;
+    let job = evnas::distributed::elastic_run_id()?;
     (RunDir::launcher_job(dir)? == job)
         .then(|| format!("started again in job {job}, which started this search"))
 }
@@ -150,9 +151,9 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
             (engine, cfg)
         }
     };
-    // For a relaunch of this job that its launcher does not count as a restart (a job of one
-    // process too: torchrun's elastic agent may grow it).
-    if let Some(job) = evnas::distributed::launcher_job_id() {
+    // For a relaunch of this job that torchrun does not count as a restart (a job of one
+    // process too: its elastic agent may grow it).
+    if let Some(job) = evnas::distributed::elastic_run_id() {
         if let Err(e) = RunDir::record_launcher_job(engine.run_dir(), &job) {
             eprintln!(
                 "evnas: warning: {e}: a relaunch of job {job} that its launcher does not count as a restart would not continue this search"

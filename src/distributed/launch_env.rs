@@ -50,11 +50,23 @@ pub fn launcher_job_id() -> Option<String> {
     job_id_from(&|name: &str| std::env::var(name).ok())
 }
 
-fn job_id_from(var: &impl Fn(&str) -> Option<String>) -> Option<String> {
-    let named = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+/// torchrun's name for this process's job (TORCHELASTIC_RUN_ID, its `--rdzv-id`), which its
+/// elastic agent keeps when it starts the workers again as a node joins.
+pub fn elastic_run_id() -> Option<String> {
+    run_id_from(&|name: &str| std::env::var(name).ok())
+}
+
+fn named(var: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+fn run_id_from(var: &impl Fn(&str) -> Option<String>) -> Option<String> {
     // torchrun's --rdzv-id defaults to "none", every job's: no name.
-    let run_id = named("TORCHELASTIC_RUN_ID").filter(|id| id != "none");
-    run_id.or_else(|| named("SLURM_JOB_ID"))
+    named(var, "TORCHELASTIC_RUN_ID").filter(|id| id != "none")
+}
+
+fn job_id_from(var: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    run_id_from(var).or_else(|| named(var, "SLURM_JOB_ID"))
 }
 
 impl LaunchEnv {

@@ -17,7 +17,7 @@ mod store;
 pub use collectives::{nccl_version, Collectives, CollectivesSetting};
 pub use error::DistributedError;
 pub use job::{joined, withdraw_from_roll_call, Job, CONTROL_TIMEOUT, FORM_TIMEOUT, JOIN_TIMEOUT};
-pub use launch_env::{launcher_job_id, launcher_restart, LaunchEnv};
+pub use launch_env::{elastic_run_id, launcher_job_id, launcher_restart, LaunchEnv};
 pub use nccl_check::nccl_all_reduce_check;
 pub use notices::StopRequest;
 pub use process_group::{GlooBind, ProcessGroup, Reduced};

@@ -164,9 +164,9 @@ impl RunDir {
             .map_err(|e| io_err(&path, e))
     }
 
-    /// Names the launcher's job (TORCHELASTIC_RUN_ID, SLURM_JOB_ID) whose rank 0 opened the
-    /// search in `root`: the same job's processes started again without a restart counted
-    /// (torchrun's elastic agent restarts them so when a node joins) continue it.
+    /// Names torchrun's job (TORCHELASTIC_RUN_ID) whose rank 0 opened the search in `root`:
+    /// the same job's processes started again without a restart counted (its elastic agent
+    /// restarts them so when a node joins) continue it.
     pub fn record_launcher_job(root: &Path, job: &str) -> Result<(), SearchError> {
         let text = serde_json::json!({ "job_id": job }).to_string();
         write_atomic(&root.join(LAUNCHER_JOB_FILE), text.as_bytes())
