@@ -99,6 +99,7 @@ impl Job {
         // Every process answered a moment ago: one that has not joined the group within
         // FORM_TIMEOUT ended meanwhile or cannot be reached; the join timeout is for starts.
         let form_timeout = timeout.min(FORM_TIMEOUT);
+        let forming = std::time::Instant::now();
         let control = ProcessGroup::gloo(
             &store.prefixed("control")?,
             env.rank,
@@ -107,11 +108,14 @@ impl Job {
             form_timeout,
         )
         .map_err(|e| match e {
-            DistributedError::Group { reason, .. } => DistributedError::GroupNotFormed {
-                size: env.world_size,
-                seconds: form_timeout.as_secs(),
-                reason,
-            },
+            // (One that failed at once, a bad GLOO_SOCKET_IFNAME say, says its own reason.)
+            DistributedError::Group { reason, .. } if forming.elapsed() >= form_timeout.mul_f64(0.9) => {
+                DistributedError::GroupNotFormed {
+                    size: env.world_size,
+                    seconds: form_timeout.as_secs(),
+                    reason,
+                }
+            }
             other => other,
         })?
         .marked_spanning_processes();
