@@ -37,8 +37,15 @@ pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
             "evnas: rank {rank}: warning: MASTER_ADDR {addr} does not resolve ({e}): c10d tries again until the wait is over"
         );
     }
-    let mut report = |heard: &Heard| {
-        match heard {
+    let mut report = |heard: &Heard| eprintln!("evnas: rank {rank}: {}", heard_line(rank, world, heard));
+    let job = Job::join(env, JOIN_TIMEOUT, &mut report)
+        .with_context(|| format!("rank {rank} cannot join the job of {world} processes at {addr}:{port}"))?;
+    Ok(Some(Job::install(job)))
+}
+
+/// What this process (`rank` of `world`) heard in the roll call, for its log.
+fn heard_line(rank: usize, world: usize, heard: &Heard) -> String {
+    match heard {
         Heard::Waiting { absent, waited } => {
             let silent = match absent.silent.as_slice() {
                 [] => String::new(),
@@ -47,21 +54,14 @@ pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
                     ranks_listed(silent, 16)
                 ),
             };
-            eprintln!(
-                "evnas: rank {rank}: still waiting for rank(s) {} of the {world} ({} s so far){silent}",
-                ranks_listed(&absent.all(), 16),
-                waited.as_secs()
-            )
+            let all = ranks_listed(&absent.all(), 16);
+            format!("still waiting for rank(s) {all} of the {world} ({} s so far){silent}", waited.as_secs())
         }
-        Heard::TookPlace { silent } => eprintln!(
-            "evnas: rank {rank}: the process that had answered for rank {rank} went silent {} s ago (killed while it waited?): this one takes its place",
+        Heard::TookPlace { silent } => format!(
+            "the process that had answered for rank {rank} went silent {} s ago (killed while it waited?): this one takes its place",
             silent.as_secs()
         ),
     }
-    };
-    let job = Job::join(env, JOIN_TIMEOUT, &mut report)
-        .with_context(|| format!("rank {rank} cannot join the job of {world} processes at {addr}:{port}"))?;
-    Ok(Some(Job::install(job)))
 }
 
 /// A rank other than 0: trains rank 0's search on the devices of `cfg` (run.devices, run.device,

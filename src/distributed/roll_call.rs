@@ -149,17 +149,18 @@ impl RollCall<'_> {
             }
             // A beat not following this process's own: another process beats for its rank (it
             // was taken for silent, and lives).
-            let now = store.add(&beat_key(rank), 1)?;
-            if beat.is_some_and(|last| now != last + 1) {
+            let Some(now) = beat_once(store, rank, beat)? else {
                 break decide(store, Verdict::Twice(rank))?.unwrap_or(Verdict::Twice(rank));
-            }
+            };
             beat = Some(now);
-            if let Some(beats) = beats.as_mut().filter(|_| all_answered(store, size).unwrap_or(false)) {
-                beats.read(store)?;
-                if beats.all_moved() {
-                    break decide(store, Verdict::AllPresent)?.unwrap_or(Verdict::AllPresent);
+            if let Some(beats) = beats.as_mut() {
+                if all_answered(store, size)? {
+                    beats.read(store)?;
+                    if beats.all_moved() {
+                        break decide(store, Verdict::AllPresent)?.unwrap_or(Verdict::AllPresent);
+                    }
+                    beats.publish_silent(store)?;
                 }
-                beats.publish_silent(store)?;
             }
             let waited = started.elapsed();
             if waited >= self.timeout {
@@ -177,11 +178,10 @@ impl RollCall<'_> {
             Verdict::AllPresent => {
                 // Still its rank's one process: one stopped (not killed) while another took its
                 // place finds, continued, that the beat went on without it.
-                let now = store.add(&beat_key(rank), 1)?;
-                if beat.is_some_and(|last| now != last + 1) {
-                    return Err(DistributedError::RankTaken { rank, variable, job_ended: false });
-                }
-                return Ok(());
+                return match beat_once(store, rank, beat)? {
+                    Some(_) => Ok(()),
+                    None => Err(DistributedError::RankTaken { rank, variable, job_ended: false }),
+                };
             }
             Verdict::Twice(twice) => DistributedError::RankTwice { rank, size, twice, variable },
             Verdict::Missing { absent, by, seconds } => {
@@ -197,6 +197,13 @@ impl RollCall<'_> {
     }
 }
 
+/// Beats once for `rank`: the new beat, or `None` where it does not follow `last` (this
+/// process's own last beat): another process beats for the rank.
+fn beat_once(store: &Store, rank: usize, last: Option<i64>) -> Result<Option<i64>, DistributedError> {
+    let now = store.add(&beat_key(rank), 1)?;
+    Ok(last.is_none_or(|last| now == last + 1).then_some(now))
+}
+
 /// Whether every rank answered (some perhaps by a process killed since).
 fn all_answered(store: &Store, size: usize) -> Result<bool, DistributedError> {
     Ok(store.add(ANSWERED_KEY, 0)? >= size as i64)
@@ -205,29 +212,34 @@ fn all_answered(store: &Store, size: usize) -> Result<bool, DistributedError> {
 /// Rank 0's watch over the beats of the processes that answered, once all did: each must move
 /// while it watches, or its process was killed (and waits for a new one to take its place).
 struct Beats {
-    /// Each rank's beat as last read, and when it was first read so.
-    seen: Vec<Option<(i64, Instant)>>,
-    /// Whether it moved while watched.
-    moved: Vec<bool>,
+    /// Each rank's beat as last read; `None` until first read.
+    seen: Vec<Option<Seen>>,
     /// The silent ranks last told to the others ([`SILENT_KEY`]).
     published: Vec<usize>,
 }
 
+/// A rank's beat as rank 0 last read it.
+#[derive(Clone, Copy)]
+struct Seen {
+    beat: i64,
+    /// When it was first read at this value.
+    since: Instant,
+    /// It moved while watched.
+    moved: bool,
+}
+
 impl Beats {
     fn new(size: usize) -> Self {
-        Self { seen: vec![None; size], moved: vec![false; size], published: Vec::new() }
+        Self { seen: vec![None; size], published: Vec::new() }
     }
 
     fn read(&mut self, store: &Store) -> Result<(), DistributedError> {
         for (rank, seen) in self.seen.iter_mut().enumerate() {
             let beat = store.add(&beat_key(rank), 0)?;
-            match *seen {
-                Some((last, _)) if last == beat => {}
-                Some(_) => {
-                    *seen = Some((beat, Instant::now()));
-                    self.moved[rank] = true;
-                }
-                None => *seen = Some((beat, Instant::now())),
+            match seen {
+                Some(seen) if seen.beat == beat => {}
+                Some(seen) => *seen = Seen { beat, since: Instant::now(), moved: true },
+                None => *seen = Some(Seen { beat, since: Instant::now(), moved: false }),
             }
         }
         Ok(())
@@ -236,15 +248,12 @@ impl Beats {
     /// Every rank's beat moved while watched, and lately: a process killed since its beat
     /// moved is not taken for present.
     fn all_moved(&self) -> bool {
-        let lately =
-            |seen: &Option<(i64, Instant)>| seen.is_some_and(|(_, since)| since.elapsed() < 4 * POLL);
-        self.moved.iter().zip(&self.seen).all(|(&moved, seen)| moved && lately(seen))
+        self.seen.iter().all(|seen| seen.is_some_and(|s| s.moved && s.since.elapsed() < 4 * POLL))
     }
 
     /// The ranks whose beat stood still for [`GONE_AFTER`] while watched.
     fn silent(&self) -> Vec<usize> {
-        let still =
-            |seen: &Option<(i64, Instant)>| seen.is_some_and(|(_, since)| since.elapsed() >= GONE_AFTER);
+        let still = |seen: &Option<Seen>| seen.is_some_and(|s| s.since.elapsed() >= GONE_AFTER);
         (0..self.seen.len()).filter(|&rank| still(&self.seen[rank])).collect()
     }
 
@@ -667,7 +676,8 @@ mod tests {
     #[test]
     fn a_beat_that_stopped_moving_is_not_present() {
         let long_ago = Instant::now().checked_sub(Duration::from_secs(2)).unwrap();
-        let beats = |since| Beats { seen: vec![Some((5, since))], moved: vec![true], published: Vec::new() };
+        let beats =
+            |since| Beats { seen: vec![Some(Seen { beat: 5, since, moved: true })], published: Vec::new() };
         assert!(beats(Instant::now()).all_moved());
         assert!(!beats(long_ago).all_moved());
     }

@@ -401,7 +401,8 @@ impl BatchTrainer for DataParallel<'_> {
         let (sent, unsent) =
             workers.send_all(1, |replica| Command::Step(shard_of(batch, &sizes, replica, &part)));
         if unsent.is_some() {
-            // The replicas sent their shard would wait for the others' all-reduce in vain.
+            // The replicas sent their shard would wait for the others' all-reduce in vain (and
+            // the step ends below, as one given up).
             self.replicas.give_up.store(true, Ordering::Release);
         }
         let leader = match unsent {
@@ -431,9 +432,6 @@ impl BatchTrainer for DataParallel<'_> {
             return Err(unsent.or(cause).unwrap_or(TrainError::StepGivenUp));
         }
         let remote_steps = remote.map_or(Ok(Vec::new()), ranks::RemoteRanks::step_results);
-        if let Some(e) = unsent {
-            return Err(e);
-        }
         // The leader's own error comes first: a non-finite loss is seen by every replica.
         let communication = leader?;
         // The leader counted it, whatever the others did.
