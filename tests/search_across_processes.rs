@@ -430,6 +430,33 @@ fn a_rank_stopped_or_killed_while_waiting_can_be_started_again() {
     assert_eq!(generations_done(&run), 1);
 }
 
+/// A rank waiting for the others when the store's host (rank 0) ends says so in a sentence,
+/// without the C++ stack that c10d's own warning carries (libtorch's C++ log shows errors only
+/// unless TORCH_CPP_LOG_LEVEL asks for more).
+#[test]
+fn a_store_whose_host_ends_is_named_without_a_cpp_stack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = tiny_setup(tmp.path(), 1);
+    let run = tmp.path().join("run");
+    let port = free_port().to_string();
+    let rank = |rank: &str| rank_of_3(search_command(&config, &run, &[]), rank, &port).spawn().unwrap();
+    let mut rank_0 = rank("0");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut rank_1 = rank("1");
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(rank_1.stderr.take().unwrap())).map(Result::unwrap);
+    assert!(lines.by_ref().any(|l| l.contains("meeting at")));
+    // Its answer in, as in the test above.
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
+    unsafe { libc::kill(rank_0.id() as i32, libc::SIGINT) };
+    let rest = lines.collect::<Vec<String>>().join("\n");
+    assert_eq!(rank_1.wait().unwrap().code(), Some(1), "{rest}");
+    assert!(rest.contains("the job's store is gone"), "{rest}");
+    assert!(!rest.contains("Exception raised from"), "{rest}");
+    assert_eq!(rank_0.wait().unwrap().code(), Some(130));
+}
+
 /// `cmd` as rank `rank` of a job of 3 meeting on loopback at `port`, its output piped.
 fn rank_of_3(mut cmd: Command, rank: &str, port: &str) -> Command {
     cmd.env("RANK", rank)

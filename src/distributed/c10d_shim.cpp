@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -35,6 +36,22 @@ const bool flight_recorder_off = [] {
   if (std::getenv("TORCH_FR_BUFFER_SIZE") == nullptr &&
       std::getenv("TORCH_NCCL_TRACE_BUFFER_SIZE") == nullptr) {
     setenv("TORCH_FR_BUFFER_SIZE", "0", 0);
+  }
+  return true;
+}();
+
+// libtorch's C++ log shows warnings by default, and c10d warns, with the C++ stack of the
+// exception in full (twenty lines), for what evnas then reports in a sentence of its own: a
+// store whose host ended, a peer that closed its connection. Errors only, unless the user asks
+// for more with TORCH_CPP_LOG_LEVEL, as in PyTorch (INFO, WARNING, ERROR, FATAL or 0-3), which
+// libtorch reads only where PyTorch's Python module initialises it. Before main, as above: the
+// flag is a plain global that every thread reads.
+const bool cpp_log_errors_only = [] {
+  const char* level = std::getenv("TORCH_CPP_LOG_LEVEL");
+  if (level == nullptr || *level == '\0') {
+    FLAGS_caffe2_log_level = 2;
+  } else {
+    c10::initLogging();
   }
   return true;
 }();
