@@ -56,6 +56,19 @@ const bool cpp_log_errors_only = [] {
   return true;
 }();
 
+// `bytes` in a malloc'd buffer (of one byte at least) for Rust, which frees it with
+// evnas_c10d_free.
+void copy_out(const std::vector<uint8_t>& bytes, uint8_t** value, size_t* length) {
+  *value = static_cast<uint8_t*>(std::malloc(bytes.empty() ? 1 : bytes.size()));
+  if (*value == nullptr) {
+    throw std::runtime_error("out of memory for a store value");
+  }
+  if (!bytes.empty()) {
+    std::memcpy(*value, bytes.data(), bytes.size());
+  }
+  *length = bytes.size();
+}
+
 }  // namespace
 
 extern "C" {
@@ -141,15 +154,22 @@ int evnas_c10d_store_check(void* store, const char* key, int* present, char** er
 int evnas_c10d_store_get(void* store, const char* key, uint8_t** value, size_t* length,
                          char** error) {
   return guarded(error, [&] {
-    std::vector<uint8_t> bytes = static_cast<Store*>(store)->inner->get(std::string(key));
-    *value = static_cast<uint8_t*>(std::malloc(bytes.empty() ? 1 : bytes.size()));
-    if (*value == nullptr) {
-      throw std::runtime_error("out of memory for a store value");
-    }
-    if (!bytes.empty()) {
-      std::memcpy(*value, bytes.data(), bytes.size());
-    }
-    *length = bytes.size();
+    copy_out(static_cast<Store*>(store)->inner->get(std::string(key)), value, length);
+  });
+}
+
+// Sets `key` to `desired` where it holds `expected` (where it is unset, for an empty
+// `expected`), atomically for all the store's clients. `*value` gets what it holds then, in a
+// malloc'd buffer the caller frees with evnas_c10d_free: `desired` where it was set.
+int evnas_c10d_store_compare_set(void* store, const char* key, const uint8_t* expected,
+                                 size_t expected_length, const uint8_t* desired,
+                                 size_t desired_length, uint8_t** value, size_t* length,
+                                 char** error) {
+  return guarded(error, [&] {
+    std::vector<uint8_t> was(expected, expected + expected_length);
+    std::vector<uint8_t> now(desired, desired + desired_length);
+    copy_out(static_cast<Store*>(store)->inner->compareSet(std::string(key), was, now), value,
+             length);
   });
 }
 

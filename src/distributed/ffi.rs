@@ -52,6 +52,19 @@ extern "C" {
         length: *mut usize,
         error: *mut *mut c_char,
     ) -> c_int;
+    /// Sets `*value` to a buffer the caller frees with [`evnas_c10d_free`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn evnas_c10d_store_compare_set(
+        store: *mut c_void,
+        key: *const c_char,
+        expected: *const u8,
+        expected_length: usize,
+        desired: *const u8,
+        desired_length: usize,
+        value: *mut *mut u8,
+        length: *mut usize,
+        error: *mut *mut c_char,
+    ) -> c_int;
 
     pub fn evnas_c10d_gloo_group(
         store: *mut c_void,

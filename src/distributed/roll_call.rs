@@ -22,6 +22,8 @@ const TAKEN_KEY: &str = "roll_call/taken";
 /// The first to reach a verdict adds 1 here and says it.
 const DECIDED_KEY: &str = "roll_call/decided";
 const VERDICT_KEY: &str = "roll_call/verdict";
+/// What a take-back leaves in the place it claims ([`place_key`]).
+const TAKEN_BACK: &[u8] = b"taken back";
 /// How long a rank's beat must stand still before another process for that rank takes its
 /// place (one that lives beats every [`POLL`]).
 const GONE_AFTER: Duration = Duration::from_secs(5);
@@ -112,21 +114,21 @@ impl RollCall<'_> {
 
     fn answer_in(&self, store: &Arc<Store>, report: &mut dyn FnMut(&Heard)) -> Result<(), DistributedError> {
         let (rank, size, variable) = (self.rank, self.size, self.variable);
-        // The last beat this process gave its rank, or found where it took a silent one's place.
-        let mut beat = None;
-        // (The host's answer needs no taking back: the store ends with it.)
-        let withdrawal = self.withdrawal.filter(|_| !self.hosts_store);
+        // The answer is held where a signal can take it back, except the host's: the store
+        // ends with it. Held all the same, for its beats.
+        let own = Withdrawal::new();
+        let answer = self.withdrawal.filter(|_| !self.hosts_store).unwrap_or(&own);
         let _held = if store.add(&rank_key(rank), 1)? == 1 {
             store.add(ANSWERED_KEY, 1)?;
-            withdrawal.map(|w| w.hold(store, rank, true))
+            answer.hold(store, rank, true)
         } else {
             // A signal while it waits to take a silent one's place takes back its count alone.
-            let held = withdrawal.map(|w| w.hold(store, rank, false));
-            if let Some(taken) = take_place_of_silent(store, rank)? {
-                report(&Heard::TookPlace { silent: taken.silent });
-                beat = Some(taken.beat);
-                // The silent one's answer is this one's now.
-                held.inspect(|held| held.0.count_answer())
+            let held = answer.hold(store, rank, false);
+            if let Some(took) = take_place_of_silent(store, rank, answer)? {
+                if let Took::Place { silent } = took {
+                    report(&Heard::TookPlace { silent });
+                }
+                held
             } else {
                 drop(held);
                 store.add(TAKEN_KEY, 1)?;
@@ -149,10 +151,9 @@ impl RollCall<'_> {
             }
             // A beat not following this process's own: another process beats for its rank (it
             // was taken for silent, and lives).
-            let Some(now) = beat_once(store, rank, beat)? else {
+            if !answer.beat(store)? {
                 break decide(store, Verdict::Twice(rank))?.unwrap_or(Verdict::Twice(rank));
-            };
-            beat = Some(now);
+            }
             if let Some(beats) = beats.as_mut() {
                 if all_answered(store, size)? {
                     beats.read(store)?;
@@ -178,9 +179,9 @@ impl RollCall<'_> {
             Verdict::AllPresent => {
                 // Still its rank's one process: one stopped (not killed) while another took its
                 // place finds, continued, that the beat went on without it.
-                return match beat_once(store, rank, beat)? {
-                    Some(_) => Ok(()),
-                    None => Err(DistributedError::RankTaken { rank, variable, job_ended: false }),
+                return match answer.beat(store)? {
+                    true => Ok(()),
+                    false => Err(DistributedError::RankTaken { rank, variable, job_ended: false }),
                 };
             }
             Verdict::Twice(twice) => DistributedError::RankTwice { rank, size, twice, variable },
@@ -195,13 +196,6 @@ impl RollCall<'_> {
         }
         Err(error)
     }
-}
-
-/// Beats once for `rank`: the new beat, or `None` where it does not follow `last` (this
-/// process's own last beat): another process beats for the rank.
-fn beat_once(store: &Store, rank: usize, last: Option<i64>) -> Result<Option<i64>, DistributedError> {
-    let now = store.add(&beat_key(rank), 1)?;
-    Ok(last.is_none_or(|last| now == last + 1).then_some(now))
 }
 
 /// Whether every rank answered (some perhaps by a process killed since).
@@ -279,19 +273,25 @@ fn absent(store: &Store, size: usize) -> Result<Absent, DistributedError> {
     Ok(Absent { missing, silent })
 }
 
-/// Where this process found its rank answered for: the place of the process that answered.
-struct TakenPlace {
-    /// That process's last beat.
-    beat: i64,
-    /// How long it had not beaten.
-    silent: Duration,
+/// How a process found its rank answered for came to answer for it.
+enum Took {
+    /// The process that answered had not beaten for `silent` (killed while it waited): its
+    /// answer is this one's now.
+    Place { silent: Duration },
+    /// That process took its answer back as it ended (at a signal): this one's is the rank's
+    /// first now.
+    Freed,
 }
 
 /// Takes the place of the process that answered for `rank` first if that one stays silent for
-/// [`GONE_AFTER`] (killed while it waited) and no verdict is said meanwhile; `None` where it
-/// beats (two live processes for one rank), a verdict was said, or another new process for
-/// `rank` took the place first.
-fn take_place_of_silent(store: &Store, rank: usize) -> Result<Option<TakenPlace>, DistributedError> {
+/// [`GONE_AFTER`] and no verdict is said meanwhile, recording it in `answer` (held, not yet
+/// counted); `None` where it beats (two live processes for one rank), a verdict was said, or
+/// another new process for `rank` took the place first.
+fn take_place_of_silent(
+    store: &Store,
+    rank: usize,
+    answer: &Withdrawal,
+) -> Result<Option<Took>, DistributedError> {
     let key = beat_key(rank);
     let last = store.add(&key, 0)?;
     let since = Instant::now();
@@ -301,12 +301,32 @@ fn take_place_of_silent(store: &Store, rank: usize) -> Result<Option<TakenPlace>
         }
         std::thread::sleep(POLL);
     }
-    // The first to claim the place at this beat has it; its answer is the silent one's.
-    if store.add(&format!("{key}/taken_at_{last}"), 1)? != 1 {
-        return Ok(None);
-    }
-    store.add(&rank_key(rank), -1)?;
-    Ok(Some(TakenPlace { beat: last, silent: since.elapsed() }))
+    let claim = claim_tag();
+    // Claimed and recorded under the answer's lock: a signal meanwhile takes back what this
+    // process holds after the claim, not before it.
+    answer.with_held(|held| {
+        let holder = store.compare_set(&place_key(rank, last), b"", &claim)?;
+        if holder == claim {
+            // Its count stands for the silent one's answer, which is this one's now.
+            store.add(&rank_key(rank), -1)?;
+            (held.counted, held.beat, held.claim) = (true, Some(last), claim);
+            Ok(Some(Took::Place { silent: since.elapsed() }))
+        } else if holder == TAKEN_BACK {
+            store.add(ANSWERED_KEY, 1)?;
+            held.counted = true;
+            Ok(Some(Took::Freed))
+        } else {
+            Ok(None)
+        }
+    })
+}
+
+/// A claim on a place ([`place_key`]) that no other process makes: pid, clock and count.
+fn claim_tag() -> Vec<u8> {
+    static CLAIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = CLAIMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("process {} at {} #{count}", std::process::id(), clock.as_nanos()).into_bytes()
 }
 
 /// A process's answer while it waits, for it to take back when it ends at a signal before the
@@ -320,6 +340,11 @@ struct HeldAnswer {
     rank: usize,
     /// Counted among the answers (not while it waits to take a silent one's place).
     counted: bool,
+    /// The rank's beat this process gave last, or where it took a silent one's place: where a
+    /// new process for its rank claims the place once it stands still, and a take-back first.
+    beat: Option<i64>,
+    /// This process's claim on the place at `beat` where it took it there; empty otherwise.
+    claim: Vec<u8>,
 }
 
 impl Withdrawal {
@@ -327,28 +352,63 @@ impl Withdrawal {
         Self(Mutex::new(None))
     }
 
-    /// Takes this process's answer back, unless none is held or a verdict was said (the job
-    /// then forms, or ends, with it). Best effort: the process is ending.
+    /// Takes this process's answer back, unless none is held, a verdict was said (the job
+    /// then forms, or ends, with it) or a new process for its rank took its place (it was
+    /// stopped, not killed, meanwhile). Best effort, on the way out: the process ends next,
+    /// and its roll call beats no more.
     pub fn withdraw(&self) {
-        let Some(HeldAnswer { store, rank, counted }) = self.slot().take() else { return };
-        if matches!(verdict(&store), Ok(None)) {
-            // The count first: a rank started again meanwhile is then not all present early.
-            if counted {
-                let _ = store.add(ANSWERED_KEY, -1);
-            }
-            let _ = store.add(&rank_key(rank), -1);
+        let Some(HeldAnswer { store, rank, counted, beat, claim }) = self.slot().take() else { return };
+        if !matches!(verdict(&store), Ok(None)) {
+            return;
         }
+        if counted {
+            // Its place is claimed as a new process for its rank would claim it: the first
+            // claim has it.
+            let Ok(beat) = beat.map_or_else(|| store.add(&beat_key(rank), 0), Ok) else { return };
+            match store.compare_set(&place_key(rank, beat), &claim, TAKEN_BACK) {
+                Ok(holder) if holder == TAKEN_BACK => {}
+                _ => return,
+            }
+            // The count first: a rank started again meanwhile is then not all present early.
+            let _ = store.add(ANSWERED_KEY, -1);
+        }
+        let _ = store.add(&rank_key(rank), -1);
     }
 
     fn hold(&self, store: &Arc<Store>, rank: usize, counted: bool) -> Held<'_> {
-        *self.slot() = Some(HeldAnswer { store: Arc::clone(store), rank, counted });
+        let held = HeldAnswer { store: Arc::clone(store), rank, counted, beat: None, claim: Vec::new() };
+        *self.slot() = Some(held);
         Held(self)
     }
 
-    /// The held answer counts among the answers from now on.
-    fn count_answer(&self) {
-        if let Some(held) = self.slot().as_mut() {
-            held.counted = true;
+    /// Beats once for the held answer's rank: false where the beat does not follow this
+    /// process's last, as another process beats for the rank. Under the answer's lock, so that
+    /// a take-back claims the place at the beat given last.
+    fn beat(&self, store: &Store) -> Result<bool, DistributedError> {
+        self.with_held(|held| {
+            let now = store.add(&beat_key(held.rank), 1)?;
+            if held.beat.is_some_and(|last| now != last + 1) {
+                return Ok(false);
+            }
+            held.beat = Some(now);
+            held.claim.clear();
+            Ok(true)
+        })
+    }
+
+    /// `change` applied to the held answer under its lock. Where a signal took the answer back
+    /// meanwhile, the process is on its way out (the signal's handler exits it): it waits
+    /// here for that, doing nothing more in the job's store.
+    fn with_held<R>(&self, change: impl FnOnce(&mut HeldAnswer) -> R) -> R {
+        let mut slot = self.slot();
+        match slot.as_mut() {
+            Some(held) => change(held),
+            None => {
+                drop(slot);
+                loop {
+                    std::thread::park();
+                }
+            }
         }
     }
 
@@ -469,6 +529,12 @@ fn rank_key(rank: usize) -> String {
 }
 
 /// Counts the beats of the process that answered for `rank`, one each [`POLL`] while it waits.
+/// Where the answer of a process that stopped beating at `beat` is claimed, once: by a new
+/// process for its rank, taking its place, or by its own take-back ([`TAKEN_BACK`]).
+fn place_key(rank: usize, beat: i64) -> String {
+    format!("{}/place_at_{beat}", beat_key(rank))
+}
+
 fn beat_key(rank: usize) -> String {
     format!("roll_call/beat_{rank}")
 }
@@ -707,6 +773,58 @@ mod tests {
         let silent = taken.recv_timeout(GONE_AFTER * 3).expect("it takes the place");
         assert!(silent >= GONE_AFTER, "{silent:?}");
         handle
+    }
+
+    /// A process of rank 1 that answered and beat once, held in `withdrawal` (its signal path).
+    fn answered_and_beat(store: &Arc<Store>, withdrawal: &'static Withdrawal) -> Held<'static> {
+        store.add(&rank_key(1), 1).unwrap();
+        store.add(ANSWERED_KEY, 1).unwrap();
+        let held = withdrawal.hold(store, 1, true);
+        assert!(withdrawal.beat(store).unwrap());
+        held
+    }
+
+    /// A process stopped (SIGSTOP) while it waited, whose place a new process took, then
+    /// continued and stopped by a signal before its next beat, takes back nothing: its answer
+    /// is the new process's, and the job forms with it.
+    #[test]
+    fn a_process_whose_place_was_taken_takes_back_nothing() {
+        static STOPPED: Withdrawal = Withdrawal::new();
+        let store = Arc::new(Store::in_process().unwrap());
+        let held = answered_and_beat(&store, &STOPPED);
+        std::thread::scope(|s| {
+            let rank0 = s.spawn(|| answer(&store, 0, 3));
+            let rank1 = taking_place(s, &store);
+            STOPPED.withdraw();
+            drop(held);
+            assert_eq!(store.add(&rank_key(1), 0).unwrap(), 1);
+            let rank2 = s.spawn(|| answer(&store, 2, 3));
+            for rank in [rank0, rank1, rank2] {
+                rank.join().unwrap().unwrap();
+            }
+        });
+    }
+
+    /// A process that takes its answer back (a Ctrl-C) while a new process for its rank
+    /// waits for its place frees the place: the new one's answer is the rank's first, and the
+    /// job forms with it.
+    #[test]
+    fn a_take_back_while_a_new_process_waits_frees_the_place() {
+        static ENDING: Withdrawal = Withdrawal::new();
+        let store = Arc::new(Store::in_process().unwrap());
+        let held = answered_and_beat(&store, &ENDING);
+        std::thread::scope(|s| {
+            let others = answering(s, &store, [0, 2], 3);
+            let rank1 = s.spawn(|| answer(&store, 1, 3));
+            std::thread::sleep(Duration::from_secs(1));
+            ENDING.withdraw();
+            drop(held);
+            for rank in others.into_iter().chain([rank1]) {
+                rank.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(store.add(&rank_key(1), 0).unwrap(), 1);
+        assert_eq!(store.add(ANSWERED_KEY, 0).unwrap(), 3);
     }
 
     /// A process killed while it waited (SIGKILL: nothing took its answer back) leaves its

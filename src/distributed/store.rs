@@ -129,10 +129,42 @@ impl Store {
             },
         )
         .map_err(|reason| self.failed("read", key, reason))?;
-        // SAFETY: `length` bytes at `value`, from malloc, freed once here.
-        let bytes = unsafe { std::slice::from_raw_parts(value, length) }.to_vec();
-        unsafe { ffi::evnas_c10d_free(value.cast()) };
-        Ok(Some(bytes))
+        // SAFETY: the shim's buffer of `length` bytes.
+        Ok(Some(unsafe { taken_bytes(value, length) }))
+    }
+
+    /// Sets `key` to `desired` where it holds `expected` (where it is unset, for an empty
+    /// `expected`), atomically for every client of the store; returns what it holds then:
+    /// `desired` where this call set it.
+    pub fn compare_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        desired: &[u8],
+    ) -> Result<Vec<u8>, DistributedError> {
+        let c_key = self.key(key)?;
+        let (mut value, mut length) = (std::ptr::null_mut::<u8>(), 0usize);
+        // SAFETY: `self.raw` is a live store; the shim copies the key and both byte strings, and
+        // sets `value` to a malloc'd buffer of `length` bytes.
+        ffi::checked(
+            |rc: &i32| *rc != 0,
+            |error| unsafe {
+                ffi::evnas_c10d_store_compare_set(
+                    self.raw,
+                    c_key.as_ptr(),
+                    expected.as_ptr(),
+                    expected.len(),
+                    desired.as_ptr(),
+                    desired.len(),
+                    &mut value,
+                    &mut length,
+                    error,
+                )
+            },
+        )
+        .map_err(|reason| self.failed("compare and set", key, reason))?;
+        // SAFETY: the shim's buffer of `length` bytes.
+        Ok(unsafe { taken_bytes(value, length) })
     }
 
     fn key(&self, key: &str) -> Result<CString, DistributedError> {
@@ -159,6 +191,38 @@ impl Drop for Store {
     }
 }
 
+/// The `length` bytes of a buffer the shim allocated, which it frees.
+///
+/// # Safety
+/// `value` is a buffer of at least `length` bytes from the shim (malloc), not used after.
+unsafe fn taken_bytes(value: *mut u8, length: usize) -> Vec<u8> {
+    let bytes = std::slice::from_raw_parts(value, length).to_vec();
+    ffi::evnas_c10d_free(value.cast());
+    bytes
+}
+
 pub(super) fn timeout_ms(timeout: Duration) -> i64 {
     i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::StoreRole;
+
+    /// The first of two claims on an unset key has it; a claim that expects what the key holds
+    /// replaces it. The roll call relies on both, in either store.
+    #[test]
+    fn compare_set_lets_the_first_claim_win() {
+        let server = Store::tcp("127.0.0.1", 0, StoreRole::Server, Duration::from_secs(10)).unwrap();
+        let port = server.port().unwrap();
+        let client = Store::tcp("127.0.0.1", port, StoreRole::Client, Duration::from_secs(10)).unwrap();
+        let in_process = Store::in_process().unwrap();
+        for store in [&client, &in_process] {
+            assert_eq!(store.compare_set("place", b"", b"first").unwrap(), b"first");
+            assert_eq!(store.compare_set("place", b"", b"second").unwrap(), b"first");
+            assert_eq!(store.compare_set("place", b"first", b"back").unwrap(), b"back");
+            assert_eq!(store.get_if_set("place").unwrap().unwrap(), b"back");
+        }
+    }
 }
