@@ -30,7 +30,17 @@ apt_install() {
 
 # --- 1. libtorch -------------------------------------------------------------------------------
 if [ -n "${LIBTORCH:-}" ] || [ -n "${LIBTORCH_USE_PYTORCH:-}" ]; then
-  log "using libtorch from the environment (LIBTORCH=${LIBTORCH:-} LIBTORCH_USE_PYTORCH=${LIBTORCH_USE_PYTORCH:-})"
+  # Linked as the downloaded one would be, for what reads it there (install-service.sh, benches).
+  if [ -n "${LIBTORCH:-}" ]; then
+    chosen=$(readlink -f "$LIBTORCH")
+  else
+    chosen=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+  fi
+  [ -d "$chosen/lib" ] || { log "no lib/ in $chosen: LIBTORCH must name a libtorch 2.11 directory"; exit 1; }
+  if [ "$(readlink -f "$root/.libtorch" 2>/dev/null)" != "$chosen" ]; then
+    ln -sfn "$chosen" "$root/.libtorch"
+  fi
+  log "using libtorch from the environment: $root/.libtorch -> $chosen (NCCL only where its CUDA headers are complete)"
 else
   if [ ! -f "$target/.complete" ]; then
     if ! python3 -m pip --version >/dev/null 2>&1; then

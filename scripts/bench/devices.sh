@@ -43,16 +43,28 @@ cp "$EVNAS_BIN" "$work/evnas"
 list=$(IFS=,; echo "[${devices[*]}]")
 one=${devices[0]}
 
-settings() {
+# Each config's supernet and input (C, cells, image channels, side), given to evnas and to the
+# reference alike.
+supernet() {
     case $1 in
-    # The shipped CPU default (C=8, 5 cells, Fashion-MNIST 1x28x28, batch 64), cut to 2
+    default) echo "4 4 1 28" ;;
+    paper-supernet) echo "16 8 1 28" ;;
+    *) echo "unknown config $1" >&2; exit 2 ;;
+    esac
+}
+
+settings() {
+    local c layers
+    read -r c layers _ <<<"$(supernet "$1")"
+    local dims="supernet.init_channels=$c supernet.layers=$layers"
+    case $1 in
+    # The shipped CPU default (C=4, 4 cells, Fashion-MNIST 1x28x28, batch 64), cut to 2
     # generations of 4 individuals on 512 training images.
-    default) echo "search.population=4 search.tournament_size=2 search.generations=2 \
+    default) echo "$dims search.population=4 search.tournament_size=2 search.generations=2 \
         data.train_subset=512 fitness.subset=512" ;;
     # The paper's supernet (C=16, 8 cells), batch 64, fitness batch 256, on the same images.
-    paper-supernet) echo "supernet.init_channels=16 supernet.layers=8 search.population=4 \
-        search.tournament_size=2 search.generations=2 data.train_subset=256 fitness.subset=256 \
-        fitness.batch_size=256" ;;
+    paper-supernet) echo "$dims search.population=4 search.tournament_size=2 search.generations=2 \
+        data.train_subset=256 fitness.subset=256 fitness.batch_size=256" ;;
     *) echo "unknown config $1" >&2; exit 2 ;;
     esac
 }
@@ -120,11 +132,13 @@ PY
         done
     done
     if [[ -n $ref ]]; then
+        # The supernet and images of evnas's rows (Fashion-MNIST's 1x28x28 for both configs).
+        ref_supernet=$(supernet "$config" | tr ' ' ,)
         case $config in
         default) ref_args=(--config default --train-batch 64 --eval-batch 512) ;;
-        # The reference's paper config is 3x32x32; the same supernet as evnas's row otherwise.
         paper-supernet) ref_args=(--config paper --train-batch 64 --eval-batch 256) ;;
         esac
+        ref_args+=(--supernet "$ref_supernet")
         PYTHONPATH="$torch_path" python3 "$here/reference_supernet_throughput.py" "$ref" "${ref_args[@]}" \
             --iters 3 --threads "$threads" 2>/dev/null |
             python3 -c 'import json,sys

@@ -18,7 +18,7 @@ loss ("g.<key>") to FILE (torch.save of a dict), for the evnas bench's
 
 Usage: PYTHONPATH=/root/.cache/evnas/torch-2.11.0 python3 reference_supernet_throughput.py REF_DIR \
            [--config default|paper] [--layout nchw|channels-last] [--iters N] [--threads T]
-           [--train-batch B] [--eval-batch B] [--parity-out FILE]
+           [--train-batch B] [--eval-batch B] [--supernet C,LAYERS,IN_CHANNELS,SIZE] [--parity-out FILE]
 Prints one JSON line per measurement.
 """
 import argparse
@@ -146,9 +146,14 @@ def main():
     p.add_argument("--train-batch", type=int, default=0)
     p.add_argument("--eval-batch", type=int, default=0)
     p.add_argument("--parity-out")
+    p.add_argument("--supernet", metavar="C,LAYERS,IN_CHANNELS,SIZE",
+                   help="the config's supernet and input replaced, e.g. 4,4,1,28 (to match an evnas run)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = CONFIGS[args.config]
+    cfg = dict(CONFIGS[args.config])
+    if args.supernet:
+        c, layers, in_channels, hw = (int(v) for v in args.supernet.split(","))
+        cfg.update(C=c, layers=layers, in_channels=in_channels, hw=hw)
     if args.parity_out:
         parity(args, cfg)
         return
