@@ -104,7 +104,7 @@ fn main() -> ExitCode {
             let code = match cfg.and_then(|cfg| cli::job::follow(job, &cfg)) {
                 Ok(code) => code,
                 Err(err) => {
-                    eprintln!("error: {}", cli::failure::describe(&err));
+                    eprint_error(&err);
                     cli::job::leave_failure(job, &err);
                     cli::failure::exit_number(&err)
                 }
@@ -152,6 +152,12 @@ fn main() -> ExitCode {
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {}", cli::failure::describe(err));
+    eprint_error(err);
     cli::failure::exit_code(err)
+}
+
+/// `error: ...` on stderr, at the journal's error priority where stderr is its stream.
+fn eprint_error(err: &anyhow::Error) {
+    let text = format!("error: {}", cli::failure::describe(err));
+    evnas::daemon::journal::eprint_at(tracing::Level::ERROR, &text);
 }

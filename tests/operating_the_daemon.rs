@@ -636,6 +636,45 @@ fn sd_notify_ready_status_reloading_stopping_and_a_watchdog_that_stops_on_a_hang
     assert!(pings.len() >= 4, "{pings:?}");
 }
 
+/// Where stderr is the journal's stream (JOURNAL_STREAM names its device and inode, as systemd
+/// sets it for a service), every line starts with its syslog priority and carries no time of its
+/// own; elsewhere, lines are as on a terminal. (No journald runs here: the stream is a file that
+/// JOURNAL_STREAM names, as systemd would name its socket.)
+#[test]
+fn lines_to_the_journal_carry_their_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // A warning (a log filter that does not parse) and an error (no such config file).
+    let stderr_lines = |journal_stream: Option<&dyn Fn(&std::fs::Metadata) -> String>| {
+        let path = tmp.path().join("stderr");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evnas"));
+        cmd.args(["validate", "--config"]).arg(tmp.path().join("missing.toml"));
+        cmd.env("EVNAS_LOG", "evnas=loudly").env_remove("JOURNAL_STREAM");
+        if let Some(name) = journal_stream {
+            cmd.env("JOURNAL_STREAM", name(&file.metadata().unwrap()));
+        }
+        let status = cmd.stderr(file).status().unwrap();
+        assert_eq!(status.code(), Some(2));
+        std::fs::read_to_string(&path).unwrap().lines().map(String::from).collect::<Vec<_>>()
+    };
+    let this_file = |m: &std::fs::Metadata| format!("{}:{}", m.dev(), m.ino());
+    let lines = stderr_lines(Some(&this_file));
+    let warning = lines.iter().find(|l| l.contains("EVNAS_LOG is not a log filter")).expect("a warning");
+    assert!(warning.starts_with("<4>"), "{lines:?}");
+    assert!(!warning.contains("Z "), "the journal stamps lines itself: {warning}");
+    let error = lines.iter().find(|l| l.contains("error:")).expect("an error");
+    assert!(error.starts_with("<3>error: "), "{lines:?}");
+    assert!(lines.iter().all(|l| l.starts_with('<')), "{lines:?}");
+
+    // Not the journal's: no stream named, or another one (stderr redirected since).
+    let another = |m: &std::fs::Metadata| format!("{}:{}", m.dev(), m.ino() + 1);
+    for lines in [stderr_lines(None), stderr_lines(Some(&another))] {
+        assert!(lines.iter().any(|l| l.starts_with("error: ")), "{lines:?}");
+        assert!(lines.iter().all(|l| !l.starts_with('<')), "{lines:?}");
+    }
+}
+
 /// A finished search stays served; a budget raised while it is paused continues it once it
 /// runs again (from its final population, bred first); served again after a restart, its
 /// progress gauges show where it ended.

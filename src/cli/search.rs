@@ -238,7 +238,7 @@ fn resume(
             None => format!("cannot resume {}", dir.display()),
         })?;
     for note in notes {
-        eprintln!("warning: {note}");
+        evnas::daemon::journal::eprint_at(tracing::Level::WARN, &format!("warning: {note}"));
     }
     let stopped = engine.state().stopped.as_ref().map(|s| format!(", stopped {}", s.describe()));
     eprintln!(

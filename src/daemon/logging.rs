@@ -1,10 +1,12 @@
-//! Logging for every command: tracing to stderr, colours only on a terminal (under systemd the
-//! lines go to the journal as they are), and a filter that `evnas serve` can change while it
-//! runs (`run.log_level`, applied on reload).
+//! Logging for every command: tracing to stderr, colours only on a terminal, each line with its
+//! priority where stderr is the journal's stream ([`super::journal`]), and a filter that
+//! `evnas serve` can change while it runs (`run.log_level`, applied on reload).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter};
@@ -30,12 +32,40 @@ pub fn init() {
     };
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    if tracing_subscriber::registry().with(filter).with(fmt).try_init().is_ok() {
+    let to_journal = super::journal::stderr_is_journal();
+    let plain =
+        (!to_journal).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi));
+    let journal = to_journal.then(|| {
+        let format = WithPriority(tracing_subscriber::fmt::format().without_time().with_ansi(false));
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false).event_format(format)
+    });
+    if tracing_subscriber::registry().with(filter).with(plain).with(journal).try_init().is_ok() {
         let _ = SET_FILTER.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
     }
     if let Some(reason) = invalid {
         tracing::warn!("EVNAS_LOG is not a log filter ({reason}); ignored");
+    }
+}
+
+/// An event as `F` formats it, every line of it behind the journal's priority of its level.
+struct WithPriority<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut lines = String::new();
+        self.0.format_event(ctx, Writer::new(&mut lines), event)?;
+        let prefix = super::journal::priority_prefix(*event.metadata().level());
+        writer.write_str(&super::journal::prefix_lines(&lines, prefix))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The daemon's edge: `evnas serve` start-up, signals, reloads, the search's life and shutdown,
-//! systemd's notify protocol, and logging.
+//! systemd's notify protocol and journal, and logging.
 
+pub mod journal;
 pub mod logging;
 pub mod notify;
 mod search_check;

@@ -275,7 +275,9 @@ fn check_owner(tcp: &Store, env: &LaunchEnv) -> Result<(), DistributedError> {
         }
         if std::time::Instant::now() >= deadline {
             // Not an evnas job's rank 0 (another program's store?): the join's wait tells.
-            eprintln!("evnas: rank {}: warning: the c10d store at {address} names no evnas job", env.rank);
+            let text =
+                format!("evnas: rank {}: warning: the c10d store at {address} names no evnas job", env.rank);
+            crate::daemon::journal::eprint_at(tracing::Level::WARN, &text);
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));

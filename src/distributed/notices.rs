@@ -122,7 +122,10 @@ impl Job {
         });
         match thread {
             Ok(thread) => *self.stop_watch() = Some(StopWatch { done, thread }),
-            Err(e) => eprintln!("evnas: warning: signals to the job's other ranks will not stop it: {e}"),
+            Err(e) => crate::daemon::journal::eprint_at(
+                tracing::Level::WARN,
+                &format!("evnas: warning: signals to the job's other ranks will not stop it: {e}"),
+            ),
         }
     }
 
