@@ -114,23 +114,18 @@ impl RollCall<'_> {
 
     fn answer_in(&self, store: &Arc<Store>, report: &mut dyn FnMut(&Heard)) -> Result<(), DistributedError> {
         let (rank, size, variable) = (self.rank, self.size, self.variable);
-        // The answer is held where a signal can take it back, except the host's: the store
-        // ends with it. Held all the same, for its beats.
-        let own = Withdrawal::new();
-        let answer = self.withdrawal.filter(|_| !self.hosts_store).unwrap_or(&own);
-        let _held = if store.add(&rank_key(rank), 1)? == 1 {
-            store.add(ANSWERED_KEY, 1)?;
-            answer.hold(store, rank, true)
-        } else {
+        // Held where a signal can take it back before anything of it is in the store, except
+        // the host's: the store ends with it.
+        let answer = Arc::new(Answer::new(store, rank));
+        let _held = Held::new(&answer, self.withdrawal.filter(|_| !self.hosts_store));
+        if !answer.first_for_rank()? {
             // A signal while it waits to take a silent one's place takes back its count alone.
-            let held = answer.hold(store, rank, false);
-            if let Some(took) = take_place_of_silent(store, rank, answer)? {
+            if let Some(took) = take_place_of_silent(store, rank, &answer)? {
                 if let Took::Place { silent } = took {
                     report(&Heard::TookPlace { silent });
                 }
-                held
             } else {
-                drop(held);
+                answer.let_go();
                 store.add(TAKEN_KEY, 1)?;
                 let verdict = decide(store, Verdict::Twice(rank))?;
                 if verdict.is_some() {
@@ -151,7 +146,7 @@ impl RollCall<'_> {
             }
             // A beat not following this process's own: another process beats for its rank (it
             // was taken for silent, and lives).
-            if !answer.beat(store)? {
+            if !answer.beat()? {
                 break decide(store, Verdict::Twice(rank))?.unwrap_or(Verdict::Twice(rank));
             }
             if let Some(beats) = beats.as_mut() {
@@ -179,7 +174,7 @@ impl RollCall<'_> {
             Verdict::AllPresent => {
                 // Still its rank's one process: one stopped (not killed) while another took its
                 // place finds, continued, that the beat went on without it.
-                return match answer.beat(store)? {
+                return match answer.beat()? {
                     true => Ok(()),
                     false => Err(DistributedError::RankTaken { rank, variable, job_ended: false }),
                 };
@@ -290,7 +285,7 @@ enum Took {
 fn take_place_of_silent(
     store: &Store,
     rank: usize,
-    answer: &Withdrawal,
+    answer: &Answer,
 ) -> Result<Option<Took>, DistributedError> {
     let key = beat_key(rank);
     let last = store.add(&key, 0)?;
@@ -314,6 +309,8 @@ fn take_place_of_silent(
         } else if holder == TAKEN_BACK {
             store.add(ANSWERED_KEY, 1)?;
             held.counted = true;
+            // A place of its own, not the one taken back.
+            held.beat_once()?;
             Ok(Some(Took::Freed))
         } else {
             Ok(None)
@@ -329,16 +326,51 @@ fn claim_tag() -> Vec<u8> {
     format!("process {} at {} #{count}", std::process::id(), clock.as_nanos()).into_bytes()
 }
 
-/// A process's answer while it waits, for it to take back when it ends at a signal before the
-/// job forms: its rank counted as present, and starting it again (a Ctrl-C, then the same
-/// command) would have been a second answer, which ends the job.
-pub struct Withdrawal(Mutex<Option<HeldAnswer>>);
+/// Where a signal finds the answer of a process that waits, to take it back before the process
+/// ends (before the job forms): its rank counted as present, and starting it again (a Ctrl-C,
+/// then the same command) would have been a second answer, which ends the job.
+pub struct Withdrawal(Mutex<Option<Arc<Answer>>>);
 
-/// An answer held while its process waits.
+impl Withdrawal {
+    pub const fn new() -> Self {
+        Self(Mutex::new(None))
+    }
+
+    /// Takes back the answer of this process's roll call, if one waits (see
+    /// [`Answer::take_back`]). On the way out: the process ends next.
+    pub fn withdraw(&self) {
+        let answer = self.slot().take();
+        if let Some(answer) = answer {
+            answer.take_back();
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Answer>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One process's answer to the roll call: what of it is in the store, for its beats and for a
+/// take-back at a signal. Its store work is done under its lock, so that a take-back never
+/// comes between a change in the store and its record here.
+struct Answer(Mutex<AnswerState>);
+
+enum AnswerState {
+    Held(HeldAnswer),
+    /// Taken back at a signal: the process is on its way out.
+    TakenBack,
+    /// The roll call is over for this process: nothing to take back.
+    Over,
+}
+
+/// An answer while its process waits.
 struct HeldAnswer {
     store: Arc<Store>,
     rank: usize,
-    /// Counted among the answers (not while it waits to take a silent one's place).
+    /// One of its rank's answers ([`rank_key`]) is this process's.
+    in_rank: bool,
+    /// Counted among the answers ([`ANSWERED_KEY`]), its own or a silent one's it took over
+    /// (not while it waits to take a silent one's place).
     counted: bool,
     /// The rank's beat this process gave last, or where it took a silent one's place: where a
     /// new process for its rank claims the place once it stands still, and a take-back first.
@@ -347,17 +379,69 @@ struct HeldAnswer {
     claim: Vec<u8>,
 }
 
-impl Withdrawal {
-    pub const fn new() -> Self {
-        Self(Mutex::new(None))
+impl HeldAnswer {
+    /// Beats once for the rank: false where the beat does not follow this process's last, as
+    /// another process beats for the rank.
+    fn beat_once(&mut self) -> Result<bool, DistributedError> {
+        let now = self.store.add(&beat_key(self.rank), 1)?;
+        if self.beat.is_some_and(|last| now != last + 1) {
+            return Ok(false);
+        }
+        self.beat = Some(now);
+        self.claim.clear();
+        Ok(true)
+    }
+}
+
+impl Answer {
+    fn new(store: &Arc<Store>, rank: usize) -> Self {
+        let store = Arc::clone(store);
+        let held = HeldAnswer { store, rank, in_rank: false, counted: false, beat: None, claim: Vec::new() };
+        Self(Mutex::new(AnswerState::Held(held)))
     }
 
-    /// Takes this process's answer back, unless none is held, a verdict was said (the job
+    /// Answers for the rank: true where this is its first answer, then counted among the
+    /// answers and beaten once, so that it has a place of its own to claim at a take-back.
+    fn first_for_rank(&self) -> Result<bool, DistributedError> {
+        self.with_held(|held| {
+            let answers = held.store.add(&rank_key(held.rank), 1)?;
+            held.in_rank = true;
+            if answers != 1 {
+                return Ok(false);
+            }
+            held.store.add(ANSWERED_KEY, 1)?;
+            held.counted = true;
+            held.beat_once()
+        })
+    }
+
+    /// Beats once for the rank ([`HeldAnswer::beat_once`]).
+    fn beat(&self) -> Result<bool, DistributedError> {
+        self.with_held(HeldAnswer::beat_once)
+    }
+
+    /// Ends the roll call for this process without taking anything back at a signal: its
+    /// answer was one too many, and the verdict says so.
+    fn let_go(&self) {
+        *self.state() = AnswerState::Over;
+    }
+
+    /// Takes this answer back, unless the roll call is over for it, a verdict was said (the job
     /// then forms, or ends, with it) or a new process for its rank took its place (it was
-    /// stopped, not killed, meanwhile). Best effort, on the way out: the process ends next,
-    /// and its roll call beats no more.
-    pub fn withdraw(&self) {
-        let Some(HeldAnswer { store, rank, counted, beat, claim }) = self.slot().take() else { return };
+    /// stopped, not killed, meanwhile). Best effort: the process ends next, and its roll call
+    /// does nothing more in the store.
+    fn take_back(&self) {
+        let held = {
+            let mut state = self.state();
+            match std::mem::replace(&mut *state, AnswerState::TakenBack) {
+                AnswerState::Held(held) => held,
+                other => {
+                    *state = other;
+                    return;
+                }
+            }
+        };
+        let HeldAnswer { store, rank, in_rank, counted, beat, claim } = held;
         if !matches!(verdict(&store), Ok(None)) {
             return;
         }
@@ -372,57 +456,63 @@ impl Withdrawal {
             // The count first: a rank started again meanwhile is then not all present early.
             let _ = store.add(ANSWERED_KEY, -1);
         }
-        let _ = store.add(&rank_key(rank), -1);
-    }
-
-    fn hold(&self, store: &Arc<Store>, rank: usize, counted: bool) -> Held<'_> {
-        let held = HeldAnswer { store: Arc::clone(store), rank, counted, beat: None, claim: Vec::new() };
-        *self.slot() = Some(held);
-        Held(self)
-    }
-
-    /// Beats once for the held answer's rank: false where the beat does not follow this
-    /// process's last, as another process beats for the rank. Under the answer's lock, so that
-    /// a take-back claims the place at the beat given last.
-    fn beat(&self, store: &Store) -> Result<bool, DistributedError> {
-        self.with_held(|held| {
-            let now = store.add(&beat_key(held.rank), 1)?;
-            if held.beat.is_some_and(|last| now != last + 1) {
-                return Ok(false);
-            }
-            held.beat = Some(now);
-            held.claim.clear();
-            Ok(true)
-        })
+        if in_rank {
+            let _ = store.add(&rank_key(rank), -1);
+        }
     }
 
     /// `change` applied to the held answer under its lock. Where a signal took the answer back
     /// meanwhile, the process is on its way out (the signal's handler exits it): it waits
     /// here for that, doing nothing more in the job's store.
     fn with_held<R>(&self, change: impl FnOnce(&mut HeldAnswer) -> R) -> R {
-        let mut slot = self.slot();
-        match slot.as_mut() {
-            Some(held) => change(held),
-            None => {
-                drop(slot);
+        let mut state = self.state();
+        match &mut *state {
+            AnswerState::Held(held) => change(held),
+            AnswerState::TakenBack => {
+                drop(state);
                 loop {
                     std::thread::park();
                 }
             }
+            AnswerState::Over => unreachable!("the roll call is over for this answer"),
         }
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<HeldAnswer>> {
+    fn state(&self) -> std::sync::MutexGuard<'_, AnswerState> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Lets go of a held answer once the roll call is over for its process.
-struct Held<'a>(&'a Withdrawal);
+/// An answer held for its roll call, where `withdrawal` (the signal path's) finds it; once the
+/// roll call is over for its process, there is nothing to take back.
+struct Held<'w> {
+    answer: Arc<Answer>,
+    withdrawal: Option<&'w Withdrawal>,
+}
+
+impl<'w> Held<'w> {
+    fn new(answer: &Arc<Answer>, withdrawal: Option<&'w Withdrawal>) -> Self {
+        if let Some(withdrawal) = withdrawal {
+            *withdrawal.slot() = Some(Arc::clone(answer));
+        }
+        Self { answer: Arc::clone(answer), withdrawal }
+    }
+}
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.slot().take();
+        {
+            let mut state = self.answer.state();
+            if matches!(*state, AnswerState::Held(_)) {
+                *state = AnswerState::Over;
+            }
+        }
+        if let Some(withdrawal) = self.withdrawal {
+            let mut slot = withdrawal.slot();
+            if slot.as_ref().is_some_and(|held| Arc::ptr_eq(held, &self.answer)) {
+                *slot = None;
+            }
+        }
     }
 }
 
@@ -699,18 +789,41 @@ mod tests {
         });
     }
 
+    /// Roll calls side by side in one process (tests of jobs on threads) share the signal's
+    /// way to their answers, yet each beats for its own rank: the job forms.
+    #[test]
+    fn roll_calls_sharing_a_withdrawal_keep_their_own_answers() {
+        let store = Arc::new(Store::in_process().unwrap());
+        let shared = Withdrawal::new();
+        let roll_call = |rank| RollCall {
+            hosts_store: false,
+            withdrawal: Some(&shared),
+            ..roll(rank, 3, Duration::from_secs(60), Duration::MAX)
+        };
+        std::thread::scope(|s| {
+            let (store, roll_call) = (&store, &roll_call);
+            let others: Vec<_> =
+                [1, 2].map(|rank| s.spawn(move || roll_call(rank).answer(store, &mut quiet))).into();
+            std::thread::sleep(Duration::from_secs(1));
+            answer(store, 0, 3).unwrap();
+            for other in others {
+                other.join().unwrap().unwrap();
+            }
+        });
+    }
+
     /// A process that took its answer back (ended at a signal while it waited) can be started
     /// again: the new one answers as the first did, without waiting for the old one's beat to
     /// stand still, and the job forms.
     #[test]
     fn an_answer_taken_back_lets_its_rank_answer_again() {
-        static WITHDRAWAL: Withdrawal = Withdrawal::new();
         let store = Arc::new(Store::in_process().unwrap());
-        ended_after_answering(&store, 1);
-        let held = WITHDRAWAL.hold(&store, 1, true);
-        WITHDRAWAL.withdraw();
+        let withdrawal = Withdrawal::new();
+        let held = answered_first(&store, &withdrawal);
+        withdrawal.withdraw();
         drop(held);
         assert_eq!(missing(&store, 3).unwrap(), [0, 1, 2]);
+        assert_eq!(store.add(ANSWERED_KEY, 0).unwrap(), 0);
         let started = Instant::now();
         std::thread::scope(|s| {
             let others = answering(s, &store, [0, 2], 3);
@@ -726,12 +839,13 @@ mod tests {
     /// takes back its own count alone: the silent one's answer stands.
     #[test]
     fn a_signal_while_taking_a_place_takes_back_only_its_count() {
-        static WAITING: Withdrawal = Withdrawal::new();
         let store = Arc::new(Store::in_process().unwrap());
         ended_after_answering(&store, 1);
-        store.add(&rank_key(1), 1).unwrap();
-        let held = WAITING.hold(&store, 1, false);
-        WAITING.withdraw();
+        let withdrawal = Withdrawal::new();
+        let answer = Arc::new(Answer::new(&store, 1));
+        let held = Held::new(&answer, Some(&withdrawal));
+        assert!(!answer.first_for_rank().unwrap());
+        withdrawal.withdraw();
         drop(held);
         assert_eq!(store.add(&rank_key(1), 0).unwrap(), 1);
         assert_eq!(store.add(ANSWERED_KEY, 0).unwrap(), 1);
@@ -775,12 +889,12 @@ mod tests {
         handle
     }
 
-    /// A process of rank 1 that answered and beat once, held in `withdrawal` (its signal path).
-    fn answered_and_beat(store: &Arc<Store>, withdrawal: &'static Withdrawal) -> Held<'static> {
-        store.add(&rank_key(1), 1).unwrap();
-        store.add(ANSWERED_KEY, 1).unwrap();
-        let held = withdrawal.hold(store, 1, true);
-        assert!(withdrawal.beat(store).unwrap());
+    /// A process of rank 1 that answered first (and so beat once), its answer where
+    /// `withdrawal` (its signal path) finds it.
+    fn answered_first<'w>(store: &Arc<Store>, withdrawal: &'w Withdrawal) -> Held<'w> {
+        let answer = Arc::new(Answer::new(store, 1));
+        let held = Held::new(&answer, Some(withdrawal));
+        assert!(answer.first_for_rank().unwrap());
         held
     }
 
@@ -789,13 +903,13 @@ mod tests {
     /// is the new process's, and the job forms with it.
     #[test]
     fn a_process_whose_place_was_taken_takes_back_nothing() {
-        static STOPPED: Withdrawal = Withdrawal::new();
         let store = Arc::new(Store::in_process().unwrap());
-        let held = answered_and_beat(&store, &STOPPED);
+        let stopped = Withdrawal::new();
+        let held = answered_first(&store, &stopped);
         std::thread::scope(|s| {
             let rank0 = s.spawn(|| answer(&store, 0, 3));
             let rank1 = taking_place(s, &store);
-            STOPPED.withdraw();
+            stopped.withdraw();
             drop(held);
             assert_eq!(store.add(&rank_key(1), 0).unwrap(), 1);
             let rank2 = s.spawn(|| answer(&store, 2, 3));
@@ -810,14 +924,14 @@ mod tests {
     /// job forms with it.
     #[test]
     fn a_take_back_while_a_new_process_waits_frees_the_place() {
-        static ENDING: Withdrawal = Withdrawal::new();
         let store = Arc::new(Store::in_process().unwrap());
-        let held = answered_and_beat(&store, &ENDING);
+        let ending = Withdrawal::new();
+        let held = answered_first(&store, &ending);
         std::thread::scope(|s| {
             let others = answering(s, &store, [0, 2], 3);
             let rank1 = s.spawn(|| answer(&store, 1, 3));
             std::thread::sleep(Duration::from_secs(1));
-            ENDING.withdraw();
+            ending.withdraw();
             drop(held);
             for rank in others.into_iter().chain([rank1]) {
                 rank.join().unwrap().unwrap();
