@@ -64,6 +64,9 @@ fail() { echo "gpu-check: FAIL: $*"; exit 1; }
 nccl_failed=0
 failed_rows=()
 
+# libtorch's own C++ warnings, which evnas leaves out by default, are what the end of this
+# script counts.
+export TORCH_CPP_LOG_LEVEL=${TORCH_CPP_LOG_LEVEL:-WARNING}
 torch_lib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "gpu-check: libtorch from $torch_lib"

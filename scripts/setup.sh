@@ -30,16 +30,20 @@ apt_install() {
 
 # --- 1. libtorch -------------------------------------------------------------------------------
 if [ -n "${LIBTORCH:-}" ] || [ -n "${LIBTORCH_USE_PYTORCH:-}" ]; then
-  # Linked as the downloaded one would be, for what reads it there (install-service.sh, benches).
-  if [ -n "${LIBTORCH:-}" ]; then
-    chosen=$(readlink -f "$LIBTORCH")
+  # Linked as the downloaded one would be, for what reads it there (install-service.sh, benches):
+  # the one torch-sys builds with, which takes LIBTORCH_USE_PYTORCH over LIBTORCH.
+  if [ -n "${LIBTORCH_USE_PYTORCH:-}" ]; then
+    chosen=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null) ||
+      { log "LIBTORCH_USE_PYTORCH is set, but python3 cannot import torch"; exit 1; }
   else
-    chosen=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+    chosen=$(readlink -f "$LIBTORCH") || { log "LIBTORCH=$LIBTORCH: no such directory"; exit 1; }
   fi
-  [ -d "$chosen/lib" ] || { log "no lib/ in $chosen: LIBTORCH must name a libtorch 2.11 directory"; exit 1; }
-  if [ "$(readlink -f "$root/.libtorch" 2>/dev/null)" != "$chosen" ]; then
-    ln -sfn "$chosen" "$root/.libtorch"
+  [ -d "$chosen/lib" ] || { log "no lib/ in $chosen: not a libtorch 2.11 directory"; exit 1; }
+  if [ -e "$root/.libtorch" ] && [ ! -L "$root/.libtorch" ]; then
+    log "$root/.libtorch is not a link: move it away to let setup link $chosen there"
+    exit 1
   fi
+  ln -sfn "$chosen" "$root/.libtorch"
   log "using libtorch from the environment: $root/.libtorch -> $chosen (NCCL only where its CUDA headers are complete)"
 else
   if [ ! -f "$target/.complete" ]; then

@@ -33,9 +33,10 @@ pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
     // c10d retries an address that does not resolve until its timeout, saying only that it
     // found no IPv6 address: say what is wrong first.
     if let Err(e) = std::net::ToSocketAddrs::to_socket_addrs(&(addr.as_str(), port)) {
-        eprintln!(
+        let text = format!(
             "evnas: rank {rank}: warning: MASTER_ADDR {addr} does not resolve ({e}): c10d tries again until the wait is over"
         );
+        evnas::daemon::journal::eprint_at(tracing::Level::WARN, &text);
     }
     let mut report = |heard: &Heard| eprintln!("evnas: rank {rank}: {}", heard_line(rank, world, heard));
     let job = Job::join(env, JOIN_TIMEOUT, &mut report)
@@ -130,7 +131,8 @@ pub fn finish(job: &Job, result: &anyhow::Result<ExitCode>) {
     let failed_running = result.as_ref().is_err_and(|e| super::failure::exit_number(e) != code::USAGE);
     if failed_running {
         for (rank, reason) in job.failures_left(std::time::Duration::from_secs(2)) {
-            eprintln!("evnas: rank {rank}'s own error: {reason}");
+            let text = format!("evnas: rank {rank}'s own error: {reason}");
+            evnas::daemon::journal::eprint_at(tracing::Level::ERROR, &text);
         }
     }
     let number = match result {
@@ -154,7 +156,9 @@ fn leave_stopping_to_rank_0(job: &'static Job) {
         // Off the signal thread: a store that does not answer must not delay a second signal.
         std::thread::spawn(move || {
             if let Err(e) = job.ask_rank_0_to_stop(signal) {
-                eprintln!("evnas: rank {rank}: cannot ask rank 0 to stop ({e}): the job goes on until it is stopped");
+                let text =
+                    format!("evnas: rank {rank}: cannot ask rank 0 to stop ({e}): the job goes on until it is stopped");
+                evnas::daemon::journal::eprint_at(tracing::Level::WARN, &text);
             }
         });
     });

@@ -155,9 +155,10 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
     // process too: its elastic agent may grow it).
     if let Some(job) = evnas::distributed::elastic_run_id() {
         if let Err(e) = RunDir::record_launcher_job(engine.run_dir(), &job) {
-            eprintln!(
+            let text = format!(
                 "evnas: warning: {e}: a relaunch of job {job} that its launcher does not count as a restart would not continue this search"
             );
+            evnas::daemon::journal::eprint_at(tracing::Level::WARN, &text);
         }
     }
 

@@ -109,8 +109,11 @@ impl Job {
                         // The store gone for good: so is the job, which rank 0 learns at its
                         // next collective.
                         if failures == GIVE_UP_AFTER {
-                            eprintln!(
-                                "evnas: warning: signals to the job's other ranks will not stop it: {e}"
+                            crate::daemon::journal::eprint_at(
+                                tracing::Level::WARN,
+                                &format!(
+                                    "evnas: warning: signals to the job's other ranks will not stop it: {e}"
+                                ),
                             );
                             return;
                         }
