@@ -72,14 +72,20 @@ pub fn put_in_place<T, E>(put: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
 
 /// Until the returned guard is dropped, SIGINT/SIGTERM end the process at once with `code`,
 /// after `doing` and the signal's name, and `before_exit`: nothing of the command has started,
-/// so there is nothing to stop cleanly.
+/// so there is nothing to stop cleanly. `before_exit` gets [`BEFORE_EXIT_LIMIT`], and a second
+/// signal ends the process without waiting for it (a job's store that does not answer would
+/// hold it up to its timeout).
 pub(super) fn exit_while(doing: String, code: u8, before_exit: impl FnOnce() + Send + 'static) -> ExitWhile {
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
     watch(&STOPS, move |mut signals| async move {
         tokio::select! {
             name = signals.next() => {
                 eprintln!("{}{doing}: {name}: exiting", line_break_on_terminal());
-                before_exit();
+                let before = tokio::task::spawn_blocking(before_exit);
+                tokio::select! {
+                    _ = tokio::time::timeout(BEFORE_EXIT_LIMIT, before) => {}
+                    _ = signals.next() => {}
+                }
                 exit_interrupted(code);
             }
             _ = finished => {}
@@ -87,6 +93,9 @@ pub(super) fn exit_while(doing: String, code: u8, before_exit: impl FnOnce() + S
     });
     ExitWhile { _done: done }
 }
+
+/// How long [`exit_while`] waits for what it does before the exit.
+const BEFORE_EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Keeps [`exit_while`]'s handler in force while it lives.
 pub(super) struct ExitWhile {
