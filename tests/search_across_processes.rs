@@ -436,20 +436,8 @@ fn a_rank_stopped_or_killed_while_waiting_can_be_started_again() {
 #[test]
 fn a_store_whose_host_ends_is_named_without_a_cpp_stack() {
     let tmp = tempfile::tempdir().unwrap();
-    let (config, _) = tiny_setup(tmp.path(), 1);
-    let run = tmp.path().join("run");
-    let port = free_port().to_string();
-    let rank = |rank: &str| rank_of_3(search_command(&config, &run, &[]), rank, &port).spawn().unwrap();
-    let mut rank_0 = rank("0");
-    std::thread::sleep(Duration::from_millis(500));
-    let mut rank_1 = rank("1");
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(rank_1.stderr.take().unwrap())).map(Result::unwrap);
-    assert!(lines.by_ref().any(|l| l.contains("meeting at")));
-    // Its answer in, as in the test above.
-    std::thread::sleep(Duration::from_secs(2));
-    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
-    unsafe { libc::kill(rank_0.id() as i32, libc::SIGINT) };
+    let (mut rank_0, mut rank_1, lines) = two_of_3_waiting(tmp.path());
+    send_signal(&rank_0, libc::SIGINT);
     let rest = lines.collect::<Vec<String>>().join("\n");
     assert_eq!(rank_1.wait().unwrap().code(), Some(1), "{rest}");
     assert!(rest.contains("the job's store is gone"), "{rest}");
@@ -463,40 +451,48 @@ fn a_store_whose_host_ends_is_named_without_a_cpp_stack() {
 #[test]
 fn a_signal_while_the_store_does_not_answer_still_ends_the_process() {
     let tmp = tempfile::tempdir().unwrap();
-    let (config, _) = tiny_setup(tmp.path(), 1);
-    let run = tmp.path().join("run");
+    let (mut rank_0, rank_1, _stderr) = two_of_3_waiting(tmp.path());
+    send_signal(&rank_0, libc::SIGSTOP);
+    let started = std::time::Instant::now();
+    send_signal(&rank_1, libc::SIGINT);
+    let pid = rank_1.id() as i32;
+    let (send, ended) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || send.send(rank_1.wait_with_output().unwrap().status));
+    let ended = ended.recv_timeout(Duration::from_secs(60)).ok();
+    let waited = started.elapsed();
+    if ended.is_none() {
+        // SAFETY: kill has no preconditions; its waiter has not reaped it.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = waiter.join();
+    send_signal(&rank_0, libc::SIGCONT);
+    send_signal(&rank_0, libc::SIGINT);
+    rank_0.wait().unwrap();
+    assert_eq!(ended.and_then(|status| status.code()), Some(130), "after {waited:?}");
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+}
+
+/// Ranks 0 and 1 of a job of 3 (rank 2 never comes) on a tiny search in `dir`, both waiting,
+/// rank 1's answer in (a moment after it says where it meets, as in the tests above): the two
+/// processes and the rest of rank 1's stderr.
+fn two_of_3_waiting(dir: &Path) -> (std::process::Child, std::process::Child, impl Iterator<Item = String>) {
+    let (config, _) = tiny_setup(dir, 1);
+    let run = dir.join("run");
     let port = free_port().to_string();
     let rank = |rank: &str| rank_of_3(search_command(&config, &run, &[]), rank, &port).spawn().unwrap();
-    let mut rank_0 = rank("0");
+    let rank_0 = rank("0");
     std::thread::sleep(Duration::from_millis(500));
     let mut rank_1 = rank("1");
     let mut lines =
         std::io::BufRead::lines(std::io::BufReader::new(rank_1.stderr.take().unwrap())).map(Result::unwrap);
     assert!(lines.by_ref().any(|l| l.contains("meeting at")));
-    // Its answer in, as in the tests above; then the store's host stops answering.
     std::thread::sleep(Duration::from_secs(2));
-    let signal = |child: &std::process::Child, signal| {
-        // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
-        unsafe { libc::kill(child.id() as i32, signal) };
-    };
-    signal(&rank_0, libc::SIGSTOP);
-    let started = std::time::Instant::now();
-    signal(&rank_1, libc::SIGINT);
-    let pid = rank_1.id() as i32;
-    let (send, ended) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || send.send(rank_1.wait().unwrap()));
-    let ended = ended.recv_timeout(Duration::from_secs(60)).ok();
-    let waited = started.elapsed();
-    if ended.is_none() {
-        // SAFETY: as above; its waiter has not reaped it.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let _ = waiter.join();
-    signal(&rank_0, libc::SIGCONT);
-    signal(&rank_0, libc::SIGINT);
-    rank_0.wait().unwrap();
-    assert_eq!(ended.and_then(|status| status.code()), Some(130), "after {waited:?}");
-    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    (rank_0, rank_1, lines)
+}
+
+fn send_signal(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill has no preconditions; the child is ours and has not been reaped.
+    unsafe { libc::kill(child.id() as i32, signal) };
 }
 
 /// `cmd` as rank `rank` of a job of 3 meeting on loopback at `port`, its output piped.
