@@ -72,19 +72,33 @@ pub fn put_in_place<T, E>(put: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
 
 /// Until the returned guard is dropped, SIGINT/SIGTERM end the process at once with `code`,
 /// after `doing` and the signal's name, and `before_exit`: nothing of the command has started,
-/// so there is nothing to stop cleanly. `before_exit` gets [`BEFORE_EXIT_LIMIT`], and a second
-/// signal ends the process without waiting for it (a job's store that does not answer would
-/// hold it up to its timeout).
-pub(super) fn exit_while(doing: String, code: u8, before_exit: impl FnOnce() + Send + 'static) -> ExitWhile {
+/// so there is nothing to stop cleanly. `before_exit` gets [`BEFORE_EXIT_LIMIT`] (a job's store
+/// that does not answer would hold it up to its timeout), and a second signal a while after the
+/// first ends the process without waiting for it; `cut_short` is said where either does.
+pub(super) fn exit_while(
+    doing: String,
+    code: u8,
+    before_exit: impl FnOnce() + Send + 'static,
+    cut_short: String,
+) -> ExitWhile {
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
     watch(&STOPS, move |mut signals| async move {
         tokio::select! {
             name = signals.next() => {
                 eprintln!("{}{doing}: {name}: exiting", line_break_on_terminal());
                 let before = tokio::task::spawn_blocking(before_exit);
-                tokio::select! {
-                    _ = tokio::time::timeout(BEFORE_EXIT_LIMIT, before) => {}
-                    _ = signals.next() => {}
+                // One Ctrl-C often comes twice: from the terminal, and forwarded by a launcher
+                // (torchrun's agent) a moment later.
+                let second_signal = async {
+                    tokio::time::sleep(SAME_SIGNAL_WITHIN).await;
+                    signals.next().await
+                };
+                let finished = tokio::select! {
+                    done = tokio::time::timeout(BEFORE_EXIT_LIMIT, before) => done.is_ok(),
+                    _ = second_signal => false,
+                };
+                if !finished {
+                    eprintln!("{doing}: {cut_short}");
                 }
                 exit_interrupted(code);
             }
@@ -96,6 +110,8 @@ pub(super) fn exit_while(doing: String, code: u8, before_exit: impl FnOnce() + S
 
 /// How long [`exit_while`] waits for what it does before the exit.
 const BEFORE_EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A signal this soon after the first is taken for the same one, delivered twice.
+const SAME_SIGNAL_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Keeps [`exit_while`]'s handler in force while it lives.
 pub(super) struct ExitWhile {

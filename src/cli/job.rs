@@ -25,6 +25,9 @@ pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
         format!("evnas: rank {rank}: waiting for the job's other processes"),
         interrupted,
         evnas::distributed::withdraw_from_roll_call,
+        format!(
+            "its answer to the roll call was not taken back (the job's store did not answer): a new process for rank {rank} takes its place once it has been silent for 5 s"
+        ),
     );
     eprintln!(
         "evnas: rank {rank} of a job of {world} processes, meeting at {addr}:{port} (waiting up to {} minutes for the others)",

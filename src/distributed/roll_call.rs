@@ -421,9 +421,15 @@ impl Answer {
     }
 
     /// Ends the roll call for this process without taking anything back at a signal: its
-    /// answer was one too many, and the verdict says so.
+    /// answer was one too many, and the verdict says so. (One taken back meanwhile is on its
+    /// way out, and says nothing more.)
     fn let_go(&self) {
-        *self.state() = AnswerState::Over;
+        let mut state = self.state();
+        if matches!(*state, AnswerState::TakenBack) {
+            drop(state);
+            wait_for_exit();
+        }
+        *state = AnswerState::Over;
     }
 
     /// Takes this answer back, unless the roll call is over for it, a verdict was said (the job
@@ -462,17 +468,15 @@ impl Answer {
     }
 
     /// `change` applied to the held answer under its lock. Where a signal took the answer back
-    /// meanwhile, the process is on its way out (the signal's handler exits it): it waits
-    /// here for that, doing nothing more in the job's store.
+    /// meanwhile, the process is on its way out: it waits here for that ([`wait_for_exit`]),
+    /// doing nothing more in the job's store.
     fn with_held<R>(&self, change: impl FnOnce(&mut HeldAnswer) -> R) -> R {
         let mut state = self.state();
         match &mut *state {
             AnswerState::Held(held) => change(held),
             AnswerState::TakenBack => {
                 drop(state);
-                loop {
-                    std::thread::park();
-                }
+                wait_for_exit();
             }
             AnswerState::Over => unreachable!("the roll call is over for this answer"),
         }
@@ -480,6 +484,14 @@ impl Answer {
 
     fn state(&self) -> std::sync::MutexGuard<'_, AnswerState> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Waits for the exit of a process whose answer was taken back: the signal's handler that took
+/// it back ends the process.
+fn wait_for_exit() -> ! {
+    loop {
+        std::thread::park();
     }
 }
 
