@@ -447,17 +447,47 @@ fn a_store_whose_host_ends_is_named_without_a_cpp_stack() {
 
 /// A waiting rank stopped by a signal while the job's store does not answer (its host stopped,
 /// a network cut) still exits promptly: taking back its answer gets a few seconds, not the
-/// store's 15-minute timeout.
+/// store's 15-minute timeout, and a second signal (a second or more after the first) ends it
+/// at once.
 #[test]
 fn a_signal_while_the_store_does_not_answer_still_ends_the_process() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut rank_0, rank_1, stderr) = two_of_3_waiting(tmp.path());
+    let (code, waited, stderr) = interrupted_while_the_store_is_stopped(&tmp.path().join("one"), None);
+    assert_eq!(code, Some(130), "after {waited:?}: {stderr}");
+    // It did try: its answer was in (else it would have had nothing to take back, and ended at
+    // once), and the store did not answer for the 5 s it got; it says so.
+    assert!(waited >= Duration::from_secs(4) && waited < Duration::from_secs(15), "{waited:?}");
+    assert!(stderr.contains("its answer to the roll call was not taken back"), "{stderr}");
+
+    let second = Duration::from_millis(1500);
+    let (code, waited, stderr) =
+        interrupted_while_the_store_is_stopped(&tmp.path().join("two"), Some(second));
+    assert_eq!(code, Some(130), "after {waited:?}: {stderr}");
+    assert!(waited >= second && waited < Duration::from_secs(4), "{waited:?}");
+    assert!(stderr.contains("its answer to the roll call was not taken back"), "{stderr}");
+}
+
+/// Rank 1 of [`two_of_3_waiting`] sent SIGINT while rank 0, the store's host, is stopped, and
+/// SIGINT again `second_after` the first: its exit code (`None`: still running after 60 s,
+/// then killed), how long it took, and its stderr since it met.
+fn interrupted_while_the_store_is_stopped(
+    dir: &Path,
+    second_after: Option<Duration>,
+) -> (Option<i32>, Duration, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (mut rank_0, rank_1, stderr) = two_of_3_waiting(dir);
     send_signal(&rank_0, libc::SIGSTOP);
     let started = std::time::Instant::now();
     send_signal(&rank_1, libc::SIGINT);
     let pid = rank_1.id() as i32;
     let (send, ended) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || send.send(rank_1.wait_with_output().unwrap().status));
+    if let Some(after) = second_after {
+        std::thread::sleep(after);
+        // SAFETY: kill has no preconditions; the child lives (its take-back waits on the
+        // stopped store for 5 s).
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    }
     let ended = ended.recv_timeout(Duration::from_secs(60)).ok();
     let waited = started.elapsed();
     if ended.is_none() {
@@ -468,12 +498,7 @@ fn a_signal_while_the_store_does_not_answer_still_ends_the_process() {
     send_signal(&rank_0, libc::SIGCONT);
     send_signal(&rank_0, libc::SIGINT);
     rank_0.wait().unwrap();
-    assert_eq!(ended.and_then(|status| status.code()), Some(130), "after {waited:?}");
-    // It did try: its answer was in (else it would have had nothing to take back, and ended at
-    // once), and the store did not answer for the 5 s it got; it says so.
-    assert!(waited >= Duration::from_secs(4) && waited < Duration::from_secs(15), "{waited:?}");
-    let rest = stderr.collect::<Vec<String>>().join("\n");
-    assert!(rest.contains("its answer to the roll call was not taken back"), "{rest}");
+    (ended.and_then(|status| status.code()), waited, stderr.collect::<Vec<String>>().join("\n"))
 }
 
 /// Ranks 0 and 1 of a job of 3 (rank 2 never comes) on a tiny search in `dir`, both waiting,
