@@ -158,6 +158,8 @@ fn fail(err: &anyhow::Error) -> ExitCode {
 
 /// `error: ...` on stderr, at the journal's error priority where stderr is its stream.
 fn eprint_error(err: &anyhow::Error) {
-    let text = format!("error: {}", cli::failure::describe(err));
-    evnas::daemon::journal::eprint_at(tracing::Level::ERROR, &text);
+    evnas::daemon::journal::eprint_at(
+        tracing::Level::ERROR,
+        format_args!("error: {}", cli::failure::describe(err)),
+    );
 }

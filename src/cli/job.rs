@@ -26,7 +26,7 @@ pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
         interrupted,
         evnas::distributed::withdraw_from_roll_call,
         format!(
-            "its answer to the roll call was not taken back (the job's store did not answer): a new process for rank {rank} takes its place once it has been silent for 5 s"
+            "its answer to the roll call was not taken back in time: a new process for rank {rank} takes its place once it has been silent for 5 s"
         ),
     );
     eprintln!(
@@ -36,10 +36,9 @@ pub fn join(interrupted: u8) -> anyhow::Result<Option<&'static Job>> {
     // c10d retries an address that does not resolve until its timeout, saying only that it
     // found no IPv6 address: say what is wrong first.
     if let Err(e) = std::net::ToSocketAddrs::to_socket_addrs(&(addr.as_str(), port)) {
-        let text = format!(
+        evnas::daemon::journal::eprint_at(tracing::Level::WARN, format_args!(
             "evnas: rank {rank}: warning: MASTER_ADDR {addr} does not resolve ({e}): c10d tries again until the wait is over"
-        );
-        evnas::daemon::journal::eprint_at(tracing::Level::WARN, &text);
+        ));
     }
     let mut report = |heard: &Heard| eprintln!("evnas: rank {rank}: {}", heard_line(rank, world, heard));
     let job = Job::join(env, JOIN_TIMEOUT, &mut report)
@@ -134,8 +133,10 @@ pub fn finish(job: &Job, result: &anyhow::Result<ExitCode>) {
     let failed_running = result.as_ref().is_err_and(|e| super::failure::exit_number(e) != code::USAGE);
     if failed_running {
         for (rank, reason) in job.failures_left(std::time::Duration::from_secs(2)) {
-            let text = format!("evnas: rank {rank}'s own error: {reason}");
-            evnas::daemon::journal::eprint_at(tracing::Level::ERROR, &text);
+            evnas::daemon::journal::eprint_at(
+                tracing::Level::ERROR,
+                format_args!("evnas: rank {rank}'s own error: {reason}"),
+            );
         }
     }
     let number = match result {
@@ -159,9 +160,7 @@ fn leave_stopping_to_rank_0(job: &'static Job) {
         // Off the signal thread: a store that does not answer must not delay a second signal.
         std::thread::spawn(move || {
             if let Err(e) = job.ask_rank_0_to_stop(signal) {
-                let text =
-                    format!("evnas: rank {rank}: cannot ask rank 0 to stop ({e}): the job goes on until it is stopped");
-                evnas::daemon::journal::eprint_at(tracing::Level::WARN, &text);
+                evnas::daemon::journal::eprint_at(tracing::Level::WARN, format_args!("evnas: rank {rank}: cannot ask rank 0 to stop ({e}): the job goes on until it is stopped"));
             }
         });
     });

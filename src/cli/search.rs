@@ -155,10 +155,9 @@ pub fn run(args: &SearchArgs, config: anyhow::Result<evnas::config::Config>) -> 
     // process too: its elastic agent may grow it).
     if let Some(job) = evnas::distributed::elastic_run_id() {
         if let Err(e) = RunDir::record_launcher_job(engine.run_dir(), &job) {
-            let text = format!(
+            evnas::daemon::journal::eprint_at(tracing::Level::WARN, format_args!(
                 "evnas: warning: {e}: a relaunch of job {job} that its launcher does not count as a restart would not continue this search"
-            );
-            evnas::daemon::journal::eprint_at(tracing::Level::WARN, &text);
+            ));
         }
     }
 
@@ -239,7 +238,7 @@ fn resume(
             None => format!("cannot resume {}", dir.display()),
         })?;
     for note in notes {
-        evnas::daemon::journal::eprint_at(tracing::Level::WARN, &format!("warning: {note}"));
+        evnas::daemon::journal::eprint_at(tracing::Level::WARN, format_args!("warning: {note}"));
     }
     let stopped = engine.state().stopped.as_ref().map(|s| format!(", stopped {}", s.describe()));
     eprintln!(

@@ -22,8 +22,10 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     // A config may be checked on another machine than the one it is for (exit 0), but systemd's
     // ExecReload runs this where the search runs: devices missing here are named.
     for e in evnas::launch::each_device(&cfg).into_iter().filter_map(Result::err) {
-        let text = format!("warning: a search on this machine would not start: {e}");
-        evnas::daemon::journal::eprint_at(tracing::Level::WARN, &text);
+        evnas::daemon::journal::eprint_at(
+            tracing::Level::WARN,
+            format_args!("warning: a search on this machine would not start: {e}"),
+        );
     }
     // What the search uses of them: its split, cut to data.train_subset and fitness.subset.
     let split = evnas::data::train_count(cfg.data.train_portion, images);

@@ -53,9 +53,9 @@ pub fn prefix_lines(text: &str, prefix: &str) -> String {
 
 /// Prints `text` (a line, or several) to stderr, each line with `level`'s priority where stderr
 /// is the journal's stream: the lines that commands print outside the log (`error: ...`).
-pub fn eprint_at(level: Level, text: &str) {
+pub fn eprint_at(level: Level, text: impl std::fmt::Display) {
     if stderr_is_journal() {
-        eprintln!("{}", prefix_lines(text, priority_prefix(level)));
+        eprintln!("{}", prefix_lines(&text.to_string(), priority_prefix(level)));
     } else {
         eprintln!("{text}");
     }

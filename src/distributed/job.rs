@@ -275,9 +275,13 @@ fn check_owner(tcp: &Store, env: &LaunchEnv) -> Result<(), DistributedError> {
         }
         if std::time::Instant::now() >= deadline {
             // Not an evnas job's rank 0 (another program's store?): the join's wait tells.
-            let text =
-                format!("evnas: rank {}: warning: the c10d store at {address} names no evnas job", env.rank);
-            crate::daemon::journal::eprint_at(tracing::Level::WARN, &text);
+            crate::daemon::journal::eprint_at(
+                tracing::Level::WARN,
+                format_args!(
+                    "evnas: rank {}: warning: the c10d store at {address} names no evnas job",
+                    env.rank
+                ),
+            );
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -111,7 +111,7 @@ impl Job {
                         if failures == GIVE_UP_AFTER {
                             crate::daemon::journal::eprint_at(
                                 tracing::Level::WARN,
-                                &format!(
+                                format_args!(
                                     "evnas: warning: signals to the job's other ranks will not stop it: {e}"
                                 ),
                             );
@@ -127,7 +127,7 @@ impl Job {
             Ok(thread) => *self.stop_watch() = Some(StopWatch { done, thread }),
             Err(e) => crate::daemon::journal::eprint_at(
                 tracing::Level::WARN,
-                &format!("evnas: warning: signals to the job's other ranks will not stop it: {e}"),
+                format_args!("evnas: warning: signals to the job's other ranks will not stop it: {e}"),
             ),
         }
     }

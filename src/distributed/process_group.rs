@@ -52,6 +52,12 @@ const GIVE_UP_CHECK_MS: i64 = 100;
 unsafe impl Send for ProcessGroup {}
 
 impl ProcessGroup {
+    /// The shim's group `raw`, as it formed: within one process, with nothing left in flight.
+    fn formed(raw: *mut c_void, rank: usize, size: usize, backend: &'static str) -> Self {
+        let left_in_flight = AtomicBool::new(false);
+        Self { raw, rank, size, backend, spans_processes: false, left_in_flight }
+    }
+
     /// Joins the Gloo group of `size` ranks meeting in `store` as `rank`; returns once all
     /// ranks joined (or fails after `timeout`, which also bounds every collective).
     pub fn gloo(
@@ -87,14 +93,7 @@ impl ProcessGroup {
             },
         )
         .map_err(fail)?;
-        Ok(Self {
-            raw,
-            rank,
-            size,
-            backend: "gloo",
-            spans_processes: false,
-            left_in_flight: AtomicBool::new(false),
-        })
+        Ok(Self::formed(raw, rank, size, "gloo"))
     }
 
     /// Joins the NCCL group of `size` ranks meeting in `store` as `rank`. NCCL's communicator
@@ -117,14 +116,7 @@ impl ProcessGroup {
             },
         )
         .map_err(fail)?;
-        Ok(Self {
-            raw,
-            rank,
-            size,
-            backend: "nccl",
-            spans_processes: false,
-            left_in_flight: AtomicBool::new(false),
-        })
+        Ok(Self::formed(raw, rank, size, "nccl"))
     }
 
     /// Without NCCL in the build, no group forms.

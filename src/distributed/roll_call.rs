@@ -174,9 +174,10 @@ impl RollCall<'_> {
             Verdict::AllPresent => {
                 // Still its rank's one process: one stopped (not killed) while another took its
                 // place finds, continued, that the beat went on without it.
-                return match answer.beat()? {
-                    true => Ok(()),
-                    false => Err(DistributedError::RankTaken { rank, variable, job_ended: false }),
+                return if answer.beat()? {
+                    Ok(())
+                } else {
+                    Err(DistributedError::RankTaken { rank, variable, job_ended: false })
                 };
             }
             Verdict::Twice(twice) => DistributedError::RankTwice { rank, size, twice, variable },

@@ -547,8 +547,10 @@ impl FitnessServer {
                         serve_fitness(&group, &vs, model.as_ref(), self.train_mode_bn)
                     });
                 if let Err(e) = served {
-                    let text = format!("error: rank {} stopped measuring fitness: {e}", self.rank);
-                    crate::daemon::journal::eprint_at(tracing::Level::ERROR, &text);
+                    crate::daemon::journal::eprint_at(
+                        tracing::Level::ERROR,
+                        format_args!("error: rank {} stopped measuring fitness: {e}", self.rank),
+                    );
                     // Unless it only saw another process fail (rank 0 knows that).
                     if let Some(job) = crate::distributed::joined().filter(|_| !e.is_collective()) {
                         job.leave_failure(&format!("stopped measuring fitness: {e}"));
